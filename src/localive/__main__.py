@@ -1,0 +1,3 @@
+from localive.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,202 @@
+"""The `localive` command: serve | env | models | bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from localive import __version__
+from localive.config import default_data_dir
+
+DEFAULT_PORT = 8765
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="where localive keeps its CA and certificates (default: $LOCALIVE_HOME or the user data "
+                        "dir)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="localive",
+        description="A self-hosted Gemini Live API server on local models. Point the official google-genai "
+                    "(Python) or @google/genai (JS) SDKs at it with `eval \"$(localive env)\"`.",
+    )
+    parser.add_argument("--version", action="version", version=f"localive {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="serve the Live API over wss:// (and optionally ws://)",
+                           description="Serve the Live API. Loads and warms the models first.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TLS (wss) port (default: {DEFAULT_PORT})")
+    serve.add_argument("--plain-port", type=int, default=None,
+                       help="also serve plain ws:// on this port (the JS SDK can use http:// base URLs)")
+    serve.add_argument("--llm", default=None, metavar="BACKEND",
+                       help="serve every model name with this LLM backend: 'emulator' (scripted, instant) or "
+                            "'qwen2.5-coder-0.5b-instruct' (default: as the registry says)")
+    serve.add_argument("--emulator-script", type=Path, default=None,
+                       help="TOML script of the emulator's replies (default: echo the user)")
+    serve.add_argument("--models", type=Path, default=None, help="TOML file that adds or overrides model entries")
+    serve.add_argument("--max-sessions", type=int, default=100, help="concurrent sessions before 1013 (default 100)")
+    serve.add_argument("--max-message-bytes", type=int, default=1024 * 1024,
+                       help="largest client message accepted; larger ones close with 1009 (default 1 MiB)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _add_common(serve)
+
+    env = sub.add_parser("env", help="print export lines that point unmodified apps at localive",
+                         description='Usage: eval "$(localive env)". Sets GOOGLE_GEMINI_BASE_URL, SSL_CERT_FILE, '
+                                     "NODE_EXTRA_CA_CERTS and, when no key is set, a placeholder GEMINI_API_KEY.")
+    env.add_argument("--host", default="127.0.0.1", help="host the apps should connect to (default: 127.0.0.1)")
+    env.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"localive's TLS port (default: {DEFAULT_PORT})")
+    _add_common(env)
+
+    models = sub.add_parser("models", help="list models, or prepare (assemble) the embedded weights")
+    models.add_argument("action", choices=["list", "prepare"], nargs="?", default="list")
+    models.add_argument("--models", type=Path, default=None, help="TOML file that adds or overrides model entries")
+
+    bench = sub.add_parser("bench", help="measure latency, throughput and overhead (see docs/benchmarks.md)",
+                           description="Starts its own server on free ports and measures it.")
+    from localive.bench.cli import add_arguments
+
+    add_arguments(bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return cmd_serve(args)
+    if args.command == "env":
+        return cmd_env(args)
+    if args.command == "models":
+        return cmd_models(args)
+    if args.command == "bench":
+        from localive.bench.cli import run
+
+        return run(args)
+    return 2
+
+
+def _registry(models_file: Path | None):  # type: ignore[no-untyped-def]  # -> ModelRegistry
+    from localive.models.registry import ModelRegistry, RegistryError
+
+    registry = ModelRegistry()
+    if models_file is not None:
+        try:
+            registry = registry.merged(models_file)
+        except RegistryError as exc:
+            raise SystemExit(f"localive: {exc}") from None
+    return registry
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from localive.server.tls import ensure_tls
+
+    tls = ensure_tls(args.data_dir or default_data_dir(), [args.host])
+    lines = {
+        "GOOGLE_GEMINI_BASE_URL": f"https://{args.host}:{args.port}",
+        "SSL_CERT_FILE": str(tls.bundle),
+        "NODE_EXTRA_CA_CERTS": str(tls.ca_cert),
+    }
+    if not os.environ.get("GEMINI_API_KEY") and not os.environ.get("GOOGLE_API_KEY"):
+        lines["GEMINI_API_KEY"] = "localive"
+    for name, value in lines.items():
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from localive.engines.llm.base import ModelNotInstalled
+    from localive.models.weights import WEIGHTS, ensure_weights
+
+    registry = _registry(args.models)
+    if args.action == "list":
+        for entry in registry:
+            modalities = "+".join(sorted(entry.response_modalities))
+            print(f"{entry.name:52} {entry.family:13} {modalities:10} llm={entry.llm}")
+        return 0
+    for spec in WEIGHTS.values():
+        try:
+            print(ensure_weights(spec))
+        except ModelNotInstalled as exc:
+            print(f"localive: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from localive.engines.llm.base import ModelNotInstalled
+    from localive.engines.llm.emulator import EmulatorScript, ScriptError
+    from localive.engines.llm.pool import LLMPool
+    from localive.server.app import create_app
+    from localive.server.runner import serve_all
+    from localive.server.state import ServerSettings, ServerState
+    from localive.server.tls import ensure_tls
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    registry = _registry(args.models)
+    if args.llm:
+        registry = registry.with_llm(args.llm)
+    try:
+        script = EmulatorScript.load(args.emulator_script) if args.emulator_script else None
+    except ScriptError as exc:
+        print(f"localive: {exc}", file=sys.stderr)
+        return 2
+    data_dir = args.data_dir or default_data_dir()
+    tls = ensure_tls(data_dir, [args.host])
+    pool = LLMPool(emulator_script=script)
+    print(f"localive {__version__}: loading models ({', '.join(sorted(registry.llm_backends()))})…",
+          file=sys.stderr, flush=True)
+    try:
+        pool.load(registry.llm_backends())
+    except ModelNotInstalled as exc:
+        print(f"localive: {exc}", file=sys.stderr)
+        return 2
+    settings = ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,
+                              max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes)
+    app = create_app(ServerState(settings=settings, registry=registry, llms=pool))
+
+    async def run() -> None:
+        started = asyncio.Event()
+        server = asyncio.create_task(serve_all(app, host=args.host, port=args.port, plain_port=args.plain_port,
+                                               tls=tls, max_message_bytes=args.max_message_bytes,
+                                               started=started))
+        waiter = asyncio.create_task(started.wait())
+        await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if started.is_set():
+            print(banner(args, tls.ca_cert), flush=True)
+        else:
+            waiter.cancel()
+        await server
+
+    try:
+        asyncio.run(run())
+    finally:
+        pool.close()
+    return 0
+
+
+def banner(args: argparse.Namespace, ca: Path) -> str:
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    env_cmd = "localive env" + (f" --port {args.port}" if args.port != DEFAULT_PORT else "")
+    lines = [
+        f"localive {__version__} is serving the Gemini Live API",
+        f"  wss://{host}:{args.port}   (TLS, certificate from the local CA {ca})",
+    ]
+    if args.plain_port:
+        lines.append(f"  ws://{host}:{args.plain_port}    (plain; JS SDK: httpOptions.baseUrl 'http://{host}:{args.plain_port}')")
+    lines += [
+        f'  Point an unmodified app at it:  eval "$({env_cmd})"   then run the app',
+        f"  Health: https://{host}:{args.port}/healthz    Stop: Ctrl-C",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Engines behind small interfaces: each has real backends and deterministic fakes."""

@@ -1,0 +1,57 @@
+"""Load each LLM backend once and share it between sessions."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from localive.engines.llm.base import LLM, ModelNotInstalled
+from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
+from localive.models.registry import EMULATOR, QWEN_05B, ModelEntry
+from localive.models.weights import WEIGHTS, ensure_weights
+
+log = logging.getLogger("localive.engines")
+
+
+class LLMPool:
+    def __init__(self, *, emulator_script: EmulatorScript | None = None, model_dir: Path | None = None) -> None:
+        self._emulator_script = emulator_script
+        self._model_dir = model_dir
+        self._llms: dict[str, LLM] = {}
+
+    def load(self, backends: set[str], *, progress: bool = True) -> None:
+        """Load (and warm) the named backends now, at start-up, so that no session pays for it."""
+        for key in sorted(backends):
+            if key not in self._llms:
+                self._llms[key] = self._create(key, progress)
+
+    def _create(self, key: str, progress: bool) -> LLM:
+        if key == EMULATOR:
+            return EmulatorLLM(self._emulator_script)
+        if key in WEIGHTS:
+            from localive.engines.llm.llama import LlamaLLM
+
+            path = ensure_weights(WEIGHTS[key], directory=self._model_dir, progress=progress)
+            started = time.monotonic()
+            llm = LlamaLLM(path, name=key)
+            llm.load()
+            log.info("loaded %s in %.1f s", key, time.monotonic() - started)
+            return llm
+        raise ModelNotInstalled(f"unknown LLM backend '{key}' (known: {EMULATOR}, {', '.join(WEIGHTS)})")
+
+    def for_model(self, entry: ModelEntry) -> LLM:
+        llm = self._llms.get(entry.llm)
+        if llm is None:  # registry entries are all loaded at start; this is a configuration bug
+            raise ModelNotInstalled(f"LLM backend '{entry.llm}' is not loaded")
+        return llm
+
+    def close(self) -> None:
+        for llm in self._llms.values():
+            close = getattr(llm, "close", None)
+            if close is not None:
+                close()
+        self._llms.clear()
+
+
+__all__ = ["LLMPool", "QWEN_05B"]

@@ -1,0 +1,1 @@
+"""The model registry (Live model names → local pipelines) and the weights that back them."""

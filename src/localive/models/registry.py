@@ -1,0 +1,131 @@
+"""The model registry: which Live model names exist here, what they can do, and which local LLM serves them.
+
+Built-in entries serve the seed's Gemini names (and newer Live names) with the capabilities of the seed's
+tool-support table; `localive-emulator` is the scripted model. A TOML file can add or override entries::
+
+    [models."my-live-model"]
+    llm = "emulator"                       # or "qwen2.5-coder-0.5b-instruct"
+    family = "half-cascade"                # half-cascade | native-audio | emulator
+    response_modalities = ["TEXT", "AUDIO"]
+    tools = ["functionDeclarations", "googleSearch"]
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from localive.protocol.errors import NotFound
+
+EMULATOR = "emulator"
+QWEN_05B = "qwen2.5-coder-0.5b-instruct"
+DEFAULT_MODEL = "gemini-2.5-flash-preview-native-audio-dialog"
+ALL_TOOLS = frozenset({"functionDeclarations", "codeExecution", "googleSearch", "urlContext"})
+FAMILIES = ("half-cascade", "native-audio", "emulator")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    llm: str
+    family: str
+    response_modalities: frozenset[str]
+    tools: frozenset[str]
+    thinking: bool = False
+    description: str = ""
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _half(name: str, desc: str = "") -> ModelEntry:
+    return ModelEntry(name, QWEN_05B, "half-cascade", frozenset({"TEXT", "AUDIO"}), ALL_TOOLS, description=desc)
+
+
+def _native(name: str, tools: frozenset[str], thinking: bool = False, desc: str = "") -> ModelEntry:
+    return ModelEntry(name, QWEN_05B, "native-audio", frozenset({"AUDIO"}), tools, thinking, desc)
+
+
+_NATIVE_TOOLS = frozenset({"googleSearch", "functionDeclarations"})
+
+BUILTIN: tuple[ModelEntry, ...] = (
+    _native(DEFAULT_MODEL, _NATIVE_TOOLS, desc="the default: native-audio dialog"),
+    _native("gemini-2.5-flash-exp-native-audio-thinking-dialog", frozenset({"googleSearch"}), thinking=True,
+            desc="native-audio dialog that thinks first"),
+    _half("gemini-2.0-flash-live-001", "half-cascade, TEXT or AUDIO, all tools"),
+    _half("gemini-2.0-flash-exp"),
+    _half("gemini-live-2.5-flash-preview"),
+    _half("gemini-live-2.5-flash"),
+    _native("gemini-2.5-flash-native-audio-preview-09-2025", _NATIVE_TOOLS),
+    _native("gemini-2.5-flash-native-audio-preview-12-2025", _NATIVE_TOOLS),
+    _native("gemini-live-2.5-flash-preview-native-audio", _NATIVE_TOOLS),
+    _native("gemini-live-2.5-flash-native-audio", _NATIVE_TOOLS),
+    _native("gemini-3.1-flash-live-preview", _NATIVE_TOOLS),
+    ModelEntry("localive-emulator", EMULATOR, "emulator", frozenset({"TEXT", "AUDIO"}), ALL_TOOLS,
+               description="scripted, deterministic replies for testing apps"),
+)
+
+
+class RegistryError(ValueError):
+    """The registry file is not valid."""
+
+
+class ModelRegistry:
+    def __init__(self, entries: tuple[ModelEntry, ...] | list[ModelEntry] = BUILTIN) -> None:
+        self._entries = {e.name: e for e in entries}
+
+    def __iter__(self):  # type: ignore[no-untyped-def]  # Iterator[ModelEntry]
+        return iter(self._entries.values())
+
+    def resolve(self, model: str, api_version: str = "v1beta") -> ModelEntry:
+        """Find a model given as ``models/<name>`` or ``<name>``; refuse unknown names as Gemini does."""
+        name = model.removeprefix("models/")
+        entry = self._entries.get(name)
+        if entry is None:
+            raise NotFound(
+                f"models/{name} is not found for API version {api_version}, or is not supported for "
+                "bidiGenerateContent. Call ListModels to see the list of available models."
+            )
+        return entry
+
+    def with_llm(self, llm: str) -> ModelRegistry:
+        """The same names and capabilities, all served by one LLM backend (e.g. the emulator)."""
+        return ModelRegistry([replace(e, llm=llm) for e in self._entries.values()])
+
+    def merged(self, path: Path) -> ModelRegistry:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise RegistryError(f"cannot read model registry {path}: {exc}") from exc
+        entries = dict(self._entries)
+        for name, spec in (data.get("models") or {}).items():
+            entries[name] = _entry_from_toml(name, spec, entries.get(name), str(path))
+        return ModelRegistry(list(entries.values()))
+
+    def llm_backends(self) -> set[str]:
+        return {e.llm for e in self._entries.values()}
+
+
+def _entry_from_toml(name: str, spec: object, base: ModelEntry | None, source: str) -> ModelEntry:
+    if not isinstance(spec, dict):
+        raise RegistryError(f"{source}: models.{name} must be a table")
+    unknown = set(spec) - {"llm", "family", "response_modalities", "tools", "thinking", "description"}
+    if unknown:
+        raise RegistryError(f"{source}: models.{name}: unknown keys {sorted(unknown)}")
+    family = spec.get("family", base.family if base else "half-cascade")
+    if family not in FAMILIES:
+        raise RegistryError(f"{source}: models.{name}: family must be one of {FAMILIES}")
+    modalities = frozenset(spec.get("response_modalities", base.response_modalities if base else {"TEXT", "AUDIO"}))
+    if not modalities or not modalities <= {"TEXT", "AUDIO"}:
+        raise RegistryError(f"{source}: models.{name}: response_modalities must be TEXT and/or AUDIO")
+    tools = frozenset(spec.get("tools", base.tools if base else ALL_TOOLS))
+    if not tools <= ALL_TOOLS:
+        raise RegistryError(f"{source}: models.{name}: tools must be among {sorted(ALL_TOOLS)}")
+    return ModelEntry(
+        name=name,
+        llm=str(spec.get("llm", base.llm if base else QWEN_05B)),
+        family=family,
+        response_modalities=modalities,
+        tools=tools,
+        thinking=bool(spec.get("thinking", base.thinking if base else False)),
+        description=str(spec.get("description", base.description if base else "")),
+    )

@@ -1,0 +1,321 @@
+"""Client → server wire messages (live-protocol.md §3), validated after key normalisation.
+
+We own these models instead of reusing google-genai's types: those are client-side types, incomplete as a server
+schema (e.g. ``LiveClientSetup`` has no ``realtimeInputConfig``) and lenient about unknown fields. Here unknown
+fields are refused (close 1007), as Google's proto3 parser refuses them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
+from pydantic.alias_generators import to_camel
+
+from localive.protocol.b64 import decode_lenient
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _bytes(value: Any) -> Any:
+    if isinstance(value, str):
+        return decode_lenient(value)
+    raise ValueError("expected a base64 string")
+
+
+def enum(*names: str) -> Any:
+    """A proto enum given by name, matched case-insensitively."""
+    return Annotated[Literal[names], BeforeValidator(_upper)]  # type: ignore[valid-type]  # dynamic Literal
+
+
+Base64Bytes = Annotated[bytes, BeforeValidator(_bytes)]
+FreeForm = Any  # a proto Struct/Value: kept verbatim
+
+
+# --- Content -------------------------------------------------------------------------------------------------
+
+class Blob(WireModel):
+    mime_type: StrictStr = ""
+    data: Base64Bytes = b""
+    display_name: StrictStr | None = None
+
+
+class FileData(WireModel):
+    mime_type: StrictStr | None = None
+    file_uri: StrictStr
+    display_name: StrictStr | None = None
+
+
+class FunctionCall(WireModel):
+    id: StrictStr | None = None
+    name: StrictStr
+    args: dict[str, FreeForm] | None = None
+    partial_args: list[FreeForm] | None = None
+    will_continue: StrictBool | None = None
+
+
+Scheduling = enum("SCHEDULING_UNSPECIFIED", "SILENT", "WHEN_IDLE", "INTERRUPT")
+
+
+class FunctionResponsePart(WireModel):
+    inline_data: Blob | None = None
+    file_data: FileData | None = None
+
+
+class FunctionResponse(WireModel):
+    id: StrictStr | None = None
+    name: StrictStr | None = None
+    response: dict[str, FreeForm] | None = None
+    parts: list[FunctionResponsePart] | None = None
+    will_continue: StrictBool | None = None
+    scheduling: Scheduling | None = None
+
+
+class ExecutableCode(WireModel):
+    id: StrictStr | None = None
+    language: enum("LANGUAGE_UNSPECIFIED", "PYTHON") = "PYTHON"
+    code: StrictStr
+
+
+class CodeExecutionResult(WireModel):
+    id: StrictStr | None = None
+    outcome: enum("OUTCOME_UNSPECIFIED", "OUTCOME_OK", "OUTCOME_FAILED", "OUTCOME_DEADLINE_EXCEEDED")
+    output: StrictStr | None = None
+
+
+class VideoMetadata(WireModel):
+    start_offset: StrictStr | None = None
+    end_offset: StrictStr | None = None
+    fps: float | None = None
+
+
+class Part(WireModel):
+    text: StrictStr | None = None
+    inline_data: Blob | None = None
+    file_data: FileData | None = None
+    function_call: FunctionCall | None = None
+    function_response: FunctionResponse | None = None
+    executable_code: ExecutableCode | None = None
+    code_execution_result: CodeExecutionResult | None = None
+    thought: StrictBool | None = None
+    thought_signature: Base64Bytes | None = None
+    video_metadata: VideoMetadata | None = None
+
+
+class Content(WireModel):
+    role: StrictStr | None = None
+    parts: list[Part] = Field(default_factory=list)
+
+
+# --- Setup ---------------------------------------------------------------------------------------------------
+
+Modality = enum("MODALITY_UNSPECIFIED", "TEXT", "IMAGE", "AUDIO", "VIDEO")
+
+
+class PrebuiltVoiceConfig(WireModel):
+    voice_name: StrictStr | None = None
+
+
+class ReplicatedVoiceConfig(WireModel):
+    mime_type: StrictStr | None = None
+    voice_sample_audio: Base64Bytes | None = None
+    consent_audio: Base64Bytes | None = None
+    voice_consent_signature: dict[str, FreeForm] | None = None
+
+
+class VoiceConfig(WireModel):
+    prebuilt_voice_config: PrebuiltVoiceConfig | None = None
+    replicated_voice_config: ReplicatedVoiceConfig | None = None
+    voice: StrictStr | None = None
+
+
+class SpeechConfig(WireModel):
+    voice_config: VoiceConfig | None = None
+    language_code: StrictStr | None = None
+    multi_speaker_voice_config: dict[str, FreeForm] | None = None
+
+
+class ThinkingConfig(WireModel):
+    include_thoughts: StrictBool | None = None
+    thinking_budget: int | None = None
+    thinking_level: enum("THINKING_LEVEL_UNSPECIFIED", "MINIMAL", "LOW", "MEDIUM", "HIGH", "XHIGH") | None = None
+
+
+class TranslationConfig(WireModel):
+    target_language_code: StrictStr | None = None
+    echo_target_language: StrictBool | None = None
+
+
+class GenerationConfig(WireModel):
+    response_modalities: list[Modality] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_output_tokens: int | None = None
+    candidate_count: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    stop_sequences: list[StrictStr] | None = None
+    seed: int | None = None
+    media_resolution: enum(
+        "MEDIA_RESOLUTION_UNSPECIFIED", "MEDIA_RESOLUTION_LOW", "MEDIA_RESOLUTION_MEDIUM", "MEDIA_RESOLUTION_HIGH"
+    ) | None = None
+    speech_config: SpeechConfig | None = None
+    thinking_config: ThinkingConfig | None = None
+    enable_affective_dialog: StrictBool | None = None
+    translation_config: TranslationConfig | None = None
+
+
+class FunctionDeclaration(WireModel):
+    name: StrictStr
+    description: StrictStr | None = None
+    parameters: dict[str, Any] | None = None
+    parameters_json_schema: FreeForm | None = None
+    response: FreeForm | None = None
+    response_json_schema: FreeForm | None = None
+    behavior: enum("UNSPECIFIED", "BLOCKING", "NON_BLOCKING") | None = None
+
+
+class Tool(WireModel):
+    function_declarations: list[FunctionDeclaration] | None = None
+    code_execution: dict[str, FreeForm] | None = None
+    google_search: dict[str, FreeForm] | None = None
+    google_search_retrieval: dict[str, FreeForm] | None = None
+    url_context: dict[str, FreeForm] | None = None
+    google_maps: dict[str, FreeForm] | None = None
+    computer_use: dict[str, FreeForm] | None = None
+    file_search: dict[str, FreeForm] | None = None
+    mcp_servers: list[FreeForm] | None = None
+
+
+class AutomaticActivityDetection(WireModel):
+    disabled: StrictBool | None = None
+    start_of_speech_sensitivity: enum(
+        "START_SENSITIVITY_UNSPECIFIED", "START_SENSITIVITY_HIGH", "START_SENSITIVITY_LOW"
+    ) | None = None
+    end_of_speech_sensitivity: enum(
+        "END_SENSITIVITY_UNSPECIFIED", "END_SENSITIVITY_HIGH", "END_SENSITIVITY_LOW"
+    ) | None = None
+    prefix_padding_ms: int | None = None
+    silence_duration_ms: int | None = None
+
+
+class RealtimeInputConfig(WireModel):
+    automatic_activity_detection: AutomaticActivityDetection | None = None
+    activity_handling: enum(
+        "ACTIVITY_HANDLING_UNSPECIFIED", "START_OF_ACTIVITY_INTERRUPTS", "NO_INTERRUPTION"
+    ) | None = None
+    turn_coverage: enum(
+        "TURN_COVERAGE_UNSPECIFIED",
+        "TURN_INCLUDES_ONLY_ACTIVITY",
+        "TURN_INCLUDES_ALL_INPUT",
+        "TURN_INCLUDES_AUDIO_ACTIVITY_AND_ALL_VIDEO",
+    ) | None = None
+
+
+class SessionResumptionConfig(WireModel):
+    handle: StrictStr | None = None
+    transparent: StrictBool | None = None
+
+
+class SlidingWindow(WireModel):
+    target_tokens: int | None = None
+
+
+class ContextWindowCompression(WireModel):
+    trigger_tokens: int | None = None
+    sliding_window: SlidingWindow | None = None
+
+
+class AudioTranscriptionConfig(WireModel):
+    language_codes: list[StrictStr] | None = None
+    custom_vocabulary: list[FreeForm] | None = None
+    word_timestamp: StrictBool | None = None
+    diarization: FreeForm | None = None
+    mode: StrictStr | None = None
+    source_text: FreeForm | None = None
+
+
+class Proactivity(WireModel):
+    proactive_audio: StrictBool | None = None
+    proactive_video: StrictBool | None = None
+
+
+class HistoryConfig(WireModel):
+    initial_history_in_client_content: StrictBool | None = None
+
+
+class SafetySetting(WireModel):
+    category: StrictStr
+    threshold: StrictStr
+    method: StrictStr | None = None
+
+
+class Setup(WireModel):
+    model: StrictStr
+    generation_config: GenerationConfig | None = None
+    system_instruction: Content | None = None
+    tools: list[Tool] | None = None
+    realtime_input_config: RealtimeInputConfig | None = None
+    session_resumption: SessionResumptionConfig | None = None
+    context_window_compression: ContextWindowCompression | None = None
+    input_audio_transcription: AudioTranscriptionConfig | None = None
+    output_audio_transcription: AudioTranscriptionConfig | None = None
+    proactivity: Proactivity | None = None
+    explicit_vad_signal: StrictBool | None = None
+    history_config: HistoryConfig | None = None
+    avatar_config: dict[str, FreeForm] | None = None
+    safety_settings: list[SafetySetting] | None = None
+    labels: dict[str, StrictStr] | None = None
+
+
+# --- Runtime messages ----------------------------------------------------------------------------------------
+
+class ClientContent(WireModel):
+    turns: list[Content] | None = None
+    turn_complete: StrictBool = False
+
+
+class Empty(WireModel):
+    pass
+
+
+class RealtimeInput(WireModel):
+    audio: Blob | None = None
+    video: Blob | None = None
+    text: StrictStr | None = None
+    audio_stream_end: StrictBool | None = None
+    activity_start: Empty | None = None
+    activity_end: Empty | None = None
+    media_chunks: list[Blob] | None = None
+
+
+class ToolResponse(WireModel):
+    function_responses: list[FunctionResponse] = Field(default_factory=list)
+
+
+class ContextUpdateTools(WireModel):
+    tools: list[Tool] | None = None
+
+
+class ContextUpdate(WireModel):
+    system_instruction: Content | None = None
+    tools: ContextUpdateTools | None = None
+
+
+ClientMessage = Setup | ClientContent | RealtimeInput | ToolResponse | ContextUpdate
+
+# camelCase top-level key → model (after normalisation snake keys arrive here as camelCase too)
+TOP_LEVEL: dict[str, type[WireModel]] = {
+    "setup": Setup,
+    "clientContent": ClientContent,
+    "realtimeInput": RealtimeInput,
+    "toolResponse": ToolResponse,
+    "contextUpdate": ContextUpdate,
+}

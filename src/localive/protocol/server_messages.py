@@ -1,0 +1,90 @@
+"""Server → client messages (live-protocol.md §4): camelCase, standard base64, well under 1 MiB."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_SERVER_MESSAGE_BYTES = 512 * 1024  # the Python SDK drops the connection above 1 MiB
+
+ServerMessage = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModalityCount:
+    modality: str  # TEXT | AUDIO | VIDEO | IMAGE
+    token_count: int
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt: list[ModalityCount] = field(default_factory=list)
+    response: list[ModalityCount] = field(default_factory=list)
+    cached_tokens: int = 0
+    tool_use_prompt_tokens: int = 0
+    thoughts_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(c.token_count for c in self.prompt)
+
+    @property
+    def response_tokens(self) -> int:
+        return sum(c.token_count for c in self.response)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.response_tokens + self.tool_use_prompt_tokens + self.thoughts_tokens
+
+    def to_wire(self) -> dict[str, Any]:
+        def details(counts: list[ModalityCount]) -> list[dict[str, Any]]:
+            return [{"modality": c.modality, "tokenCount": c.token_count} for c in counts if c.token_count]
+
+        wire: dict[str, Any] = {
+            "promptTokenCount": self.prompt_tokens,
+            "responseTokenCount": self.response_tokens,
+            "totalTokenCount": self.total_tokens,
+        }
+        if self.cached_tokens:
+            wire["cachedContentTokenCount"] = self.cached_tokens
+        if self.tool_use_prompt_tokens:
+            wire["toolUsePromptTokenCount"] = self.tool_use_prompt_tokens
+        if self.thoughts_tokens:
+            wire["thoughtsTokenCount"] = self.thoughts_tokens
+        if prompt := details(self.prompt):
+            wire["promptTokensDetails"] = prompt
+        if response := details(self.response):
+            wire["responseTokensDetails"] = response
+        return wire
+
+
+def setup_complete(session_id: str) -> ServerMessage:
+    return {"setupComplete": {"sessionId": session_id}}
+
+
+def model_text(text: str) -> ServerMessage:
+    return {"serverContent": {"modelTurn": {"role": "model", "parts": [{"text": text}]}}}
+
+
+def generation_complete() -> ServerMessage:
+    return {"serverContent": {"generationComplete": True}}
+
+
+def interrupted() -> ServerMessage:
+    return {"serverContent": {"interrupted": True}}
+
+
+def turn_complete(usage: Usage | None = None) -> ServerMessage:
+    message: ServerMessage = {"serverContent": {"turnComplete": True}}
+    if usage is not None:
+        message["usageMetadata"] = usage.to_wire()
+    return message
+
+
+def dumps(message: ServerMessage) -> str:
+    """Serialise compactly; refuse (a bug of ours) anything that would break the SDKs' 1 MiB limit."""
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    if len(text.encode("utf-8")) > MAX_SERVER_MESSAGE_BYTES:
+        raise ValueError("server message over the size limit; split it before sending")
+    return text

@@ -1,0 +1,1 @@
+"""The transport: ASGI endpoints (Live WebSocket, health), TLS, and the uvicorn runner."""

@@ -1,0 +1,52 @@
+"""The ASGI application: Live WebSocket routes, health, and path normalisation."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from localive import __version__
+from localive.server.live_ws import live_endpoint
+from localive.server.state import ServerState
+
+LIVE_PATH = "/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent"
+_SLASHES = re.compile(r"/{2,}")
+
+
+class CollapseSlashes:
+    """Both SDKs request ``//ws/…`` (live-protocol.md §1.1): collapse repeated slashes before routing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and "//" in scope["path"]:
+            scope = dict(scope)
+            scope["path"] = _SLASHES.sub("/", scope["path"])
+            scope["raw_path"] = scope["path"].encode()
+        await self.app(scope, receive, send)
+
+
+async def healthz(request: Request) -> JSONResponse:
+    state: ServerState = request.app.state.localive
+    return JSONResponse({
+        "status": "ok",
+        "version": __version__,
+        "activeSessions": state.active_sessions,
+        "models": sorted(e.name for e in state.registry),
+    })
+
+
+def create_app(state: ServerState) -> Any:
+    app = Starlette(routes=[
+        Route("/healthz", healthz),
+        WebSocketRoute(LIVE_PATH, live_endpoint),
+    ])
+    app.state.localive = state
+    return CollapseSlashes(app)

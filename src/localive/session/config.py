@@ -1,0 +1,89 @@
+"""Turn a validated `setup` into the session's settings, refusing what the model or localive cannot do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from localive.engines.llm.base import SamplingParams
+from localive.models.registry import ModelEntry, ModelRegistry
+from localive.protocol import messages as wire
+from localive.protocol.errors import InvalidArgument, Unimplemented
+
+# What this version of localive can deliver end to end; the rest is refused with a clear reason, never ignored.
+IMPLEMENTED_MODALITIES = frozenset({"TEXT"})
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    model: ModelEntry
+    response_modality: str
+    system_instruction: str | None
+    sampling: SamplingParams
+    activity_interrupts: bool
+    manual_activity: bool
+
+
+def content_text(content: wire.Content, where: str) -> str:
+    texts = []
+    for part in content.parts:
+        if part.text is not None and not part.thought:
+            texts.append(part.text)
+        elif part.thought:
+            continue
+        else:
+            kind = next(k for k, v in part.model_dump(by_alias=True).items() if v is not None)
+            raise Unimplemented(f"{where}: '{kind}' parts are not supported yet by localive (text only).")
+    return "\n\n".join(texts)
+
+
+def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str) -> SessionConfig:
+    model = registry.resolve(setup.model, api_version)
+    gen = setup.generation_config or wire.GenerationConfig()
+
+    modalities = list(dict.fromkeys(gen.response_modalities or []))
+    if len(modalities) > 1:
+        raise InvalidArgument("Only one response modality (TEXT or AUDIO) is supported per session.")
+    if not modalities:
+        modalities = ["AUDIO" if "AUDIO" in model.response_modalities else "TEXT"]
+    modality = modalities[0]
+    if modality not in model.response_modalities:
+        raise InvalidArgument(
+            f"The requested combination of response modalities ({modality}) is not supported by the model."
+        )
+    if modality not in IMPLEMENTED_MODALITIES:
+        raise Unimplemented(f"{modality} output is not available in this localive version yet; use TEXT.")
+    if gen.candidate_count not in (None, 1):
+        raise InvalidArgument("Only one candidate (candidateCount 1) is supported.")
+    if gen.enable_affective_dialog:
+        raise Unimplemented("enableAffectiveDialog is not supported by localive yet.")
+
+    for tool in setup.tools or []:
+        for kind in tool.model_dump(by_alias=True, exclude_none=True):
+            if kind not in model.tools:
+                raise Unimplemented(f"The model {model.name} does not support the {kind} tool.")
+            raise Unimplemented(f"The {kind} tool is not supported by localive yet.")
+    if setup.session_resumption is not None:
+        raise Unimplemented("sessionResumption is not supported by localive yet.")
+    if setup.context_window_compression is not None:
+        raise Unimplemented("contextWindowCompression is not supported by localive yet.")
+    if setup.proactivity and (setup.proactivity.proactive_audio or setup.proactivity.proactive_video):
+        raise Unimplemented("proactivity is not supported by localive yet.")
+
+    system = content_text(setup.system_instruction, "systemInstruction") if setup.system_instruction else None
+    rtc = setup.realtime_input_config or wire.RealtimeInputConfig()
+    aad = rtc.automatic_activity_detection
+    return SessionConfig(
+        model=model,
+        response_modality=modality,
+        system_instruction=system or None,
+        sampling=SamplingParams(
+            temperature=gen.temperature,
+            top_p=gen.top_p,
+            top_k=gen.top_k,
+            max_output_tokens=gen.max_output_tokens,
+            seed=gen.seed,
+            stop=tuple(gen.stop_sequences or ()),
+        ),
+        activity_interrupts=rtc.activity_handling != "NO_INTERRUPTION",
+        manual_activity=bool(aad and aad.disabled),
+    )

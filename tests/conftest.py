@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import RunningServer, start_server
+
+EMULATOR_SCRIPT = Path(__file__).parent / "data" / "emulator_script.toml"
+
+
+@pytest.fixture(scope="session")
+def emulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A real server process where every model name is served by the scripted emulator."""
+    server = start_server(tmp_path_factory.mktemp("emulator-server"), "--llm", "emulator",
+                          "--emulator-script", str(EMULATOR_SCRIPT))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A real server process with the default registry: Gemini names served by the embedded Qwen model."""
+    server = start_server(tmp_path_factory.mktemp("llm-server"))
+    yield server
+    server.stop()
