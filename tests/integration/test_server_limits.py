@@ -1,0 +1,61 @@
+"""Server-wide behaviour: admission control (1013), `localive env`, health."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import certifi
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.support.server import RunningServer, start_server
+
+PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+SETUP = json.dumps({"setup": {"model": "gemini-2.0-flash-live-001",
+                              "generationConfig": {"responseModalities": ["TEXT"]}}})
+
+
+@pytest.fixture(scope="module")
+def one_slot_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    server = start_server(tmp_path_factory.mktemp("one-slot"), "--llm", "emulator", "--max-sessions", "1")
+    yield server
+    server.stop()
+
+
+async def test_a_full_server_closes_new_sessions_with_1013(one_slot_server: RunningServer) -> None:
+    url = f"ws://127.0.0.1:{one_slot_server.plain_port}{PATH}"
+    async with connect(url) as first:
+        await first.send(SETUP)
+        assert "setupComplete" in json.loads(await first.recv())
+        async with connect(url) as second:
+            await second.send(SETUP)
+            with pytest.raises(ConnectionClosed) as info:
+                await second.recv()
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1013
+    async with connect(url) as third:  # the slot is free again
+        await third.send(SETUP)
+        assert "setupComplete" in json.loads(await third.recv())
+
+
+def test_env_bundle_keeps_public_cas_and_adds_localive(emulator_server: RunningServer) -> None:
+    env = emulator_server.env
+    assert env["GOOGLE_GEMINI_BASE_URL"] == f"https://127.0.0.1:{emulator_server.port}"
+    assert env["GEMINI_API_KEY"] == "localive"
+    bundle = Path(env["SSL_CERT_FILE"]).read_text()
+    ca = Path(env["NODE_EXTRA_CA_CERTS"]).read_text()
+    assert ca in bundle
+    assert Path(certifi.where()).read_text().strip() in bundle
+    context = ssl.create_default_context(cafile=env["SSL_CERT_FILE"])
+    assert len(context.get_ca_certs()) > 50  # the public roots are still trusted
+
+
+def test_healthz_over_tls(emulator_server: RunningServer) -> None:
+    context = ssl.create_default_context(cafile=emulator_server.env["SSL_CERT_FILE"])
+    with urllib.request.urlopen(f"{emulator_server.base_url}/healthz", context=context, timeout=10) as response:
+        body = json.loads(response.read())
+    assert body["status"] == "ok" and "gemini-2.0-flash-live-001" in body["models"]
