@@ -16,5 +16,9 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 fi
 npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 
+echo "test.sh: lint (ruff) and types (mypy --strict on src)"
+.venv/bin/ruff check src tests
+.venv/bin/mypy
+
 export LOCALIVE_REQUIRE_NODE=1  # a missing Node.js fails the JS tests instead of skipping them
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

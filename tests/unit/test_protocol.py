@@ -11,7 +11,7 @@ from localive.protocol.b64 import decode_lenient, encode_standard
 from localive.protocol.errors import InvalidArgument, close_for, truncate_reason
 from localive.protocol.keys import normalise_keys
 from localive.protocol.parse import parse_client_message
-from localive.protocol.server_messages import Usage, ModalityCount, dumps, model_text, turn_complete
+from localive.protocol.server_messages import ModalityCount, Usage, dumps, model_text, turn_complete
 
 PYTHON_SETUP = {"setup": {"model": "models/gemini-live-2.5-flash-preview",
   "generationConfig": {"responseModalities": ["AUDIO"], "temperature": 0.7, "topP": 0.9,

@@ -41,7 +41,8 @@ SETUP = {"setup": {"model": "models/gemini-2.0-flash-live-001", "generationConfi
 
 
 def text_of(messages: list[dict]) -> str:
-    return "".join(p["text"] for m in messages for p in m.get("serverContent", {}).get("modelTurn", {}).get("parts", []))
+    parts = [p for m in messages for p in m.get("serverContent", {}).get("modelTurn", {}).get("parts", [])]
+    return "".join(p["text"] for p in parts)
 
 
 async def test_setup_then_turn() -> None:

@@ -29,10 +29,51 @@ def _bytes(value: Any) -> Any:
     raise ValueError("expected a base64 string")
 
 
-def enum(*names: str) -> Any:
-    """A proto enum given by name, matched case-insensitively."""
-    return Annotated[Literal[names], BeforeValidator(_upper)]  # type: ignore[valid-type]  # dynamic Literal
+# A proto enum is given by name; names are matched case-insensitively: Annotated[Literal[...], UPPER].
+UPPER = BeforeValidator(_upper)
 
+
+Outcome = Annotated[Literal[
+    "OUTCOME_UNSPECIFIED",
+    "OUTCOME_OK",
+    "OUTCOME_FAILED",
+    "OUTCOME_DEADLINE_EXCEEDED",
+], UPPER]
+ThinkingLevel = Annotated[Literal[
+    "THINKING_LEVEL_UNSPECIFIED",
+    "MINIMAL",
+    "LOW",
+    "MEDIUM",
+    "HIGH",
+    "XHIGH",
+], UPPER]
+MediaResolution = Annotated[Literal[
+    "MEDIA_RESOLUTION_UNSPECIFIED",
+    "MEDIA_RESOLUTION_LOW",
+    "MEDIA_RESOLUTION_MEDIUM",
+    "MEDIA_RESOLUTION_HIGH",
+], UPPER]
+StartSensitivity = Annotated[Literal[
+    "START_SENSITIVITY_UNSPECIFIED",
+    "START_SENSITIVITY_HIGH",
+    "START_SENSITIVITY_LOW",
+], UPPER]
+EndSensitivity = Annotated[Literal[
+    "END_SENSITIVITY_UNSPECIFIED",
+    "END_SENSITIVITY_HIGH",
+    "END_SENSITIVITY_LOW",
+], UPPER]
+ActivityHandling = Annotated[Literal[
+    "ACTIVITY_HANDLING_UNSPECIFIED",
+    "START_OF_ACTIVITY_INTERRUPTS",
+    "NO_INTERRUPTION",
+], UPPER]
+TurnCoverage = Annotated[Literal[
+    "TURN_COVERAGE_UNSPECIFIED",
+    "TURN_INCLUDES_ONLY_ACTIVITY",
+    "TURN_INCLUDES_ALL_INPUT",
+    "TURN_INCLUDES_AUDIO_ACTIVITY_AND_ALL_VIDEO",
+], UPPER]
 
 Base64Bytes = Annotated[bytes, BeforeValidator(_bytes)]
 FreeForm = Any  # a proto Struct/Value: kept verbatim
@@ -60,7 +101,7 @@ class FunctionCall(WireModel):
     will_continue: StrictBool | None = None
 
 
-Scheduling = enum("SCHEDULING_UNSPECIFIED", "SILENT", "WHEN_IDLE", "INTERRUPT")
+Scheduling = Annotated[Literal["SCHEDULING_UNSPECIFIED", "SILENT", "WHEN_IDLE", "INTERRUPT"], UPPER]
 
 
 class FunctionResponsePart(WireModel):
@@ -79,13 +120,13 @@ class FunctionResponse(WireModel):
 
 class ExecutableCode(WireModel):
     id: StrictStr | None = None
-    language: enum("LANGUAGE_UNSPECIFIED", "PYTHON") = "PYTHON"
+    language: Annotated[Literal["LANGUAGE_UNSPECIFIED", "PYTHON"], UPPER] = "PYTHON"
     code: StrictStr
 
 
 class CodeExecutionResult(WireModel):
     id: StrictStr | None = None
-    outcome: enum("OUTCOME_UNSPECIFIED", "OUTCOME_OK", "OUTCOME_FAILED", "OUTCOME_DEADLINE_EXCEEDED")
+    outcome: Outcome
     output: StrictStr | None = None
 
 
@@ -115,7 +156,7 @@ class Content(WireModel):
 
 # --- Setup ---------------------------------------------------------------------------------------------------
 
-Modality = enum("MODALITY_UNSPECIFIED", "TEXT", "IMAGE", "AUDIO", "VIDEO")
+Modality = Annotated[Literal["MODALITY_UNSPECIFIED", "TEXT", "IMAGE", "AUDIO", "VIDEO"], UPPER]
 
 
 class PrebuiltVoiceConfig(WireModel):
@@ -144,7 +185,7 @@ class SpeechConfig(WireModel):
 class ThinkingConfig(WireModel):
     include_thoughts: StrictBool | None = None
     thinking_budget: int | None = None
-    thinking_level: enum("THINKING_LEVEL_UNSPECIFIED", "MINIMAL", "LOW", "MEDIUM", "HIGH", "XHIGH") | None = None
+    thinking_level: ThinkingLevel | None = None
 
 
 class TranslationConfig(WireModel):
@@ -163,9 +204,7 @@ class GenerationConfig(WireModel):
     frequency_penalty: float | None = None
     stop_sequences: list[StrictStr] | None = None
     seed: int | None = None
-    media_resolution: enum(
-        "MEDIA_RESOLUTION_UNSPECIFIED", "MEDIA_RESOLUTION_LOW", "MEDIA_RESOLUTION_MEDIUM", "MEDIA_RESOLUTION_HIGH"
-    ) | None = None
+    media_resolution: MediaResolution | None = None
     speech_config: SpeechConfig | None = None
     thinking_config: ThinkingConfig | None = None
     enable_affective_dialog: StrictBool | None = None
@@ -179,7 +218,7 @@ class FunctionDeclaration(WireModel):
     parameters_json_schema: FreeForm | None = None
     response: FreeForm | None = None
     response_json_schema: FreeForm | None = None
-    behavior: enum("UNSPECIFIED", "BLOCKING", "NON_BLOCKING") | None = None
+    behavior: Annotated[Literal["UNSPECIFIED", "BLOCKING", "NON_BLOCKING"], UPPER] | None = None
 
 
 class Tool(WireModel):
@@ -196,27 +235,16 @@ class Tool(WireModel):
 
 class AutomaticActivityDetection(WireModel):
     disabled: StrictBool | None = None
-    start_of_speech_sensitivity: enum(
-        "START_SENSITIVITY_UNSPECIFIED", "START_SENSITIVITY_HIGH", "START_SENSITIVITY_LOW"
-    ) | None = None
-    end_of_speech_sensitivity: enum(
-        "END_SENSITIVITY_UNSPECIFIED", "END_SENSITIVITY_HIGH", "END_SENSITIVITY_LOW"
-    ) | None = None
+    start_of_speech_sensitivity: StartSensitivity | None = None
+    end_of_speech_sensitivity: EndSensitivity | None = None
     prefix_padding_ms: int | None = None
     silence_duration_ms: int | None = None
 
 
 class RealtimeInputConfig(WireModel):
     automatic_activity_detection: AutomaticActivityDetection | None = None
-    activity_handling: enum(
-        "ACTIVITY_HANDLING_UNSPECIFIED", "START_OF_ACTIVITY_INTERRUPTS", "NO_INTERRUPTION"
-    ) | None = None
-    turn_coverage: enum(
-        "TURN_COVERAGE_UNSPECIFIED",
-        "TURN_INCLUDES_ONLY_ACTIVITY",
-        "TURN_INCLUDES_ALL_INPUT",
-        "TURN_INCLUDES_AUDIO_ACTIVITY_AND_ALL_VIDEO",
-    ) | None = None
+    activity_handling: ActivityHandling | None = None
+    turn_coverage: TurnCoverage | None = None
 
 
 class SessionResumptionConfig(WireModel):

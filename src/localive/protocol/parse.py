@@ -48,7 +48,7 @@ def parse_client_message(frame: str | bytes) -> ClientMessage:
     if not isinstance(body, dict):
         raise InvalidArgument(f"Invalid value at '{key}': expected an object.")
     try:
-        return model.model_validate(body)
+        return model.model_validate(body)  # type: ignore[return-value]  # TOP_LEVEL maps to ClientMessage types
     except ValidationError as exc:
         raise InvalidArgument(describe_validation_error(key, exc)) from None
     except InvalidArgument:

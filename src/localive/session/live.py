@@ -178,7 +178,7 @@ class LiveSession:
             await self.outbox.put(out.interrupted())
             await self.outbox.put(out.turn_complete(self._usage(prompt_tokens, heard)))
             raise
-        except Exception as exc:  # noqa: BLE001  # any engine failure ends the session with 1011, logged here
+        except Exception as exc:  # any engine failure ends the session with 1011, logged here
             log.exception("session %s: generation failed", self.session_id)
             await self.outbox.put(close_for(exc))
             return

@@ -51,4 +51,4 @@ class Outbox:
             dropped = [i.message for i in self._items if i.turn == turn and not isinstance(i.message, Close)]
             self._items = deque(i for i in self._items if i.turn != turn or isinstance(i.message, Close))
             self._changed.notify_all()
-            return dropped  # type: ignore[return-value]  # Close items are never dropped
+            return dropped

@@ -59,7 +59,10 @@ class EmulatorScript:
         if unknown:
             raise ScriptError(f"{source}: unknown keys {sorted(unknown)}; expected default, delay_ms, [[reply]]")
         rules = []
-        for i, item in enumerate(data.get("reply", []) or []):  # type: ignore[union-attr]  # checked below
+        replies = data.get("reply", [])
+        if not isinstance(replies, list):
+            raise ScriptError(f"{source}: 'reply' must be an array of tables ([[reply]])")
+        for i, item in enumerate(replies):
             if not isinstance(item, dict) or not isinstance(item.get("match"), str) or not isinstance(
                 item.get("text"), str
             ):

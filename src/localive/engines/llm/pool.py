@@ -54,4 +54,4 @@ class LLMPool:
         self._llms.clear()
 
 
-__all__ = ["LLMPool", "QWEN_05B"]
+__all__ = ["QWEN_05B", "LLMPool"]
