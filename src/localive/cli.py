@@ -117,9 +117,8 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from localive.engines.llm.base import ModelNotInstalled
-    from localive.models.weights import WEIGHTS, ensure_weights
-
     from localive.models.registry import QWEN_05B
+    from localive.models.weights import WEIGHTS, ensure_weights
 
     registry = _registry(args.models)
     if args.action == "list":

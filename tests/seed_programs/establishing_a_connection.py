@@ -1,4 +1,5 @@
 import asyncio
+
 from google import genai
 
 # Replace with your actual API key

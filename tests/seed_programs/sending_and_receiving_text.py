@@ -1,4 +1,5 @@
 import asyncio
+
 from google import genai
 
 client = genai.Client(api_key="YOUR_GEMINI_API_KEY")

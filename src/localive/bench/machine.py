@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -67,3 +68,31 @@ def collect(libraries: tuple[str, ...] = ("uvicorn", "websockets")) -> MachineIn
         date_utc=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         libraries=versions,
     )
+
+
+class BackgroundMeter:
+    """How much CPU *other* processes used while we measured: system-wide busy time minus our processes'.
+
+    A benchmark on a small machine is only meaningful when it has the machine to itself; this makes the
+    noise visible instead of silently folding it into the numbers.
+    """
+
+    def __init__(self, *processes: psutil.Process) -> None:
+        self._processes = processes
+        self._start = self._sample()
+
+    def _sample(self) -> tuple[float, float, float, float]:
+        system = psutil.cpu_times()
+        busy = sum(getattr(system, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
+        own = 0.0
+        for process in self._processes:
+            times = process.cpu_times()
+            own += times.user + times.system
+        return time.monotonic(), busy, own, getattr(system, "steal", 0.0)
+
+    def other_pct(self) -> tuple[float, float]:
+        """(other processes' CPU, hypervisor steal) since construction, in % of the whole machine."""
+        now, busy, own, steal = self._sample()
+        start, busy0, own0, steal0 = self._start
+        capacity = max(1e-9, (now - start) * (os.cpu_count() or 1))
+        return max(0.0, (busy - busy0) - (own - own0)) / capacity * 100, (steal - steal0) / capacity * 100

@@ -26,6 +26,14 @@ access = logging.getLogger("localive.access")
 API_VERSIONS = ("v1", "v1beta", "v1alpha")
 
 
+class PeerClosed(Exception):
+    """The socket was closed by the client or by the WebSocket protocol layer; nothing more can be sent."""
+
+    def __init__(self, close: Close) -> None:
+        super().__init__(close.reason)
+        self.close = close
+
+
 def api_key_of(ws: WebSocket) -> str | None:
     """The credential, from where each SDK puts it (live-protocol.md §1.3). Never logged."""
     for name in ("key", "access_token"):
@@ -60,15 +68,18 @@ async def live_endpoint(ws: WebSocket) -> None:
     session = LiveSession(registry=state.registry, llm_for=state.llms.for_model, session_id=session_id,
                           api_version=version, outbox_size=state.settings.outbox_size)
     writer = asyncio.create_task(_write(ws, session), name=f"writer-{session_id}")
+    closed_by_peer = False
     try:
         outcome = await _read(ws, session, writer, state.settings.setup_timeout_s)
+    except PeerClosed as exc:
+        outcome, closed_by_peer = exc.close, True
     finally:
         await session.aclose()
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await writer
         state.release()
-        if outcome.code != NORMAL or outcome.reason:
+        if not closed_by_peer:
             await _close(ws, outcome)
         access.info('%s "WS %s" session=%s close=%d %s', client, path, session_id, outcome.code, outcome.reason)
 
@@ -87,17 +98,16 @@ async def _read(ws: WebSocket, session: LiveSession, writer: asyncio.Task[Close 
             receive.cancel()
             return writer.result() or Close(NORMAL, "")
         event = receive.result()
-        if event["type"] == "websocket.disconnect":
-            return Close(NORMAL, "")
-        frame = event.get("text") if event.get("text") is not None else event.get("bytes")
+        if event["type"] == "websocket.disconnect":  # the client closed, or the protocol layer did (e.g. 1009)
+            raise PeerClosed(Close(int(event.get("code") or NORMAL), str(event.get("reason") or "")))
+        text, data = event.get("text"), event.get("bytes")
+        frame: str | bytes = text if text is not None else (data or b"")
         try:
-            if frame is None:
-                raise WebSocketDisconnect(1000)
             await session.handle(parse_client_message(frame))
         except LiveError as exc:
             log.info("session %s closed: %s", session.session_id, exc.reason)
             return close_for(exc)
-        except Exception as exc:  # noqa: BLE001  # an unexpected failure of ours: logged, reported as 1011
+        except Exception as exc:  # an unexpected failure of ours: logged, reported as 1011
             log.exception("session %s failed", session.session_id)
             return close_for(exc)
 
