@@ -18,7 +18,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from localive.bench.client import LiveClient
+from localive.bench.machine import BackgroundMeter
 from localive.bench.server import BenchError, RunningServer, start_server
 from localive.bench.stats import Summary, summarize
 from localive.engines.llm.base import ChatMessage
@@ -51,6 +54,8 @@ class LlmResult:
     server_total_ms: Summary  # send → turnComplete
     raw_total_ms: Summary  # create_completion → last token
     identical_outputs: int  # repetitions where both produced the same text
+    background_cpu_pct: float  # other processes' CPU during the comparison, % of the machine (should be ~0)
+    steal_pct: float  # hypervisor steal during the comparison, % of the machine
 
 
 def prompt_for(repetition: int) -> str:
@@ -111,6 +116,7 @@ async def compare(server: RunningServer, raw: RawLlama, *, repeats: int, max_tok
     # One unmeasured pair first: both sides pay their first-request costs outside the statistics.
     await raw.complete(raw.render(prompt_for(0)), max_tokens)
     await _server_once(server, prompt_for(0), max_tokens, timeout_s)
+    meter = BackgroundMeter(psutil.Process(server.pid), psutil.Process())
     server_runs: list[RunTiming] = []
     raw_runs: list[RunTiming] = []
     for i in range(1, repeats + 1):
@@ -123,6 +129,7 @@ async def compare(server: RunningServer, raw: RawLlama, *, repeats: int, max_tok
             raw_runs.append(await raw.complete(raw.render(text), max_tokens))
         print(f"  repetition {i}/{repeats}: server {server_runs[-1].first_text_s * 1000:.1f} ms, "
               f"raw {raw_runs[-1].first_text_s * 1000:.1f} ms", file=sys.stderr, flush=True)
+    background, steal = meter.other_pct()
     server_ttft = [r.first_text_s for r in server_runs]
     raw_ttft = [r.first_text_s for r in raw_runs]
     server_summary, raw_summary = summarize(server_ttft).scaled(1000), summarize(raw_ttft).scaled(1000)
@@ -139,6 +146,8 @@ async def compare(server: RunningServer, raw: RawLlama, *, repeats: int, max_tok
         server_total_ms=summarize([r.total_s for r in server_runs]).scaled(1000),
         raw_total_ms=summarize([r.total_s for r in raw_runs]).scaled(1000),
         identical_outputs=sum(s.text == r.text for s, r in zip(server_runs, raw_runs, strict=True)),
+        background_cpu_pct=background,
+        steal_pct=steal,
     )
 
 

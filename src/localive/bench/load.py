@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import psutil
 
 from localive.bench.client import LiveClient, TurnTiming
+from localive.bench.machine import BackgroundMeter
 from localive.bench.server import BenchError, RunningServer
 from localive.bench.stats import Summary, summarize
 
@@ -43,6 +44,8 @@ class LoadResult:
     server_cpu_per_session_ms: float  # open + all its turns
     server_cpu_busy_pct: float  # CPU seconds / wall seconds during the turn phase, in % of one core
     client_cpu_per_turn_ms: float  # this process, for scale: the clients share the machine with the server
+    background_cpu_pct: float  # other processes' CPU while we measured, % of the machine (should be ~0)
+    steal_pct: float  # hypervisor steal while we measured, % of the machine
 
 
 def _cpu_s(process: psutil.Process) -> float:
@@ -83,6 +86,7 @@ async def run_load(server: RunningServer, *, sessions: int, turns: int, timeout_
     await warm.turn(PROMPT)
     await warm.close()
 
+    meter = BackgroundMeter(proc, me)
     rss_baseline, cpu_before_open = proc.memory_info().rss, _cpu_s(proc)
     print(f"  opening {sessions} sessions…", file=sys.stderr, flush=True)
     clients = await open_sessions(server.live_url, sessions, timeout_s)
@@ -95,6 +99,7 @@ async def run_load(server: RunningServer, *, sessions: int, turns: int, timeout_
         wall = time.perf_counter() - started
         cpu_after_turns, client_cpu = _cpu_s(proc), _cpu_s(me) - client_cpu_before
         rss_after = proc.memory_info().rss
+        background, steal = meter.other_pct()
     finally:
         await close_sessions(clients)
 
@@ -124,4 +129,6 @@ async def run_load(server: RunningServer, *, sessions: int, turns: int, timeout_
         server_cpu_per_session_ms=(open_cpu + turns_cpu) / sessions * 1000,
         server_cpu_busy_pct=turns_cpu / wall * 100,
         client_cpu_per_turn_ms=client_cpu / total_turns * 1000,
+        background_cpu_pct=background,
+        steal_pct=steal,
     )
