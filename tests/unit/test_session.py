@@ -126,3 +126,20 @@ async def test_activity_signals_need_manual_vad() -> None:
     with pytest.raises(InvalidArgument):
         await send(session, {"realtimeInput": {"activityStart": {}}})
     await session.aclose()
+
+
+async def test_a_turn_interrupted_before_it_starts_still_ends_with_turn_complete() -> None:
+    session = make_session()
+    await send(session, SETUP)
+    await session.outbox.get()
+    await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "slow"}]}],
+                                           "turnComplete": True}})
+    # no await in between: the first turn's task has not run yet
+    await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "hi"}]}],
+                                           "turnComplete": True}})
+    first = await drain_turn(session)
+    assert first == [{"serverContent": {"interrupted": True}}, {"serverContent": {"turnComplete": True}}]
+    second = await drain_turn(session)
+    assert text_of(second) == "a b c d e f g h i j"  # both user messages form the prompt (the rule matches "slow")
+    assert session.history[0].text == "slow\n\nhi"
+    await session.aclose()

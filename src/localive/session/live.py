@@ -62,6 +62,7 @@ class LiveSession:
         self._llm: LLM | None = None
         self._turn_task: asyncio.Task[None] | None = None
         self._turn_id = 0
+        self._started_turn = 0  # the last turn whose task began to run
         self._respond_after_turn = False
 
     # --- input -------------------------------------------------------------------------------------------
@@ -161,11 +162,13 @@ class LiveSession:
 
     async def _run_turn(self, turn_id: int) -> None:
         assert self.config is not None and self._llm is not None
+        self._started_turn = turn_id
         llm = self._llm
         messages = self.chat_messages()
-        prompt_tokens = llm.count_prompt_tokens(messages)
+        prompt_tokens = 0
         pieces: list[str] = []
         try:
+            prompt_tokens = llm.count_prompt_tokens(messages)
             async for piece in llm.stream(messages, self.config.sampling):
                 pieces.append(piece)
                 await self.outbox.put(out.model_text(piece), turn=turn_id)
@@ -175,10 +178,9 @@ class LiveSession:
             dropped = await self.outbox.drop_turn(turn_id)
             heard = "".join(pieces[: len(pieces) - len(dropped)])
             self._append("model", heard)
-            await self.outbox.put(out.interrupted())
-            await self.outbox.put(out.turn_complete(self._usage(prompt_tokens, heard)))
+            await self._end_interrupted_turn(self._usage(prompt_tokens, heard))
             raise
-        except Exception as exc:  # any engine failure ends the session with 1011, logged here
+        except Exception as exc:  # noqa: BLE001  # any engine failure ends the session with 1011, logged here
             log.exception("session %s: generation failed", self.session_id)
             await self.outbox.put(close_for(exc))
             return
@@ -189,6 +191,10 @@ class LiveSession:
         if self._respond_after_turn:
             self._respond_after_turn = False
             self._start_turn()
+
+    async def _end_interrupted_turn(self, usage: out.Usage | None) -> None:
+        await self.outbox.put(out.interrupted())
+        await self.outbox.put(out.turn_complete(usage))
 
     def _usage(self, prompt_tokens: int, reply: str) -> out.Usage:
         assert self._llm is not None
@@ -210,6 +216,8 @@ class LiveSession:
                 raise
         except TimeoutError:
             log.error("session %s: turn did not stop within %.0f s", self.session_id, INTERRUPT_TIMEOUT_S)
+        if self._started_turn != self._turn_id:  # cancelled before it ran: it could not report itself
+            await self._end_interrupted_turn(None)
         return True
 
     async def aclose(self) -> None:
