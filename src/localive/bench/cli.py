@@ -6,9 +6,15 @@ import argparse
 import asyncio
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from localive.bench.server import BenchError
+
+if TYPE_CHECKING:
+    from localive.bench.llm import LlmResult
+    from localive.bench.load import LoadResult
 
 DESCRIPTION = """\
 Start a private localive server on free 127.0.0.1 ports and measure it:
@@ -34,7 +40,7 @@ examples:
 """
 
 
-def _bounded_int(low: int, high: int) -> type[int]:
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -44,7 +50,17 @@ def _bounded_int(low: int, high: int) -> type[int]:
             raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
         return value
 
-    return parse  # type: ignore[return-value]  # an argparse type callable
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+    if not 0 < value <= 3600:  # also refuses nan
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 3600 seconds")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="repetitions of the --llm comparison (default: 10)")
     parser.add_argument("--max-tokens", type=_bounded_int(1, 1024), default=32, metavar="K",
                         help="output tokens per --llm generation, both sides (default: 32)")
-    parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
+    parser.add_argument("--timeout", type=_seconds, default=120.0, metavar="S",
                         help="give up when a session open or a turn takes longer than this (default: 120 s)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     parser.add_argument("--output", type=Path, default=None, metavar="FILE",
@@ -73,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
     from localive.bench.machine import collect
     from localive.bench.report import BenchResults, render_markdown, to_json
 
-    if args.timeout <= 0:
-        print("localive bench: --timeout must be positive", file=sys.stderr)
+    if args.output is not None and not args.output.parent.is_dir():
+        print(f"localive bench: cannot write {args.output}: no such directory", file=sys.stderr)
         return 2
     try:
         with tempfile.TemporaryDirectory(prefix="localive-bench-") as tmp:
@@ -83,17 +99,32 @@ def run(args: argparse.Namespace) -> int:
     except BenchError as exc:
         print(f"localive bench: {exc}", file=sys.stderr)
         return 1
+    _warn_if_noisy("concurrency", load.background_cpu_pct)
+    if llm is not None:
+        _warn_if_noisy("LLM comparison", llm.background_cpu_pct)
     libraries = ("uvicorn", "websockets", "llama_cpp_python") if args.llm else ("uvicorn", "websockets")
     results = BenchResults(machine=collect(libraries), load=load, llm=llm)
     report = render_markdown(results)
     print(to_json(results) if args.json else report, end="\n" if args.json else "")
     if args.output is not None:
-        args.output.write_text(report, encoding="utf-8")
+        try:
+            args.output.write_text(report, encoding="utf-8")
+        except OSError as exc:
+            print(f"localive bench: cannot write {args.output}: {exc}", file=sys.stderr)
+            return 1
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 
-def _run_load(workdir: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> LoadResult
+def _warn_if_noisy(phase: str, background_pct: float) -> None:
+    from localive.bench.machine import NOISY_PCT
+
+    if background_pct > NOISY_PCT:
+        print(f"localive bench: warning: other processes used {background_pct:.0f}% of the machine's CPU during "
+              f"the {phase} benchmark; its numbers are not representative", file=sys.stderr)
+
+
+def _run_load(workdir: Path, args: argparse.Namespace) -> LoadResult:
     from localive.bench.load import run_load
     from localive.bench.server import start_server
 
@@ -107,7 +138,7 @@ def _run_load(workdir: Path, args: argparse.Namespace):  # type: ignore[no-untyp
         server.stop()
 
 
-def _run_llm(workdir: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> LlmResult
+def _run_llm(workdir: Path, args: argparse.Namespace) -> LlmResult:
     from localive.bench.llm import run_llm
     from localive.engines.llm.base import ModelNotInstalled
 

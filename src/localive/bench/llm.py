@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 
 from localive.bench.client import LiveClient
-from localive.bench.machine import BackgroundMeter
+from localive.bench.machine import NOISY_PCT, BackgroundMeter
 from localive.bench.server import BenchError, RunningServer, start_server
 from localive.bench.stats import Summary, summarize
 from localive.engines.llm.base import ChatMessage
@@ -56,6 +56,7 @@ class LlmResult:
     identical_outputs: int  # repetitions where both produced the same text
     background_cpu_pct: float  # other processes' CPU during the comparison, % of the machine (should be ~0)
     steal_pct: float  # hypervisor steal during the comparison, % of the machine
+    noisy_repetitions: int  # repetitions during which other processes used more than NOISY_PCT of the machine
 
 
 def prompt_for(repetition: int) -> str:
@@ -119,16 +120,21 @@ async def compare(server: RunningServer, raw: RawLlama, *, repeats: int, max_tok
     meter = BackgroundMeter(psutil.Process(server.pid), psutil.Process())
     server_runs: list[RunTiming] = []
     raw_runs: list[RunTiming] = []
+    noisy = 0
     for i in range(1, repeats + 1):
         text = prompt_for(i)
+        repetition_meter = BackgroundMeter(psutil.Process(server.pid), psutil.Process())
         if i % 2:
             raw_runs.append(await raw.complete(raw.render(text), max_tokens))
             server_runs.append(await _server_once(server, text, max_tokens, timeout_s))
         else:
             server_runs.append(await _server_once(server, text, max_tokens, timeout_s))
             raw_runs.append(await raw.complete(raw.render(text), max_tokens))
-        print(f"  repetition {i}/{repeats}: server {server_runs[-1].first_text_s * 1000:.1f} ms, "
-              f"raw {raw_runs[-1].first_text_s * 1000:.1f} ms", file=sys.stderr, flush=True)
+        other, _ = repetition_meter.other_pct()
+        noisy += other > NOISY_PCT
+        print(f"  repetition {i}/{repeats}: TTFT server {server_runs[-1].first_text_s * 1000:.1f} ms, "
+              f"raw {raw_runs[-1].first_text_s * 1000:.1f} ms; other processes {other:.0f}% CPU",
+              file=sys.stderr, flush=True)
     background, steal = meter.other_pct()
     server_ttft = [r.first_text_s for r in server_runs]
     raw_ttft = [r.first_text_s for r in raw_runs]
@@ -148,6 +154,7 @@ async def compare(server: RunningServer, raw: RawLlama, *, repeats: int, max_tok
         identical_outputs=sum(s.text == r.text for s, r in zip(server_runs, raw_runs, strict=True)),
         background_cpu_pct=background,
         steal_pct=steal,
+        noisy_repetitions=noisy,
     )
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from localive.bench.llm import LlmResult
 from localive.bench.load import LoadResult
-from localive.bench.machine import MachineInfo
+from localive.bench.machine import NOISY_PCT, MachineInfo
 from localive.bench.stats import Summary
 
 
@@ -41,6 +42,7 @@ def _summary_row(label: str, s: Summary, digits: int = 1) -> list[str]:
             _num(s.max, digits), str(s.n)]
 
 
+_TICK_MS = 1000 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 10.0
 _SUMMARY_HEADER = ["metric", "p50", "p99", "mean", "min", "max", "n"]
 
 
@@ -63,7 +65,7 @@ def render_markdown(results: BenchResults) -> str:
         *table(["throughput and cost", "value"], [
             ["turns/s (all sessions)", _num(load.turns_per_s)],
             ["server → client messages/s", _num(load.messages_per_s)],
-            ["server messages received", str(load.messages_received)],
+            ["server messages received", f"{load.messages_received:,}"],
             ["wall time of the turn phase (s)", _num(load.turns_wall_s, 2)],
             ["server RSS: baseline → N idle sessions → after turns (MiB)",
              f"{_num(load.server_rss_baseline_mib)} → {_num(load.server_rss_idle_mib)} → "
@@ -75,7 +77,12 @@ def render_markdown(results: BenchResults) -> str:
              _num(load.server_cpu_per_session_ms, 2)],
             ["server CPU busy during turns (% of one core)", _num(load.server_cpu_busy_pct)],
             ["bench client CPU per turn, same machine (ms)", _num(load.client_cpu_per_turn_ms, 2)],
+            ["other processes' CPU / steal while measuring (% of machine)",
+             f"{_num(load.background_cpu_pct)} / {_num(load.steal_pct)}"],
         ]),
+        "",
+        f"CPU times come from psutil in clock ticks ({_TICK_MS:.0f} ms each): per-turn figures are rough when the "
+        "turn phase is short.",
     ]
     if results.llm is not None:
         out += ["", *_render_llm(results.llm)]
@@ -100,7 +107,9 @@ def _render_llm(llm: LlmResult) -> list[str]:
             _summary_row("raw llama.cpp: create_completion → last token (ms)", llm.raw_total_ms),
         ]),
         "",
-        f"Ratio of medians (server p50 / raw p50 TTFT): {llm.ratio_of_medians:.3f}.",
+        f"Ratio of medians (server p50 / raw p50 TTFT): {llm.ratio_of_medians:.3f}. Other processes' CPU / "
+        f"steal during the comparison: {_num(llm.background_cpu_pct)}% / {_num(llm.steal_pct)}% of the machine; "
+        f"repetitions disturbed by other processes (>{NOISY_PCT:.0f}% CPU): {llm.noisy_repetitions}.",
     ]
 
 

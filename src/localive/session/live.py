@@ -180,7 +180,7 @@ class LiveSession:
             self._append("model", heard)
             await self._end_interrupted_turn(self._usage(prompt_tokens, heard))
             raise
-        except Exception as exc:  # noqa: BLE001  # any engine failure ends the session with 1011, logged here
+        except Exception as exc:  # any engine failure ends the session with 1011, logged here
             log.exception("session %s: generation failed", self.session_id)
             await self.outbox.put(close_for(exc))
             return

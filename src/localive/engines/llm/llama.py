@@ -142,7 +142,7 @@ class LlamaLLM:
                     text = chunk["choices"][0]["text"]
                     if text:
                         emit(text)
-            except BaseException as exc:  # handed to the awaiting coroutine, re-raised there
+            except BaseException as exc:  # noqa: BLE001  # handed to the awaiting coroutine, re-raised there
                 emit(exc)
             finally:
                 emit(_DONE)
