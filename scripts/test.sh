@@ -6,11 +6,17 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install.sh
 
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+# Debian packages the tests need: Node.js for the JS SDK, espeak-ng and sox to make test speech.
+missing=()
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+command -v sox >/dev/null || missing+=(sox)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq nodejs npm
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
   else
-    echo "test.sh: Node.js and npm are needed for the @google/genai tests (Debian: apt-get install nodejs npm)" >&2
+    echo "test.sh: the tests need these Debian packages: ${missing[*]} (apt-get install ${missing[*]})" >&2
     exit 1
   fi
 fi

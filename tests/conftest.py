@@ -25,3 +25,15 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServ
     server = start_server(tmp_path_factory.mktemp("llm-server"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def whisper() -> Iterator[object]:
+    """The embedded Whisper engine in the test process, to check what the server's audio says."""
+    from localive.engines.asr.whisper import WhisperASR
+    from localive.models.weights import WHISPER_BASE, ensure_model_dir
+
+    asr = WhisperASR(ensure_model_dir(WHISPER_BASE, progress=False))
+    asr.load()
+    yield asr
+    asr.close()

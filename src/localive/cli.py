@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--llm", default=None, metavar="BACKEND",
                        help="serve every model name with this LLM backend: 'emulator' (scripted, instant) or "
                             "'qwen2.5-coder-0.5b-instruct' (default: as the registry says)")
+    serve.add_argument("--voice", choices=["embedded", "off"], default="embedded",
+                       help="speech engines: 'embedded' (Silero VAD, Whisper base, hibari/piper voices; needs "
+                            "localive[voice]) or 'off' (text only: audio is refused with a clear close)")
     serve.add_argument("--emulator-script", type=Path, default=None,
                        help="TOML script of the emulator's replies (default: echo the user)")
     serve.add_argument("--models", type=Path, default=None, help="TOML file that adds or overrides model entries")
@@ -118,7 +121,14 @@ def cmd_env(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from localive.engines.llm.base import ModelNotInstalled
     from localive.models.registry import QWEN_05B
-    from localive.models.weights import WEIGHTS, ensure_weights
+    from localive.models.weights import (
+        MODEL_DIRS,
+        WEIGHTS,
+        ModelDirSpec,
+        WeightSpec,
+        ensure_model_dir,
+        ensure_weights,
+    )
 
     registry = _registry(args.models)
     if args.action == "list":
@@ -126,23 +136,24 @@ def cmd_models(args: argparse.Namespace) -> int:
         for entry in registry:
             modalities = "+".join(sorted(entry.response_modalities))
             print(f"  {entry.name:52} {entry.family:13} {modalities:10} llm={entry.llm}")
-        print("LLM weights:")
-        for spec in WEIGHTS.values():
+        print("Weights:")
+        specs: list[WeightSpec | ModelDirSpec] = [*WEIGHTS.values(), *MODEL_DIRS.values()]
+        for spec in specs:
             try:
                 spec.part_paths()
                 status = "installed"
             except ModelNotInstalled:
                 status = f"not installed ({spec.install_hint})"
-            print(f"  {spec.name:32} {spec.size / 1e6:7.0f} MB  {status}")
+            print(f"  {spec.name:32} {status}")
         return 0
-    names = args.weights or [QWEN_05B]
-    unknown = [n for n in names if n not in WEIGHTS]
+    names = args.weights or [QWEN_05B, *MODEL_DIRS]
+    unknown = [n for n in names if n not in WEIGHTS and n not in MODEL_DIRS]
     if unknown:
-        print(f"localive: unknown weights {unknown}; known: {', '.join(WEIGHTS)}", file=sys.stderr)
+        print(f"localive: unknown weights {unknown}; known: {', '.join([*WEIGHTS, *MODEL_DIRS])}", file=sys.stderr)
         return 2
     for name in names:
         try:
-            print(ensure_weights(WEIGHTS[name]))
+            print(ensure_weights(WEIGHTS[name]) if name in WEIGHTS else ensure_model_dir(MODEL_DIRS[name]))
         except ModelNotInstalled as exc:
             print(f"localive: {exc}", file=sys.stderr)
             return 1
@@ -157,6 +168,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from localive.server.runner import serve_all
     from localive.server.state import ServerSettings, ServerState
     from localive.server.tls import ensure_tls
+    from localive.session.engines import Engines
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     registry = _registry(args.models)
@@ -172,14 +184,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     pool = LLMPool(emulator_script=script)
     print(f"localive {__version__}: loading models ({', '.join(sorted(registry.llm_backends()))})…",
           file=sys.stderr, flush=True)
+    voice = None
     try:
         pool.load(registry.llm_backends())
+        if args.voice == "embedded":
+            from localive.engines.voice import load_voice_engines
+
+            voice = load_voice_engines()
     except ModelNotInstalled as exc:
         print(f"localive: {exc}", file=sys.stderr)
+        if args.voice == "embedded" and voice is None and "voice" in str(exc):
+            print("localive: or serve text only with --voice off", file=sys.stderr)
+        pool.close()
         return 2
+    engines = Engines(llm_for=pool.for_model)
+    if voice is not None:
+        engines = Engines(llm_for=pool.for_model, asr=voice.asr, tts=voice.tts, vad_factory=voice.vad_factory,
+                          vad_executor=voice.vad_executor)
     settings = ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,
                               max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes)
-    app = create_app(ServerState(settings=settings, registry=registry, llms=pool))
+    app = create_app(ServerState(settings=settings, registry=registry, llms=pool, engines=engines))
 
     async def run() -> None:
         started = asyncio.Event()
@@ -198,6 +222,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         asyncio.run(run())
     finally:
         pool.close()
+        if voice is not None:
+            voice.close()
     return 0
 
 

@@ -149,11 +149,3 @@ async def test_unknown_model_is_refused_with_1008(client: genai.Client) -> None:
                 pass
     assert info.value.code == 1008
     assert "models/gemini-no-such-model is not found" in str(info.value)
-
-
-async def test_audio_output_is_refused_clearly_until_supported(client: genai.Client) -> None:
-    with pytest.raises(errors.APIError) as info:
-        async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["AUDIO"]}) as session:
-            async for _ in session.receive():
-                pass
-    assert info.value.code == 1008 and "AUDIO" in str(info.value)

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from localive.protocol.b64 import encode_standard
+
 MAX_SERVER_MESSAGE_BYTES = 512 * 1024  # the Python SDK drops the connection above 1 MiB
 
 ServerMessage = dict[str, Any]
@@ -65,6 +67,20 @@ def setup_complete(session_id: str) -> ServerMessage:
 
 def model_text(text: str) -> ServerMessage:
     return {"serverContent": {"modelTurn": {"role": "model", "parts": [{"text": text}]}}}
+
+
+def model_audio(pcm: bytes, sample_rate_hz: int) -> ServerMessage:
+    mime = f"audio/pcm;rate={sample_rate_hz}"
+    return {"serverContent": {"modelTurn": {"role": "model", "parts": [
+        {"inlineData": {"mimeType": mime, "data": encode_standard(pcm)}}]}}}
+
+
+def input_transcription(text: str, finished: bool = True) -> ServerMessage:
+    return {"serverContent": {"inputTranscription": {"text": text, "finished": finished}}}
+
+
+def output_transcription(text: str) -> ServerMessage:
+    return {"serverContent": {"outputTranscription": {"text": text}}}
 
 
 def generation_complete() -> ServerMessage:

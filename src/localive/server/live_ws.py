@@ -65,7 +65,7 @@ async def live_endpoint(ws: WebSocket) -> None:
         await _close(ws, outcome)
         access.info('%s "WS %s" session=- close=%d', client, path, outcome.code)
         return
-    session = LiveSession(registry=state.registry, llm_for=state.llms.for_model, session_id=session_id,
+    session = LiveSession(registry=state.registry, engines=state.engines, session_id=session_id,
                           api_version=version, outbox_size=state.settings.outbox_size)
     writer = asyncio.create_task(_write(ws, session), name=f"writer-{session_id}")
     closed_by_peer = False

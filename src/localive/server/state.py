@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from localive.engines.llm.pool import LLMPool
 from localive.models.registry import ModelRegistry
+from localive.session.engines import Engines
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class ServerState:
     settings: ServerSettings
     registry: ModelRegistry
     llms: LLMPool
+    engines: Engines
     active_sessions: int = 0
     sessions_served: int = field(default=0)
 

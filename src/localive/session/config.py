@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from localive.engines.llm.base import SamplingParams
+from localive.engines.tts.base import TTS, UnknownVoice
+from localive.engines.voice import VOICE_HINT
 from localive.models.registry import ModelEntry, ModelRegistry
 from localive.protocol import messages as wire
 from localive.protocol.errors import InvalidArgument, Unimplemented
-
-# What this version of localive can deliver end to end; the rest is refused with a clear reason, never ignored.
-IMPLEMENTED_MODALITIES = frozenset({"TEXT"})
+from localive.session.activity import ActivitySettings
+from localive.session.engines import Engines
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,11 @@ class SessionConfig:
     sampling: SamplingParams
     activity_interrupts: bool
     manual_activity: bool
+    activity: ActivitySettings = field(default_factory=ActivitySettings)
+    voice: str | None = None
+    language: str | None = None
+    input_transcription: bool = False
+    output_transcription: bool = False
 
 
 def content_text(content: wire.Content, where: str) -> str:
@@ -36,7 +42,8 @@ def content_text(content: wire.Content, where: str) -> str:
     return "\n\n".join(texts)
 
 
-def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str) -> SessionConfig:
+def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
+                   engines: Engines | None = None) -> SessionConfig:
     model = registry.resolve(setup.model, api_version)
     gen = setup.generation_config or wire.GenerationConfig()
 
@@ -52,8 +59,10 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str)
         raise InvalidArgument(
             f"The requested combination of response modalities ({modality}) is not supported by the model."
         )
-    if modality not in IMPLEMENTED_MODALITIES:
-        raise Unimplemented(f"{modality} output is not available in this localive version yet; use TEXT.")
+    tts = engines.tts if engines else None
+    if modality == "AUDIO" and tts is None:
+        raise Unimplemented(f"Speech output is not installed on this server ({VOICE_HINT}).")
+    voice, language = _speech(gen.speech_config, tts)
     if gen.enable_affective_dialog:
         raise Unimplemented("enableAffectiveDialog is not supported by localive yet.")
 
@@ -73,6 +82,11 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str)
     rtc = setup.realtime_input_config or wire.RealtimeInputConfig()
     aad = rtc.automatic_activity_detection
     return SessionConfig(
+        activity=ActivitySettings.from_setup(rtc),
+        voice=voice,
+        language=language,
+        input_transcription=setup.input_audio_transcription is not None,
+        output_transcription=setup.output_audio_transcription is not None,
         model=model,
         response_modality=modality,
         system_instruction=system or None,
@@ -87,3 +101,22 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str)
         activity_interrupts=rtc.activity_handling != "NO_INTERRUPTION",
         manual_activity=bool(aad and aad.disabled),
     )
+
+
+def _speech(speech: wire.SpeechConfig | None, tts: TTS | None) -> tuple[str | None, str | None]:
+    """The voice (canonical name) and language code asked for; unknown voices are refused like Gemini does."""
+    if speech is None:
+        return (tts.resolve_voice(None) if tts else None), None
+    if speech.multi_speaker_voice_config:
+        raise Unimplemented("multiSpeakerVoiceConfig is not supported in Live sessions.")
+    voice_config = speech.voice_config or wire.VoiceConfig()
+    if voice_config.replicated_voice_config:
+        raise Unimplemented("Voice cloning (replicatedVoiceConfig) is not supported by localive.")
+    prebuilt = voice_config.prebuilt_voice_config
+    name = (prebuilt.voice_name if prebuilt else None) or voice_config.voice
+    if tts is None:  # a text-only server: the voice is never used
+        return name, speech.language_code
+    try:
+        return tts.resolve_voice(name), speech.language_code
+    except UnknownVoice:
+        raise InvalidArgument(f"Voice name '{(name or '')[:40]}' is not supported.") from None

@@ -1,0 +1,1 @@
+"""Audio values that always carry their format, and the conversions the Live API needs."""

@@ -1,0 +1,3 @@
+from localive.engines.asr.base import ASR, Transcript
+
+__all__ = ["ASR", "Transcript"]

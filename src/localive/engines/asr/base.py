@@ -1,0 +1,30 @@
+"""Speech recognition: the interface the session uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from localive.audio.pcm import Pcm16
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str | None = None
+    audio_s: float = 0.0  # seconds of audio transcribed
+    compute_s: float = 0.0  # wall time the engine spent
+
+
+class ASR(Protocol):
+    """Transcribes one utterance. Implementations run inference off the event loop (their own worker thread)."""
+
+    name: str
+    sample_rate_hz: int  # the rate `transcribe` expects (16000 for Whisper)
+
+    async def transcribe(self, audio: Pcm16, language: str | None = None) -> Transcript:
+        """Text of the utterance (empty if nothing was said). `language` is a BCP-47 hint such as 'en-US'.
+        Cancelling the awaiting task abandons the result; the engine finishes the current pass."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,3 @@
+from localive.engines.tts.base import TTS, UnknownVoice
+
+__all__ = ["TTS", "UnknownVoice"]

@@ -1,0 +1,71 @@
+"""A deterministic stand-in for speech synthesis, for fast tests (and users' own CI): tones, no models.
+
+Same catalog and voice resolution as the real engine. The audio is a tone whose pitch follows the voice (its
+base voice's register × the variant's pitch shift; brighter variants get a stronger second harmonic) and whose
+duration is proportional to the text (60 ms per character by default, divided by the variant's rate, capped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+
+from localive.audio.pcm import Pcm16
+from localive.engines.tts.base import OUTPUT_SAMPLE_RATE_HZ
+from localive.engines.tts.voices import BaseVoice, VoiceSpec, resolve_voice, voice_names, voice_spec
+
+_BASE_HZ = {BaseVoice.HEART: 220.0, BaseVoice.JOE: 120.0}
+_FADE_S = 0.005
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    text: str
+    voice: str  # canonical name
+    language: str | None
+
+
+class ToneTTS:
+    """Implements the TTS interface with tones. `delay_s` simulates compute time (awaited, cancel-safe)."""
+
+    name = "tone"
+
+    def __init__(self, *, ms_per_char: float = 60.0, max_duration_s: float = 10.0, delay_s: float = 0.0) -> None:
+        self.ms_per_char = ms_per_char
+        self.max_duration_s = max_duration_s
+        self.delay_s = delay_s
+        self.requests: list[SynthesisRequest] = []  # what was asked, in order (a test fake: kept in full)
+
+    def voices(self) -> list[str]:
+        return voice_names()
+
+    def resolve_voice(self, name: str | None) -> str:
+        return resolve_voice(name)
+
+    def load(self) -> None:
+        """Nothing to load; present so the fake can stand wherever EmbeddedTTS does."""
+
+    async def synthesize(self, text: str, voice: str, language: str | None = None) -> Pcm16:
+        spec = voice_spec(voice)
+        self.requests.append(SynthesisRequest(text, spec.name, language))
+        if self.delay_s > 0:
+            await asyncio.sleep(self.delay_s)  # simulated inference time, not synchronisation
+        return self.tone(text, spec)
+
+    def tone(self, text: str, spec: VoiceSpec) -> Pcm16:
+        """The audio `synthesize` returns for this text and voice (pure)."""
+        duration_s = min(len(text.strip()) * self.ms_per_char / 1000.0 / spec.variant.rate, self.max_duration_s)
+        n = round(duration_s * OUTPUT_SAMPLE_RATE_HZ)
+        if n == 0:
+            return Pcm16(b"", OUTPUT_SAMPLE_RATE_HZ)
+        hz = _BASE_HZ[spec.base] * spec.variant.pitch_ratio
+        t = np.arange(n) / OUTPUT_SAMPLE_RATE_HZ
+        second = 0.1 * 10.0 ** (spec.variant.tilt_db_per_octave / 20.0)  # tilt: one octave up, in dB
+        wave = 0.3 * np.sin(2 * np.pi * hz * t) + second * np.sin(4 * np.pi * hz * t)
+        fade = np.minimum(1.0, np.minimum(t, t[::-1]) / _FADE_S)
+        return Pcm16.from_float32(wave * fade, OUTPUT_SAMPLE_RATE_HZ)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,3 @@
+from localive.engines.vad.base import VAD, VADFactory
+
+__all__ = ["VAD", "VADFactory"]

@@ -1,0 +1,24 @@
+"""Voice activity detection: a speech probability per fixed-size frame of 16 kHz audio."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+
+class VAD(Protocol):
+    """Stateful (one per audio stream). `speech_probability` is cheap but blocking: callers batch frames and
+    run it off the event loop."""
+
+    sample_rate_hz: int
+    frame_samples: int
+
+    def speech_probability(self, frame: npt.NDArray[np.float32]) -> float: ...
+
+    def reset(self) -> None: ...
+
+
+VADFactory = Callable[[], VAD]

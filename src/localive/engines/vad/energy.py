@@ -1,0 +1,24 @@
+"""A deterministic energy-based VAD: the shipped fake for tests (and a fallback nobody should rely on)."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+
+class EnergyVAD:
+    """Speech probability from the frame's RMS level: 0 below `floor_dbfs`, 1 above `floor_dbfs + 12`."""
+
+    sample_rate_hz = 16000
+    frame_samples = 512
+
+    def __init__(self, floor_dbfs: float = -45.0) -> None:
+        self.floor_dbfs = floor_dbfs
+
+    def speech_probability(self, frame: npt.NDArray[np.float32]) -> float:
+        rms = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64)))) if len(frame) else 0.0
+        dbfs = 20 * np.log10(max(rms, 1e-9))
+        return float(np.clip((dbfs - self.floor_dbfs) / 12.0, 0.0, 1.0))
+
+    def reset(self) -> None:
+        pass

@@ -1,0 +1,48 @@
+"""Load the embedded speech engines once per server: Silero VAD, Whisper ASR, hibari + piper TTS."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from localive.engines.asr.base import ASR
+from localive.engines.llm.base import ModelNotInstalled
+from localive.engines.tts.base import TTS
+from localive.engines.vad.base import VADFactory
+
+log = logging.getLogger("localive.engines")
+VOICE_HINT = "pip install 'localive[voice]'"
+
+
+@dataclass
+class VoiceEngines:
+    asr: ASR
+    tts: TTS
+    vad_factory: VADFactory
+    vad_executor: ThreadPoolExecutor
+
+    def close(self) -> None:
+        self.asr.close()
+        self.tts.close()
+        self.vad_executor.shutdown(wait=False, cancel_futures=True)
+
+
+def load_voice_engines(*, progress: bool = True) -> VoiceEngines:
+    """Load and warm every speech model now, so no session pays for it. Raises ModelNotInstalled."""
+    try:
+        from localive.engines.asr.whisper import WhisperASR
+        from localive.engines.tts.embedded import EmbeddedTTS
+        from localive.engines.vad.silero import SileroVAD
+        from localive.models.weights import WHISPER_BASE, ensure_model_dir
+    except ImportError as exc:
+        raise ModelNotInstalled(f"the speech engines are not installed ({exc.name}): {VOICE_HINT}") from exc
+    started = time.monotonic()
+    SileroVAD()  # fail now, not in the first session, if it cannot load
+    asr = WhisperASR(ensure_model_dir(WHISPER_BASE, progress=progress))
+    asr.load()
+    tts = EmbeddedTTS()
+    tts.load()
+    log.info("loaded speech engines (Silero VAD, Whisper base, hibari + piper) in %.1f s", time.monotonic() - started)
+    return VoiceEngines(asr, tts, SileroVAD, ThreadPoolExecutor(max_workers=2, thread_name_prefix="vad"))

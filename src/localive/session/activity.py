@@ -1,0 +1,132 @@
+"""Automatic activity detection: VAD probabilities per frame → start and end of the user's speech.
+
+Pure and deterministic: the session runs the VAD model (off the event loop) and feeds each frame with its
+speech probability; the detector says when speech starts (after `min_speech_ms` of likely speech, the
+`prefixPaddingMs` of the Live API) and ends (after `silence_ms` of likely silence, `silenceDurationMs`), and
+hands back the utterance audio, including a little audio from before the start so no word is clipped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from localive.audio.pcm import Pcm16
+from localive.protocol import messages as wire
+
+# Start sensitivity → (probability threshold, speech needed before the start is committed, ms)
+_START = {"START_SENSITIVITY_HIGH": (0.5, 64), "START_SENSITIVITY_LOW": (0.7, 192)}
+# End sensitivity → silence that ends the turn, ms
+_END = {"END_SENSITIVITY_HIGH": 500, "END_SENSITIVITY_LOW": 1000}
+PREROLL_MS = 300
+TRAILING_KEEP_MS = 200
+MAX_UTTERANCE_S = 30.0
+
+
+@dataclass(frozen=True)
+class ActivitySettings:
+    start_threshold: float = 0.5
+    min_speech_ms: int = 64
+    silence_ms: int = 500
+    include_all_input: bool = False  # turnCoverage TURN_INCLUDES_ALL_INPUT: the turn holds all audio since the last
+    max_utterance_s: float = MAX_UTTERANCE_S
+
+    @property
+    def end_threshold(self) -> float:
+        return max(0.05, self.start_threshold - 0.15)  # hysteresis
+
+    @classmethod
+    def from_setup(cls, config: wire.RealtimeInputConfig | None) -> ActivitySettings:
+        aad = (config.automatic_activity_detection if config else None) or wire.AutomaticActivityDetection()
+        threshold, min_speech = _START.get(aad.start_of_speech_sensitivity or "", _START["START_SENSITIVITY_HIGH"])
+        silence = _END.get(aad.end_of_speech_sensitivity or "", _END["END_SENSITIVITY_HIGH"])
+        coverage = config.turn_coverage if config else None
+        return cls(
+            start_threshold=threshold,
+            min_speech_ms=aad.prefix_padding_ms if aad.prefix_padding_ms is not None else min_speech,
+            silence_ms=aad.silence_duration_ms if aad.silence_duration_ms is not None else silence,
+            include_all_input=coverage == "TURN_INCLUDES_ALL_INPUT",
+        )
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    at_s: float  # offset in the stream
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    audio: Pcm16
+    at_s: float
+    forced: bool = False  # by audioStreamEnd or the length limit rather than silence
+
+
+ActivityEvent = SpeechStarted | SpeechEnded
+
+
+class ActivityDetector:
+    def __init__(self, settings: ActivitySettings, frame_samples: int, sample_rate_hz: int = 16000) -> None:
+        self.settings = settings
+        self.frame_samples = frame_samples
+        self.sample_rate_hz = sample_rate_hz
+        frame_ms = 1000 * frame_samples / sample_rate_hz
+        self._frame_ms = frame_ms
+        self._min_speech_frames = max(1, round(settings.min_speech_ms / frame_ms))
+        self._silence_frames = max(1, round(settings.silence_ms / frame_ms))
+        self._keep_trailing = round(TRAILING_KEEP_MS / frame_ms)
+        max_frames = round(settings.max_utterance_s * 1000 / frame_ms)
+        history = max_frames if settings.include_all_input else round(PREROLL_MS / frame_ms)
+        self._max_frames = max_frames
+        self._before: deque[npt.NDArray[np.float32]] = deque(maxlen=max(1, history))  # audio before speech
+        self._utterance: list[npt.NDArray[np.float32]] = []
+        self._speech_run = 0  # consecutive likely-speech frames while not yet speaking
+        self._silence_run = 0  # consecutive likely-silence frames while speaking
+        self.speaking = False
+        self._frames_seen = 0
+
+    @property
+    def position_s(self) -> float:
+        return self._frames_seen * self._frame_ms / 1000
+
+    def push(self, frame: npt.NDArray[np.float32], probability: float) -> list[ActivityEvent]:
+        self._frames_seen += 1
+        if not self.speaking:
+            self._before.append(frame)
+            if probability >= self.settings.start_threshold:
+                self._speech_run += 1
+            elif probability < self.settings.end_threshold:
+                self._speech_run = 0
+            if self._speech_run >= self._min_speech_frames:
+                self.speaking = True
+                self._silence_run = 0
+                self._utterance = list(self._before)
+                self._before.clear()
+                return [SpeechStarted(self.position_s - self._speech_run * self._frame_ms / 1000)]
+            return []
+        self._utterance.append(frame)
+        self._silence_run = self._silence_run + 1 if probability < self.settings.end_threshold else 0
+        if self._silence_run >= self._silence_frames:
+            drop = max(0, self._silence_run - self._keep_trailing)
+            return [self._end(drop, forced=False)]
+        if len(self._utterance) >= self._max_frames:
+            return [self._end(0, forced=True)]
+        return []
+
+    def flush(self) -> list[ActivityEvent]:
+        """End the current speech now (audioStreamEnd)."""
+        if not self.speaking:
+            self._speech_run = 0
+            return []
+        return [self._end(0, forced=True)]
+
+    def _end(self, drop_frames: int, forced: bool) -> SpeechEnded:
+        frames = self._utterance[: len(self._utterance) - drop_frames] if drop_frames else self._utterance
+        audio = Pcm16.from_float32(np.concatenate(frames), self.sample_rate_hz)
+        self._utterance = []
+        self.speaking = False
+        self._speech_run = 0
+        self._silence_run = 0
+        return SpeechEnded(audio, self.position_s, forced)

@@ -1,0 +1,111 @@
+"""The user's audio: realtime chunks → 16 kHz frames → VAD → activity events (or client-driven activity).
+
+One per session. Chunks are validated (rate from the MIME type, even byte count), resampled with a streaming
+resampler, cut into VAD frames, scored by the VAD off the event loop, and fed to the ActivityDetector. With
+automatic activity detection disabled, the client brackets speech with activityStart/activityEnd and audio
+outside those brackets is ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+
+import numpy as np
+import numpy.typing as npt
+
+from localive.audio.mime import pcm_rate
+from localive.audio.pcm import Pcm16
+from localive.audio.resample import StreamResampler
+from localive.engines.vad.base import VAD
+from localive.protocol.errors import InvalidArgument
+from localive.session.activity import (
+    ActivityDetector,
+    ActivityEvent,
+    ActivitySettings,
+    SpeechEnded,
+    SpeechStarted,
+)
+
+INPUT_RATE_HZ = 16000
+
+
+class AudioInput:
+    def __init__(self, settings: ActivitySettings, *, manual: bool, vad: VAD | None,
+                 executor: Executor | None = None) -> None:
+        self.manual = manual
+        self._settings = settings
+        self._vad = vad
+        self._executor = executor
+        self._resampler: StreamResampler | None = None
+        frame = vad.frame_samples if vad else 512
+        self._detector = ActivityDetector(settings, frame, INPUT_RATE_HZ)
+        self._frame_samples = frame
+        self._carry: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)
+        self._manual_audio: list[Pcm16] = []
+        self._manual_samples = 0
+        self.in_activity = False  # manual mode: between activityStart and activityEnd
+        self.received_s = 0.0  # seconds of audio received, at 16 kHz
+
+    @property
+    def speaking(self) -> bool:
+        return self.in_activity if self.manual else self._detector.speaking
+
+    async def push(self, data: bytes, mime_type: str) -> list[ActivityEvent]:
+        rate = pcm_rate(mime_type)
+        if len(data) % 2:
+            raise InvalidArgument("Audio data must be 16-bit PCM: an even number of bytes.")
+        if self._resampler is None or self._resampler.from_hz != rate:
+            self._resampler = StreamResampler(rate, INPUT_RATE_HZ)
+        audio = self._resampler.push(Pcm16(data, rate))
+        self.received_s += audio.duration_s
+        if self.manual:
+            if self.in_activity:
+                self._keep_manual(audio)
+            return []
+        if self._vad is None:
+            raise InvalidArgument("Audio input is not available on this server.")
+        samples = np.concatenate([self._carry, audio.to_float32()])
+        count = len(samples) // self._frame_samples
+        frames = [samples[i * self._frame_samples:(i + 1) * self._frame_samples] for i in range(count)]
+        self._carry = samples[count * self._frame_samples:]
+        if not frames:
+            return []
+        vad = self._vad
+        probabilities = await asyncio.get_running_loop().run_in_executor(
+            self._executor, lambda: [vad.speech_probability(f) for f in frames])
+        events: list[ActivityEvent] = []
+        for frame, probability in zip(frames, probabilities, strict=True):
+            events += self._detector.push(frame, probability)
+        return events
+
+    def stream_end(self) -> list[ActivityEvent]:
+        """audioStreamEnd: the microphone paused; finish the user's speech now (automatic mode only)."""
+        if self.manual:
+            return []
+        self._carry = np.zeros(0, dtype=np.float32)
+        self._resampler = None
+        return self._detector.flush()
+
+    def activity_start(self) -> list[ActivityEvent]:
+        if self.in_activity:
+            return []
+        self.in_activity = True
+        self._manual_audio, self._manual_samples = [], 0
+        return [SpeechStarted(self.received_s)]
+
+    def activity_end(self) -> list[ActivityEvent]:
+        if not self.in_activity:
+            return []
+        self.in_activity = False
+        audio = Pcm16(b"".join(a.data for a in self._manual_audio), INPUT_RATE_HZ)
+        self._manual_audio, self._manual_samples = [], 0
+        return [SpeechEnded(audio, self.received_s, forced=True)]
+
+    def _keep_manual(self, audio: Pcm16) -> None:
+        """Bounded: beyond the utterance limit the oldest audio is dropped."""
+        self._manual_audio.append(audio)
+        self._manual_samples += audio.samples
+        limit = int(self._settings.max_utterance_s * INPUT_RATE_HZ)
+        while self._manual_samples > limit and len(self._manual_audio) > 1:
+            self._manual_samples -= self._manual_audio.pop(0).samples

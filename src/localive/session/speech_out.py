@@ -1,0 +1,94 @@
+"""The model's spoken answer: LLM text → clauses → speech → audio chunks, and what the user has heard.
+
+The LLM and the synthesiser run concurrently (each on its own worker thread): the first clause is spoken while
+the LLM writes the next. `Playback` assumes the client plays audio in real time from the moment the first
+chunk is sent, which is what decides when the turn is over and, on barge-in, which words were heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from localive.audio.pcm import Pcm16
+from localive.engines.tts.base import OUTPUT_SAMPLE_RATE_HZ, TTS
+from localive.protocol import server_messages as out
+from localive.session.clauses import ClauseSplitter
+from localive.session.outbox import Outbox
+
+CHUNK_BYTES = 9600  # 200 ms of 24 kHz 16-bit mono: steady chunks, far below the 1 MiB message limit
+CLAUSE_QUEUE = 8
+
+
+@dataclass
+class Playback:
+    clock: Callable[[], float] = time.monotonic
+    started_at: float | None = None
+    clauses: list[tuple[str, float, float]] = field(default_factory=list)  # (text, start_s, duration_s)
+    total_s: float = 0.0
+
+    def add(self, text: str, duration_s: float) -> None:
+        if self.started_at is None:
+            self.started_at = self.clock()
+        self.clauses.append((text, self.total_s, duration_s))
+        self.total_s += duration_s
+
+    def remaining_s(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return max(0.0, self.started_at + self.total_s - self.clock())
+
+    def heard_text(self) -> str:
+        """The words played so far: whole clauses, then the share of the current clause's words."""
+        if self.started_at is None:
+            return ""
+        elapsed = self.clock() - self.started_at
+        heard = []
+        for text, start, duration in self.clauses:
+            if elapsed >= start + duration:
+                heard.append(text)
+            elif elapsed > start:
+                words = text.split()
+                share = (elapsed - start) / duration if duration else 1.0
+                heard.append(" ".join(words[: int(len(words) * share)]))
+        return " ".join(h for h in heard if h)
+
+    @property
+    def text(self) -> str:
+        return " ".join(t for t, _, _ in self.clauses)
+
+
+def audio_chunks(audio: Pcm16, chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
+    return [audio.data[i:i + chunk_bytes] for i in range(0, len(audio.data), chunk_bytes)]
+
+
+async def speak(stream: AsyncIterator[str], *, tts: TTS, voice: str, language: str | None, outbox: Outbox,
+                turn: int, playback: Playback, transcribe: bool) -> None:
+    """Speak the LLM's streamed text. Cancelling stops both the LLM and the synthesis at once."""
+    clauses: asyncio.Queue[str | None] = asyncio.Queue(maxsize=CLAUSE_QUEUE)  # bounded: backpressure to the LLM
+
+    async def write() -> None:
+        splitter = ClauseSplitter()
+        async for piece in stream:
+            for clause in splitter.push(piece):
+                await clauses.put(clause)
+        for clause in splitter.flush():
+            await clauses.put(clause)
+        await clauses.put(None)
+
+    async def say() -> None:
+        while (clause := await clauses.get()) is not None:
+            audio = await tts.synthesize(clause, voice, language)
+            if audio.sample_rate_hz != OUTPUT_SAMPLE_RATE_HZ:
+                raise RuntimeError(f"TTS returned {audio.sample_rate_hz} Hz audio")
+            if transcribe:
+                await outbox.put(out.output_transcription(clause + " "), turn=turn)
+            playback.add(clause, audio.duration_s)
+            for chunk in audio_chunks(audio):
+                await outbox.put(out.model_audio(chunk, OUTPUT_SAMPLE_RATE_HZ), turn=turn)
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(write())
+        group.create_task(say())

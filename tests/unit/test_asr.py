@@ -1,0 +1,296 @@
+"""Speech recognition: the real Whisper base model on speech made here with espeak-ng, and the scripted fake."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+import time
+import wave
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from localive.audio.pcm import Pcm16
+from localive.engines.asr.base import ASR
+from localive.engines.asr.fake import ASRCall, ScriptedASR
+from localive.engines.asr.whisper import (
+    WhisperASR,
+    join_segments,
+    split_timestamped,
+    trim_silence,
+    whisper_language,
+)
+from localive.engines.llm.base import ModelNotInstalled
+from localive.models.weights import WHISPER_BASE, ensure_model_dir
+
+Say = Callable[..., Pcm16]
+
+# Phrases both decoding paths get right on espeak's voice (some others lose a word: "capital and France").
+PHRASES = [
+    "can you tell me the weather in Paris tomorrow",
+    "how many kilometers is it from London to Berlin",
+    "remind me to call my mother tomorrow morning",
+]
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^\w\s']", " ", text.lower()).split()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    ref, hyp = words(reference), words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i in range(1, len(ref) + 1):
+        diagonal, row[0] = row[0], i
+        for j in range(1, len(hyp) + 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (ref[i - 1] != hyp[j - 1]))
+    return row[len(hyp)] / max(1, len(ref))
+
+
+@pytest.fixture(scope="session")
+def say(tmp_path_factory: pytest.TempPathFactory) -> Say:
+    """Speech for a text: espeak-ng (US English, 160 wpm), converted by sox without dither (deterministic)."""
+    missing = [tool for tool in ("espeak-ng", "sox") if shutil.which(tool) is None]
+    if missing:
+        raise RuntimeError(f"the ASR tests need {' and '.join(missing)} (Debian: apt-get install espeak-ng sox)")
+    folder = tmp_path_factory.mktemp("speech")
+    made: dict[tuple[str, int], Pcm16] = {}
+
+    def make(text: str, sample_rate_hz: int = 16000) -> Pcm16:
+        if (text, sample_rate_hz) not in made:
+            raw, out = folder / f"raw{len(made)}.wav", folder / f"utt{len(made)}.wav"
+            subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(raw), text], check=True)
+            subprocess.run(["sox", "-D", str(raw), "-r", str(sample_rate_hz), "-c", "1", "-b", "16", str(out)],
+                           check=True)
+            with wave.open(str(out)) as wav:
+                made[text, sample_rate_hz] = Pcm16(wav.readframes(wav.getnframes()), wav.getframerate())
+        return made[text, sample_rate_hz]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def whisper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_model_dir(WHISPER_BASE, directory=tmp_path_factory.mktemp("models"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def asr(whisper_dir: Path) -> Iterator[WhisperASR]:
+    engine = WhisperASR(whisper_dir)
+    engine.load()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def asr_full(whisper_dir: Path) -> Iterator[WhisperASR]:
+    engine = WhisperASR(whisper_dir, short_window=False)
+    engine.load()
+    yield engine
+    engine.close()
+
+
+# --- the real model ------------------------------------------------------------------------------------
+
+
+async def test_capital_of_france(asr: WhisperASR, say: Say) -> None:
+    engine: ASR = asr  # implements the protocol
+    speech = say("what is the capital of France")
+    transcript = await engine.transcribe(speech, "en-US")
+    assert {"capital", "france"} <= set(words(transcript.text)), transcript
+    assert transcript.language == "en"
+    assert transcript.audio_s == pytest.approx(speech.duration_s)
+    assert 0 < transcript.compute_s < 10
+
+
+@pytest.mark.parametrize("phrase", PHRASES)
+async def test_phrases(asr: WhisperASR, say: Say, phrase: str) -> None:
+    transcript = await asr.transcribe(say(phrase))
+    assert wer(phrase, transcript.text) <= 0.15, transcript.text
+
+
+@pytest.mark.parametrize("sample_rate_hz", [8000, 48000])
+async def test_other_sample_rates_are_resampled(asr: WhisperASR, say: Say, sample_rate_hz: int) -> None:
+    speech = say(PHRASES[0], sample_rate_hz)
+    assert speech.sample_rate_hz == sample_rate_hz
+    transcript = await asr.transcribe(speech)
+    assert wer(PHRASES[0], transcript.text) <= 0.15, transcript.text
+    assert transcript.audio_s == pytest.approx(speech.duration_s)
+
+
+@pytest.mark.parametrize("engine", ["asr", "asr_full"])
+async def test_silence_and_noise_give_no_text(request: pytest.FixtureRequest, engine: str) -> None:
+    """Whisper hallucinates sentences on silence; the engine guards itself (level gate + no-speech check)."""
+    model: WhisperASR = request.getfixturevalue(engine)
+    rng = np.random.default_rng(7)
+    quiet_noise = Pcm16.from_float32(rng.normal(0.0, 0.003, 32000), 16000)  # ~ -50 dBFS: decoded
+    loud_noise = Pcm16.from_float32(rng.normal(0.0, 0.03, 32000), 16000)  # ~ -30 dBFS: decoded
+    for audio in (Pcm16.silence(2.0, 16000), Pcm16(b"", 16000), quiet_noise, loud_noise):
+        assert (await model.transcribe(audio)).text == ""
+
+
+async def test_silence_around_speech_adds_nothing(asr: WhisperASR, say: Say) -> None:
+    phrase = PHRASES[1]
+    padded = Pcm16.silence(3.0, 16000) + say(phrase) + Pcm16.silence(4.0, 16000)
+    transcript = await asr.transcribe(padded)
+    assert wer(phrase, transcript.text) <= 0.15, transcript.text
+
+
+async def test_short_window_agrees_with_the_30_s_path(asr: WhisperASR, asr_full: WhisperASR, say: Say) -> None:
+    short_s, full_s = [], []
+    for phrase in PHRASES:
+        short = await asr.transcribe(say(phrase))
+        full = await asr_full.transcribe(say(phrase))
+        assert wer(full.text, short.text) <= 0.15, (short.text, full.text)
+        short_s.append(short.compute_s)
+        full_s.append(full.compute_s)
+    assert min(short_s) < min(full_s)  # the point of the short window (~0.1 s vs ~0.45 s on 2 cores)
+
+
+async def test_the_event_loop_keeps_running(asr_full: WhisperASR, say: Say) -> None:
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    transcript = await asr_full.transcribe(say(PHRASES[0]))  # the slow path: ~0.5 s of inference
+    done.set()
+    await ticker
+    assert transcript.text
+    assert len(gaps) >= 10 and max(gaps) < 0.1, (len(gaps), max(gaps))
+
+
+async def test_a_cancelled_request_leaves_the_engine_usable(asr: WhisperASR, say: Say) -> None:
+    first = asyncio.create_task(asr.transcribe(say(PHRASES[0])))
+    queued = asyncio.create_task(asr.transcribe(say(PHRASES[1])))
+    await asyncio.sleep(0)
+    queued.cancel()
+    first.cancel()
+    for task in (first, queued):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    transcript = await asr.transcribe(say(PHRASES[2]))
+    assert wer(PHRASES[2], transcript.text) <= 0.15
+
+
+async def test_language_hints(asr: WhisperASR, say: Say) -> None:
+    speech = say(PHRASES[0])
+    assert (await asr.transcribe(speech, "en-GB")).language == "en"
+    assert (await asr.transcribe(speech, "tlh")).language == "en"  # unknown to Whisper: the default
+
+
+async def test_language_detection(whisper_dir: Path, say: Say) -> None:
+    engine = WhisperASR(whisper_dir, default_language=None)
+    try:
+        transcript = await engine.transcribe(say(PHRASES[0]))  # loads on first use
+    finally:
+        engine.close()
+    assert transcript.language == "en"
+    assert wer(PHRASES[0], transcript.text) <= 0.15
+
+
+async def test_closed_engine_refuses(whisper_dir: Path) -> None:
+    engine = WhisperASR(whisper_dir)
+    engine.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await engine.transcribe(Pcm16.silence(1.0, 16000))
+
+
+def test_a_missing_model_directory_says_what_to_do(tmp_path: Path) -> None:
+    engine = WhisperASR(tmp_path / "nowhere")
+    try:
+        with pytest.raises(ModelNotInstalled, match="models prepare"):
+            engine.load()
+    finally:
+        engine.close()
+
+
+# --- pure helpers --------------------------------------------------------------------------------------
+
+
+def test_whisper_language() -> None:
+    known = frozenset({"en", "pt", "zh", "he", "no"})
+    assert whisper_language("en-US", known, "en") == "en"
+    assert whisper_language("pt_BR", known, "en") == "pt"
+    assert whisper_language("cmn-Hans-CN", known, "en") == "zh"
+    assert whisper_language("iw", known, "en") == "he"
+    assert whisper_language("nb-NO", known, "en") == "no"
+    assert whisper_language("xx", known, "en") == "en"
+    assert whisper_language(None, known, "en") == "en"
+    assert whisper_language("", known, None) is None
+
+
+def test_trim_silence_keeps_speech_with_a_margin() -> None:
+    rate = 16000
+    tone = (0.3 * np.sin(np.arange(rate) * 0.2)).astype(np.float32)
+    samples = np.concatenate([np.zeros(3 * rate, np.float32), tone, np.zeros(2 * rate, np.float32)])
+    trimmed = trim_silence(samples, rate, -60.0)
+    assert 1.5 <= trimmed.size / rate <= 1.7  # 1 s of tone + 0.25 s before + 0.35 s after
+    assert trim_silence(np.zeros(rate, np.float32), rate, -60.0).size == 0
+    assert trim_silence(np.zeros(10, np.float32), rate, -60.0).size == 0
+
+
+def test_join_segments_drops_repeated_sentences() -> None:
+    assert join_segments(["Turn it off.", "Turn it off!", "Thanks. Turn it off."]) == "Turn it off. Thanks."
+    assert join_segments(["no, no, no", ""]) == "no, no, no"
+
+
+def test_split_timestamped() -> None:
+    begin, eot = 1000, 999
+    tokens = [begin + 0, 1, 2, begin + 50, begin + 50, 3, begin + 100, begin + 400, 4, eot]
+    assert split_timestamped(tokens, begin, eot) == [(0.0, [1, 2]), (1.0, [3]), (8.0, [4])]
+
+
+# --- the scripted fake ---------------------------------------------------------------------------------
+
+
+async def test_scripted_asr_returns_texts_in_order_and_records_calls() -> None:
+    fake = ScriptedASR(["hello", "what time is it"])
+    engine: ASR = fake  # implements the protocol
+    one = await engine.transcribe(Pcm16.silence(1.5, 16000), "en-US")
+    two = await engine.transcribe(Pcm16.silence(0.5, 48000))
+    three = await engine.transcribe(Pcm16.silence(0.25, 16000))
+    assert [one.text, two.text, three.text] == ["hello", "what time is it", ""]
+    assert one.language == "en-US" and two.language == "en" and one.audio_s == 1.5
+    assert fake.audio_durations_s == [1.5, 0.5, 0.25]
+    assert fake.calls[1] == ASRCall(audio_s=0.5, sample_rate_hz=48000, language=None)
+    assert fake.remaining == 0
+
+
+async def test_scripted_asr_with_a_callable_and_a_virtual_delay() -> None:
+    slept: list[float] = []
+
+    async def virtual_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    fake = ScriptedASR(lambda audio, language: f"{audio.duration_s:.1f} s in {language}", delay_s=0.3,
+                       sleep=virtual_sleep)
+    transcript = await fake.transcribe(Pcm16.silence(2.0, 16000), "de-DE")
+    assert transcript.text == "2.0 s in de-DE" and transcript.compute_s == 0.3
+    assert slept == [0.3]
+
+
+async def test_scripted_asr_delay_is_cancellable_and_close_refuses() -> None:
+    fake = ScriptedASR(["slow", "next"], delay_s=60.0)
+    task = asyncio.create_task(fake.transcribe(Pcm16.silence(1.0, 16000)))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert fake.remaining == 1 and len(fake.calls) == 1
+    fake.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await fake.transcribe(Pcm16.silence(1.0, 16000))
+    with pytest.raises(TypeError):
+        ScriptedASR("one string")  # a str is an Iterable[str]: refused, not split into characters

@@ -1,0 +1,160 @@
+"""Voice in the session state machine, with shipped fakes: tone TTS, energy VAD, a scripted ASR."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import numpy as np
+
+from localive.audio.pcm import Pcm16
+from localive.engines.asr.base import Transcript
+from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
+from localive.engines.tts.fake import ToneTTS
+from localive.engines.vad.energy import EnergyVAD
+from localive.models.registry import ModelRegistry
+from localive.protocol.errors import Close
+from localive.protocol.parse import parse_client_message
+from localive.session.engines import Engines
+from localive.session.live import LiveSession
+
+SCRIPT = EmulatorScript.from_dict({"reply": [
+    {"match": "slow", "text": "one, two, three, four, five, six, seven, eight, nine, ten.", "delay_ms": 30},
+]})
+
+
+class ListASR:
+    name = "list"
+    sample_rate_hz = 16000
+
+    def __init__(self, *texts: str) -> None:
+        self.texts = list(texts)
+        self.heard: list[float] = []
+
+    async def transcribe(self, audio: Pcm16, language: str | None = None) -> Transcript:
+        self.heard.append(audio.duration_s)
+        return Transcript(self.texts.pop(0) if self.texts else "", audio_s=audio.duration_s)
+
+    def close(self) -> None:
+        pass
+
+
+def make_session(asr: ListASR, ms_per_char: float = 2.0) -> LiveSession:
+    llm = EmulatorLLM(SCRIPT)
+    engines = Engines(llm_for=lambda entry: llm, asr=asr, tts=ToneTTS(ms_per_char=ms_per_char),
+                      vad_factory=EnergyVAD)
+    return LiveSession(registry=ModelRegistry(), engines=engines, session_id="v1")
+
+
+async def send(session: LiveSession, frame: dict) -> None:
+    await session.handle(parse_client_message(json.dumps(frame)))
+
+
+async def drain_turn(session: LiveSession) -> list[dict]:
+    messages = []
+    while True:
+        message = await asyncio.wait_for(session.outbox.get(), 10)
+        assert not isinstance(message, Close), message
+        messages.append(message)
+        if message.get("serverContent", {}).get("turnComplete"):
+            return messages
+
+
+def setup(modality: str = "AUDIO", **extra: object) -> dict:
+    return {"setup": {"model": "gemini-2.0-flash-live-001", "generationConfig": {"responseModalities": [modality]},
+                      "outputAudioTranscription": {}, "inputAudioTranscription": {}, **extra}}
+
+
+def tone(seconds: float, loud: bool) -> dict:
+    t = np.arange(int(16000 * seconds)) / 16000
+    samples = (0.3 * np.sin(2 * np.pi * 220 * t)) if loud else np.zeros_like(t)
+    data = Pcm16.from_float32(samples.astype(np.float32), 16000).data
+    return {"realtimeInput": {"audio": {"data": base64.b64encode(data).decode(), "mimeType": "audio/pcm;rate=16000"}}}
+
+
+def kinds(messages: list[dict]) -> list[str]:
+    out = []
+    for m in messages:
+        content = m.get("serverContent", {})
+        for key in ("inputTranscription", "outputTranscription", "interrupted", "generationComplete",
+                    "turnComplete"):
+            if key in content:
+                out.append(key)
+        if "modelTurn" in content:
+            out.append("audio" if "inlineData" in content["modelTurn"]["parts"][0] else "text")
+    return out
+
+
+async def test_spoken_answer_to_speech() -> None:
+    asr = ListASR("hello there")
+    session = make_session(asr)
+    await send(session, setup())
+    await session.outbox.get()
+    await send(session, tone(0.2, loud=False))
+    await send(session, tone(0.6, loud=True))
+    await send(session, tone(0.7, loud=False))  # > 500 ms of silence ends the turn
+    messages = await drain_turn(session)
+    k = kinds(messages)
+    assert k[0] == "inputTranscription" and k[1] == "outputTranscription" and "audio" in k
+    assert k[-2:] == ["generationComplete", "turnComplete"]
+    assert messages[0]["serverContent"]["inputTranscription"]["text"] == "hello there"
+    assert 0.6 <= asr.heard[0] <= 1.4
+    audio = [m for m in messages if "modelTurn" in m.get("serverContent", {})]
+    part = audio[0]["serverContent"]["modelTurn"]["parts"][0]["inlineData"]
+    assert part["mimeType"] == "audio/pcm;rate=24000" and len(base64.b64decode(part["data"])) <= 9600
+    usage = messages[-1]["usageMetadata"]
+    assert usage["responseTokensDetails"][0]["modality"] == "AUDIO"
+    assert {d["modality"] for d in usage["promptTokensDetails"]} == {"TEXT", "AUDIO"}
+    assert [t.role for t in session.history] == ["user", "model"]
+    await session.aclose()
+
+
+async def test_barge_in_stops_audio_and_keeps_only_what_was_heard() -> None:
+    session = make_session(ListASR("stop"), ms_per_char=40.0)
+    await send(session, setup())
+    await session.outbox.get()
+    await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "slow"}]}],
+                                           "turnComplete": True}})
+    first = await asyncio.wait_for(session.outbox.get(), 5)  # the model has started to speak
+    assert "serverContent" in first
+    await asyncio.sleep(0.3)  # the user listens for a moment (real time: playback is estimated in real time)
+    await send(session, tone(0.3, loud=True))  # then speaks
+    messages = await drain_turn(session)
+    k = kinds(messages)
+    assert "interrupted" in k and k[-1] == "turnComplete"
+    assert "audio" not in k[k.index("interrupted"):]
+    heard = session.history[-1].text
+    assert session.history[-1].role == "model"
+    assert heard and "ten" not in heard and "one" in heard
+    await session.aclose()
+
+
+async def test_manual_activity_ignores_audio_outside_and_answers_at_activity_end() -> None:
+    asr = ListASR("hi")
+    session = make_session(asr)
+    await send(session, setup("TEXT", realtimeInputConfig={"automaticActivityDetection": {"disabled": True}}))
+    await session.outbox.get()
+    await send(session, tone(0.5, loud=True))  # ignored: no activity yet
+    await send(session, {"realtimeInput": {"activityStart": {}}})
+    await send(session, tone(0.25, loud=True))
+    await send(session, {"realtimeInput": {"activityEnd": {}}})
+    messages = await drain_turn(session)
+    text = "".join(m["serverContent"]["modelTurn"]["parts"][0]["text"] for m in messages
+                   if "modelTurn" in m.get("serverContent", {}))
+    assert text == "You said: hi"
+    assert asr.heard == [0.25]
+    await session.aclose()
+
+
+async def test_sounds_without_words_get_no_answer() -> None:
+    session = make_session(ListASR(""))
+    await send(session, setup("TEXT"))
+    await session.outbox.get()
+    await send(session, tone(0.4, loud=True))
+    await send(session, tone(0.7, loud=False))
+    await send(session, {"realtimeInput": {"text": "hi"}})  # the next input is answered normally
+    messages = await drain_turn(session)
+    assert [t.text for t in session.history] == ["hi", "You said: hi"]
+    assert "inputTranscription" not in kinds(messages)
+    await session.aclose()
