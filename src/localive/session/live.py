@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -34,6 +35,7 @@ from localive.session.config import SessionConfig, content_text, session_config
 from localive.session.engines import Engines
 from localive.session.outbox import Outbox
 from localive.session.speech_out import Playback, speak
+from localive.session.timings import TurnTimings
 from localive.session.usage import turn_usage
 
 log = logging.getLogger("localive.session")
@@ -205,7 +207,7 @@ class LiveSession:
         messages.extend(ChatMessage("user" if t.role == "user" else "assistant", t.text) for t in self.history)
         return messages
 
-    async def _take_utterances(self) -> float:
+    async def _take_utterances(self, timings: TurnTimings) -> float:
         """Wait for pending transcriptions, in order, and add them to history. Returns seconds of speech."""
         assert self.config is not None
         speech_s = 0.0
@@ -213,6 +215,8 @@ class LiveSession:
             transcript = await asyncio.shield(self._utterances[0])  # survives the turn's cancellation
             self._utterances.popleft()
             speech_s += transcript.audio_s
+            timings.asr_compute_s += transcript.compute_s
+            timings.asr_audio_s += transcript.audio_s
             if transcript.text:
                 if self.config.input_transcription:
                     await self.outbox.put(out.input_transcription(transcript.text))
@@ -224,26 +228,30 @@ class LiveSession:
         self._started_turn = turn_id
         config, llm = self.config, self._llm
         playback = Playback()
+        timings = TurnTimings()
         pieces: list[str] = []
         prompt_tokens, speech_s, answered = 0, 0.0, False
         try:
-            speech_s = await self._take_utterances()
+            speech_s = await self._take_utterances(timings)
+            timings.transcribed = time.monotonic()
             if not self.history or self.history[-1].role != "user":
                 return  # nothing new to answer (e.g. the user made a sound but said no words)
             messages = self.chat_messages()
             prompt_tokens = llm.count_prompt_tokens(messages)
-            stream = llm.stream(messages, config.sampling)
+            stream = timings.timed(llm.stream(messages, config.sampling))
             if config.response_modality == "AUDIO":
                 assert self._engines.tts is not None and config.voice is not None
                 await speak(stream, tts=self._engines.tts, voice=config.voice, language=config.language,
                             outbox=self.outbox, turn=turn_id, playback=playback,
-                            transcribe=config.output_transcription)
+                            transcribe=config.output_transcription, timings=timings)
                 reply = playback.text
             else:
                 async for piece in stream:
                     pieces.append(piece)
+                    timings.mark_output()
                     await self.outbox.put(out.model_text(piece), turn=turn_id)
                 reply = "".join(pieces)
+            log.info("turn timings session=%s turn=%d %s", self.session_id, turn_id, timings.log_fields())
             self._append("model", reply)
             answered = True
             await self.outbox.put(out.generation_complete())

@@ -17,6 +17,7 @@ from localive.engines.tts.base import OUTPUT_SAMPLE_RATE_HZ, TTS
 from localive.protocol import server_messages as out
 from localive.session.clauses import ClauseSplitter
 from localive.session.outbox import Outbox
+from localive.session.timings import TurnTimings
 
 CHUNK_BYTES = 9600  # 200 ms of 24 kHz 16-bit mono: steady chunks, far below the 1 MiB message limit
 CLAUSE_QUEUE = 8
@@ -65,7 +66,7 @@ def audio_chunks(audio: Pcm16, chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
 
 
 async def speak(stream: AsyncIterator[str], *, tts: TTS, voice: str, language: str | None, outbox: Outbox,
-                turn: int, playback: Playback, transcribe: bool) -> None:
+                turn: int, playback: Playback, transcribe: bool, timings: TurnTimings | None = None) -> None:
     """Speak the LLM's streamed text. Cancelling stops both the LLM and the synthesis at once."""
     clauses: asyncio.Queue[str | None] = asyncio.Queue(maxsize=CLAUSE_QUEUE)  # bounded: backpressure to the LLM
 
@@ -80,7 +81,12 @@ async def speak(stream: AsyncIterator[str], *, tts: TTS, voice: str, language: s
 
     async def say() -> None:
         while (clause := await clauses.get()) is not None:
+            started = time.monotonic()
             audio = await tts.synthesize(clause, voice, language)
+            if timings is not None:
+                timings.tts_compute_s += time.monotonic() - started
+                timings.tts_audio_s += audio.duration_s
+                timings.mark_output()
             if audio.sample_rate_hz != OUTPUT_SAMPLE_RATE_HZ:
                 raise RuntimeError(f"TTS returned {audio.sample_rate_hz} Hz audio")
             if transcribe:

@@ -1,0 +1,40 @@
+"""Per-turn stage timings, logged once per turn (the voice benchmark reads them from the server log)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TurnTimings:
+    started: float = field(default_factory=time.monotonic)  # the user's turn ended (VAD, activityEnd, text)
+    transcribed: float | None = None  # pending speech is in the history
+    first_token: float | None = None  # the LLM's first text
+    first_output: float | None = None  # the first text or audio part was queued for the client
+    asr_compute_s: float = 0.0
+    asr_audio_s: float = 0.0
+    tts_compute_s: float = 0.0
+    tts_audio_s: float = 0.0
+
+    def mark_output(self) -> None:
+        if self.first_output is None:
+            self.first_output = time.monotonic()
+
+    async def timed(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+        async for piece in stream:
+            if self.first_token is None:
+                self.first_token = time.monotonic()
+            yield piece
+
+    def log_fields(self) -> str:
+        def ms(t: float | None) -> str:
+            return "-" if t is None else f"{(t - self.started) * 1000:.1f}"
+
+        def rtf(compute: float, audio: float) -> str:
+            return f"{compute / audio:.3f}" if audio else "-"
+
+        return (f"asr_done_ms={ms(self.transcribed)} llm_first_token_ms={ms(self.first_token)} "
+                f"first_output_ms={ms(self.first_output)} asr_rtf={rtf(self.asr_compute_s, self.asr_audio_s)} "
+                f"tts_rtf={rtf(self.tts_compute_s, self.tts_audio_s)}")
