@@ -92,3 +92,21 @@ def test_unknown_model_rejects_connect_with_1008(emulator_server: RunningServer)
     error = summary["error"]
     assert "Live connection closed before setup completed (code 1008)" in error, error
     assert "models/no-such-model-xyz is not found" in error, error
+
+
+def test_spoken_turn_with_audio_answer(emulator_server: RunningServer, tmp_path: Path) -> None:
+    from tests.support.speech import speech_pcm
+
+    pcm = tmp_path / "question.pcm"
+    pcm.write_bytes(speech_pcm("What is the capital of Germany?"))
+    assert NODE is not None
+    proc = subprocess.run([NODE, str(JS_DIR / "audio_turn.mjs"), "--pcm", str(pcm)], cwd=JS_DIR,
+                          env=emulator_server.client_env(), capture_output=True, text=True, timeout=90)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0 and lines, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    summary = json.loads(lines[-1])
+    assert summary["mimeTypes"] == ["audio/pcm;rate=24000"]
+    assert summary["audioBytes"] > 24000  # over half a second of speech
+    assert "germany" in summary["inputTranscript"].lower()
+    assert summary["outputTranscript"].strip() == "The capital of Germany is Berlin."
+    assert summary["sawGenerationComplete"] and summary["sawTurnComplete"]
