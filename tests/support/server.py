@@ -1,35 +1,34 @@
-"""Start a real `localive serve` process on free ports, for tests and benchmarks."""
+"""A real `localive serve` process on free ports for the tests: the bench's launcher plus client settings."""
 
 from __future__ import annotations
 
 import os
 import shlex
-import socket
 import ssl
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from localive.bench import server as launcher
 
 
 @dataclass
 class RunningServer:
-    port: int
-    plain_port: int
-    data_dir: Path
-    log_path: Path
-    process: subprocess.Popen[bytes]
-    log_file: Any = None
+    process: launcher.RunningServer
     env: dict[str, str] = field(default_factory=dict)  # what `eval "$(localive env)"` would export
+
+    @property
+    def port(self) -> int:
+        return self.process.port
+
+    @property
+    def plain_port(self) -> int:
+        return self.process.plain_port
+
+    @property
+    def data_dir(self) -> Path:
+        return self.process.data_dir
 
     @property
     def base_url(self) -> str:
@@ -49,18 +48,10 @@ class RunningServer:
         return ssl.create_default_context(cafile=str(self.data_dir / "tls" / "ca.pem"))
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.process.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.log_file is not None:
-            self.log_file.close()
+        self.process.stop()
 
 
 def localive_env(port: int, data_dir: Path) -> dict[str, str]:
@@ -77,30 +68,5 @@ def localive_env(port: int, data_dir: Path) -> dict[str, str]:
 
 
 def start_server(workdir: Path, *args: str, timeout_s: float = 300.0) -> RunningServer:
-    workdir.mkdir(parents=True, exist_ok=True)
-    port, plain_port = free_port(), free_port()
-    data_dir = workdir / "data"
-    log_path = workdir / "server.log"
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localive", "serve", "--port", str(port), "--plain-port", str(plain_port),
-         "--data-dir", str(data_dir), *args],
-        stdout=log_file, stderr=subprocess.STDOUT,
-    )
-    server = RunningServer(port, plain_port, data_dir, log_path, process, log_file)
-    no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # health checks go straight to it
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"localive serve exited with {process.returncode}:\n{server.log()}")
-        try:
-            with no_proxy.open(f"http://127.0.0.1:{plain_port}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        server.stop()
-        raise RuntimeError(f"localive serve did not become healthy in {timeout_s} s:\n{server.log()}")
-    server.env = localive_env(port, data_dir)
-    return server
+    process = launcher.start_server(workdir, *args, timeout_s=timeout_s)
+    return RunningServer(process, localive_env(process.port, process.data_dir))

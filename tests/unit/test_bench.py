@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import argparse
+import base64
 import json
+import shutil
 
+import numpy as np
 import pytest
 
+from localive.bench import speech
+from localive.bench.cli import listen_levels
 from localive.bench.llm import LlmResult, prompt_for
 from localive.bench.load import LoadResult
 from localive.bench.machine import MachineInfo, cpu_model
 from localive.bench.report import BenchResults, render_markdown, table, to_json
-from localive.bench.stats import Summary, percentile, summarize
+from localive.bench.server import BenchError
+from localive.bench.speech import room_noise, speech_bounds
+from localive.bench.stats import Summary, percentile, spread, summarize
+from localive.bench.voice import (
+    ListenLevel,
+    ListenResult,
+    StageTimings,
+    TurnWatch,
+    VoiceResult,
+    VoiceTurn,
+    audio_message,
+    chunked,
+    parse_turn_timings,
+    summarize_run,
+    voice_setup,
+    words,
+)
 from localive.cli import build_parser
 
 
@@ -47,7 +69,7 @@ def test_summary_and_scaling() -> None:
     assert (s.n, s.min, s.max) == (3, 0.001, 0.003)
     assert s.mean == pytest.approx(0.002)
     ms = s.scaled(1000)
-    assert (ms.n, ms.p50, ms.max) == (3, pytest.approx(2.0), pytest.approx(3.0))
+    assert ms.n == 3 and ms.p50 == pytest.approx(2.0) and ms.max == pytest.approx(3.0)
 
 
 def test_cpu_model_from_proc_cpuinfo() -> None:
@@ -117,3 +139,159 @@ def test_bench_options_defaults_and_bounds(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--sessions", "0"])
     assert "must be between 1 and 1000" in capsys.readouterr().err
+
+
+# --- the voice benchmark's pure helpers ----------------------------------------------------------------------
+
+_LOG = """\
+2026-11-25 20:03:18,846 INFO localive.session: turn timings session=15457ed53776f1a5 turn=1 asr_done_ms=102.7 \
+llm_first_token_ms=171.2 first_output_ms=387.6 asr_rtf=0.052 tts_rtf=0.064
+2026-11-25 20:03:19,001 INFO localive.access: 127.0.0.1:50524 "WS /ws/..." session=15457ed53776f1a5 close=1000
+2026-11-25 20:03:21,254 INFO localive.session: turn timings session=22125a967ede1663 turn=2 asr_done_ms=- \
+llm_first_token_ms=12.5 first_output_ms=30.0 asr_rtf=- tts_rtf=-
+2026-11-25 20:03:22,000 INFO localive.session: turn timings session=22125a967ede1663 turn=3 asr_done_ms=1.0 \
+llm_first_token_ms=2.0 first_output_ms=3.0 asr_rtf=0.1 tts_rtf=0.2
+"""
+
+
+def test_turn_timings_are_parsed_from_the_server_log_by_session() -> None:
+    found = parse_turn_timings(_LOG)
+    assert set(found) == {"15457ed53776f1a5", "22125a967ede1663"}
+    assert found["15457ed53776f1a5"] == [(1, StageTimings(102.7, 171.2, 387.6, 0.052, 0.064))]
+    second = found["22125a967ede1663"]
+    assert [turn for turn, _ in second] == [2, 3]
+    assert second[0][1] == StageTimings(None, 12.5, 30.0, None, None)  # "-": not measured
+    assert parse_turn_timings("no timings here\n") == {}
+
+
+def test_spread_reports_p50_and_p90() -> None:
+    s = spread([float(i) for i in range(1, 11)])
+    assert (s.n, s.min, s.max) == (10, 1.0, 10.0)
+    assert s.p50 == pytest.approx(5.5)
+    assert s.p90 == pytest.approx(9.1)
+    with pytest.raises(ValueError):
+        spread([])
+
+
+def test_speech_bounds_ignore_silence_and_noise_around_the_words() -> None:
+    rate = 16000
+    tone = (0.3 * 32767 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype("<i2").tobytes()
+    pcm = b"\0\0" * (rate // 2) + tone + b"\0\0" * (rate // 4)
+    start, end = speech_bounds(pcm)
+    assert start == pytest.approx(0.5, abs=0.011)
+    assert end == pytest.approx(1.5, abs=0.011)
+    noise = np.frombuffer(room_noise(1.0, dbfs=-60.0), dtype="<i2").astype(np.float64) / 32768
+    assert len(noise) == rate
+    assert 20 * np.log10(np.sqrt(np.mean(noise**2))) == pytest.approx(-60.0, abs=1.0)
+
+
+def test_missing_speech_tools_fail_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "sox" else f"/usr/bin/{name}")
+    with pytest.raises(BenchError) as caught:
+        speech.require_tools()
+    assert "sox" in str(caught.value) and "espeak-ng" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_voice_setup_and_audio_messages() -> None:
+    manual = voice_setup("Kore", manual=True, silence_ms=500)["setup"]
+    assert manual["realtimeInputConfig"]["automaticActivityDetection"] == {"disabled": True}
+    assert manual["generationConfig"]["responseModalities"] == ["AUDIO"]
+    assert manual["generationConfig"]["speechConfig"]["voiceConfig"]["prebuiltVoiceConfig"]["voiceName"] == "Kore"
+    auto = voice_setup("Puck", manual=False, silence_ms=700)["setup"]
+    assert auto["realtimeInputConfig"]["automaticActivityDetection"] == {"silenceDurationMs": 700}
+    blob = json.loads(audio_message(b"\1\0\2\0"))["realtimeInput"]["audio"]
+    assert blob["mimeType"] == "audio/pcm;rate=16000" and base64.b64decode(blob["data"]) == b"\1\0\2\0"
+    assert [len(c) for c in chunked(b"\0" * 1500, 20)] == [640, 640, 220]  # 20 ms = 320 samples
+
+
+def test_turn_watch_notes_first_audio_transcripts_and_the_first_clause() -> None:
+    def audio(n: int) -> dict[str, object]:
+        data = base64.b64encode(b"\0" * n).decode()
+        return {"serverContent": {"modelTurn": {"parts": [{"inlineData": {"mimeType": "audio/pcm;rate=24000",
+                                                                           "data": data}}]}}}
+
+    watch = TurnWatch()
+    assert not watch.see(1.0, {"setupComplete": {}})
+    assert not watch.see(1.1, {"serverContent": {"inputTranscription": {"text": "What is two plus two?"}}})
+    assert not watch.see(1.2, {"serverContent": {"outputTranscription": {"text": "Two plus two "}}})
+    assert not watch.see(1.3, audio(9600))
+    assert not watch.see(1.4, audio(2400))
+    assert not watch.see(1.5, {"serverContent": {"outputTranscription": {"text": "is four. "}}})
+    assert not watch.see(1.6, audio(4800))
+    assert watch.see(1.7, {"serverContent": {"generationComplete": True}})
+    assert (watch.first_audio_at, watch.generation_complete_at) == (1.3, 1.7)
+    assert watch.audio_bytes == 16800
+    assert watch.first_clause_audio_s == pytest.approx(12000 / 2 / 24000)
+    assert "".join(watch.heard) == "What is two plus two?"
+    assert TurnWatch().see(0.0, {"serverContent": {"turnComplete": True}})  # an interrupted turn ends too
+
+
+def test_words_compare_transcripts_without_case_or_punctuation() -> None:
+    assert words("What is the capital of France?") == words("what is the capital of france")
+    assert words("It's 7 days.") == ["it's", "7", "days"]
+
+
+def _voice_result() -> VoiceResult:
+    turns = [VoiceTurn(question="What is two plus two?", session_id=f"s{i}", speech_s=1.5,
+                       first_audio_ms=400.0 + i, generation_ms=900.0, response_audio_s=2.0,
+                       heard="What is two plus two?", said="Two plus two is four.",
+                       first_clause="Two plus two is four.", first_clause_audio_s=1.0,
+                       stages=StageTimings(100.0, 180.0, 390.0 + i, 0.05, 0.1))
+             for i in range(3)]
+    manual = summarize_run("manual", "Puck", "joe", None, 20, turns)
+    auto = summarize_run("automatic", "Puck", "joe", 500, 20, turns)
+    levels = [ListenLevel(sessions=1, backlog_ms=spread([3.0]), send_late_p99_ms=1.0, server_cpu_pct=5.0,
+                          bench_cpu_pct=2.0, server_rss_mib=600.0, streamed_s=10.0,
+                          probe_first_audio_ms=[420.0, 430.0],
+                          probe_llm_first_token_ms=[180.0, 185.0], unexpected_messages=0, keeps_up=True,
+                          client_limited=False),
+              ListenLevel(sessions=80, backlog_ms=spread([300.0, 600.0]), send_late_p99_ms=8.0,
+                          server_cpu_pct=120.0, bench_cpu_pct=80.0, server_rss_mib=1300.0,
+                          streamed_s=30.0,
+                          probe_first_audio_ms=[1500.0, None], probe_llm_first_token_ms=[500.0, None],
+                          unexpected_messages=0, keeps_up=False, client_limited=False)]
+    listening = ListenResult(chunk_ms=20, lag_limit_ms=200.0, levels=levels, max_sessions_keeping_up=1,
+                             fell_behind_at=80)
+    return VoiceResult(model="gemini-2.5-flash-preview-native-audio-dialog", max_tokens=48, chunk_ms=20,
+                       questions=3, runs=[manual, auto], listening=listening, background_cpu_pct=0.1, steal_pct=0.0)
+
+
+def test_voice_run_summary_splits_the_first_clause() -> None:
+    run = _voice_result().runs[0]
+    assert run.first_audio_ms.p50 == pytest.approx(401.0)
+    assert run.outside_server_turn_ms is not None and run.first_clause_tts_ms is not None
+    assert run.first_clause_wait_ms is not None
+    assert run.outside_server_turn_ms.p50 == pytest.approx(10.0)  # client 400+i − server 390+i
+    assert run.first_clause_tts_ms.p50 == pytest.approx(100.0)  # 1 s of audio × RTF 0.1
+    assert run.first_clause_wait_ms.p50 == pytest.approx(391.0 - 180.0 - 100.0)
+    assert run.exact_transcripts == 3 and run.first_clause_words_mean == 5.0
+
+
+def test_voice_report_renders_targets_stages_and_capacity() -> None:
+    results = BenchResults(_results().machine, _results().load, None, _voice_result())
+    text = render_markdown(results)
+    assert "### Voice latency: gemini-2.5-flash-preview-native-audio-dialog" in text
+    assert "| manual, Puck (joe) " in text and "automatic, silence 500 ms, Puck (joe)" in text
+    assert "yes" in text and "n/a (includes the silence)" in text
+    assert "100 / 100" in text  # ASR done p50 / p90
+    assert "fell behind at 80 sessions; kept up with 1" in text
+    assert "1,500, failed" in text
+    data = json.loads(to_json(results))
+    assert data["voice"]["runs"][0]["first_audio_ms"]["p90"] == pytest.approx(401.8)
+    assert data["voice"]["listening"]["levels"][1]["probe_first_audio_ms"] == [1500.0, None]
+
+
+def test_voice_options(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["bench"])
+    assert (args.voice, args.voice_turns, args.voices, args.silence_ms, args.chunk_ms) == (False, 20, ["Puck", "Kore"],
+                                                                                          500, 20)
+    assert args.listen == [10, 20, 40, 60, 80, 120]
+    args = build_parser().parse_args(["bench", "--voice", "--voices", "kore, PUCK,Kore", "--listen", "none"])
+    assert args.voice and args.voices == ["Kore", "Puck"] and args.listen == []
+    assert listen_levels("0,5,10") == [0, 5, 10]
+    for bad in ("5,1", "1,1", "x", "1,9999"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            listen_levels(bad)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--voices", "Nobody"])
+    assert "unknown voice" in capsys.readouterr().err

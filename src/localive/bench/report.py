@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from localive.bench.llm import LlmResult
 from localive.bench.load import LoadResult
 from localive.bench.machine import NOISY_PCT, MachineInfo
-from localive.bench.stats import Summary
+from localive.bench.stats import Spread, Summary
+from localive.bench.voice import LATE_LIMIT_MS, PROBE_TIMEOUT_S, VoiceResult, VoiceRun
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class BenchResults:
     machine: MachineInfo
     load: LoadResult
     llm: LlmResult | None = None
+    voice: VoiceResult | None = None
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -86,6 +88,8 @@ def render_markdown(results: BenchResults) -> str:
     ]
     if results.llm is not None:
         out += ["", *_render_llm(results.llm)]
+    if results.voice is not None:
+        out += ["", *render_voice(results.voice)]
     return "\n".join(out) + "\n"
 
 
@@ -110,6 +114,113 @@ def _render_llm(llm: LlmResult) -> list[str]:
         f"Ratio of medians (server p50 / raw p50 TTFT): {llm.ratio_of_medians:.3f}. Other processes' CPU / "
         f"steal during the comparison: {_num(llm.background_cpu_pct)}% / {_num(llm.steal_pct)}% of the machine; "
         f"repetitions disturbed by other processes (>{NOISY_PCT:.0f}% CPU): {llm.noisy_repetitions}.",
+    ]
+
+
+TARGET_MS, STRETCH_MS = 600.0, 300.0  # p50 from activityEnd to first audio (Gemini native audio: ~630 ms)
+
+
+def _pair(s: Spread | None, digits: int = 0) -> str:
+    return "-" if s is None else f"{_num(s.p50, digits)} / {_num(s.p90, digits)}"
+
+
+def _opt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else _num(value, digits)
+
+
+def run_name(run: VoiceRun) -> str:
+    mode = "manual" if run.mode == "manual" else f"automatic, silence {run.silence_ms} ms"
+    return f"{mode}, {run.voice} ({run.base_voice})"
+
+
+def _verdict(run: VoiceRun) -> str:
+    if run.mode != "manual":
+        return "n/a (includes the silence)"
+    p50 = run.first_audio_ms.p50
+    if p50 <= STRETCH_MS:
+        return "yes, also ≤ 300"
+    return "yes" if p50 <= TARGET_MS else "no"
+
+
+def render_voice(voice: VoiceResult) -> list[str]:
+    out = [f"### Voice latency: {voice.model} on the default models and speech engines", ""]
+    if voice.runs:
+        out += _render_runs(voice)
+    if voice.listening is not None:
+        out += ["", *_render_listening(voice)] if voice.runs else _render_listening(voice)
+    out += ["", f"Other processes' CPU / steal during the voice benchmark: {_num(voice.background_cpu_pct)}% / "
+                f"{_num(voice.steal_pct)}% of the machine."]
+    return out
+
+
+def _render_runs(voice: VoiceResult) -> list[str]:
+    return [
+        f"{voice.questions} different spoken questions (espeak-ng, 16 kHz), one new session per turn, streamed in "
+        f"real time in {voice.chunk_ms} ms chunks; AUDIO, temperature 0, at most {voice.max_tokens} output tokens; "
+        "one unmeasured warm-up turn per run. First audio = the first `serverContent.modelTurn` `inlineData` "
+        "received, measured from sending `activityEnd` (manual) or from sending the last chunk that holds speech "
+        "(automatic: includes the configured silence).",
+        "",
+        *table(["run: time to first response audio (ms)", "p50", "p90", "mean", "min", "max", "n",
+                "p50 ≤ 600 ms"],
+               [[run_name(r), _num(r.first_audio_ms.p50), _num(r.first_audio_ms.p90), _num(r.first_audio_ms.mean),
+                 _num(r.first_audio_ms.min), _num(r.first_audio_ms.max), str(r.first_audio_ms.n), _verdict(r)]
+                for r in voice.runs]),
+        "",
+        "Per stage, p50 / p90 in ms. The server's stages count from the moment the user's turn ended on the "
+        "server (its `turn timings` log line); *outside* = client first audio − server first output (end-of-turn "
+        "detection, transport, client); the first-clause split is estimated from the turn's TTS real-time factor.",
+        "",
+        *table(["run", "ASR done", "first LLM token", "first TTS chunk", "outside", "clause wait", "clause TTS",
+                "ASR RTF", "TTS RTF"],
+               [[run_name(r), _pair(r.asr_done_ms), _pair(r.llm_first_token_ms), _pair(r.first_output_ms),
+                 _pair(r.outside_server_turn_ms), _pair(r.first_clause_wait_ms), _pair(r.first_clause_tts_ms),
+                 _opt(r.asr_rtf_mean), _opt(r.tts_rtf_mean)] for r in voice.runs]),
+        "",
+        *table(["run", "speech (s, mean)", "first clause (words, mean)", "to generationComplete p50 / p90 (ms)",
+                "exact transcripts"],
+               [[run_name(r), _num(r.speech_s_mean, 2), _num(r.first_clause_words_mean),
+                 _pair(r.generation_ms), f"{r.exact_transcripts}/{r.first_audio_ms.n}"] for r in voice.runs]),
+    ]
+
+
+def _render_listening(voice: VoiceResult) -> list[str]:
+    listening = voice.listening
+    assert listening is not None
+    if listening.fell_behind_at is None:
+        verdict = f"every level kept up (up to {listening.max_sessions_keeping_up} sessions)"
+    else:
+        verdict = (f"fell behind at {listening.fell_behind_at} sessions; kept up with "
+                   f"{listening.max_sessions_keeping_up or 0}")
+    rows = []
+    for level in listening.levels:
+        backlog = "-" if level.backlog_ms is None else \
+            f"{_num(level.backlog_ms.p50)} / {_num(level.backlog_ms.max)}"
+        keeps = "client-limited" if level.client_limited else ("yes" if level.keeps_up else "no")
+        probes = ", ".join("failed" if p is None else _num(p, 0) for p in level.probe_first_audio_ms)
+        tokens = ", ".join("-" if p is None else _num(p, 0) for p in level.probe_llm_first_token_ms)
+        rows.append([str(level.sessions), _num(level.server_cpu_pct, 0), _num(level.bench_cpu_pct, 0),
+                     _num(level.server_rss_mib, 0), backlog,
+                     _num(level.send_late_p99_ms), probes, tokens, str(level.unexpected_messages), keeps])
+    return [
+        f"#### Listening capacity: sessions streaming room noise in real time ({listening.chunk_ms} ms chunks, "
+        "automatic VAD)",
+        "",
+        "Each level: the sessions stream for a few seconds (the server's and the bench clients' CPU measured over "
+        "3 s of listening only, psutil), a probe session runs manual turns meanwhile, then every listening session "
+        "sends a message the server must reject at once (a second `setup`): the time to its close frame is that "
+        "session's backlog, "
+        f"how far its audio processing lags real time. A level keeps up when every backlog is at most "
+        f"{_num(listening.lag_limit_ms, 0)} ms and the bench sent its own audio on time (p99 lateness at most "
+        f"{_num(LATE_LIMIT_MS, 0)} ms; otherwise the level is client-limited) and no probe turn failed (took "
+        f"over {_num(PROBE_TIMEOUT_S, 0)} s). The bench stops at the first level that does not keep up. "
+        f"Result: {verdict}.",
+        "",
+        *table(["listening sessions", "server CPU (% of a core)", "bench CPU (% of a core)", "server RSS (MiB)",
+                "backlog p50 / max (ms)",
+                "bench send late p99 (ms)", "probe: activityEnd → first audio (ms)",
+                "probe: first LLM token (ms)", "server msgs", "keeps up"],
+               rows),
     ]
 
 

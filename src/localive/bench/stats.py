@@ -47,3 +47,28 @@ def summarize(samples: Sequence[float]) -> Summary:
         min=min(samples),
         max=max(samples),
     )
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Latency percentiles as the voice benchmark reports them (p50 and p90)."""
+
+    n: int
+    p50: float
+    p90: float
+    mean: float
+    min: float
+    max: float
+
+
+def spread(samples: Sequence[float]) -> Spread:
+    if not samples:
+        raise ValueError("summary of no samples")
+    return Spread(
+        n=len(samples),
+        p50=percentile(samples, 50),
+        p90=percentile(samples, 90),
+        mean=sum(samples) / len(samples),
+        min=min(samples),
+        max=max(samples),
+    )

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from localive.audio.mime import pcm_rate
 from localive.audio.pcm import Pcm16
 from localive.audio.resample import StreamResampler
-from localive.engines.vad.base import VAD
+from localive.engines.vad.base import VAD, VADFactory
 from localive.protocol.errors import InvalidArgument
 from localive.session.activity import (
     ActivityDetector,
@@ -31,16 +31,16 @@ INPUT_RATE_HZ = 16000
 
 
 class AudioInput:
-    def __init__(self, settings: ActivitySettings, *, manual: bool, vad: VAD | None,
+    def __init__(self, settings: ActivitySettings, *, manual: bool, vad_factory: VADFactory | None,
                  executor: Executor | None = None) -> None:
         self.manual = manual
         self._settings = settings
-        self._vad = vad
+        self._vad_factory = vad_factory
+        self._vad: VAD | None = None  # made on the first audio, off the event loop (it loads a model)
         self._executor = executor
         self._resampler: StreamResampler | None = None
-        frame = vad.frame_samples if vad else 512
-        self._detector = ActivityDetector(settings, frame, INPUT_RATE_HZ)
-        self._frame_samples = frame
+        self._detector: ActivityDetector | None = None
+        self._frame_samples = 0
         self._carry: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)
         self._manual_audio: list[Pcm16] = []
         self._manual_samples = 0
@@ -49,7 +49,17 @@ class AudioInput:
 
     @property
     def speaking(self) -> bool:
-        return self.in_activity if self.manual else self._detector.speaking
+        return self.in_activity if self.manual else bool(self._detector and self._detector.speaking)
+
+    async def _ready_vad(self) -> tuple[VAD, ActivityDetector]:
+        if self._vad is None or self._detector is None:
+            if self._vad_factory is None:
+                raise InvalidArgument("Audio input is not available on this server.")
+            loop = asyncio.get_running_loop()
+            self._vad = await loop.run_in_executor(self._executor, self._vad_factory)
+            self._frame_samples = self._vad.frame_samples
+            self._detector = ActivityDetector(self._settings, self._frame_samples, INPUT_RATE_HZ)
+        return self._vad, self._detector
 
     async def push(self, data: bytes, mime_type: str) -> list[ActivityEvent]:
         rate = pcm_rate(mime_type)
@@ -63,20 +73,18 @@ class AudioInput:
             if self.in_activity:
                 self._keep_manual(audio)
             return []
-        if self._vad is None:
-            raise InvalidArgument("Audio input is not available on this server.")
+        vad, detector = await self._ready_vad()
         samples = np.concatenate([self._carry, audio.to_float32()])
         count = len(samples) // self._frame_samples
         frames = [samples[i * self._frame_samples:(i + 1) * self._frame_samples] for i in range(count)]
         self._carry = samples[count * self._frame_samples:]
         if not frames:
             return []
-        vad = self._vad
         probabilities = await asyncio.get_running_loop().run_in_executor(
             self._executor, lambda: [vad.speech_probability(f) for f in frames])
         events: list[ActivityEvent] = []
         for frame, probability in zip(frames, probabilities, strict=True):
-            events += self._detector.push(frame, probability)
+            events += detector.push(frame, probability)
         return events
 
     def stream_end(self) -> list[ActivityEvent]:
@@ -85,7 +93,7 @@ class AudioInput:
             return []
         self._carry = np.zeros(0, dtype=np.float32)
         self._resampler = None
-        return self._detector.flush()
+        return self._detector.flush() if self._detector else []
 
     def activity_start(self) -> list[ActivityEvent]:
         if self.in_activity:

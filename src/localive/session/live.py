@@ -103,9 +103,8 @@ class LiveSession:
         config = session_config(setup, self._registry, self.api_version, self._engines)
         self._llm = self._engines.llm_for(config.model)
         if self._engines.hears or config.manual_activity:
-            vad = self._engines.vad_factory() if self._engines.vad_factory and not config.manual_activity else None
-            self._audio = AudioInput(config.activity, manual=config.manual_activity, vad=vad,
-                                     executor=self._engines.vad_executor)
+            self._audio = AudioInput(config.activity, manual=config.manual_activity,
+                                     vad_factory=self._engines.vad_factory, executor=self._engines.vad_executor)
         self.config = config
         self.state = State.ACTIVE
         await self.outbox.put(out.setup_complete(self.session_id))
