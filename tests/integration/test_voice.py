@@ -161,16 +161,22 @@ async def test_manual_activity_signals_drive_the_turn(emulator: genai.Client) ->
     assert "".join(m.text or "" for m in messages) == "The capital of Germany is Berlin."
 
 
+async def speak_while_the_model_counts(session: genai.live.AsyncSession) -> list[types.LiveServerMessage]:
+    """Ask the emulator to count slowly; once its audio starts, the user asks another question."""
+    await session.send_client_content(turns={"role": "user", "parts": [{"text": "count slowly"}]})
+    first: list[types.LiveServerMessage] = []
+    async with asyncio.timeout(TURN_TIMEOUT_S):
+        async for message in session.receive():
+            first.append(message)
+            if message.data and len(first) < 3:  # the model is talking: the user starts to speak
+                await send_audio(session, speech_pcm("what is the capital of Germany"))
+    return first
+
+
 async def test_barge_in_interrupts_at_once_and_the_next_answer_follows(emulator: genai.Client) -> None:
     config = {"response_modalities": ["AUDIO"], "output_audio_transcription": {}}
     async with emulator.aio.live.connect(model=MODEL, config=config) as session:
-        await session.send_client_content(turns={"role": "user", "parts": [{"text": "count slowly"}]})
-        first: list[types.LiveServerMessage] = []
-        async with asyncio.timeout(TURN_TIMEOUT_S):
-            async for message in session.receive():
-                first.append(message)
-                if message.data and len(first) < 3:  # the model is talking: the user starts to speak
-                    await send_audio(session, speech_pcm("what is the capital of Germany"))
+        first = await speak_while_the_model_counts(session)
         flags = [i for i, m in enumerate(first) if m.server_content and m.server_content.interrupted]
         assert len(flags) == 1
         assert not any(m.data for m in first[flags[0]:]), "no audio of the interrupted turn after interrupted"
@@ -185,13 +191,7 @@ async def test_no_interruption_keeps_the_model_talking(emulator: genai.Client) -
     config = {"response_modalities": ["AUDIO"], "output_audio_transcription": {},
               "realtime_input_config": {"activity_handling": "NO_INTERRUPTION"}}
     async with emulator.aio.live.connect(model=MODEL, config=config) as session:
-        await session.send_client_content(turns={"role": "user", "parts": [{"text": "count slowly"}]})
-        first: list[types.LiveServerMessage] = []
-        async with asyncio.timeout(TURN_TIMEOUT_S):
-            async for message in session.receive():
-                first.append(message)
-                if message.data and len(first) < 3:
-                    await send_audio(session, speech_pcm("what is the capital of Germany"))
+        first = await speak_while_the_model_counts(session)
         assert not any(m.server_content and m.server_content.interrupted for m in first)
         assert "twenty" in words(transcripts(first, "output_transcription"))
         second = await one_turn(session)  # the user's words are answered after
