@@ -59,3 +59,29 @@ def test_healthz_over_tls(emulator_server: RunningServer) -> None:
     with urllib.request.urlopen(f"{emulator_server.base_url}/healthz", context=context, timeout=10) as response:
         body = json.loads(response.read())
     assert body["status"] == "ok" and "gemini-2.0-flash-live-001" in body["models"]
+
+
+@pytest.fixture(scope="module")
+def text_only_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    server = start_server(tmp_path_factory.mktemp("text-only"), "--llm", "emulator", "--voice", "off")
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("setup, message", [
+    ({"setup": {"model": "gemini-2.0-flash-live-001", "generationConfig": {"responseModalities": ["AUDIO"]}}},
+     None),
+    (json.loads(SETUP), {"realtimeInput": {"audio": {"data": "AAAA", "mimeType": "audio/pcm;rate=16000"}}}),
+])
+async def test_voice_off_refuses_audio_with_a_clear_1008(text_only_server: RunningServer, setup: dict,
+                                                         message: dict | None) -> None:
+    url = f"ws://127.0.0.1:{text_only_server.plain_port}{PATH}"
+    async with connect(url) as ws:
+        await ws.send(json.dumps(setup))
+        with pytest.raises(ConnectionClosed) as info:
+            if message is not None:
+                assert "setupComplete" in json.loads(await ws.recv())
+                await ws.send(json.dumps(message))
+            await ws.recv()
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+    assert "localive[voice]" in info.value.rcvd.reason
