@@ -79,19 +79,25 @@ class LiveClient:
                 return TurnTiming(first_text, now - started, count, "".join(pieces))
 
     async def _receive(self, *, deadline: float) -> dict[str, Any]:
-        try:
-            async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
-                frame = await self._ws.recv()
-        except TimeoutError:
-            raise BenchError(f"no server message within {self._timeout_s:.0f} s") from None
-        except ConnectionClosed as exc:
-            close = exc.rcvd
-            detail = f"{close.code} {close.reason!r}" if close else "no close frame"
-            raise BenchError(f"the server closed the session ({detail})") from None
-        value = json.loads(frame)
-        if not isinstance(value, dict):
-            raise BenchError(f"server sent a non-object message: {str(frame)[:80]!r}")
-        return value
+        return (await receive_json(self._ws, deadline=deadline, timeout_s=self._timeout_s))[1]
 
     async def close(self) -> None:
         await self._ws.close()
+
+
+async def receive_json(ws: ClientConnection, *, deadline: float, timeout_s: float) -> tuple[float, dict[str, Any]]:
+    """The next server message (a JSON object) and the moment it arrived; BenchError on timeout or close."""
+    try:
+        async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
+            frame = await ws.recv()
+    except TimeoutError:
+        raise BenchError(f"no server message within {timeout_s:.0f} s") from None
+    except ConnectionClosed as exc:
+        close = exc.rcvd
+        detail = f"{close.code} {close.reason!r}" if close else "no close frame"
+        raise BenchError(f"the server closed the session ({detail})") from None
+    now = time.perf_counter()
+    value = json.loads(frame)
+    if not isinstance(value, dict):
+        raise BenchError(f"server sent a non-object message: {str(frame)[:80]!r}")
+    return now, value

@@ -48,6 +48,7 @@ import psutil
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from localive.bench.client import receive_json
 from localive.bench.machine import BackgroundMeter
 from localive.bench.server import BenchError, RunningServer, start_server
 from localive.bench.speech import RATE_HZ, room_noise, speech_bounds, speech_pcm
@@ -212,20 +213,7 @@ class VoiceSession:
 
     async def receive(self, deadline: float) -> tuple[float, dict[str, Any]]:
         """The next server message and the moment it arrived."""
-        try:
-            async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
-                frame = await self.ws.recv()
-        except TimeoutError:
-            raise BenchError(f"no server message within {self.timeout_s:.0f} s") from None
-        except ConnectionClosed as exc:
-            close = exc.rcvd
-            detail = f"{close.code} {close.reason!r}" if close else "no close frame"
-            raise BenchError(f"the server closed the session ({detail})") from None
-        now = time.perf_counter()
-        value = json.loads(frame)
-        if not isinstance(value, dict):
-            raise BenchError(f"server sent a non-object message: {str(frame)[:80]!r}")
-        return now, value
+        return await receive_json(self.ws, deadline=deadline, timeout_s=self.timeout_s)
 
     async def close(self) -> None:
         await self.ws.close()
