@@ -44,7 +44,7 @@ class LlamaLLM:
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llm-{name}")
         self._llama: Any = None
         self._formatter: Any = None
-        self._lock = threading.Lock()
+        self._last_render: tuple[tuple[ChatMessage, ...], str] | None = None  # token count, then generation
 
     # --- loading (on the worker thread) -----------------------------------------------------------------
 
@@ -92,10 +92,17 @@ class LlamaLLM:
     # --- prompt ----------------------------------------------------------------------------------------
 
     def _render(self, messages: list[ChatMessage]) -> str:
+        """The chat template applied to `messages`; a turn renders the same messages twice (token count, then
+        generation), so the last result is kept."""
+        key = tuple(messages)
+        if self._last_render is not None and self._last_render[0] == key:
+            return self._last_render[1]
         chat = [{"role": m.role, "content": m.text} for m in messages]
         if not chat or chat[0]["role"] != "system":
             chat.insert(0, {"role": "system", "content": DEFAULT_SYSTEM_PROMPT})
-        return str(self._formatter(messages=chat).prompt)
+        prompt = str(self._formatter(messages=chat).prompt)
+        self._last_render = (key, prompt)
+        return prompt
 
     def count_tokens(self, text: str) -> int:
         if not text:
