@@ -10,6 +10,7 @@
 
 import { readFileSync } from 'node:fs';
 import { GoogleGenAI, Modality } from '@google/genai';
+import { finish, guard } from './harness.mjs';
 
 const args = { model: 'gemini-2.0-flash-live-001', voice: 'Kore', timeoutMs: 60000, pcm: null };
 const argv = process.argv.slice(2);
@@ -22,17 +23,7 @@ for (let i = 0; i < argv.length; i += 2) {
   else throw new Error(`unknown argument ${name}`);
 }
 
-let finished = false;
-function finish(summary, code) {
-  if (finished) return;
-  finished = true;
-  process.stdout.write(JSON.stringify(summary) + '\n', () => process.exit(code));
-}
-const crash = (stage) => (err) => finish({ ok: false, stage, error: String(err?.stack ?? err) }, 1);
-process.on('unhandledRejection', crash('unhandled'));
-process.on('uncaughtException', crash('uncaught'));
-setTimeout(() => finish({ ok: false, stage: 'timeout', error: `no turn within ${args.timeoutMs} ms` }, 2),
-  args.timeoutMs);
+guard(args.timeoutMs, 'no turn');
 
 const summary = {
   ok: true, audioBytes: 0, mimeTypes: [], inputTranscript: '', outputTranscript: '',

@@ -11,6 +11,7 @@
 //   failure: {"ok":false,"stage":"connect"|"turn"|"timeout","error":"..."}  and exits 1 (2 on timeout)
 
 import { GoogleGenAI, Modality } from '@google/genai';
+import { finish, guard } from './harness.mjs';
 
 function parseArgs(argv) {
   const args = {
@@ -29,23 +30,8 @@ function parseArgs(argv) {
   return args;
 }
 
-let finished = false;
-function finish(summary, code) {
-  if (finished) return;
-  finished = true;
-  process.stdout.write(JSON.stringify(summary) + '\n', () => process.exit(code));
-}
-
-// Any stray failure (e.g. the SDK choking on a frame) must end the run with a clear error, not hang.
-const crash = (stage) => (err) => finish({ ok: false, stage, error: String(err?.stack ?? err) }, 1);
-process.on('unhandledRejection', crash('unhandled'));
-process.on('uncaughtException', crash('uncaught'));
-
 const args = parseArgs(process.argv.slice(2));
-const hardTimeout = setTimeout(
-  () => finish({ ok: false, stage: 'timeout', error: `no complete turn within ${args.timeoutMs} ms` }, 2),
-  args.timeoutMs,
-);
+const hardTimeout = guard(args.timeoutMs, 'no complete turn');
 
 if (!process.env.GOOGLE_GEMINI_BASE_URL) {
   finish({ ok: false, stage: 'config', error: 'GOOGLE_GEMINI_BASE_URL is not set' }, 1);
