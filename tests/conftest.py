@@ -22,7 +22,7 @@ def emulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
 @pytest.fixture(scope="session")
 def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """A real server process with the default registry: Gemini names served by the embedded Qwen model."""
-    server = start_server(tmp_path_factory.mktemp("llm-server"))
+    server = start_server(tmp_path_factory.mktemp("llm-server"), "--url-allow", "127.0.0.1")
     yield server
     server.stop()
 

@@ -50,6 +50,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-message-bytes", type=int, default=1024 * 1024,
                        help="largest client message accepted; larger ones close with 1009 (default 1 MiB)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    tools = serve.add_argument_group("tools")
+    tools.add_argument("--code-execution", choices=["on", "off"], default="on",
+                       help="run the model's Python in a bubblewrap sandbox (default on; refused with a clear "
+                            "close when the sandbox cannot be built here, never run unsandboxed)")
+    tools.add_argument("--code-timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="wall-time limit of one code run (default 30, like Gemini)")
+    tools.add_argument("--search", choices=["local", "searxng", "off"], default="local",
+                       help="googleSearch provider: 'local' full-text index (default), 'searxng', or 'off'")
+    tools.add_argument("--search-dir", type=Path, default=None,
+                       help="folder of .md/.txt/.html documents for the local search (default: the demo corpus)")
+    tools.add_argument("--searxng-url", default=None, help="base URL of a SearXNG instance (with --search searxng)")
+    tools.add_argument("--url-context", choices=["on", "off"], default="on", help="fetch URLs for urlContext")
+    tools.add_argument("--url-allow-private", action="store_true",
+                       help="let urlContext fetch loopback/private-network addresses (refused by default)")
+    tools.add_argument("--url-allow", action="append", default=[], metavar="HOST",
+                       help="a host (or *.domain) urlContext may fetch even if private; repeatable")
+    tools.add_argument("--url-deny", action="append", default=[], metavar="HOST",
+                       help="a host (or *.domain) urlContext never fetches; repeatable")
     _add_common(serve)
 
     env = sub.add_parser("env", help="print export lines that point unmodified apps at localive",
@@ -120,7 +138,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from localive.engines.llm.base import ModelNotInstalled
-    from localive.models.registry import QWEN_05B
+    from localive.models.registry import QWEN_05B, QWEN_15B
     from localive.models.weights import (
         MODEL_DIRS,
         WEIGHTS,
@@ -147,6 +165,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"  {spec.name:32} {status}")
         return 0
     names = args.weights or [QWEN_05B, *MODEL_DIRS]
+    if not args.weights and _installed(WEIGHTS[QWEN_15B]):  # the optional code-execution LLM
+        names.append(QWEN_15B)
     unknown = [n for n in names if n not in WEIGHTS and n not in MODEL_DIRS]
     if unknown:
         print(f"localive: unknown weights {unknown}; known: {', '.join([*WEIGHTS, *MODEL_DIRS])}", file=sys.stderr)
@@ -160,6 +180,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _installed(spec: object) -> bool:
+    from localive.engines.llm.base import ModelNotInstalled
+
+    try:
+        spec.part_paths()  # type: ignore[attr-defined]
+    except ModelNotInstalled:
+        return False
+    return True
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from localive.engines.llm.base import ModelNotInstalled
     from localive.engines.llm.emulator import EmulatorScript, ScriptError
@@ -169,6 +199,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from localive.server.state import ServerSettings, ServerState
     from localive.server.tls import ensure_tls
     from localive.session.engines import Engines
+    from localive.tools.loader import ToolSettings, load_tool_engines
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     registry = _registry(args.models)
@@ -187,6 +218,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     voice = None
     try:
         pool.load(registry.llm_backends())
+        for line in pool.load_optional(registry.code_llm_backends()):
+            print(f"localive: codeExecution uses the default LLM instead: {line}", file=sys.stderr, flush=True)
         if args.voice == "embedded":
             from localive.engines.voice import load_voice_engines
 
@@ -197,10 +230,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print("localive: or serve text only with --voice off", file=sys.stderr)
         pool.close()
         return 2
-    engines = Engines(llm_for=pool.for_model)
+    try:
+        tool_engines, tool_lines = load_tool_engines(ToolSettings(
+            code_execution=args.code_execution == "on", code_timeout_s=args.code_timeout, search=args.search,
+            search_dir=args.search_dir, searxng_url=args.searxng_url, url_context=args.url_context == "on",
+            url_allow_private=args.url_allow_private, url_allow=tuple(args.url_allow),
+            url_deny=tuple(args.url_deny)))
+    except ValueError as exc:
+        print(f"localive: {exc}", file=sys.stderr)
+        pool.close()
+        return 2
+    for line in tool_lines:
+        print(f"localive: tool {line}", file=sys.stderr, flush=True)
+    engines = Engines(llm_for=pool.for_model, tools=tool_engines, code_llm_for=pool.for_code)
     if voice is not None:
         engines = Engines(llm_for=pool.for_model, asr=voice.asr, tts=voice.tts, vad_factory=voice.vad_factory,
-                          vad_executor=voice.vad_executor)
+                          vad_executor=voice.vad_executor, tools=tool_engines, code_llm_for=pool.for_code)
     settings = ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,
                               max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes)
     app = create_app(ServerState(settings=settings, registry=registry, llms=pool, engines=engines))

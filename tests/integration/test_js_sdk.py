@@ -110,3 +110,15 @@ def test_spoken_turn_with_audio_answer(emulator_server: RunningServer, tmp_path:
     assert "germany" in summary["inputTranscript"].lower()
     assert summary["outputTranscript"].strip() == "The capital of Germany is Berlin."
     assert summary["sawGenerationComplete"] and summary["sawTurnComplete"]
+
+
+def test_function_call_and_tool_response(emulator_server: RunningServer) -> None:
+    assert NODE is not None
+    proc = subprocess.run([NODE, str(JS_DIR / "tool_turn.mjs")], cwd=JS_DIR, env=emulator_server.client_env(),
+                          capture_output=True, text=True, timeout=30)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0 and lines, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    summary = json.loads(lines[-1])
+    assert [(c["name"], c["args"]) for c in summary["calls"]] == [("turn_on_the_lights", {})]
+    assert summary["calls"][0]["id"].startswith("function-call-")
+    assert summary["text"] == 'The lights are on ({"result": "ok"}).'

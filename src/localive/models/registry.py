@@ -8,6 +8,7 @@ tool-support table; `localive-emulator` is the scripted model. A TOML file can a
     family = "half-cascade"                # half-cascade | native-audio | emulator
     response_modalities = ["TEXT", "AUDIO"]
     tools = ["functionDeclarations", "googleSearch"]
+    code_llm = "qwen2.5-coder-1.5b-instruct"  # serves sessions that enable codeExecution, when installed
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from localive.protocol.errors import NotFound
 
 EMULATOR = "emulator"
 QWEN_05B = "qwen2.5-coder-0.5b-instruct"
+QWEN_15B = "qwen2.5-coder-1.5b-instruct"
 DEFAULT_MODEL = "gemini-2.5-flash-preview-native-audio-dialog"
 ALL_TOOLS = frozenset({"functionDeclarations", "codeExecution", "googleSearch", "urlContext"})
 FAMILIES = ("half-cascade", "native-audio", "emulator")
@@ -35,10 +37,14 @@ class ModelEntry:
     thinking: bool = False
     description: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    # The LLM for sessions that enable codeExecution (used when its weights are installed; else `llm`): the
+    # 0.5B model often writes wrong programs, the 1.5B one writes them well.
+    code_llm: str | None = None
 
 
 def _half(name: str, desc: str = "") -> ModelEntry:
-    return ModelEntry(name, QWEN_05B, "half-cascade", frozenset({"TEXT", "AUDIO"}), ALL_TOOLS, description=desc)
+    return ModelEntry(name, QWEN_05B, "half-cascade", frozenset({"TEXT", "AUDIO"}), ALL_TOOLS, description=desc,
+                      code_llm=QWEN_15B)
 
 
 def _native(name: str, tools: frozenset[str], thinking: bool = False, desc: str = "") -> ModelEntry:
@@ -89,7 +95,7 @@ class ModelRegistry:
 
     def with_llm(self, llm: str) -> ModelRegistry:
         """The same names and capabilities, all served by one LLM backend (e.g. the emulator)."""
-        return ModelRegistry([replace(e, llm=llm) for e in self._entries.values()])
+        return ModelRegistry([replace(e, llm=llm, code_llm=None) for e in self._entries.values()])
 
     def merged(self, path: Path) -> ModelRegistry:
         try:
@@ -104,11 +110,15 @@ class ModelRegistry:
     def llm_backends(self) -> set[str]:
         return {e.llm for e in self._entries.values()}
 
+    def code_llm_backends(self) -> set[str]:
+        """The LLMs for code execution: loaded when installed, optional."""
+        return {e.code_llm for e in self._entries.values() if e.code_llm} - self.llm_backends()
+
 
 def _entry_from_toml(name: str, spec: object, base: ModelEntry | None, source: str) -> ModelEntry:
     if not isinstance(spec, dict):
         raise RegistryError(f"{source}: models.{name} must be a table")
-    unknown = set(spec) - {"llm", "family", "response_modalities", "tools", "thinking", "description"}
+    unknown = set(spec) - {"llm", "family", "response_modalities", "tools", "thinking", "description", "code_llm"}
     if unknown:
         raise RegistryError(f"{source}: models.{name}: unknown keys {sorted(unknown)}")
     family = spec.get("family", base.family if base else "half-cascade")
@@ -128,4 +138,5 @@ def _entry_from_toml(name: str, spec: object, base: ModelEntry | None, source: s
         tools=tools,
         thinking=bool(spec.get("thinking", base.thinking if base else False)),
         description=str(spec.get("description", base.description if base else "")),
+        code_llm=spec.get("code_llm", base.code_llm if base else None),
     )

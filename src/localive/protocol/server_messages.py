@@ -91,8 +91,10 @@ def interrupted() -> ServerMessage:
     return {"serverContent": {"interrupted": True}}
 
 
-def turn_complete(usage: Usage | None = None) -> ServerMessage:
+def turn_complete(usage: Usage | None = None, reason: str | None = None) -> ServerMessage:
     message: ServerMessage = {"serverContent": {"turnComplete": True}}
+    if reason is not None:
+        message["serverContent"]["turnCompleteReason"] = reason
     if usage is not None:
         message["usageMetadata"] = usage.to_wire()
     return message
@@ -104,3 +106,30 @@ def dumps(message: ServerMessage) -> str:
     if len(text.encode("utf-8")) > MAX_SERVER_MESSAGE_BYTES:
         raise ValueError("server message over the size limit; split it before sending")
     return text
+
+
+def tool_call(calls: list[tuple[str, str, dict[str, Any]]]) -> ServerMessage:
+    """`toolCall` with (id, name, args) for each function the model calls."""
+    return {"toolCall": {"functionCalls": [{"id": i, "name": n, "args": a} for i, n, a in calls]}}
+
+
+def tool_call_cancellation(ids: list[str]) -> ServerMessage:
+    return {"toolCallCancellation": {"ids": ids}}
+
+
+def executable_code(code: str) -> ServerMessage:
+    return {"serverContent": {"modelTurn": {"role": "model", "parts": [
+        {"executableCode": {"language": "PYTHON", "code": code}}]}}}
+
+
+def code_execution_result(outcome: str, output: str) -> ServerMessage:
+    return {"serverContent": {"modelTurn": {"role": "model", "parts": [
+        {"codeExecutionResult": {"outcome": outcome, "output": output}}]}}}
+
+
+def grounding(metadata: dict[str, Any]) -> ServerMessage:
+    return {"serverContent": {"groundingMetadata": metadata}}
+
+
+def url_context(metadata: dict[str, Any]) -> ServerMessage:
+    return {"serverContent": {"urlContextMetadata": metadata}}

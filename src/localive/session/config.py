@@ -11,7 +11,8 @@ from localive.models.registry import ModelEntry, ModelRegistry
 from localive.protocol import messages as wire
 from localive.protocol.errors import InvalidArgument, Unimplemented
 from localive.session.activity import ActivitySettings
-from localive.session.engines import Engines
+from localive.session.engines import Engines, ToolEngines
+from localive.tools.functions import FunctionTool, function_tools
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,54 @@ class SessionConfig:
     language: str | None = None
     input_transcription: bool = False
     output_transcription: bool = False
+    tools: SessionTools = field(default_factory=lambda: SessionTools())
+
+
+@dataclass(frozen=True)
+class SessionTools:
+    """The tools a session enabled (setup or contextUpdate), each one checked against the model and server."""
+
+    functions: tuple[FunctionTool, ...] = ()
+    code_execution: bool = False
+    search: bool = False
+    url_context: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.functions) or self.code_execution or self.search or self.url_context
+
+    def function(self, name: str) -> FunctionTool | None:
+        return next((f for f in self.functions if f.name == name), None)
+
+
+# wire tool key → the capability name of the model registry (the seed's table)
+_TOOL_KINDS = {"functionDeclarations": "functionDeclarations", "codeExecution": "codeExecution",
+               "googleSearch": "googleSearch", "googleSearchRetrieval": "googleSearch", "urlContext": "urlContext"}
+
+
+def session_tools(tools: list[wire.Tool], model: ModelEntry, engines: Engines | None) -> SessionTools:
+    kinds: set[str] = set()
+    for tool in tools:
+        for key in tool.model_dump(by_alias=True, exclude_none=True):
+            kind = _TOOL_KINDS.get(key)
+            if kind is None:
+                raise Unimplemented(f"The {key} tool is not supported by localive.")
+            if kind not in model.tools:
+                raise Unimplemented(f"The model {model.name} does not support the {key} tool.")
+            kinds.add(kind)
+    tool_engines = engines.tools if engines else ToolEngines()
+    if "codeExecution" in kinds and tool_engines.sandbox is None:
+        raise Unimplemented(f"codeExecution is not available on this server: {tool_engines.sandbox_problem}"[:120])
+    if "googleSearch" in kinds and tool_engines.search is None:
+        raise Unimplemented("googleSearch is not available on this server (no search provider configured).")
+    if "urlContext" in kinds and tool_engines.urls is None:
+        raise Unimplemented("urlContext is not available on this server.")
+    return SessionTools(
+        functions=tuple(function_tools(tools)),
+        code_execution="codeExecution" in kinds,
+        search="googleSearch" in kinds,
+        url_context="urlContext" in kinds,
+    )
 
 
 def content_text(content: wire.Content, where: str) -> str:
@@ -66,11 +115,7 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
     if gen.enable_affective_dialog:
         raise Unimplemented("enableAffectiveDialog is not supported by localive yet.")
 
-    for tool in setup.tools or []:
-        for kind in tool.model_dump(by_alias=True, exclude_none=True):
-            if kind not in model.tools:
-                raise Unimplemented(f"The model {model.name} does not support the {kind} tool.")
-            raise Unimplemented(f"The {kind} tool is not supported by localive yet.")
+    tools = session_tools(setup.tools or [], model, engines)
     if setup.session_resumption is not None:
         raise Unimplemented("sessionResumption is not supported by localive yet.")
     if setup.context_window_compression is not None:
@@ -83,6 +128,7 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
     aad = rtc.automatic_activity_detection
     return SessionConfig(
         activity=ActivitySettings.from_setup(rtc),
+        tools=tools,
         voice=voice,
         language=language,
         input_transcription=setup.input_audio_transcription is not None,

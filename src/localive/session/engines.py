@@ -4,13 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from localive.engines.asr.base import ASR
 from localive.engines.llm.base import LLM
 from localive.engines.tts.base import TTS
 from localive.engines.vad.base import VADFactory
 from localive.models.registry import ModelEntry
+
+if TYPE_CHECKING:
+    from localive.tools.sandbox import PythonSandbox
+    from localive.tools.search import SearchProvider
+    from localive.tools.url_context import UrlFetcher
+
+
+@dataclass(frozen=True)
+class ToolEngines:
+    """What the built-in tools run on; a tool whose engine is missing is refused at setup, with the reason."""
+
+    sandbox: PythonSandbox | None = None
+    sandbox_problem: str = "code execution is off"
+    search: SearchProvider | None = None
+    urls: UrlFetcher | None = None
 
 
 @dataclass(frozen=True)
@@ -20,6 +36,8 @@ class Engines:
     tts: TTS | None = None
     vad_factory: VADFactory | None = None
     vad_executor: Executor | None = None  # where VAD frames are scored (None: the loop's default executor)
+    tools: ToolEngines = field(default_factory=ToolEngines)
+    code_llm_for: Callable[[ModelEntry], LLM] | None = None  # sessions with codeExecution (None: llm_for)
 
     @property
     def hears(self) -> bool:

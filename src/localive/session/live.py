@@ -18,12 +18,21 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
 from localive.engines.asr.base import Transcript
-from localive.engines.llm.base import LLM, ChatMessage
+from localive.engines.llm.base import (
+    LLM,
+    PENDING_RESULT,
+    RESULT_NUDGE,
+    CalledFunction,
+    ChatMessage,
+    FunctionCalls,
+    FunctionSpec,
+    Role,
+)
 from localive.engines.voice import VOICE_HINT
 from localive.models.registry import ModelRegistry
 from localive.protocol import messages as wire
@@ -31,17 +40,42 @@ from localive.protocol import server_messages as out
 from localive.protocol.errors import InvalidArgument, Unimplemented, close_for
 from localive.session.activity import ActivityEvent, SpeechEnded, SpeechStarted
 from localive.session.audio_in import AudioInput
-from localive.session.config import SessionConfig, content_text, session_config
+from localive.session.code_blocks import CodeBlocks
+from localive.session.config import SessionConfig, content_text, session_config, session_tools
+from localive.session.context import TurnContext
 from localive.session.engines import Engines
 from localive.session.outbox import Outbox
 from localive.session.speech_out import Playback, speak
 from localive.session.timings import TurnTimings
+from localive.session.tool_calls import ToolCalls, response_text, scheduling_of
 from localive.session.usage import turn_usage
+from localive.tools.grounding import grounding_metadata
+from localive.tools.search import SearchError
+from localive.tools.url_context import find_urls, url_context_metadata
 
 log = logging.getLogger("localive.session")
 
 INTERRUPT_TIMEOUT_S = 5.0
 MAX_PENDING_UTTERANCES = 8
+MAX_TOOL_ROUNDS = 6  # generations in one turn (code runs, function calls); the last may only answer
+SEARCH_RESULTS = 3
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+FUNCTIONS_PROMPT = ("Call a function whenever one of the functions can help answer the user; do not guess what a "
+                    "function would return.")
+CODE_PROMPT = """You can run Python code: when a question needs a calculation, write one complete Python program \
+in a ```python code block; it must print() its result. The program is run and you are shown what it printed; \
+then answer using that output.
+
+For example, to "add up the first 4 multiples of 7":
+```python
+found = []
+n = 1
+while len(found) < 4:
+    if n % 7 == 0:
+        found.append(n)
+    n += 1
+print(sum(found))
+```"""
 
 
 class State(enum.Enum):
@@ -52,8 +86,24 @@ class State(enum.Enum):
 
 @dataclass
 class Turn:
-    role: str  # "user" | "model"
+    role: str  # "user" | "model" | "tool"
     text: str
+    calls: tuple[CalledFunction, ...] = ()  # model: functions called after `text`
+    call_ids: tuple[str, ...] = ()
+    name: str | None = None  # tool: the function (or "code_execution") whose result `text` is
+
+
+@dataclass
+class RoundResult:
+    """One generation of a model turn: what it said, and the code or calls it asks to run next."""
+
+    text: str
+    calls: tuple[CalledFunction, ...] = ()
+    code: str | None = None
+
+
+class MalformedCall(Exception):
+    """The model called a function with arguments that do not fit its declaration."""
 
 
 class LiveSession:
@@ -74,6 +124,8 @@ class LiveSession:
         self._started_turn = 0  # the last turn whose task began to run
         self._respond_after_turn = False
         self._utterances: deque[asyncio.Task[Transcript]] = deque()  # transcriptions not yet in history
+        self._tool_calls = ToolCalls()
+        self._deferred: list[Turn] = []  # NON_BLOCKING results that arrived during a model turn
 
     # --- input -------------------------------------------------------------------------------------------
 
@@ -94,14 +146,13 @@ class LiveSession:
             case wire.RealtimeInput():
                 await self._realtime_input(message)
             case wire.ToolResponse():
-                ids = ", ".join(str(r.id) for r in message.function_responses) or "none"
-                raise InvalidArgument(f"toolResponse for unknown function call id(s): {ids}."[:120])
+                await self._tool_response(message)
             case wire.ContextUpdate():
                 self._context_update(message)
 
     async def _setup(self, setup: wire.Setup) -> None:
         config = session_config(setup, self._registry, self.api_version, self._engines)
-        self._llm = self._engines.llm_for(config.model)
+        self._llm = self._llm_for(config)
         if self._engines.hears or config.manual_activity:
             self._audio = AudioInput(config.activity, manual=config.manual_activity,
                                      vad_factory=self._engines.vad_factory, executor=self._engines.vad_executor)
@@ -175,13 +226,44 @@ class LiveSession:
         self._utterances.append(asyncio.create_task(asr.transcribe(event.audio, language),
                                                     name=f"asr-{self.session_id}"))
 
+    async def _tool_response(self, message: wire.ToolResponse) -> None:
+        """Answers to function calls: a BLOCKING call's turn continues by itself; a NON_BLOCKING result is added
+        to the context and reported as its `scheduling` asks."""
+        for response in message.function_responses:
+            pending = self._tool_calls.resolve(response)
+            if pending is None:
+                log.info("session %s: ignored a response to cancelled call %s", self.session_id, response.id)
+                continue
+            if not pending.non_blocking:
+                continue
+            result = Turn("tool", response_text(response), name=pending.call.name)
+            scheduling = scheduling_of(response)
+            if scheduling == "INTERRUPT":
+                await self.interrupt()
+                self.history.append(result)
+                self._start_turn()
+            elif self.generating:  # joins the context once the current answer is over (and is reported then)
+                self._deferred.append(result)
+                self._respond_after_turn = self._respond_after_turn or scheduling == "WHEN_IDLE"
+            else:
+                self.history.append(result)
+                if scheduling == "WHEN_IDLE":
+                    self._start_turn()
+
     def _context_update(self, update: wire.ContextUpdate) -> None:
         assert self.config is not None
-        if update.tools is not None and update.tools.tools:
-            raise Unimplemented("Tools are not supported by localive yet.")
+        if update.tools is not None:  # present, even empty: replaces the tool list
+            tools = session_tools(update.tools.tools or [], self.config.model, self._engines)
+            self.config = replace(self.config, tools=tools)
+            self._llm = self._llm_for(self.config)
         if update.system_instruction is not None:
             text = content_text(update.system_instruction, "contextUpdate.systemInstruction")
             self.config = replace(self.config, system_instruction=text or None)
+
+    def _llm_for(self, config: SessionConfig) -> LLM:
+        if config.tools.code_execution and self._engines.code_llm_for is not None:
+            return self._engines.code_llm_for(config.model)
+        return self._engines.llm_for(config.model)
 
     def _append(self, role: str, text: str) -> None:
         if text:
@@ -198,12 +280,24 @@ class LiveSession:
         self._turn_id += 1
         self._turn_task = asyncio.create_task(self._run_turn(self._turn_id), name=f"turn-{self._turn_id}")
 
-    def chat_messages(self) -> list[ChatMessage]:
+    def chat_messages(self, context: str = "") -> list[ChatMessage]:
+        """The LLM's view of the conversation: system instruction (with tool guidance and retrieved context for
+        this turn), then the history."""
         assert self.config is not None
+        tools = self.config.tools
+        system = [self.config.system_instruction or (DEFAULT_SYSTEM_PROMPT if tools.enabled else "")]
+        if tools.functions:
+            system.append(FUNCTIONS_PROMPT)
+        if tools.code_execution:
+            system.append(CODE_PROMPT)
+        system.append(context)
         messages = []
-        if self.config.system_instruction:
-            messages.append(ChatMessage("system", self.config.system_instruction))
-        messages.extend(ChatMessage("user" if t.role == "user" else "assistant", t.text) for t in self.history)
+        if text := "\n\n".join(p for p in system if p):
+            messages.append(ChatMessage("system", text))
+        roles: dict[str, Role] = {"user": "user", "model": "assistant", "tool": "tool"}
+        messages.extend(ChatMessage(roles[t.role], t.text, t.calls, t.name) for t in self.history)
+        if self.history and self.history[-1].role == "tool":
+            messages.append(ChatMessage("user", RESULT_NUDGE))
         return messages
 
     async def _take_utterances(self, timings: TurnTimings) -> float:
@@ -228,46 +322,68 @@ class LiveSession:
         config, llm = self.config, self._llm
         playback = Playback()
         timings = TurnTimings()
-        pieces: list[str] = []
-        prompt_tokens, speech_s, answered = 0, 0.0, False
+        pieces: list[str] = []  # text parts sent (TEXT), to know what the user saw when interrupted
+        mark = len(self.history)
+        prompt_tokens, tool_prompt_tokens, speech_s, reason = 0, 0, 0.0, None
         try:
             speech_s = await self._take_utterances(timings)
             timings.transcribed = time.monotonic()
-            if not self.history or self.history[-1].role != "user":
+            mark = len(self.history)
+            if not self.history or self.history[-1].role not in ("user", "tool"):
                 return  # nothing new to answer (e.g. the user made a sound but said no words)
-            messages = self.chat_messages()
-            prompt_tokens = llm.count_prompt_tokens(messages)
-            stream = timings.timed(llm.stream(messages, config.sampling))
-            if config.response_modality == "AUDIO":
-                assert self._engines.tts is not None and config.voice is not None
-                await speak(stream, tts=self._engines.tts, voice=config.voice, language=config.language,
-                            outbox=self.outbox, turn=turn_id, playback=playback,
-                            transcribe=config.output_transcription, timings=timings)
-                reply = playback.text
-            else:
-                async for piece in stream:
-                    pieces.append(piece)
-                    timings.mark_output()
-                    await self.outbox.put(out.model_text(piece), turn=turn_id)
-                reply = "".join(pieces)
+            context = await self._gather_context(config, turn_id)
+            functions = [FunctionSpec(f.name, f.description, f.parameters) for f in config.tools.functions]
+            made: list[CalledFunction] = []  # the calls of this turn: asking again for one means "stuck"
+            for round_no in range(MAX_TOOL_ROUNDS):
+                offered = functions if round_no < MAX_TOOL_ROUNDS - 1 else []  # the last round must answer
+                messages = self.chat_messages(context.prompt)
+                tokens = llm.count_prompt_tokens(messages, offered)
+                if round_no == 0:
+                    prompt_tokens = tokens
+                else:
+                    tool_prompt_tokens = max(tool_prompt_tokens, tokens - prompt_tokens)
+                result = await self._model_round(llm.stream(messages, config.sampling, offered), turn_id,
+                                                 playback, timings, pieces)
+                if result.code is not None:
+                    self.history.append(Turn("model", f"{result.text}```python\n{result.code}\n```"))
+                    await self._execute(result.code, turn_id)
+                elif result.calls and all(c in made for c in result.calls):
+                    functions = []  # the same call again: answer from the results instead
+                elif result.calls:
+                    made.extend(result.calls)
+                    try:
+                        await self._call_functions(result, turn_id)
+                    except MalformedCall as exc:
+                        log.warning("session %s: %s", self.session_id, exc)
+                        reason = "MALFORMED_FUNCTION_CALL"
+                        break
+                else:
+                    self._append("model", result.text)
+                    break
             log.info("turn timings session=%s turn=%d %s", self.session_id, turn_id, timings.log_fields())
-            self._append("model", reply)
-            answered = True
+            reply = self._reply_since(mark)
+            if context.hits:
+                await self.outbox.put(out.grounding(grounding_metadata([context.query], context.hits, reply)),
+                                      turn=turn_id)
             await self.outbox.put(out.generation_complete())
             await asyncio.sleep(playback.remaining_s())  # the client is still playing: the turn is not over
-            await self.outbox.put(out.turn_complete(turn_usage(llm, prompt_tokens, speech_s, reply, playback,
-                                                               config.response_modality)))
+            usage = turn_usage(llm, prompt_tokens, speech_s, reply, playback, config.response_modality)
+            await self.outbox.put(out.turn_complete(replace(usage, tool_use_prompt_tokens=tool_prompt_tokens),
+                                                    reason))
         except asyncio.CancelledError:
             if self.state is State.CLOSED:  # the session is ending: nobody will read the outbox
                 raise
             dropped = await self.outbox.drop_turn(turn_id)
-            if answered:  # the whole answer was generated, but not all of it reached the user
-                self.history.pop()
+            cancelled = self._tool_calls.cancel_turn(turn_id)
             if config.response_modality == "AUDIO":
                 heard = playback.heard_text()
             else:
-                heard = "".join(pieces[: len(pieces) - len(dropped)])
-            self._append("model", heard)
+                unsent = sum(1 for m in dropped if _text_part(m) is not None)
+                heard = "".join(pieces[: len(pieces) - unsent])
+            self._keep_heard(mark, heard, set(cancelled))
+            self._take_deferred()
+            if cancelled:
+                await self.outbox.put(out.tool_call_cancellation(cancelled))
             await self._end_interrupted_turn(turn_usage(llm, prompt_tokens, speech_s, heard, playback,
                                                         config.response_modality))
             raise
@@ -275,9 +391,117 @@ class LiveSession:
             log.exception("session %s: turn failed", self.session_id)
             await self.outbox.put(close_for(exc))
             return
+        self._take_deferred()
         if self._respond_after_turn:
             self._respond_after_turn = False
             self._start_turn()
+
+    async def _model_round(self, stream: AsyncIterator[str | FunctionCalls], turn_id: int, playback: Playback,
+                           timings: TurnTimings, pieces: list[str]) -> RoundResult:
+        """Stream one generation to the client (text parts, or speech); stop at a code block or function calls."""
+        assert self.config is not None
+        config = self.config
+        blocks = CodeBlocks() if config.tools.code_execution else None
+        calls: list[FunctionCalls] = []
+        said: list[str] = []
+
+        async def prose() -> AsyncIterator[str]:
+            try:
+                async for item in stream:
+                    timings.mark_token()
+                    if isinstance(item, FunctionCalls):
+                        calls.append(item)
+                        break
+                    text = blocks.push(item) if blocks else item
+                    if text:
+                        said.append(text)
+                        yield text
+                    if blocks and blocks.code is not None:
+                        break
+            finally:
+                if (close := getattr(stream, "aclose", None)) is not None:
+                    await close()  # stops generation at once (the rest of the answer is not wanted)
+            if blocks and (rest := blocks.flush()):
+                said.append(rest)
+                yield rest
+
+        if config.response_modality == "AUDIO":
+            assert self._engines.tts is not None and config.voice is not None
+            await speak(prose(), tts=self._engines.tts, voice=config.voice, language=config.language,
+                        outbox=self.outbox, turn=turn_id, playback=playback,
+                        transcribe=config.output_transcription, timings=timings)
+        else:
+            async for piece in prose():
+                pieces.append(piece)
+                timings.mark_output()
+                await self.outbox.put(out.model_text(piece), turn=turn_id)
+        return RoundResult("".join(said), calls[0].calls if calls else (), blocks.code if blocks else None)
+
+    async def _execute(self, code: str, turn_id: int) -> None:
+        """Run the model's code in the sandbox; the client sees the code and its result as parts."""
+        sandbox = self._engines.tools.sandbox
+        assert sandbox is not None  # checked at setup
+        await self.outbox.put(out.executable_code(code), turn=turn_id)
+        result = await sandbox.run(code)
+        await self.outbox.put(out.code_execution_result(result.outcome, result.output), turn=turn_id)
+        text = result.output if result.outcome == "OUTCOME_OK" else f"{result.outcome}: {result.output}"
+        self.history.append(Turn("tool", text or "(no output)", name="code_execution"))
+
+    async def _call_functions(self, result: RoundResult, turn_id: int) -> None:
+        """Send `toolCall`; wait for the BLOCKING calls' responses; NON_BLOCKING ones stand in as "running"."""
+        assert self.config is not None
+        tools = self.config.tools
+        for call in result.calls:
+            declared = tools.function(call.name)
+            problem = "not declared" if declared is None else declared.validate(call.args)
+            if problem:
+                raise MalformedCall(f"call of {call.name[:40]}: {problem}")
+        pending = [self._tool_calls.issue(c, non_blocking=bool((f := tools.function(c.name)) and f.non_blocking),
+                                          turn=turn_id) for c in result.calls]
+        self.history.append(Turn("model", result.text, result.calls, tuple(p.id for p in pending)))
+        await self.outbox.put(out.tool_call([(p.id, p.call.name, p.call.args) for p in pending]))
+        answers = await asyncio.gather(*(p.answer for p in pending if not p.non_blocking))
+        by_id = {p.id: a for p, a in zip([p for p in pending if not p.non_blocking], answers, strict=True)}
+        for p in pending:
+            text = response_text(by_id[p.id]) if p.id in by_id else PENDING_RESULT
+            self.history.append(Turn("tool", text, name=p.call.name))
+
+    async def _gather_context(self, config: SessionConfig, turn_id: int) -> TurnContext:
+        """Search results and fetched pages for the user's latest words, when those tools are on."""
+        question = next((t.text for t in reversed(self.history) if t.role == "user"), "")
+        context = TurnContext(query=question)
+        tools, engines = config.tools, self._engines.tools
+        if tools.url_context and engines.urls is not None and (urls := find_urls(question)):
+            pages = await engines.urls.fetch_all(urls)
+            await self.outbox.put(out.url_context(url_context_metadata(pages)), turn=turn_id)
+            context.add_pages(pages)
+        if tools.search and engines.search is not None and question:
+            try:
+                context.add_hits(await engines.search.search(question, SEARCH_RESULTS))
+            except SearchError as exc:
+                log.warning("session %s: search failed, answering without it: %s", self.session_id, exc)
+        return context
+
+    def _take_deferred(self) -> None:
+        self.history.extend(self._deferred)
+        self._deferred.clear()
+
+    def _reply_since(self, mark: int) -> str:
+        return " ".join(t.text for t in self.history[mark:] if t.role == "model" and t.text and not t.calls)
+
+    def _keep_heard(self, mark: int, heard: str, cancelled: set[str]) -> None:
+        """After an interruption keep this turn's tool exchanges, except cancelled calls, and of its words only
+        what the user was given (text) or heard (audio)."""
+        kept = []
+        for turn in self.history[mark:]:
+            if turn.role == "model" and not turn.calls:
+                continue
+            if cancelled.intersection(turn.call_ids):
+                continue
+            kept.append(turn)
+        del self.history[mark:]
+        self.history.extend(kept)
+        self._append("model", heard)
 
     async def _end_interrupted_turn(self, usage: out.Usage | None) -> None:
         await self.outbox.put(out.interrupted())
@@ -309,3 +533,9 @@ class LiveSession:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._utterances.clear()
+        self._tool_calls.cancel_all()
+
+
+def _text_part(message: out.ServerMessage) -> str | None:
+    parts = message.get("serverContent", {}).get("modelTurn", {}).get("parts", [])
+    return parts[0].get("text") if parts else None

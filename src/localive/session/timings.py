@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 
@@ -22,11 +21,9 @@ class TurnTimings:
         if self.first_output is None:
             self.first_output = time.monotonic()
 
-    async def timed(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
-        async for piece in stream:
-            if self.first_token is None:
-                self.first_token = time.monotonic()
-            yield piece
+    def mark_token(self) -> None:
+        if self.first_token is None:
+            self.first_token = time.monotonic()
 
     def log_fields(self) -> str:
         def ms(t: float | None) -> str:

@@ -2,17 +2,54 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Literal, Protocol
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
+
+# The text a NON_BLOCKING call's result stands in with until the client reports it.
+PENDING_RESULT = '{"status": "running in the background; the result will be reported when it is ready"}'
+
+# Said (as the user) after function or code results, so that a small model answers from them instead of
+# calling again; never stored in history.
+RESULT_NUDGE = "Using that result, answer my request in plain words."
+
+
+@dataclass(frozen=True)
+class CalledFunction:
+    """A function call the model made (in history), or asks for (streamed out of `LLM.stream`)."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def args_json(self) -> str:
+        return json.dumps(self.args, ensure_ascii=False, sort_keys=True)
 
 
 @dataclass(frozen=True)
 class ChatMessage:
     role: Role
     text: str
+    calls: tuple[CalledFunction, ...] = ()  # assistant: the functions it called after `text`
+    name: str | None = None  # tool: the function whose result `text` is
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A function the model may call: name, description and the JSON Schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FunctionCalls:
+    """Streamed by `LLM.stream` (last) when the model calls functions instead of, or after, answering."""
+
+    calls: tuple[CalledFunction, ...]
 
 
 @dataclass(frozen=True)
@@ -38,11 +75,14 @@ class LLM(Protocol):
         """Tokens in a plain text, with this model's tokenizer (cheap; may run on the event loop)."""
         ...
 
-    def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
-        """Tokens of the whole prompt these messages render to."""
+    def count_prompt_tokens(self, messages: list[ChatMessage], functions: Sequence[FunctionSpec] = ()) -> int:
+        """Tokens of the whole prompt these messages (and declared functions) render to."""
         ...
 
-    def stream(self, messages: list[ChatMessage], params: SamplingParams) -> AsyncIterator[str]:
-        """Yield text pieces as they are generated. Closing the iterator (or cancelling the task that
-        iterates it) stops generation promptly; no work keeps running for an abandoned stream."""
+    def stream(self, messages: list[ChatMessage], params: SamplingParams,
+               functions: Sequence[FunctionSpec] = ()) -> AsyncIterator[str | FunctionCalls]:
+        """Yield text pieces as they are generated, then at most one `FunctionCalls` (only when `functions` are
+        given: each call names one of them, with arguments that fit its schema). Closing the iterator (or
+        cancelling the task that iterates it) stops generation promptly; no work keeps running for an abandoned
+        stream."""
         ...

@@ -10,6 +10,20 @@ A script is a TOML file::
     delay_ms = 50                      # optional: this reply's own pace
 
 Rules are tried in order; the first match wins. Replies stream word by word, exactly as written.
+
+Tools: a rule may call a function (when the session declares it) or run code (when code execution is on)::
+
+    [[reply]]
+    match = "lights"
+    call = "turn_on_the_lights"            # the model calls this function…
+    args = { room = "kitchen" }            # …with these arguments
+    text = "Done: {result}"                # said once the function's response is in ({result} = its JSON)
+    pending = "I have started that."       # said right after a NON_BLOCKING call, while it runs
+
+    [[reply]]
+    match = "primes"
+    code = "print(sum([2, 3, 5]))"         # written as a ```python block; the session runs it
+    text = "The sum is {result}."          # {result} = the code's output
 """
 
 from __future__ import annotations
@@ -17,11 +31,20 @@ from __future__ import annotations
 import asyncio
 import re
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from localive.engines.llm.base import ChatMessage, SamplingParams
+from localive.engines.llm.base import (
+    PENDING_RESULT,
+    RESULT_NUDGE,
+    CalledFunction,
+    ChatMessage,
+    FunctionCalls,
+    FunctionSpec,
+    SamplingParams,
+)
 
 ECHO = "You said: {input}"
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
@@ -37,6 +60,14 @@ class Rule:
     pattern: re.Pattern[str]
     text: str
     delay_ms: float | None = None  # overrides the script's delay_ms for this reply
+    call: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    code: str | None = None
+    pending: str = ""
+
+    def answer(self, user_text: str, result: str | None) -> str:
+        text = self.text.replace("{input}", user_text)
+        return text if result is None else text.replace("{result}", result)
 
 
 @dataclass(frozen=True)
@@ -63,31 +94,46 @@ class EmulatorScript:
         if not isinstance(replies, list):
             raise ScriptError(f"{source}: 'reply' must be an array of tables ([[reply]])")
         for i, item in enumerate(replies):
-            if not isinstance(item, dict) or not isinstance(item.get("match"), str) or not isinstance(
-                item.get("text"), str
-            ):
-                raise ScriptError(f"{source}: reply #{i + 1} needs string 'match' and 'text'")
-            try:
-                rule_delay = item.get("delay_ms")
-                if rule_delay is not None and (not isinstance(rule_delay, int | float) or rule_delay < 0):
-                    raise ScriptError(f"{source}: reply #{i + 1}: 'delay_ms' must be a number >= 0")
-                rules.append(Rule(re.compile(item["match"], re.IGNORECASE), item["text"],
-                                  None if rule_delay is None else float(rule_delay)))
-            except re.error as exc:
-                raise ScriptError(f"{source}: reply #{i + 1}: bad regular expression: {exc}") from exc
+            rules.append(_rule(item, f"{source}: reply #{i + 1}"))
         default = data.get("default", ECHO)
         delay = data.get("delay_ms", 0)
         if not isinstance(default, str) or not isinstance(delay, int | float) or delay < 0:
             raise ScriptError(f"{source}: 'default' must be a string and 'delay_ms' a number >= 0")
         return cls(default=default, delay_ms=float(delay), rules=tuple(rules))
 
+    def rule_for(self, user_text: str) -> Rule | None:
+        return next((rule for rule in self.rules if rule.pattern.search(user_text)), None)
+
     def reply_to(self, user_text: str) -> tuple[str, float]:
         """The reply text and the pause between its words, in milliseconds."""
-        for rule in self.rules:
-            if rule.pattern.search(user_text):
-                delay = self.delay_ms if rule.delay_ms is None else rule.delay_ms
-                return rule.text.replace("{input}", user_text), delay
-        return self.default.replace("{input}", user_text), self.delay_ms
+        rule = self.rule_for(user_text)
+        if rule is None:
+            return self.default.replace("{input}", user_text), self.delay_ms
+        return rule.answer(user_text, None), self.delay_ms if rule.delay_ms is None else rule.delay_ms
+
+
+_RULE_KEYS = {"match", "text", "delay_ms", "call", "args", "code", "pending"}
+
+
+def _rule(item: object, where: str) -> Rule:
+    if not isinstance(item, dict) or not isinstance(item.get("match"), str) or not isinstance(item.get("text"), str):
+        raise ScriptError(f"{where} needs string 'match' and 'text'")
+    if unknown := set(item) - _RULE_KEYS:
+        raise ScriptError(f"{where}: unknown keys {sorted(unknown)}")
+    delay = item.get("delay_ms")
+    if delay is not None and (not isinstance(delay, int | float) or delay < 0):
+        raise ScriptError(f"{where}: 'delay_ms' must be a number >= 0")
+    for key in ("call", "code", "pending"):
+        if key in item and not isinstance(item[key], str):
+            raise ScriptError(f"{where}: '{key}' must be a string")
+    if not isinstance(item.get("args", {}), dict):
+        raise ScriptError(f"{where}: 'args' must be a table")
+    try:
+        pattern = re.compile(item["match"], re.IGNORECASE)
+    except re.error as exc:
+        raise ScriptError(f"{where}: bad regular expression: {exc}") from exc
+    return Rule(pattern, item["text"], None if delay is None else float(delay), item.get("call"),
+                dict(item.get("args", {})), item.get("code"), item.get("pending", ""))
 
 
 class EmulatorLLM:
@@ -100,12 +146,38 @@ class EmulatorLLM:
     def count_tokens(self, text: str) -> int:
         return len(_TOKEN.findall(text))
 
-    def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
-        return sum(self.count_tokens(m.text) + 4 for m in messages)
+    def count_prompt_tokens(self, messages: list[ChatMessage], functions: Sequence[FunctionSpec] = ()) -> int:
+        calls = sum(self.count_tokens(c.name) + self.count_tokens(c.args_json()) for m in messages for c in m.calls)
+        declared = sum(self.count_tokens(f.name + " " + f.description) for f in functions)
+        return sum(self.count_tokens(m.text) + 4 for m in messages) + calls + declared
 
-    async def stream(self, messages: list[ChatMessage], params: SamplingParams) -> AsyncIterator[str]:
-        last_user = next((m.text for m in reversed(messages) if m.role == "user"), "")
-        reply, delay_ms = self.script.reply_to(last_user.strip())
+    async def stream(self, messages: list[ChatMessage], params: SamplingParams,
+                     functions: Sequence[FunctionSpec] = ()) -> AsyncIterator[str | FunctionCalls]:
+        messages = [m for m in messages if not (m.role == "user" and m.text == RESULT_NUDGE)]
+        last_user = next((m.text for m in reversed(messages) if m.role == "user"), "").strip()
+        reply, delay_ms = self.script.reply_to(last_user)
+        rule = self.script.rule_for(last_user)
+        last = messages[-1] if messages else None
+        if last is not None and last.role == "tool":  # a function's (or the code's) result came back
+            by_name = next((r for r in self.script.rules if r.call and r.call == last.name), None)
+            rule = by_name or rule
+            if last.text == PENDING_RESULT:
+                reply = rule.pending if rule else ""
+            elif rule is not None:
+                reply = rule.answer(last_user, last.text.strip())
+        elif rule is not None and rule.call:  # a rule for a function call: without the function, the default
+            if rule.call not in {f.name for f in functions}:
+                reply = self.script.default.replace("{input}", last_user)
+            else:
+                await asyncio.sleep(delay_ms / 1000)
+                yield FunctionCalls((CalledFunction(rule.call, dict(rule.args)),))
+                return
+        elif rule is not None and rule.code and "```python" in (messages[0].text if messages else ""):
+            reply = f"```python\n{rule.code}\n```\n"
+        async for piece in self._words(reply, delay_ms, params):
+            yield piece
+
+    async def _words(self, reply: str, delay_ms: float, params: SamplingParams) -> AsyncIterator[str]:
         budget = params.max_output_tokens
         for piece in _WORD.findall(reply):
             if budget is not None:

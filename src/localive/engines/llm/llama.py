@@ -11,13 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from localive.engines.llm.base import ChatMessage, ModelNotInstalled, SamplingParams
+from localive.engines.llm.base import (
+    CalledFunction,
+    ChatMessage,
+    FunctionCalls,
+    FunctionSpec,
+    ModelNotInstalled,
+    SamplingParams,
+)
+from localive.engines.llm.calls import CALL_MAX_TOKENS, call_intent, calls_grammar
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 _DONE = object()
@@ -44,7 +54,8 @@ class LlamaLLM:
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llm-{name}")
         self._llama: Any = None
         self._formatter: Any = None
-        self._last_render: tuple[tuple[ChatMessage, ...], str] | None = None  # token count, then generation
+        self._last_render: tuple[object, str] | None = None  # token count, then generation
+        self._grammar: tuple[str, str] | None = None  # the last function set's call grammar (GBNF)
 
     # --- loading (on the worker thread) -----------------------------------------------------------------
 
@@ -91,16 +102,18 @@ class LlamaLLM:
 
     # --- prompt ----------------------------------------------------------------------------------------
 
-    def _render(self, messages: list[ChatMessage]) -> str:
-        """The chat template applied to `messages`; a turn renders the same messages twice (token count, then
-        generation), so the last result is kept."""
-        key = tuple(messages)
+    def _render(self, messages: list[ChatMessage], functions: Sequence[FunctionSpec] = ()) -> str:
+        """The chat template applied to `messages` (and the declared functions); a turn renders the same prompt
+        twice (token count, then generation), so the last result is kept."""
+        key = (tuple(messages), tuple(f.name for f in functions))
         if self._last_render is not None and self._last_render[0] == key:
             return self._last_render[1]
-        chat = [{"role": m.role, "content": m.text} for m in messages]
+        chat = [_template_message(m) for m in messages]
         if not chat or chat[0]["role"] != "system":
             chat.insert(0, {"role": "system", "content": DEFAULT_SYSTEM_PROMPT})
-        prompt = str(self._formatter(messages=chat).prompt)
+        tools = [{"type": "function", "function": {"name": f.name, "description": f.description,
+                                                   "parameters": f.parameters}} for f in functions]
+        prompt = str(self._formatter(messages=chat, tools=tools or None).prompt)
         self._last_render = (key, prompt)
         return prompt
 
@@ -109,19 +122,66 @@ class LlamaLLM:
             return 0
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
-        prompt = self._render(messages)
+    def count_prompt_tokens(self, messages: list[ChatMessage], functions: Sequence[FunctionSpec] = ()) -> int:
+        prompt = self._render(messages, functions)
         return len(self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
 
     # --- generation ------------------------------------------------------------------------------------
 
-    async def stream(self, messages: list[ChatMessage], params: SamplingParams) -> AsyncIterator[str]:
+    async def stream(self, messages: list[ChatMessage], params: SamplingParams,
+                     functions: Sequence[FunctionSpec] = ()) -> AsyncIterator[str | FunctionCalls]:
+        prompt = self._render(messages, functions)
+        if not functions:
+            async for piece in self._generate(prompt, params):
+                yield piece
+            return
+        # The model shows whether it wants to call a function in its first characters (a JSON object, possibly
+        # in a ```json fence or <tool_call> tags); until that is clear nothing is passed on. A call is then
+        # generated again under a grammar built from the declared schemas, so it is always well-formed.
+        held, decided, calling = "", False, False
+        async for piece in self._generate(prompt, params):
+            if decided:
+                yield piece
+                continue
+            held += piece
+            intent = call_intent(held)
+            if intent is None:
+                continue
+            decided, calling = True, intent
+            if calling:
+                break
+            yield held
+        if calling:
+            yield FunctionCalls(await self._constrained_calls(prompt, params, functions))
+        elif not decided and held:
+            yield held
+
+    async def _constrained_calls(self, prompt: str, params: SamplingParams,
+                                 functions: Sequence[FunctionSpec]) -> tuple[CalledFunction, ...]:
+        grammar = self._grammar_for(functions)
+        call_params = replace(params, max_output_tokens=CALL_MAX_TOKENS, stop=())
+        text = "".join([piece async for piece in self._generate(prompt, call_params, grammar)])
+        calls: list[CalledFunction] = []
+        for line in text.splitlines():
+            if line.strip():
+                data = json.loads(line)
+                call = CalledFunction(str(data["name"]), dict(data.get("arguments") or {}))
+                if call not in calls:
+                    calls.append(call)
+        return tuple(calls)
+
+    def _grammar_for(self, functions: Sequence[FunctionSpec]) -> Any:
+        key = json.dumps([[f.name, f.parameters] for f in functions], sort_keys=True)
+        if self._grammar is None or self._grammar[0] != key:
+            self._grammar = (key, calls_grammar(functions))
+        return self._grammar[1]
+
+    async def _generate(self, prompt: str, params: SamplingParams, grammar: Any = None) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         max_tokens = params.max_output_tokens or 1024
         # Bounded by construction: at most one item per generated token, plus the end marker.
         queue: asyncio.Queue[object] = asyncio.Queue(maxsize=max_tokens + 2)
         cancelled = threading.Event()
-        prompt = self._render(messages)
 
         def emit(item: object) -> None:
             try:
@@ -143,6 +203,8 @@ class LlamaLLM:
                 }
                 if params.seed is not None:
                     kwargs["seed"] = params.seed
+                if grammar is not None:
+                    kwargs["grammar"] = self._llama_grammar(grammar)
                 for chunk in self._llama.create_completion(prompt, **kwargs):
                     if cancelled.is_set():
                         break
@@ -167,5 +229,21 @@ class LlamaLLM:
             cancelled.set()
             future.cancel()  # if still queued behind another session's generation, it never starts
 
+    @staticmethod
+    def _llama_grammar(gbnf: str) -> Any:
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        return LlamaGrammar.from_string(gbnf, verbose=False)
+
     def close(self) -> None:
         self._worker.shutdown(wait=True, cancel_futures=True)
+
+
+def _template_message(message: ChatMessage) -> dict[str, Any]:
+    entry: dict[str, Any] = {"role": message.role, "content": message.text}
+    if message.calls:
+        entry["tool_calls"] = [{"type": "function", "function": {"name": c.name, "arguments": c.args}}
+                               for c in message.calls]
+    if message.name:
+        entry["name"] = message.name
+    return entry

@@ -40,6 +40,23 @@ class LLMPool:
             return llm
         raise ModelNotInstalled(f"unknown LLM backend '{key}' (known: {EMULATOR}, {', '.join(WEIGHTS)})")
 
+    def load_optional(self, backends: set[str], *, progress: bool = True) -> list[str]:
+        """Load the backends whose weights are installed; returns a line for each one that is not."""
+        missing = []
+        for key in sorted(backends):
+            try:
+                if key not in self._llms:
+                    self._llms[key] = self._create(key, progress)
+            except ModelNotInstalled as exc:
+                missing.append(f"{key} not loaded: {exc}")
+        return missing
+
+    def for_code(self, entry: ModelEntry) -> LLM:
+        """The LLM for a session with codeExecution: the entry's code LLM when it is loaded."""
+        if entry.code_llm and entry.code_llm in self._llms:
+            return self._llms[entry.code_llm]
+        return self.for_model(entry)
+
     def for_model(self, entry: ModelEntry) -> LLM:
         llm = self._llms.get(entry.llm)
         if llm is None:  # registry entries are all loaded at start; this is a configuration bug
