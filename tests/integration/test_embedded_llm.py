@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from google import genai
 
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, sdk_client
 
 pytestmark = pytest.mark.llm
 SEED = Path(__file__).parent.parent / "seed_programs"
@@ -18,9 +18,7 @@ MODEL = "gemini-2.0-flash-live-001"
 
 @pytest.fixture
 def client(llm_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
-    for name, value in llm_server.client_env().items():
-        monkeypatch.setenv(name, value)
-    return genai.Client()
+    return sdk_client(llm_server, monkeypatch)
 
 
 async def answer(client: genai.Client, question: str, system: str | None = None, **config: object) -> str:

@@ -11,7 +11,7 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, sdk_client
 
 SEED = Path(__file__).parent.parent / "seed_programs"
 TEXT = {"response_modalities": ["TEXT"]}
@@ -27,9 +27,7 @@ def run_seed(name: str, server: RunningServer) -> str:
 
 @pytest.fixture
 def client(emulator_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
-    for name, value in emulator_server.client_env().items():
-        monkeypatch.setenv(name, value)
-    return genai.Client()
+    return sdk_client(emulator_server, monkeypatch)
 
 
 async def ask(session: genai.live.AsyncSession, text: str) -> tuple[str, list[types.LiveServerMessage]]:

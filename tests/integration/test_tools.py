@@ -15,7 +15,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, sdk_client
 
 SEED = Path(__file__).parent.parent / "seed_programs"
 MODEL = "gemini-2.0-flash-live-001"
@@ -47,15 +47,9 @@ PHRASINGS = [
 Respond = Callable[[types.FunctionCall], dict[str, object]]
 
 
-def client_for(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
-    for name, value in server.client_env().items():
-        monkeypatch.setenv(name, value)
-    return genai.Client()
-
-
 @pytest.fixture
 def client(llm_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
-    return client_for(llm_server, monkeypatch)
+    return sdk_client(llm_server, monkeypatch)
 
 
 async def turn(session: genai.live.AsyncSession, text: str, respond: Respond | None = None,
@@ -237,7 +231,7 @@ async def test_combining_tools_as_in_the_seed(client: genai.Client) -> None:
 
 async def test_non_blocking_call_with_the_sdk(emulator_server: RunningServer,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    client = client_for(emulator_server, monkeypatch)
+    client = sdk_client(emulator_server, monkeypatch)
     config = {"response_modalities": ["TEXT"],
               "tools": [{"function_declarations": [{"name": "long_task", "behavior": "NON_BLOCKING"}]}]}
     async with client.aio.live.connect(model=MODEL, config=config) as session:
@@ -257,7 +251,7 @@ async def test_non_blocking_call_with_the_sdk(emulator_server: RunningServer,
 
 async def test_unknown_response_id_closes_with_1007(emulator_server: RunningServer,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    client = client_for(emulator_server, monkeypatch)
+    client = sdk_client(emulator_server, monkeypatch)
     config = {"response_modalities": ["TEXT"], "tools": [{"function_declarations": LIGHTS}]}
     async with client.aio.live.connect(model=MODEL, config=config) as session:
         await session.send_tool_response(function_responses=[types.FunctionResponse(

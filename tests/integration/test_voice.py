@@ -13,7 +13,7 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, sdk_client
 from tests.support.speech import read_wav, speech_pcm, speech_wav
 
 SEED = Path(__file__).parent.parent / "seed_programs"
@@ -23,20 +23,14 @@ CHUNK = 3200  # 100 ms of 16 kHz 16-bit audio, as a microphone would send it
 TURN_TIMEOUT_S = 60
 
 
-def client_for(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
-    for name, value in server.client_env().items():
-        monkeypatch.setenv(name, value)
-    return genai.Client()
-
-
 @pytest.fixture
 def emulator(emulator_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
-    return client_for(emulator_server, monkeypatch)
+    return sdk_client(emulator_server, monkeypatch)
 
 
 @pytest.fixture
 def llm(llm_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
-    return client_for(llm_server, monkeypatch)
+    return sdk_client(llm_server, monkeypatch)
 
 
 async def send_audio(session: genai.live.AsyncSession, pcm: bytes, rate: int = 16000) -> None:

@@ -10,6 +10,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+from google import genai
+
 from localive.bench import server as launcher
 
 
@@ -52,6 +55,13 @@ class RunningServer:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+def sdk_client(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+    """A google-genai client configured as an app would be after `eval "$(localive env)"`."""
+    for name, value in server.client_env().items():
+        monkeypatch.setenv(name, value)
+    return genai.Client()
 
 
 def localive_env(port: int, data_dir: Path) -> dict[str, str]:

@@ -84,6 +84,14 @@ def text_of(messages: list[dict]) -> str:
     return "".join(p.get("text", "") for p in parts)
 
 
+async def start_long_task(session: LiveSession) -> dict:
+    """Set up with the NON_BLOCKING long_task, have the model call it; returns the call once the turn is over."""
+    await start(session, [{"functionDeclarations": [LONG]}])
+    await say(session, "long task")
+    message = next(m for m in await receive_until(session, "turnComplete") if "toolCall" in m)
+    return message["toolCall"]["functionCalls"][0]
+
+
 async def respond(session: LiveSession, call: dict, response: dict, **extra: object) -> None:
     await send(session, {"toolResponse": {"functionResponses": [
         {"id": call["id"], "name": call["name"], "response": response, **extra}]}})
@@ -177,10 +185,7 @@ async def test_non_blocking_call_lets_the_conversation_go_on_and_when_idle_repor
 
 async def test_when_idle_waits_for_the_current_answer_to_finish() -> None:
     session = make_session()
-    await start(session, [{"functionDeclarations": [LONG]}])
-    await say(session, "long task")
-    call = next(m for m in await receive_until(session, "turnComplete") if "toolCall" in m)
-    call = call["toolCall"]["functionCalls"][0]
+    call = await start_long_task(session)
     await say(session, "slow")
     first = await receive_until(session, "modelTurn")
     await respond(session, call, {"result": "done"}, scheduling="WHEN_IDLE")
@@ -193,10 +198,7 @@ async def test_when_idle_waits_for_the_current_answer_to_finish() -> None:
 
 async def test_interrupt_scheduling_cuts_the_current_answer() -> None:
     session = make_session()
-    await start(session, [{"functionDeclarations": [LONG]}])
-    await say(session, "long task")
-    call = next(m for m in await receive_until(session, "turnComplete") if "toolCall" in m)
-    call = call["toolCall"]["functionCalls"][0]
+    call = await start_long_task(session)
     await say(session, "slow")
     await receive_until(session, "modelTurn")
     # the seed's example puts scheduling inside `response`
@@ -209,10 +211,7 @@ async def test_interrupt_scheduling_cuts_the_current_answer() -> None:
 
 async def test_silent_result_only_joins_the_context() -> None:
     session = make_session()
-    await start(session, [{"functionDeclarations": [LONG]}])
-    await say(session, "long task")
-    call = next(m for m in await receive_until(session, "turnComplete") if "toolCall" in m)
-    call = call["toolCall"]["functionCalls"][0]
+    call = await start_long_task(session)
     await respond(session, call, {"result": "quiet"}, scheduling="SILENT")
     await asyncio.sleep(0.1)
     assert len(session.outbox) == 0 and not session.generating
@@ -222,10 +221,7 @@ async def test_silent_result_only_joins_the_context() -> None:
 
 async def test_will_continue_allows_several_responses() -> None:
     session = make_session()
-    await start(session, [{"functionDeclarations": [LONG]}])
-    await say(session, "long task")
-    call = next(m for m in await receive_until(session, "turnComplete") if "toolCall" in m)
-    call = call["toolCall"]["functionCalls"][0]
+    call = await start_long_task(session)
     await respond(session, call, {"progress": "50%"}, scheduling="SILENT", willContinue=True)
     await respond(session, call, {"progress": "100%"}, scheduling="WHEN_IDLE")
     assert text_of(await receive_until(session, "turnComplete")) == 'Report: {"progress": "100%"}'
