@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-message-bytes", type=int, default=1024 * 1024,
                        help="largest client message accepted; larger ones close with 1009 (default 1 MiB)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sessions = serve.add_argument_group("long sessions")
+    sessions.add_argument("--sessions-db", type=Path, default=None, metavar="FILE",
+                          help="SQLite file for resumable session state (default: DATA_DIR/sessions.sqlite3)")
+    sessions.add_argument("--handle-ttl", type=float, default=7200.0, metavar="SECONDS",
+                          help="how long resumption handles stay valid after their session ends (default 7200)")
     tools = serve.add_argument_group("tools")
     tools.add_argument("--code-execution", choices=["on", "off"], default="on",
                        help="run the model's Python in a bubblewrap sandbox (default on; refused with a clear "
@@ -199,6 +204,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from localive.server.state import ServerSettings, ServerState
     from localive.server.tls import ensure_tls
     from localive.session.engines import Engines
+    from localive.session.store import SqliteStore
     from localive.tools.loader import ToolSettings, load_tool_engines
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -248,7 +254,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           vad_executor=voice.vad_executor, tools=tool_engines, code_llm_for=pool.for_code)
     settings = ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,
                               max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes)
-    app = create_app(ServerState(settings=settings, registry=registry, llms=pool, engines=engines))
+    store = SqliteStore(args.sessions_db or data_dir / "sessions.sqlite3", ttl_s=args.handle_ttl)
+    app = create_app(ServerState(settings=settings, registry=registry, llms=pool, engines=engines, store=store))
 
     async def run() -> None:
         started = asyncio.Event()

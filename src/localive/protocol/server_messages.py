@@ -133,3 +133,14 @@ def grounding(metadata: dict[str, Any]) -> ServerMessage:
 
 def url_context(metadata: dict[str, Any]) -> ServerMessage:
     return {"serverContent": {"urlContextMetadata": metadata}}
+
+
+def resumption_update(handle: str, resumable: bool, last_consumed: int | None = None) -> ServerMessage:
+    update: dict[str, Any] = {"newHandle": handle, "resumable": resumable}
+    if last_consumed is not None:
+        update["lastConsumedClientMessageIndex"] = str(last_consumed)  # int64: a JSON string
+    return {"sessionResumptionUpdate": update}
+
+
+def go_away(time_left_s: float) -> ServerMessage:
+    return {"goAway": {"timeLeft": f"{time_left_s:g}s"}}

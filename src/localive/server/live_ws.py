@@ -66,7 +66,7 @@ async def live_endpoint(ws: WebSocket) -> None:
         access.info('%s "WS %s" session=- close=%d', client, path, outcome.code)
         return
     session = LiveSession(registry=state.registry, engines=state.engines, session_id=session_id,
-                          api_version=version, outbox_size=state.settings.outbox_size)
+                          api_version=version, outbox_size=state.settings.outbox_size, store=state.store)
     writer = asyncio.create_task(_write(ws, session), name=f"writer-{session_id}")
     closed_by_peer = False
     try:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from localive.engines.llm.pool import LLMPool
 from localive.models.registry import ModelRegistry
 from localive.session.engines import Engines
+from localive.session.store import SessionStore
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ServerState:
     registry: ModelRegistry
     llms: LLMPool
     engines: Engines
+    store: SessionStore | None = None  # resumable session state (None: sessionResumption is refused)
     active_sessions: int = 0
     sessions_served: int = field(default=0)
 

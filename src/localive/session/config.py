@@ -116,8 +116,6 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
         raise Unimplemented("enableAffectiveDialog is not supported by localive yet.")
 
     tools = session_tools(setup.tools or [], model, engines)
-    if setup.session_resumption is not None:
-        raise Unimplemented("sessionResumption is not supported by localive yet.")
     if setup.context_window_compression is not None:
         raise Unimplemented("contextWindowCompression is not supported by localive yet.")
     if setup.proactivity and (setup.proactivity.proactive_audio or setup.proactivity.proactive_video):

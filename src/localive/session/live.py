@@ -18,7 +18,7 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -37,15 +37,18 @@ from localive.engines.voice import VOICE_HINT
 from localive.models.registry import ModelRegistry
 from localive.protocol import messages as wire
 from localive.protocol import server_messages as out
-from localive.protocol.errors import InvalidArgument, Unimplemented, close_for
+from localive.protocol.errors import InvalidArgument, PolicyViolation, Unimplemented, close_for
+from localive.session import snapshot
 from localive.session.activity import ActivityEvent, SpeechEnded, SpeechStarted
 from localive.session.audio_in import AudioInput
 from localive.session.code_blocks import CodeBlocks
 from localive.session.config import SessionConfig, content_text, session_config, session_tools
 from localive.session.context import TurnContext
 from localive.session.engines import Engines
+from localive.session.history import Turn
 from localive.session.outbox import Outbox
 from localive.session.speech_out import Playback, speak
+from localive.session.store import SessionStore, new_handle
 from localive.session.timings import TurnTimings
 from localive.session.tool_calls import ToolCalls, response_text, scheduling_of
 from localive.session.usage import turn_usage
@@ -78,19 +81,14 @@ print(sum(found))
 ```"""
 
 
+# Checks (and may rewrite) the setup before it is applied; raises a LiveError to refuse the session.
+SetupGate = Callable[[wire.Setup], Awaitable[wire.Setup]]
+
+
 class State(enum.Enum):
     AWAITING_SETUP = "awaiting_setup"
     ACTIVE = "active"
     CLOSED = "closed"
-
-
-@dataclass
-class Turn:
-    role: str  # "user" | "model" | "tool"
-    text: str
-    calls: tuple[CalledFunction, ...] = ()  # model: functions called after `text`
-    call_ids: tuple[str, ...] = ()
-    name: str | None = None  # tool: the function (or "code_execution") whose result `text` is
 
 
 @dataclass
@@ -108,9 +106,17 @@ class MalformedCall(Exception):
 
 class LiveSession:
     def __init__(self, *, registry: ModelRegistry, engines: Engines, session_id: str,
-                 api_version: str = "v1beta", outbox_size: int = 256) -> None:
+                 api_version: str = "v1beta", outbox_size: int = 256, principal: str = "anonymous",
+                 setup_gate: SetupGate | None = None, store: SessionStore | None = None) -> None:
         self.session_id = session_id
         self.api_version = api_version
+        self.principal = principal  # who connected (a hash of the API key): resumption handles are bound to it
+        self._setup_gate = setup_gate
+        self._store = store
+        self._resumption: wire.SessionResumptionConfig | None = None
+        self._session_key = session_id  # stays the same across resumptions (names the snapshot chain)
+        self._setup_dump: dict[str, object] = {}  # the setup in force, as saved with each snapshot
+        self._consumed = -1  # index of the last client message handled (setup is 0)
         self.outbox = Outbox(outbox_size)
         self.state = State.AWAITING_SETUP
         self.config: SessionConfig | None = None
@@ -133,6 +139,7 @@ class LiveSession:
         """Apply one client message. Raises a LiveError for input that must end the session."""
         if self.state is State.CLOSED:
             return
+        self._consumed += 1
         if self.state is State.AWAITING_SETUP:
             if not isinstance(message, wire.Setup):
                 raise InvalidArgument("The first message must be setup.")
@@ -151,6 +158,15 @@ class LiveSession:
                 self._context_update(message)
 
     async def _setup(self, setup: wire.Setup) -> None:
+        if self._setup_gate is not None:  # e.g. an ephemeral token: redeemed here, its locked fields applied
+            setup = await self._setup_gate(setup)
+        if setup.session_resumption is not None:
+            if self._store is None:
+                raise Unimplemented("sessionResumption is not enabled on this server.")
+            self._resumption = setup.session_resumption
+            if setup.session_resumption.handle:
+                setup = await self._resume(setup, setup.session_resumption.handle)
+        self._setup_dump = setup.model_dump(by_alias=True, exclude_none=True, mode="json")
         config = session_config(setup, self._registry, self.api_version, self._engines)
         self._llm = self._llm_for(config)
         if self._engines.hears or config.manual_activity:
@@ -159,6 +175,31 @@ class LiveSession:
         self.config = config
         self.state = State.ACTIVE
         await self.outbox.put(out.setup_complete(self.session_id))
+        await self._checkpoint()
+
+    async def _resume(self, setup: wire.Setup, handle: str) -> wire.Setup:
+        """Restore a saved conversation; the new setup's fields override the saved setup's."""
+        assert self._store is not None
+        saved = await self._store.load(handle, self.principal)
+        if saved is None:
+            raise PolicyViolation("Session resumption handle is invalid or has expired.")
+        state = snapshot.loads(saved)
+        self.history = state.history
+        self._deferred = state.deferred
+        self._session_key = state.session_key
+        fresh = setup.model_dump(by_alias=True, exclude_none=True, mode="json")
+        return wire.Setup.model_validate({**state.setup, **fresh})
+
+    async def _checkpoint(self) -> None:
+        """At a resumable point: save the conversation and send its handle (only with sessionResumption)."""
+        if self._resumption is None or self._store is None:
+            return
+        handle = new_handle()
+        state = snapshot.State(self._setup_dump, self.history, self._deferred, self._session_key, self._consumed)
+        await self._store.save(handle, session_key=self._session_key, principal=self.principal,
+                               state=snapshot.dumps(state))
+        consumed = self._consumed if self._resumption.transparent else None
+        await self.outbox.put(out.resumption_update(handle, True, consumed))
 
     async def _client_content(self, content: wire.ClientContent) -> None:
         await self.interrupt()  # any clientContent interrupts the model's current answer (proto semantics)
@@ -331,6 +372,8 @@ class LiveSession:
             mark = len(self.history)
             if not self.history or self.history[-1].role not in ("user", "tool"):
                 return  # nothing new to answer (e.g. the user made a sound but said no words)
+            if self._resumption is not None:
+                await self.outbox.put(out.resumption_update("", False), turn=turn_id)
             context = await self._gather_context(config, turn_id)
             functions = [FunctionSpec(f.name, f.description, f.parameters) for f in config.tools.functions]
             made: list[CalledFunction] = []  # the calls of this turn: asking again for one means "stuck"
@@ -365,6 +408,7 @@ class LiveSession:
             if context.hits:
                 await self.outbox.put(out.grounding(grounding_metadata([context.query], context.hits, reply)),
                                       turn=turn_id)
+            await self._checkpoint()  # the turn is in history: a handle from here on includes it
             await self.outbox.put(out.generation_complete())
             await asyncio.sleep(playback.remaining_s())  # the client is still playing: the turn is not over
             usage = turn_usage(llm, prompt_tokens, speech_s, reply, playback, config.response_modality)
@@ -534,6 +578,8 @@ class LiveSession:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._utterances.clear()
         self._tool_calls.cancel_all()
+        if self._resumption is not None and self._store is not None:
+            await self._store.session_ended(self._session_key)
 
 
 def _text_part(message: out.ServerMessage) -> str | None:

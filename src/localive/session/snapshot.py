@@ -1,0 +1,55 @@
+"""A session's resumable state as JSON: the setup in force, the history, results waiting to join it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from localive.engines.llm.base import CalledFunction
+from localive.session.history import Turn
+
+VERSION = 1
+
+
+@dataclass
+class State:
+    setup: dict[str, Any]
+    history: list[Turn]
+    deferred: list[Turn]
+    session_key: str
+    consumed: int  # index of the last client message whose effect is in this state
+
+
+def _turn(turn: Turn) -> dict[str, Any]:
+    data: dict[str, Any] = {"role": turn.role, "text": turn.text}
+    if turn.calls:
+        data["calls"] = [{"name": c.name, "args": c.args} for c in turn.calls]
+        data["callIds"] = list(turn.call_ids)
+    if turn.name:
+        data["name"] = turn.name
+    return data
+
+
+def _from(data: dict[str, Any]) -> Turn:
+    calls = tuple(CalledFunction(c["name"], dict(c["args"])) for c in data.get("calls", []))
+    return Turn(data["role"], data["text"], calls, tuple(data.get("callIds", [])), data.get("name"))
+
+
+def dumps(state: State) -> str:
+    return json.dumps({
+        "v": VERSION,
+        "setup": state.setup,
+        "history": [_turn(t) for t in state.history],
+        "deferred": [_turn(t) for t in state.deferred],
+        "sessionKey": state.session_key,
+        "consumed": state.consumed,
+    }, ensure_ascii=False, separators=(",", ":"))
+
+
+def loads(text: str) -> State:
+    data = json.loads(text)
+    if data.get("v") != VERSION:
+        raise ValueError(f"unknown snapshot version {data.get('v')}")
+    return State(data["setup"], [_from(t) for t in data["history"]], [_from(t) for t in data["deferred"]],
+                 data["sessionKey"], int(data["consumed"]))

@@ -1,0 +1,102 @@
+"""Where resumable session state lives between connections: a small interface and its SQLite implementation.
+
+A saved state is found by its handle (unguessable, 192 bits), belongs to the principal (API-key id) that created
+it, and expires. SQLite runs in WAL mode and every save is committed before its handle is sent to the client, so a
+`kill -9` of the server loses no state a client holds a handle for. Blocking database work runs off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+DEFAULT_TTL_S = 2 * 3600.0  # handles stay valid 2 hours after the session ends (Gemini Developer API)
+
+
+def new_handle() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class SessionStore(Protocol):
+    async def save(self, handle: str, *, session_key: str, principal: str, state: str) -> None:
+        """Store `state` under a new handle; earlier handles of the session stay valid until they expire."""
+        ...
+
+    async def load(self, handle: str, principal: str) -> str | None:
+        """The state of a live handle created by `principal`; None if unknown, expired or someone else's."""
+        ...
+
+    async def session_ended(self, session_key: str) -> None:
+        """Start the session's handles' expiry clock (they stay valid `ttl_s` from now)."""
+        ...
+
+
+class SqliteStore:
+    KEEP_PER_SESSION = 4  # older snapshots of one session are deleted
+
+    def __init__(self, path: Path | str, *, ttl_s: float = DEFAULT_TTL_S,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.path = str(path)
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable against a process crash
+        self._db.execute("""CREATE TABLE IF NOT EXISTS snapshots (
+            handle TEXT PRIMARY KEY, session_key TEXT NOT NULL, principal TEXT NOT NULL,
+            state TEXT NOT NULL, saved_at REAL NOT NULL, expires_at REAL NOT NULL)""")
+        self._db.execute("CREATE INDEX IF NOT EXISTS by_session ON snapshots (session_key, saved_at)")
+
+    async def save(self, handle: str, *, session_key: str, principal: str, state: str) -> None:
+        await asyncio.to_thread(self._save, handle, session_key, principal, state)
+
+    def _save(self, handle: str, session_key: str, principal: str, state: str) -> None:
+        now = self._clock()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
+                                 (handle, session_key, principal, state, now, now + self.ttl_s))
+                self._db.execute("""DELETE FROM snapshots WHERE session_key = ? AND handle NOT IN (
+                    SELECT handle FROM snapshots WHERE session_key = ? ORDER BY saved_at DESC LIMIT ?)""",
+                                 (session_key, session_key, self.KEEP_PER_SESSION))
+                self._db.execute("DELETE FROM snapshots WHERE expires_at < ?", (now,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    async def load(self, handle: str, principal: str) -> str | None:
+        return await asyncio.to_thread(self._load, handle, principal)
+
+    def _load(self, handle: str, principal: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT principal, state, expires_at FROM snapshots WHERE handle = ?",
+                                   (handle,)).fetchone()
+        if row is None or row[2] < self._clock():
+            return None
+        if not hmac.compare_digest(str(row[0]).encode(), principal.encode()):
+            return None
+        return str(row[1])
+
+    async def session_ended(self, session_key: str) -> None:
+        await asyncio.to_thread(self._ended, session_key)
+
+    def _ended(self, session_key: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE snapshots SET expires_at = ? WHERE session_key = ?",
+                             (self._clock() + self.ttl_s, session_key))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
