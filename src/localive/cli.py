@@ -55,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help="SQLite file for resumable session state (default: DATA_DIR/sessions.sqlite3)")
     sessions.add_argument("--handle-ttl", type=float, default=7200.0, metavar="SECONDS",
                           help="how long resumption handles stay valid after their session ends (default 7200)")
+    sessions.add_argument("--limits", choices=["local", "gemini"], default="local",
+                          help="'local' (default): connections and sessions are not cut; 'gemini': like the real "
+                               "service, 10-minute connections (GoAway 60 s before) and 15-minute sessions "
+                               "without contextWindowCompression")
+    sessions.add_argument("--max-connection-s", type=float, default=None, metavar="SECONDS",
+                          help="end each connection after this long, resumably (overrides --limits)")
+    sessions.add_argument("--max-session-s", type=float, default=None, metavar="SECONDS",
+                          help="end sessions without contextWindowCompression at this age (overrides --limits)")
+    sessions.add_argument("--goaway-before-s", type=float, default=None, metavar="SECONDS",
+                          help="send goAway this long before a connection ends (default 60)")
     tools = serve.add_argument_group("tools")
     tools.add_argument("--code-execution", choices=["on", "off"], default="on",
                        help="run the model's Python in a bubblewrap sandbox (default on; refused with a clear "
@@ -195,6 +205,21 @@ def _installed(spec: object) -> bool:
     return True
 
 
+def _limits(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> Limits
+    from dataclasses import replace
+
+    from localive.session.lifetime import GEMINI_LIMITS, LOCAL_LIMITS
+
+    limits = GEMINI_LIMITS if args.limits == "gemini" else LOCAL_LIMITS
+    if args.max_connection_s is not None:
+        limits = replace(limits, max_connection_s=args.max_connection_s or None)
+    if args.max_session_s is not None:
+        limits = replace(limits, max_session_s=args.max_session_s or None)
+    if args.goaway_before_s is not None:
+        limits = replace(limits, goaway_before_s=args.goaway_before_s)
+    return limits
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from localive.engines.llm.base import ModelNotInstalled
     from localive.engines.llm.emulator import EmulatorScript, ScriptError
@@ -255,7 +280,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,
                               max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes)
     store = SqliteStore(args.sessions_db or data_dir / "sessions.sqlite3", ttl_s=args.handle_ttl)
-    app = create_app(ServerState(settings=settings, registry=registry, llms=pool, engines=engines, store=store))
+    app = create_app(ServerState(settings=settings, registry=registry, llms=pool, engines=engines, store=store,
+                                 limits=_limits(args)))
 
     async def run() -> None:
         started = asyncio.Event()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from google import genai
 from google.genai import types
 
-from tests.support.server import RunningServer, sdk_client
+from tests.support.server import RunningServer, sdk_client, start_server
 
 SEED = Path(__file__).parent.parent / "seed_programs"
 MODEL = "gemini-2.0-flash-live-001"
@@ -61,3 +63,59 @@ async def test_a_resumed_session_remembers_a_fact(llm_server: RunningServer,
     async with client.aio.live.connect(model=MODEL, config=config) as session:
         answer, _ = await ask(session, "What is my name?")
     assert "marisol" in answer.lower()
+
+
+# --- with the emulator: exact turn counting -------------------------------------------------------------
+
+SCRIPT = str(Path(__file__).parent.parent / "data" / "emulator_script.toml")
+RESUMABLE = {"response_modalities": ["TEXT"], "session_resumption": {}}
+
+
+def resuming(handle: str | None) -> dict[str, object]:
+    return {**RESUMABLE, "session_resumption": {"handle": handle} if handle else {}}
+
+
+@pytest.fixture(scope="module")
+def short_lived(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    server = start_server(tmp_path_factory.mktemp("short-lived"), "--llm", "emulator", "--emulator-script", SCRIPT,
+                          "--voice", "off", "--max-connection-s", "4", "--goaway-before-s", "2")
+    yield server
+    server.stop()
+
+
+async def test_goaway_then_reconnect_with_the_handle_loses_nothing(short_lived: RunningServer,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    client = sdk_client(short_lived, monkeypatch)
+    async with client.aio.live.connect(model=MODEL, config=RESUMABLE) as session:
+        answer, handle = await ask(session, "which turn is this?")
+        assert answer == "This is turn 1."
+        go_away = None
+        with pytest.raises(genai.errors.APIError) as closed:  # the server ends the connection after the GoAway
+            async for message in session.receive():
+                go_away = go_away or message.go_away
+    assert go_away is not None and go_away.time_left == "2s"
+    assert closed.value.code == 1011 and "Deadline expired" in str(closed.value)
+    async with client.aio.live.connect(model=MODEL, config=resuming(handle)) as session:
+        answer, _ = await ask(session, "which turn is this now?")
+    assert answer == "This is turn 2."
+
+
+async def test_kill_9_mid_session_loses_no_completed_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    handle, completed = None, 0
+    for trial in range(6):
+        server = start_server(tmp_path, "--llm", "emulator", "--emulator-script", SCRIPT, "--voice", "off")
+        try:
+            client = sdk_client(server, monkeypatch)
+            async with client.aio.live.connect(model=MODEL, config=resuming(handle)) as session:
+                for i in range(1 + trial % 3):
+                    answer, new_handle = await ask(session, "which turn is this?")
+                    # the turn sent just before the last kill may have been saved too, though never acknowledged
+                    allowed = {completed + 1, completed + 2} if i == 0 and trial else {completed + 1}
+                    assert answer in {f"This is turn {n}." for n in allowed}, f"trial {trial}: {answer}"
+                    completed, handle = int(answer.split()[-1].rstrip(".")), new_handle
+                await session.send_client_content(turns={"role": "user", "parts": [{"text": "which turn?"}]})
+                server.process.process.send_signal(signal.SIGKILL)  # mid-session, maybe mid-turn
+                server.process.process.wait()
+        finally:
+            server.stop()
+    assert completed >= 12

@@ -67,6 +67,13 @@ class Overloaded(LiveError):
     default_reason = "The service is currently overloaded. Please try again later."
 
 
+class ContextFull(LiveError):
+    """The conversation no longer fits the model's context and no contextWindowCompression was asked for."""
+
+    close_code = INTERNAL
+    default_reason = "The session's context window is full; use contextWindowCompression to continue longer."
+
+
 class InternalError(LiveError):
     close_code = INTERNAL
 

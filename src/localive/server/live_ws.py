@@ -66,7 +66,8 @@ async def live_endpoint(ws: WebSocket) -> None:
         access.info('%s "WS %s" session=- close=%d', client, path, outcome.code)
         return
     session = LiveSession(registry=state.registry, engines=state.engines, session_id=session_id,
-                          api_version=version, outbox_size=state.settings.outbox_size, store=state.store)
+                          api_version=version, outbox_size=state.settings.outbox_size, store=state.store,
+                          limits=state.limits)
     writer = asyncio.create_task(_write(ws, session), name=f"writer-{session_id}")
     closed_by_peer = False
     try:

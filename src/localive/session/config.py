@@ -29,6 +29,31 @@ class SessionConfig:
     input_transcription: bool = False
     output_transcription: bool = False
     tools: SessionTools = field(default_factory=lambda: SessionTools())
+    compression: Compression | None = None
+
+
+@dataclass(frozen=True)
+class Compression:
+    """contextWindowCompression.slidingWindow: past `trigger_tokens`, drop the oldest turns to `target_tokens`.
+    Unset values are fractions of the LLM's context (80 % and half of that)."""
+
+    trigger_tokens: int | None = None
+    target_tokens: int | None = None
+
+    def bounds(self, context_tokens: int) -> tuple[int, int]:
+        trigger = self.trigger_tokens or int(context_tokens * 0.8)
+        target = self.target_tokens if self.target_tokens is not None else trigger // 2
+        return trigger, min(target, trigger)
+
+
+def _compression(setting: wire.ContextWindowCompression | None) -> Compression | None:
+    if setting is None:
+        return None
+    trigger = setting.trigger_tokens
+    target = setting.sliding_window.target_tokens if setting.sliding_window else None
+    if (trigger is not None and trigger <= 0) or (target is not None and target < 0):
+        raise InvalidArgument("contextWindowCompression token counts must be positive.")
+    return Compression(trigger, target)
 
 
 @dataclass(frozen=True)
@@ -116,8 +141,7 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
         raise Unimplemented("enableAffectiveDialog is not supported by localive yet.")
 
     tools = session_tools(setup.tools or [], model, engines)
-    if setup.context_window_compression is not None:
-        raise Unimplemented("contextWindowCompression is not supported by localive yet.")
+    compression = _compression(setup.context_window_compression)
     if setup.proactivity and (setup.proactivity.proactive_audio or setup.proactivity.proactive_video):
         raise Unimplemented("proactivity is not supported by localive yet.")
 
@@ -127,6 +151,7 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
     return SessionConfig(
         activity=ActivitySettings.from_setup(rtc),
         tools=tools,
+        compression=compression,
         voice=voice,
         language=language,
         input_transcription=setup.input_audio_transcription is not None,

@@ -37,7 +37,7 @@ from localive.engines.voice import VOICE_HINT
 from localive.models.registry import ModelRegistry
 from localive.protocol import messages as wire
 from localive.protocol import server_messages as out
-from localive.protocol.errors import InvalidArgument, PolicyViolation, Unimplemented, close_for
+from localive.protocol.errors import ContextFull, InvalidArgument, PolicyViolation, Unimplemented, close_for
 from localive.session import snapshot
 from localive.session.activity import ActivityEvent, SpeechEnded, SpeechStarted
 from localive.session.audio_in import AudioInput
@@ -46,6 +46,7 @@ from localive.session.config import SessionConfig, content_text, session_config,
 from localive.session.context import TurnContext
 from localive.session.engines import Engines
 from localive.session.history import Turn
+from localive.session.lifetime import LOCAL_LIMITS, Clock, Limits, SystemClock, deadline_s, run_out
 from localive.session.outbox import Outbox
 from localive.session.speech_out import Playback, speak
 from localive.session.store import SessionStore, new_handle
@@ -62,6 +63,8 @@ INTERRUPT_TIMEOUT_S = 5.0
 MAX_PENDING_UTTERANCES = 8
 MAX_TOOL_ROUNDS = 6  # generations in one turn (code runs, function calls); the last may only answer
 SEARCH_RESULTS = 3
+DEFAULT_ANSWER_TOKENS = 1024  # kept free for the answer when maxOutputTokens is not set
+TURN_OVERHEAD_TOKENS = 6  # the chat template's markers around each history entry (estimate for compression)
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 FUNCTIONS_PROMPT = ("Call a function whenever one of the functions can help answer the user; do not guess what a "
                     "function would return.")
@@ -107,7 +110,8 @@ class MalformedCall(Exception):
 class LiveSession:
     def __init__(self, *, registry: ModelRegistry, engines: Engines, session_id: str,
                  api_version: str = "v1beta", outbox_size: int = 256, principal: str = "anonymous",
-                 setup_gate: SetupGate | None = None, store: SessionStore | None = None) -> None:
+                 setup_gate: SetupGate | None = None, store: SessionStore | None = None,
+                 limits: Limits = LOCAL_LIMITS, clock: Clock | None = None) -> None:
         self.session_id = session_id
         self.api_version = api_version
         self.principal = principal  # who connected (a hash of the API key): resumption handles are bound to it
@@ -117,6 +121,11 @@ class LiveSession:
         self._session_key = session_id  # stays the same across resumptions (names the snapshot chain)
         self._setup_dump: dict[str, object] = {}  # the setup in force, as saved with each snapshot
         self._consumed = -1  # index of the last client message handled (setup is 0)
+        self._limits = limits
+        self._clock = clock or SystemClock()
+        self._connected_at = self._clock.time()
+        self._started_at = self._connected_at  # the session's first connection (restored on resumption)
+        self._lifetime: asyncio.Task[None] | None = None
         self.outbox = Outbox(outbox_size)
         self.state = State.AWAITING_SETUP
         self.config: SessionConfig | None = None
@@ -176,6 +185,11 @@ class LiveSession:
         self.state = State.ACTIVE
         await self.outbox.put(out.setup_complete(self.session_id))
         await self._checkpoint()
+        deadline = deadline_s(self._limits, connected_at=self._connected_at, session_started_at=self._started_at,
+                              compressed=config.compression is not None)
+        if deadline is not None:
+            self._lifetime = asyncio.create_task(run_out(deadline, self._limits, self._clock, self.outbox),
+                                                 name=f"lifetime-{self.session_id}")
 
     async def _resume(self, setup: wire.Setup, handle: str) -> wire.Setup:
         """Restore a saved conversation; the new setup's fields override the saved setup's."""
@@ -187,6 +201,7 @@ class LiveSession:
         self.history = state.history
         self._deferred = state.deferred
         self._session_key = state.session_key
+        self._started_at = state.started_at
         fresh = setup.model_dump(by_alias=True, exclude_none=True, mode="json")
         return wire.Setup.model_validate({**state.setup, **fresh})
 
@@ -195,7 +210,8 @@ class LiveSession:
         if self._resumption is None or self._store is None:
             return
         handle = new_handle()
-        state = snapshot.State(self._setup_dump, self.history, self._deferred, self._session_key, self._consumed)
+        state = snapshot.State(self._setup_dump, self.history, self._deferred, self._session_key, self._consumed,
+                               self._started_at)
         await self._store.save(handle, session_key=self._session_key, principal=self.principal,
                                state=snapshot.dumps(state))
         consumed = self._consumed if self._resumption.transparent else None
@@ -374,6 +390,7 @@ class LiveSession:
                 return  # nothing new to answer (e.g. the user made a sound but said no words)
             if self._resumption is not None:
                 await self.outbox.put(out.resumption_update("", False), turn=turn_id)
+            self._fit_context(llm, config)
             context = await self._gather_context(config, turn_id)
             functions = [FunctionSpec(f.name, f.description, f.parameters) for f in config.tools.functions]
             made: list[CalledFunction] = []  # the calls of this turn: asking again for one means "stuck"
@@ -526,6 +543,30 @@ class LiveSession:
                 log.warning("session %s: search failed, answering without it: %s", self.session_id, exc)
         return context
 
+    def _fit_context(self, llm: LLM, config: SessionConfig) -> None:
+        """Keep the prompt within the LLM's context: with contextWindowCompression drop the oldest whole turns
+        (a user turn and what answered it) down to the target; without it, a full context ends the session."""
+        functions = [FunctionSpec(f.name, f.description, f.parameters) for f in config.tools.functions]
+        room = llm.context_tokens - (config.sampling.max_output_tokens or DEFAULT_ANSWER_TOKENS)
+        tokens = llm.count_prompt_tokens(self.chat_messages(), functions)
+        if config.compression is None:
+            if tokens > room:
+                raise ContextFull()
+            return
+        trigger, target = config.compression.bounds(room)
+        if tokens <= trigger:
+            return
+        sizes = [llm.count_tokens(t.text) + TURN_OVERHEAD_TOKENS for t in self.history]
+        last_user = max(i for i, t in enumerate(self.history) if t.role == "user")
+        cut = 0
+        while cut < last_user and tokens - sum(sizes[:cut]) > target:
+            cut += 1
+            while cut < last_user and self.history[cut].role != "user":  # whole turns only
+                cut += 1
+        log.info("session %s: context %d tokens > %d: dropped the oldest %d history entries", self.session_id,
+                 tokens, trigger, cut)
+        del self.history[:cut]
+
     def _take_deferred(self) -> None:
         self.history.extend(self._deferred)
         self._deferred.clear()
@@ -572,7 +613,7 @@ class LiveSession:
     async def aclose(self) -> None:
         """End the session: cancel the turn and transcriptions in progress. Safe to call twice."""
         self.state = State.CLOSED
-        tasks = [t for t in (self._turn_task, *self._utterances) if t is not None and not t.done()]
+        tasks = [t for t in (self._turn_task, self._lifetime, *self._utterances) if t is not None and not t.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -19,6 +19,7 @@ class State:
     deferred: list[Turn]
     session_key: str
     consumed: int  # index of the last client message whose effect is in this state
+    started_at: float = 0.0  # when the session first connected (clock time)
 
 
 def _turn(turn: Turn) -> dict[str, Any]:
@@ -44,6 +45,7 @@ def dumps(state: State) -> str:
         "deferred": [_turn(t) for t in state.deferred],
         "sessionKey": state.session_key,
         "consumed": state.consumed,
+        "startedAt": state.started_at,
     }, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -52,4 +54,4 @@ def loads(text: str) -> State:
     if data.get("v") != VERSION:
         raise ValueError(f"unknown snapshot version {data.get('v')}")
     return State(data["setup"], [_from(t) for t in data["history"]], [_from(t) for t in data["deferred"]],
-                 data["sessionKey"], int(data["consumed"]))
+                 data["sessionKey"], int(data["consumed"]), float(data.get("startedAt", 0.0)))

@@ -70,6 +70,7 @@ class LLM(Protocol):
     """A chat model that streams text. Implementations run blocking inference off the event loop."""
 
     name: str
+    context_tokens: int  # the prompt and the answer must fit in this many tokens
 
     def count_tokens(self, text: str) -> int:
         """Tokens in a plain text, with this model's tokenizer (cheap; may run on the event loop)."""

@@ -4,8 +4,10 @@ A script is a TOML file::
 
     default = "You said: {input}"     # reply when no rule matches ({input} = the user's last message)
     delay_ms = 0                       # pause between streamed words, to exercise interruption
+    context_tokens = 32768             # the emulated context window (words and punctuation count as tokens)
     [[reply]]
     match = "weather"                  # a regular expression, case-insensitive, searched in the last user message
+    # in texts: {input} = the user's last message, {turn} = how many user messages the conversation holds
     text = "It is always sunny in the emulator."
     delay_ms = 50                      # optional: this reply's own pace
 
@@ -75,6 +77,7 @@ class EmulatorScript:
     default: str = ECHO
     delay_ms: float = 0.0
     rules: tuple[Rule, ...] = field(default_factory=tuple)
+    context_tokens: int = 32768  # the emulated context window (its tokens: words and punctuation)
 
     @classmethod
     def load(cls, path: Path) -> EmulatorScript:
@@ -86,7 +89,7 @@ class EmulatorScript:
 
     @classmethod
     def from_dict(cls, data: dict[str, object], source: str = "script") -> EmulatorScript:
-        unknown = set(data) - {"default", "delay_ms", "reply"}
+        unknown = set(data) - {"default", "delay_ms", "reply", "context_tokens"}
         if unknown:
             raise ScriptError(f"{source}: unknown keys {sorted(unknown)}; expected default, delay_ms, [[reply]]")
         rules = []
@@ -99,7 +102,10 @@ class EmulatorScript:
         delay = data.get("delay_ms", 0)
         if not isinstance(default, str) or not isinstance(delay, int | float) or delay < 0:
             raise ScriptError(f"{source}: 'default' must be a string and 'delay_ms' a number >= 0")
-        return cls(default=default, delay_ms=float(delay), rules=tuple(rules))
+        context = data.get("context_tokens", 32768)
+        if not isinstance(context, int) or context < 64:
+            raise ScriptError(f"{source}: 'context_tokens' must be an integer >= 64")
+        return cls(default=default, delay_ms=float(delay), rules=tuple(rules), context_tokens=context)
 
     def rule_for(self, user_text: str) -> Rule | None:
         return next((rule for rule in self.rules if rule.pattern.search(user_text)), None)
@@ -142,6 +148,7 @@ class EmulatorLLM:
     def __init__(self, script: EmulatorScript | None = None, name: str = "emulator") -> None:
         self.script = script or EmulatorScript()
         self.name = name
+        self.context_tokens = self.script.context_tokens
 
     def count_tokens(self, text: str) -> int:
         return len(_TOKEN.findall(text))
@@ -174,6 +181,7 @@ class EmulatorLLM:
                 return
         elif rule is not None and rule.code and "```python" in (messages[0].text if messages else ""):
             reply = f"```python\n{rule.code}\n```\n"
+        reply = reply.replace("{turn}", str(sum(1 for m in messages if m.role == "user")))
         async for piece in self._words(reply, delay_ms, params):
             yield piece
 

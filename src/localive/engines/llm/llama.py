@@ -50,6 +50,7 @@ class LlamaLLM:
         self.name = name
         self.model_path = model_path
         self.n_ctx = n_ctx
+        self.context_tokens = n_ctx
         self._n_threads = n_threads or max(1, min(4, os.cpu_count() or 1))
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llm-{name}")
         self._llama: Any = None
