@@ -69,3 +69,28 @@ async def test_max_output_tokens_limits_the_reply(client: genai.Client) -> None:
         await session.send_client_content(turns={"role": "user", "parts": [{"text": "Write a long story."}]})
         messages = [m async for m in session.receive()]
     assert messages[-1].usage_metadata.response_token_count <= 5
+
+
+async def test_usage_counts_match_the_models_tokenizer(client: genai.Client) -> None:
+    from llama_cpp import Llama
+
+    from localive.models.weights import QWEN_05B, ensure_weights
+
+    tokenizer = Llama(str(ensure_weights(QWEN_05B, progress=False)), vocab_only=True, verbose=False)
+
+    def tokens(text: str) -> int:
+        return len(tokenizer.tokenize(text.encode(), add_bos=False, special=False))
+
+    config = {"response_modalities": ["TEXT"], "temperature": 0.0}
+    async with client.aio.live.connect(model=MODEL, config=config) as session:
+        usages, texts = [], []
+        for question in ("What is the capital of France?", "And of Italy?"):
+            await session.send_client_content(turns={"role": "user", "parts": [{"text": question}]})
+            messages = [m async for m in session.receive()]
+            texts.append("".join(m.text or "" for m in messages))
+            usages.append(messages[-1].usage_metadata)
+    for usage, text in zip(usages, texts, strict=True):
+        assert usage.response_token_count == tokens(text)
+        assert usage.total_token_count == usage.prompt_token_count + usage.response_token_count
+    # the second prompt holds the first exchange: it grows by at least the first answer and question
+    assert usages[1].prompt_token_count >= usages[0].prompt_token_count + tokens(texts[0]) + tokens("And of Italy?")

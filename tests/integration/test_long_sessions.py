@@ -119,3 +119,15 @@ async def test_kill_9_mid_session_loses_no_completed_turn(tmp_path: Path, monkey
         finally:
             server.stop()
     assert completed >= 12
+
+
+async def test_compression_through_the_sdk_keeps_the_context_bounded(emulator_server: RunningServer,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    client = sdk_client(emulator_server, monkeypatch)
+    config = {"response_modalities": ["TEXT"], "context_window_compression": {
+        "trigger_tokens": 300, "sliding_window": {"target_tokens": 150}}}
+    async with client.aio.live.connect(model=MODEL, config=config) as session:
+        answers = [(await ask(session, "which turn is this?"))[0] for _ in range(300)]
+    turns = [int(a.split()[-1].rstrip(".")) for a in answers]
+    assert turns[:5] == [1, 2, 3, 4, 5]
+    assert max(turns) < 40  # the oldest turns were dropped again and again: the context stays small
