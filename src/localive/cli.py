@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-message-bytes", type=int, default=1024 * 1024,
                        help="largest client message accepted; larger ones close with 1009 (default 1 MiB)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--vision", choices=["embedded", "openai", "off"], default="embedded",
+                       help="video frames: 'embedded' OCR + colour facts (Tesseract, Pillow), 'openai' (a VLM behind "
+                            "an OpenAI-compatible endpoint, --vision-url), or 'off' (video is refused)")
+    serve.add_argument("--vision-url", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    serve.add_argument("--vision-model", default=None, help="model name to ask at --vision-url")
     sessions = serve.add_argument_group("long sessions")
     sessions.add_argument("--sessions-db", type=Path, default=None, metavar="FILE",
                           help="SQLite file for resumable session state (default: DATA_DIR/sessions.sqlite3)")
@@ -224,6 +229,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from localive.engines.llm.base import ModelNotInstalled
     from localive.engines.llm.emulator import EmulatorScript, ScriptError
     from localive.engines.llm.pool import LLMPool
+    from localive.engines.vision.loader import load_vision
     from localive.server.app import create_app
     from localive.server.runner import serve_all
     from localive.server.state import ServerSettings, ServerState
@@ -273,10 +279,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     for line in tool_lines:
         print(f"localive: tool {line}", file=sys.stderr, flush=True)
-    engines = Engines(llm_for=pool.for_model, tools=tool_engines, code_llm_for=pool.for_code)
+    try:
+        vision, vision_line = load_vision(args.vision, url=args.vision_url, model=args.vision_model)
+    except ValueError as exc:
+        print(f"localive: {exc}", file=sys.stderr)
+        pool.close()
+        return 2
+    print(f"localive: video input: {vision_line}", file=sys.stderr, flush=True)
+    engines = Engines(llm_for=pool.for_model, tools=tool_engines, code_llm_for=pool.for_code, vision=vision)
     if voice is not None:
         engines = Engines(llm_for=pool.for_model, asr=voice.asr, tts=voice.tts, vad_factory=voice.vad_factory,
-                          vad_executor=voice.vad_executor, tools=tool_engines, code_llm_for=pool.for_code)
+                          vad_executor=voice.vad_executor, tools=tool_engines, code_llm_for=pool.for_code,
+                          vision=vision)
     settings = ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,
                               max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes)
     store = SqliteStore(args.sessions_db or data_dir / "sessions.sqlite3", ttl_s=args.handle_ttl)

@@ -30,6 +30,7 @@ class SessionConfig:
     output_transcription: bool = False
     tools: SessionTools = field(default_factory=lambda: SessionTools())
     compression: Compression | None = None
+    media_resolution: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
         activity=ActivitySettings.from_setup(rtc),
         tools=tools,
         compression=compression,
+        media_resolution=gen.media_resolution,
         voice=voice,
         language=language,
         input_transcription=setup.input_audio_transcription is not None,

@@ -18,6 +18,7 @@ class TurnContext:
     query: str
     hits: list[SearchHit] = field(default_factory=list)
     pages: list[FetchedPage] = field(default_factory=list)
+    visual: str = ""  # what the latest video frame shows
 
     def add_hits(self, hits: list[SearchHit]) -> None:
         self.hits.extend(hits)
@@ -27,7 +28,7 @@ class TurnContext:
 
     @property
     def prompt(self) -> str:
-        sections = []
+        sections = [self.visual] if self.visual else []
         read = [p for p in self.pages if p.status == SUCCESS and p.text]
         if read:
             sections.append("The user's links were fetched. Use their content to answer:\n\n" + "\n\n".join(

@@ -11,6 +11,7 @@ from localive.engines.asr.base import ASR
 from localive.engines.llm.base import LLM
 from localive.engines.tts.base import TTS
 from localive.engines.vad.base import VADFactory
+from localive.engines.vision.base import Vision
 from localive.models.registry import ModelEntry
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class Engines:
     vad_executor: Executor | None = None  # where VAD frames are scored (None: the loop's default executor)
     tools: ToolEngines = field(default_factory=ToolEngines)
     code_llm_for: Callable[[ModelEntry], LLM] | None = None  # sessions with codeExecution (None: llm_for)
+    vision: Vision | None = None  # describes video frames (None: video input is refused)
 
     @property
     def hears(self) -> bool:

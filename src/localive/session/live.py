@@ -33,6 +33,7 @@ from localive.engines.llm.base import (
     FunctionSpec,
     Role,
 )
+from localive.engines.vision.loader import VISION_HINT
 from localive.engines.voice import VOICE_HINT
 from localive.models.registry import ModelRegistry
 from localive.protocol import messages as wire
@@ -53,6 +54,7 @@ from localive.session.store import SessionStore, new_handle
 from localive.session.timings import TurnTimings
 from localive.session.tool_calls import ToolCalls, response_text, scheduling_of
 from localive.session.usage import turn_usage
+from localive.session.video_in import VideoInput
 from localive.tools.grounding import grounding_metadata
 from localive.tools.search import SearchError
 from localive.tools.url_context import find_urls, url_context_metadata
@@ -126,6 +128,7 @@ class LiveSession:
         self._connected_at = self._clock.time()
         self._started_at = self._connected_at  # the session's first connection (restored on resumption)
         self._lifetime: asyncio.Task[None] | None = None
+        self._video: VideoInput | None = None
         self.outbox = Outbox(outbox_size)
         self.state = State.AWAITING_SETUP
         self.config: SessionConfig | None = None
@@ -223,14 +226,19 @@ class LiveSession:
             role = turn.role or "user"
             if role not in ("user", "model"):
                 raise InvalidArgument(f"Content role must be 'user' or 'model', not '{role}'.")
-            self._append(role, content_text(turn, "clientContent.turns"))
+            images = [p for p in turn.parts if p.inline_data and p.inline_data.mime_type.startswith("image/")]
+            for part in images:  # an image in the conversation is shown like a video frame
+                assert part.inline_data is not None
+                self._video_input().push(part.inline_data.data, part.inline_data.mime_type)
+            text_parts = wire.Content(role=turn.role, parts=[p for p in turn.parts if p not in images])
+            self._append(role, content_text(text_parts, "clientContent.turns"))
         if content.turn_complete:
             self._start_turn()
 
     async def _realtime_input(self, realtime: wire.RealtimeInput) -> None:
         assert self.config is not None
         if realtime.video is not None:
-            raise Unimplemented("Video input is not available in this localive version yet.")
+            self._video_input().push(realtime.video.data, realtime.video.mime_type)
         manual = self.config.manual_activity
         if (realtime.activity_start or realtime.activity_end) and not manual:
             raise InvalidArgument(
@@ -238,13 +246,14 @@ class LiveSession:
             )
         audio = self._audio
         blobs = [realtime.audio] if realtime.audio is not None else (realtime.media_chunks or [])[:1]
+        if blobs and blobs[0].mime_type.lower().startswith("image/"):  # deprecated mediaChunks with a frame
+            self._video_input().push(blobs[0].data, blobs[0].mime_type)
+            blobs = []
         if blobs and audio is None:
             raise Unimplemented(f"Audio input is not installed on this server ({VOICE_HINT}).")
         if realtime.activity_start and audio is not None:
             await self._on_activity(audio.activity_start())
         for blob in blobs:
-            if blob.mime_type.lower().startswith("image/"):
-                raise Unimplemented("Video input is not available in this localive version yet.")
             assert audio is not None
             await self._on_activity(await audio.push(blob.data, blob.mime_type))
         if realtime.audio_stream_end and audio is not None:
@@ -253,6 +262,15 @@ class LiveSession:
             await self._on_activity(audio.activity_end())
         if realtime.text is not None:
             await self._user_input(partial(self._append, "user", realtime.text))
+
+    def _video_input(self) -> VideoInput:
+        if self._video is None:
+            vision = self._engines.vision
+            if vision is None:
+                raise Unimplemented(f"Video input is not available on this server ({VISION_HINT}).")
+            media_resolution = self.config.media_resolution if self.config else None
+            self._video = VideoInput(vision, media_resolution)
+        return self._video
 
     async def _on_activity(self, events: list[ActivityEvent]) -> None:
         for event in events:
@@ -428,7 +446,8 @@ class LiveSession:
             await self._checkpoint()  # the turn is in history: a handle from here on includes it
             await self.outbox.put(out.generation_complete())
             await asyncio.sleep(playback.remaining_s())  # the client is still playing: the turn is not over
-            usage = turn_usage(llm, prompt_tokens, speech_s, reply, playback, config.response_modality)
+            usage = turn_usage(llm, prompt_tokens, speech_s, reply, playback, config.response_modality,
+                               self._video.take_tokens() if self._video else 0)
             await self.outbox.put(out.turn_complete(replace(usage, tool_use_prompt_tokens=tool_prompt_tokens),
                                                     reason))
         except asyncio.CancelledError:
@@ -531,6 +550,8 @@ class LiveSession:
         """Search results and fetched pages for the user's latest words, when those tools are on."""
         question = next((t.text for t in reversed(self.history) if t.role == "user"), "")
         context = TurnContext(query=question)
+        if self._video is not None:
+            context.visual = await self._video.context()
         tools, engines = config.tools, self._engines.tools
         if tools.url_context and engines.urls is not None and (urls := find_urls(question)):
             pages = await engines.urls.fetch_all(urls)

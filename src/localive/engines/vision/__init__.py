@@ -1,0 +1,1 @@
+"""Vision engines: what a video frame shows, as text the LLM can read."""

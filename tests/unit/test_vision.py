@@ -1,0 +1,47 @@
+"""The embedded vision engine (Tesseract OCR + Pillow facts) and the session's video input."""
+
+from __future__ import annotations
+
+import pytest
+
+from localive.engines.vision.base import Frame
+from localive.engines.vision.embedded import EmbeddedVision
+from localive.protocol.errors import InvalidArgument
+from localive.session.video_in import VideoInput
+from tests.integration.test_video import red_frame, text_frame
+
+
+@pytest.fixture(scope="module")
+def vision() -> EmbeddedVision:
+    engine = EmbeddedVision()
+    engine.check()  # fails loudly where Pillow or tesseract-ocr is missing
+    return engine
+
+
+async def test_reads_text_and_tells_colours_and_motion(vision: EmbeddedVision) -> None:
+    text = await vision.describe(Frame(text_frame("OPEN SESAME 42"), "image/jpeg"))
+    assert '"OPEN SESAME 42"' in text and "white" in text
+    red = await vision.describe(Frame(red_frame(), "image/jpeg"), Frame(text_frame("X"), "image/jpeg"))
+    assert "dominant colours: red" in red and "changed since the previous frame: a lot" in red
+    assert "No readable text" in red
+
+
+async def test_bad_frames_are_refused(vision: EmbeddedVision) -> None:
+    with pytest.raises(ValueError, match="not a readable"):
+        await vision.describe(Frame(b"\xff\xd8 broken", "image/jpeg"))
+    video = VideoInput(vision)
+    with pytest.raises(InvalidArgument, match="image/jpeg or image/png"):
+        video.push(b"GIF89a", "image/gif")
+    video.push(b"\xff\xd8 broken", "image/jpeg")
+    with pytest.raises(InvalidArgument, match="not a readable"):
+        await video.context()
+
+
+async def test_frames_are_described_once_and_billed_by_media_resolution(vision: EmbeddedVision) -> None:
+    video = VideoInput(vision, "MEDIA_RESOLUTION_LOW")
+    assert await video.context() == ""
+    video.push(text_frame("HELLO"), "image/jpeg")
+    video.push(text_frame("HELLO AGAIN"), "image/jpeg")
+    first = await video.context()
+    assert "HELLO AGAIN" in first and await video.context() == first
+    assert video.take_tokens() == 2 * 66 and video.take_tokens() == 0
