@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="end sessions without contextWindowCompression at this age (overrides --limits)")
     sessions.add_argument("--goaway-before-s", type=float, default=None, metavar="SECONDS",
                           help="send goAway this long before a connection ends (default 60)")
+    keys = serve.add_argument_group("access (docs/access.md)")
+    keys.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                      help="accept only these API keys (repeatable; also --api-keys-file and $LOCALIVE_API_KEYS, "
+                           "comma-separated). None configured: any key is accepted")
+    keys.add_argument("--api-keys-file", action="append", default=[], type=Path, metavar="FILE",
+                      help="a file of API keys, one a line, # comments (repeatable)")
     tools = serve.add_argument_group("tools")
     tools.add_argument("--code-execution", choices=["on", "off"], default="on",
                        help="run the model's Python in a bubblewrap sandbox (default on; refused with a clear "
@@ -231,6 +237,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from localive.engines.llm.pool import LLMPool
     from localive.engines.vision.loader import load_vision
     from localive.server.app import create_app
+    from localive.server.auth import Access, KeyRing
     from localive.server.runner import serve_all
     from localive.server.state import ServerSettings, ServerState
     from localive.server.tls import ensure_tls
@@ -247,6 +254,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ScriptError as exc:
         print(f"localive: {exc}", file=sys.stderr)
         return 2
+    try:
+        access = Access(KeyRing.load(args.api_key, args.api_keys_file, os.environ.get("LOCALIVE_API_KEYS")))
+    except (OSError, ValueError) as exc:
+        print(f"localive: API keys: {exc}", file=sys.stderr)
+        return 2
+    print(f"localive: access: {access.describe()}", file=sys.stderr, flush=True)
     data_dir = args.data_dir or default_data_dir()
     tls = ensure_tls(data_dir, [args.host])
     pool = LLMPool(emulator_script=script)
@@ -295,7 +308,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                               max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes)
     store = SqliteStore(args.sessions_db or data_dir / "sessions.sqlite3", ttl_s=args.handle_ttl)
     app = create_app(ServerState(settings=settings, registry=registry, llms=pool, engines=engines, store=store,
-                                 limits=_limits(args)))
+                                 limits=_limits(args), access=access))
 
     async def run() -> None:
         started = asyncio.Event()

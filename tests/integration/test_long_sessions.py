@@ -43,7 +43,8 @@ async def test_seed_resumption_program_then_resume_with_its_handle(llm_server: R
     assert "Received new session handle: " in stdout
     handle = re.search(r"After first run, handle is: (\S+)", stdout)
     assert handle and handle.group(1) != "None"
-    client = sdk_client(llm_server, monkeypatch)
+    sdk_client(llm_server, monkeypatch)  # base URL and CA from `localive env`
+    client = genai.Client(api_key="YOUR_GEMINI_API_KEY")  # the seed program's key: handles are bound to it
     config = {"response_modalities": ["TEXT"], "temperature": 0.0,
               "session_resumption": {"handle": handle.group(1)}}
     async with client.aio.live.connect(model=MODEL, config=config) as session:

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from localive import __version__
 from localive.server.live_ws import live_endpoint
 from localive.server.state import ServerState
+from localive.server.tokens_api import create_token
 
 LIVE_PATH = "/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent"
 _SLASHES = re.compile(r"/{2,}")
@@ -47,6 +48,8 @@ def create_app(state: ServerState) -> Any:
     app = Starlette(routes=[
         Route("/healthz", healthz),
         WebSocketRoute(LIVE_PATH, live_endpoint),
+        WebSocketRoute(LIVE_PATH + "Constrained", live_endpoint),  # ephemeral tokens (live-protocol.md §1.1)
+        Route("/{version}/auth_tokens", create_token, methods=["POST"]),
     ])
     app.state.localive = state
     return CollapseSlashes(app)

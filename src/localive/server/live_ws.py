@@ -24,6 +24,7 @@ log = logging.getLogger("localive.live")
 access = logging.getLogger("localive.access")
 
 API_VERSIONS = ("v1", "v1beta", "v1alpha")
+REFUSE_WAIT_S = 5.0  # a refused credential: how long to wait for the setup frame before closing
 
 
 class PeerClosed(Exception):
@@ -58,8 +59,14 @@ async def live_endpoint(ws: WebSocket) -> None:
         return
     await ws.accept()
     session_id = secrets.token_hex(8)
-    _api_key = api_key_of(ws)  # accepted; enforcement comes with access control
     outcome = Close(NORMAL, "")
+    try:  # API key or ephemeral token (server/auth.py); a refusal is a close after the upgrade, as Gemini does
+        credential = state.access.authenticate(api_key_of(ws), constrained=path.endswith("Constrained"))
+    except LiveError as exc:
+        outcome = close_for(exc)
+        await _refuse(ws, outcome)
+        access.info('%s "WS %s" session=- close=%d %s', client, path, outcome.code, outcome.reason)
+        return
     if not state.admit():
         outcome = close_for(Overloaded())
         await _close(ws, outcome)
@@ -67,7 +74,8 @@ async def live_endpoint(ws: WebSocket) -> None:
         return
     session = LiveSession(registry=state.registry, engines=state.engines, session_id=session_id,
                           api_version=version, outbox_size=state.settings.outbox_size, store=state.store,
-                          limits=state.limits)
+                          limits=state.limits, principal=credential.principal, setup_gate=credential.gate)
+    expiry = credential.watch_expiry(session.outbox)  # a token's session ends at its expireTime
     writer = asyncio.create_task(_write(ws, session), name=f"writer-{session_id}")
     closed_by_peer = False
     try:
@@ -77,6 +85,8 @@ async def live_endpoint(ws: WebSocket) -> None:
     finally:
         await session.aclose()
         writer.cancel()
+        if expiry is not None:
+            expiry.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await writer
         state.release()
@@ -123,6 +133,15 @@ async def _write(ws: WebSocket, session: LiveSession) -> Close | None:
             await ws.send_text(dumps(message))
         except (WebSocketDisconnect, RuntimeError, OSError):
             return None
+
+
+async def _refuse(ws: WebSocket, close: Close) -> None:
+    """Close once the client's first frame (its setup) is in, so that the SDKs report the close as the answer to
+    their setup (an APIError from connect), not as a failed send; wait at most REFUSE_WAIT_S, hold no slot."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(REFUSE_WAIT_S):
+            await ws.receive()
+    await _close(ws, close)
 
 
 async def _close(ws: WebSocket, close: Close) -> None:

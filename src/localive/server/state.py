@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from localive.engines.llm.pool import LLMPool
 from localive.models.registry import ModelRegistry
+from localive.server.auth import Access
 from localive.session.engines import Engines
 from localive.session.lifetime import LOCAL_LIMITS, Limits
 from localive.session.store import SessionStore
@@ -30,6 +31,7 @@ class ServerState:
     engines: Engines
     store: SessionStore | None = None  # resumable session state (None: sessionResumption is refused)
     limits: Limits = LOCAL_LIMITS  # connection lifetime, GoAway, session age without compression
+    access: Access = field(default_factory=Access)  # API keys and ephemeral tokens (default: open)
     active_sessions: int = 0
     sessions_served: int = field(default=0)
 

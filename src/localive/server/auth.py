@@ -1,0 +1,341 @@
+"""Who may connect: API keys, ephemeral tokens, and the setup fields a token locks (live-protocol.md §1.3, §9).
+
+API keys are kept only as SHA-256 digests and compared in constant time against every configured key. With no
+keys configured the server is open: any key, or none, is accepted. An ephemeral token (``auth_tokens/…``) is
+minted with a real key (`tokens_api`), lives in memory, and is redeemed when its session's setup arrives
+(`TokenGate`, LiveSession's ``setup_gate``): a new session takes one use, a resumed one takes none. A principal
+(a one-way id of the key, or of the key that minted the token) names the caller in resumption handles and logs;
+a key itself is never logged or sent back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from localive.protocol import messages as wire
+from localive.protocol.errors import INTERNAL, POLICY, Close, InvalidArgument, LiveError
+from localive.protocol.keys import snake_to_camel
+from localive.protocol.parse import describe_validation_error
+
+TOKEN_PREFIX = "auth_tokens/"
+ANONYMOUS = "anonymous"
+INVALID_KEY = "API key not valid. Please pass a valid API key."
+MISSING_KEY = "Missing API key. Please pass a valid API key."
+TOKEN_EXPIRED = "The ephemeral token has expired."
+NO_NEW_SESSIONS = "The ephemeral token no longer accepts new sessions."
+TOKEN_NEEDS_CONSTRAINED = "Ephemeral tokens are only accepted by BidiGenerateContentConstrained."
+KEPT_AFTER_EXPIRY_S = 3600.0  # an expired token is remembered this long, so its refusal says "expired"
+MAX_TOKENS = 100_000
+PURGE_EVERY_S = 60.0
+
+Clock = Callable[[], float]  # wall-clock seconds since the epoch (token times are absolute)
+
+
+class Unauthenticated(LiveError):
+    """A missing, wrong, expired or misused credential (close 1008)."""
+
+    close_code = POLICY
+    default_reason = INVALID_KEY
+
+
+class TokenUsedUp(LiveError):
+    """A token's uses are spent: Gemini closes with 1011 and this wording (live-protocol.md §8)."""
+
+    close_code = INTERNAL
+    default_reason = "Token has been used too many times"
+
+
+class TokenStoreFull(Exception):
+    """Too many unexpired tokens are held already."""
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+def principal_of(key: str | None) -> str:
+    """A stable, one-way id of an API key (the same across restarts, so resumption handles stay bound)."""
+    if not key:
+        return ANONYMOUS
+    return hashlib.sha256(b"localive principal\0" + key.encode("utf-8")).hexdigest()[:16]
+
+
+def is_token(credential: str | None) -> bool:
+    return bool(credential) and str(credential).startswith(TOKEN_PREFIX)
+
+
+# --- API keys ------------------------------------------------------------------------------------------------
+
+class KeyRing:
+    """The configured API keys, as digests. Empty: the server is open."""
+
+    def __init__(self, keys: Iterable[str] = ()) -> None:
+        cleaned = [k.strip() for k in keys if k.strip()]
+        if any(is_token(k) for k in cleaned):
+            raise ValueError(f"an API key may not start with {TOKEN_PREFIX!r} (that marks ephemeral tokens)")
+        self._digests = tuple(dict.fromkeys(_digest(k) for k in cleaned))
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    @property
+    def open(self) -> bool:
+        return not self._digests
+
+    def accepts(self, key: str | None) -> bool:
+        """Open: anything. Otherwise the key must equal a configured one (every digest compared, in constant time)."""
+        if self.open:
+            return True
+        if not key:
+            return False
+        candidate = _digest(key)
+        found = False
+        for known in self._digests:
+            found |= hmac.compare_digest(candidate, known)
+        return found
+
+    @classmethod
+    def load(cls, keys: Iterable[str] = (), files: Iterable[Path] = (), env: str | None = None) -> KeyRing:
+        """Keys from the command line, key files (one a line, ``#`` comments) and LOCALIVE_API_KEYS (commas)."""
+        found = list(keys)
+        for path in files:
+            found += read_keys_file(path)
+        found += (env or "").split(",")
+        return cls(found)
+
+
+def read_keys_file(path: Path) -> list[str]:
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+# --- ephemeral tokens ----------------------------------------------------------------------------------------
+
+@dataclass
+class Token:
+    expire_at: float
+    new_session_until: float
+    uses: int  # 0: unlimited
+    principal: str  # of the key that minted it
+    setup: dict[str, Any] | None = None  # bidiGenerateContentSetup, camelCase
+    field_mask: tuple[str, ...] | None = None  # camelCase dotted paths; None: the whole setup is locked
+    used: int = 0
+
+
+def new_token_name() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)  # 256 random bits
+
+
+class TokenStore(Protocol):
+    def add(self, name: str, token: Token, now: float) -> None:
+        """Keep a new token; raises TokenStoreFull when too many are held."""
+        ...
+
+    def get(self, name: str) -> Token | None:
+        """The token, or None if unknown (or long expired)."""
+        ...
+
+    def redeem(self, name: str, now: float, *, new_session: bool) -> Token:
+        """Check the token for a session start and, for a new session, take one use: atomically."""
+        ...
+
+
+class MemoryTokenStore:
+    """Tokens in this process's memory, by the digest of their name. Safe from threads and from the event loop."""
+
+    def __init__(self, max_tokens: int = MAX_TOKENS) -> None:
+        self._tokens: dict[bytes, Token] = {}
+        self._lock = threading.Lock()
+        self._max = max_tokens
+        self._next_purge = 0.0
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def add(self, name: str, token: Token, now: float) -> None:
+        with self._lock:
+            if now >= self._next_purge or len(self._tokens) >= self._max:
+                self._purge(now)
+            if len(self._tokens) >= self._max:
+                raise TokenStoreFull
+            self._tokens[_digest(name)] = token
+
+    def get(self, name: str) -> Token | None:
+        with self._lock:
+            return self._tokens.get(_digest(name))
+
+    def redeem(self, name: str, now: float, *, new_session: bool) -> Token:
+        with self._lock:  # check and count with no await in between: one use, one session
+            token = self._tokens.get(_digest(name))
+            if token is None:
+                raise Unauthenticated
+            if now >= token.expire_at:
+                raise Unauthenticated(TOKEN_EXPIRED)
+            if new_session:
+                if token.uses and token.used >= token.uses:
+                    raise TokenUsedUp
+                if now >= token.new_session_until:
+                    raise Unauthenticated(NO_NEW_SESSIONS)
+                token.used += 1
+            return token
+
+    def _purge(self, now: float) -> None:
+        self._tokens = {d: t for d, t in self._tokens.items() if now < t.expire_at + KEPT_AFTER_EXPIRY_S}
+        self._next_purge = now + PURGE_EVERY_S
+
+
+# --- locked setup fields -------------------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+def mask_path(path: str) -> tuple[str, ...]:
+    """``generation_config.temperature`` → ("generationConfig", "temperature")."""
+    return tuple(snake_to_camel(part.strip()) for part in path.split("."))
+
+
+def constrain(client: dict[str, Any], locked: dict[str, Any] | None,
+              mask: tuple[str, ...] | None) -> dict[str, Any]:
+    """The effective setup of a token's session (the AuthToken ``fieldMask`` rules).
+
+    No mask: the token's setup is the whole setup (the client's is ignored), except that the client's model is
+    used when the token names none, and the client's ``sessionResumption`` when the token sets none. A mask: each
+    listed path is taken from the token's setup, or removed when the token does not set it; everything else is
+    the client's. Either way a client's resumption handle is kept: it names the connection, not its settings.
+    """
+    if mask is None:
+        if not locked:
+            return client
+        effective = copy.deepcopy(locked)
+        for name in ("model", "sessionResumption"):
+            if name not in effective and name in client:
+                effective[name] = client[name]
+    else:
+        effective = copy.deepcopy(client)
+        for path in mask:
+            parts = mask_path(path)
+            value = _get(locked or {}, parts)
+            if value is _MISSING:
+                _delete(effective, parts)
+            else:
+                _set(effective, parts, copy.deepcopy(value))
+    handle = (client.get("sessionResumption") or {}).get("handle")
+    resumption = effective.get("sessionResumption")
+    if handle and isinstance(resumption, dict):
+        effective["sessionResumption"] = {**resumption, "handle": handle}
+    return effective
+
+
+def _get(tree: dict[str, Any], parts: tuple[str, ...]) -> Any:
+    node: Any = tree
+    for part in parts:
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _set(tree: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
+    node = tree
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def _delete(tree: dict[str, Any], parts: tuple[str, ...]) -> None:
+    parent = _get(tree, parts[:-1]) if len(parts) > 1 else tree
+    if isinstance(parent, dict):
+        parent.pop(parts[-1], None)
+
+
+# --- the access check of a connection ------------------------------------------------------------------------
+
+class CloseSink(Protocol):
+    async def put(self, message: Close) -> None: ...
+
+
+@dataclass(frozen=True)
+class Credential:
+    """An accepted caller: its principal and, for a token, the gate that redeems it at setup."""
+
+    principal: str
+    gate: TokenGate | None = None
+
+    def watch_expiry(self, outbox: CloseSink) -> asyncio.Task[None] | None:
+        """For a token: end the connection when the token expires (its ``expireTime``). Cancel when done."""
+        if self.gate is None:
+            return None
+        return asyncio.create_task(self.gate.expire(outbox), name="token-expiry")
+
+
+class TokenGate:
+    """LiveSession's setup gate for a token: redeem it, then apply its locked fields to the setup."""
+
+    def __init__(self, store: TokenStore, name: str, token: Token, clock: Clock) -> None:
+        self._store = store
+        self._name = name
+        self._token = token
+        self._clock = clock
+
+    async def __call__(self, setup: wire.Setup) -> wire.Setup:
+        token = self._token
+        if token.setup is None and token.field_mask is None:
+            effective = setup
+        else:
+            raw = setup.model_dump(by_alias=True, exclude_none=True, mode="json")
+            try:
+                effective = wire.Setup.model_validate(constrain(raw, token.setup, token.field_mask))
+            except ValidationError as exc:
+                raise InvalidArgument(describe_validation_error("setup", exc)) from None
+        resuming = bool(effective.session_resumption and effective.session_resumption.handle)
+        self._store.redeem(self._name, self._clock(), new_session=not resuming)
+        return effective
+
+    async def expire(self, outbox: CloseSink) -> None:
+        await asyncio.sleep(max(0.0, self._token.expire_at - self._clock()))
+        await outbox.put(Close(INTERNAL, TOKEN_EXPIRED))
+
+
+class Access:
+    """The server's access policy: its API keys and its ephemeral tokens."""
+
+    def __init__(self, keys: KeyRing | None = None, tokens: TokenStore | None = None,
+                 clock: Clock = time.time) -> None:
+        self.keys = keys or KeyRing()
+        self.tokens: TokenStore = tokens or MemoryTokenStore()
+        self.clock = clock
+
+    def describe(self) -> str:
+        if self.keys.open:
+            return "open (no API keys configured: any key is accepted)"
+        return f"{len(self.keys)} API key(s) required"
+
+    def authenticate(self, credential: str | None, *, constrained: bool) -> Credential:
+        """Accept or refuse a Live connection's credential (raises Unauthenticated)."""
+        if is_token(credential):
+            assert credential is not None
+            if not constrained:
+                raise Unauthenticated(TOKEN_NEEDS_CONSTRAINED)
+            token = self.tokens.get(credential)
+            if token is None:
+                raise Unauthenticated
+            if self.clock() >= token.expire_at:
+                raise Unauthenticated(TOKEN_EXPIRED)
+            return Credential(token.principal, TokenGate(self.tokens, credential, token, self.clock))
+        if not self.keys.accepts(credential):
+            raise Unauthenticated(INVALID_KEY if credential else MISSING_KEY)
+        return Credential(principal_of(credential))
