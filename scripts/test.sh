@@ -6,12 +6,14 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install.sh
 
-# Debian packages the tests need: Node.js for the JS SDK, espeak-ng and sox to make test speech.
+# Debian packages the tests need: Node.js for the JS SDK, espeak-ng and sox to make test speech, redis-server for
+# the shared-sessions tests.
 missing=()
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v sox >/dev/null || missing+=(sox)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

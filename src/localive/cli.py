@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     sessions = serve.add_argument_group("long sessions")
     sessions.add_argument("--sessions-db", type=Path, default=None, metavar="FILE",
                           help="SQLite file for resumable session state (default: DATA_DIR/sessions.sqlite3)")
+    sessions.add_argument("--sessions-redis", default=None, metavar="URL",
+                          help="keep resumable session state in Redis instead, shared by several servers, e.g. "
+                               "redis://127.0.0.1:6379/0 (needs localive[redis] and a Redis with appendonly yes)")
+    sessions.add_argument("--sessions-redis-unsafe", action="store_true",
+                          help="accept a Redis without AOF persistence (a Redis crash then loses recent handles)")
     sessions.add_argument("--handle-ttl", type=float, default=7200.0, metavar="SECONDS",
                           help="how long resumption handles stay valid after their session ends (default 7200)")
     sessions.add_argument("--limits", choices=["local", "gemini"], default="local",
@@ -231,6 +236,31 @@ def _limits(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> Lim
     return limits
 
 
+def _sessions_store(args: argparse.Namespace, data_dir: Path):  # type: ignore[no-untyped-def]  # -> SessionStore
+    """SQLite by default; Redis with --sessions-redis, checked now (reachable, AOF on). None: refused (printed)."""
+    from localive.session.store import SqliteStore
+
+    if not args.sessions_redis:
+        return SqliteStore(args.sessions_db or data_dir / "sessions.sqlite3", ttl_s=args.handle_ttl)
+    if args.sessions_db:
+        print("localive: --sessions-db and --sessions-redis exclude each other", file=sys.stderr)
+        return None
+    try:
+        from localive.session.redis_store import RedisStore, RedisStoreError, redacted, verify_redis
+    except ImportError:
+        print("localive: --sessions-redis needs the Redis client: pip install 'localive[redis]'", file=sys.stderr)
+        return None
+    try:
+        warnings = asyncio.run(verify_redis(args.sessions_redis, allow_unsafe=args.sessions_redis_unsafe))
+    except RedisStoreError as exc:
+        print(f"localive: {exc}", file=sys.stderr)
+        return None
+    for warning in warnings:
+        print(f"localive: warning: {warning}", file=sys.stderr, flush=True)
+    print(f"localive: sessions: Redis at {redacted(args.sessions_redis)}", file=sys.stderr, flush=True)
+    return RedisStore(args.sessions_redis, ttl_s=args.handle_ttl)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from localive.engines.llm.base import ModelNotInstalled
     from localive.engines.llm.emulator import EmulatorScript, ScriptError
@@ -242,7 +272,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from localive.server.state import ServerSettings, ServerState
     from localive.server.tls import ensure_tls
     from localive.session.engines import Engines
-    from localive.session.store import SqliteStore
     from localive.tools.loader import ToolSettings, load_tool_engines
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -261,6 +290,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     print(f"localive: access: {access.describe()}", file=sys.stderr, flush=True)
     data_dir = args.data_dir or default_data_dir()
+    store = _sessions_store(args, data_dir)
+    if store is None:
+        return 2
     tls = ensure_tls(data_dir, [args.host])
     pool = LLMPool(emulator_script=script)
     print(f"localive {__version__}: loading models ({', '.join(sorted(registry.llm_backends()))})…",
@@ -306,7 +338,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           vision=vision)
     settings = ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,
                               max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes)
-    store = SqliteStore(args.sessions_db or data_dir / "sessions.sqlite3", ttl_s=args.handle_ttl)
     app = create_app(ServerState(settings=settings, registry=registry, llms=pool, engines=engines, store=store,
                                  limits=_limits(args), access=access))
 
