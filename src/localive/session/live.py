@@ -46,7 +46,7 @@ from localive.session.code_blocks import CodeBlocks
 from localive.session.config import SessionConfig, content_text, session_config, session_tools
 from localive.session.context import TurnContext
 from localive.session.engines import Engines
-from localive.session.history import Turn
+from localive.session.history import Turn, keep_after_interruption, whole_turns_to_drop
 from localive.session.lifetime import LOCAL_LIMITS, Clock, Limits, SystemClock, deadline_s, run_out
 from localive.session.outbox import Outbox
 from localive.session.speech_out import Playback, speak
@@ -460,7 +460,7 @@ class LiveSession:
             else:
                 unsent = sum(1 for m in dropped if _text_part(m) is not None)
                 heard = "".join(pieces[: len(pieces) - unsent])
-            self._keep_heard(mark, heard, set(cancelled))
+            keep_after_interruption(self.history, mark, heard, set(cancelled))
             self._take_deferred()
             if cancelled:
                 await self.outbox.put(out.tool_call_cancellation(cancelled))
@@ -578,12 +578,7 @@ class LiveSession:
         if tokens <= trigger:
             return
         sizes = [llm.count_tokens(t.text) + TURN_OVERHEAD_TOKENS for t in self.history]
-        last_user = max(i for i, t in enumerate(self.history) if t.role == "user")
-        cut = 0
-        while cut < last_user and tokens - sum(sizes[:cut]) > target:
-            cut += 1
-            while cut < last_user and self.history[cut].role != "user":  # whole turns only
-                cut += 1
+        cut = whole_turns_to_drop(self.history, sizes, tokens, target)
         log.info("session %s: context %d tokens > %d: dropped the oldest %d history entries", self.session_id,
                  tokens, trigger, cut)
         del self.history[:cut]
@@ -594,20 +589,6 @@ class LiveSession:
 
     def _reply_since(self, mark: int) -> str:
         return " ".join(t.text for t in self.history[mark:] if t.role == "model" and t.text and not t.calls)
-
-    def _keep_heard(self, mark: int, heard: str, cancelled: set[str]) -> None:
-        """After an interruption keep this turn's tool exchanges, except cancelled calls, and of its words only
-        what the user was given (text) or heard (audio)."""
-        kept = []
-        for turn in self.history[mark:]:
-            if turn.role == "model" and not turn.calls:
-                continue
-            if cancelled.intersection(turn.call_ids):
-                continue
-            kept.append(turn)
-        del self.history[mark:]
-        self.history.extend(kept)
-        self._append("model", heard)
 
     async def _end_interrupted_turn(self, usage: out.Usage | None) -> None:
         await self.outbox.put(out.interrupted())
