@@ -14,21 +14,10 @@ from google import genai
 from google.genai import types
 
 from tests.support.server import RunningServer, sdk_client, start_server
+from tests.support.turns import ask, resuming, turn_of
 
 SEED = Path(__file__).parent.parent / "seed_programs"
 MODEL = "gemini-2.0-flash-live-001"
-
-
-async def ask(session: genai.live.AsyncSession, text: str) -> tuple[str, str | None]:
-    """One turn; returns the answer and the last resumable handle received during it."""
-    await session.send_client_content(turns={"role": "user", "parts": [{"text": text}]})
-    answer, handle = "", None
-    async for message in session.receive():
-        answer += message.text or ""
-        update = message.session_resumption_update
-        if update and update.resumable and update.new_handle:
-            handle = update.new_handle
-    return answer, handle
 
 
 @pytest.mark.llm
@@ -69,11 +58,7 @@ async def test_a_resumed_session_remembers_a_fact(llm_server: RunningServer,
 # --- with the emulator: exact turn counting -------------------------------------------------------------
 
 SCRIPT = str(Path(__file__).parent.parent / "data" / "emulator_script.toml")
-RESUMABLE = {"response_modalities": ["TEXT"], "session_resumption": {}}
-
-
-def resuming(handle: str | None) -> dict[str, object]:
-    return {**RESUMABLE, "session_resumption": {"handle": handle} if handle else {}}
+RESUMABLE = resuming(None)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +98,7 @@ async def test_kill_9_mid_session_loses_no_completed_turn(tmp_path: Path, monkey
                     # the turn sent just before the last kill may have been saved too, though never acknowledged
                     allowed = {completed + 1, completed + 2} if i == 0 and trial else {completed + 1}
                     assert answer in {f"This is turn {n}." for n in allowed}, f"trial {trial}: {answer}"
-                    completed, handle = int(answer.split()[-1].rstrip(".")), new_handle
+                    completed, handle = turn_of(answer), new_handle
                 await session.send_client_content(turns={"role": "user", "parts": [{"text": "which turn?"}]})
                 server.process.process.send_signal(signal.SIGKILL)  # mid-session, maybe mid-turn
                 server.process.process.wait()
@@ -129,6 +114,6 @@ async def test_compression_through_the_sdk_keeps_the_context_bounded(emulator_se
         "trigger_tokens": 300, "sliding_window": {"target_tokens": 150}}}
     async with client.aio.live.connect(model=MODEL, config=config) as session:
         answers = [(await ask(session, "which turn is this?"))[0] for _ in range(300)]
-    turns = [int(a.split()[-1].rstrip(".")) for a in answers]
+    turns = [turn_of(a) for a in answers]
     assert turns[:5] == [1, 2, 3, 4, 5]
     assert max(turns) < 40  # the oldest turns were dropped again and again: the context stays small

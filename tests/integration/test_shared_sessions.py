@@ -8,34 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from google import genai
 
 from tests.support.redis_server import RedisServer
 from tests.support.server import RunningServer, sdk_client, start_server
+from tests.support.turns import ask, resuming, turn_of
 
 MODEL = "gemini-2.0-flash-live-001"
 SCRIPT = str(Path(__file__).parent.parent / "data" / "emulator_script.toml")
-
-
-def resuming(handle: str | None) -> dict[str, object]:
-    return {"response_modalities": ["TEXT"], "session_resumption": {"handle": handle} if handle else {}}
-
-
-def turn_of(answer: str) -> int:
-    assert answer.startswith("This is turn "), answer
-    return int(answer.split()[-1].rstrip("."))
-
-
-async def ask(session: genai.live.AsyncSession, text: str = "which turn is this?") -> tuple[str, str | None]:
-    """One turn; returns the answer and the last resumable handle received during it."""
-    await session.send_client_content(turns={"role": "user", "parts": [{"text": text}]})
-    answer, handle = "", None
-    async for message in session.receive():
-        answer += message.text or ""
-        update = message.session_resumption_update
-        if update and update.resumable and update.new_handle:
-            handle = update.new_handle
-    return answer, handle
 
 
 async def turns(server: RunningServer, monkeypatch: pytest.MonkeyPatch, handle: str | None,
