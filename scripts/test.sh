@@ -7,13 +7,14 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 
 # Debian packages the tests need: Node.js for the JS SDK, espeak-ng and sox to make test speech, redis-server for
-# the shared-sessions tests.
+# the shared-sessions tests, Chromium for the playground's browser tests.
 missing=()
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v sox >/dev/null || missing+=(sox)
 command -v redis-server >/dev/null || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
@@ -29,4 +30,5 @@ echo "test.sh: lint (ruff) and types (mypy --strict on src)"
 .venv/bin/mypy
 
 export LOCALIVE_REQUIRE_NODE=1  # a missing Node.js fails the JS tests instead of skipping them
+export LOCALIVE_REQUIRE_BROWSER=1  # a missing Chromium fails the playground tests instead of skipping them
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -35,8 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Serve the Live API. Loads and warms the models first.")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TLS (wss) port (default: {DEFAULT_PORT})")
-    serve.add_argument("--plain-port", type=int, default=None,
-                       help="also serve plain ws:// on this port (the JS SDK can use http:// base URLs)")
+    serve.add_argument("--plain-port", type=_plain_port, default=None, metavar="PORT|off",
+                       help="also serve plain ws:// and http:// on this port (the JS SDK can use http:// base URLs; "
+                            "browsers allow the microphone on http://127.0.0.1). Default: --port + 1 when --host "
+                            "is a loopback address, else off")
+    serve.add_argument("--playground", choices=["local", "public", "off"], default="local",
+                       help="the browser playground at /: 'local' (default) serves the page and, when API keys "
+                            "are required, gives it ephemeral tokens only on this machine; 'public' gives "
+                            "them to any client (put your own authentication in front); 'off' serves no page")
     serve.add_argument("--llm", default=None, metavar="BACKEND",
                        help="serve every model name with this LLM backend: 'emulator' (scripted, instant) or "
                             "'qwen2.5-coder-0.5b-instruct' (default: as the registry says)")
@@ -261,7 +267,31 @@ def _sessions_store(args: argparse.Namespace, data_dir: Path):  # type: ignore[n
     return RedisStore(args.sessions_redis, ttl_s=args.handle_ttl)
 
 
+def _plain_port(value: str) -> int:
+    if value == "off":
+        return 0
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number or 'off': {value!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"not a port number: {port}")
+    return port
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.plain_port is None:
+        args.plain_port = args.port + 1 if _is_loopback(args.host) else 0
+    args.plain_port = args.plain_port or None
     from localive.engines.llm.base import ModelNotInstalled
     from localive.engines.llm.emulator import EmulatorScript, ScriptError
     from localive.engines.llm.pool import LLMPool
@@ -339,7 +369,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,
                               max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes)
     app = create_app(ServerState(settings=settings, registry=registry, llms=pool, engines=engines, store=store,
-                                 limits=_limits(args), access=access))
+                                 limits=_limits(args), access=access), playground=args.playground)
 
     async def run() -> None:
         started = asyncio.Event()
@@ -376,6 +406,12 @@ def banner(args: argparse.Namespace, ca: Path) -> str:
         f'  Point an unmodified app at it:  eval "$({env_cmd})"   then run the app',
         f"  Health: https://{host}:{args.port}/healthz    Stop: Ctrl-C",
     ]
+    if args.playground != "off":
+        if args.plain_port:
+            lines.append(f"  Playground: open http://{host}:{args.plain_port}/ in a browser")
+        else:
+            lines.append(f"  Playground: https://{host}:{args.port}/ (the browser must trust {ca}; or serve "
+                         "--plain-port and open http://127.0.0.1:PORT/)")
     return "\n".join(lines)
 
 

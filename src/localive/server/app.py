@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from localive import __version__
 from localive.server.live_ws import live_endpoint
+from localive.server.playground import PlaygroundMode, playground_routes
 from localive.server.state import ServerState
 from localive.server.tokens_api import create_token
 
@@ -44,12 +45,14 @@ async def healthz(request: Request) -> JSONResponse:
     })
 
 
-def create_app(state: ServerState) -> Any:
+def create_app(state: ServerState, playground: PlaygroundMode = "local") -> Any:
     app = Starlette(routes=[
         Route("/healthz", healthz),
         WebSocketRoute(LIVE_PATH, live_endpoint),
         WebSocketRoute(LIVE_PATH + "Constrained", live_endpoint),  # ephemeral tokens (live-protocol.md §1.1)
         Route("/{version}/auth_tokens", create_token, methods=["POST"]),
+        *playground_routes(playground),
     ])
     app.state.localive = state
+    app.state.playground = playground
     return CollapseSlashes(app)
