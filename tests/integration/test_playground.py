@@ -161,6 +161,25 @@ def test_switching_the_voice_sends_a_new_setup(page: Any, llm_server: RunningSer
     assert stats(page)["turns"][0]["audioSeconds"] > 0.3
 
 
+def test_push_to_talk_sends_manual_activity(page: Any, llm_server: RunningServer) -> None:
+    open_page(page, llm_server)
+    page.select_option("#model", "localive-emulator")
+    page.check("#ptt-mode")
+    connect(page)
+    assert stats(page)["setup"]["setup"]["realtimeInputConfig"] == {"automaticActivityDetection": {"disabled": True}}
+    page.click("#mic")  # the fake microphone starts its WAV again: 1 s of silence, then the question
+    page.hover("#talk")
+    page.mouse.down()
+    time.sleep(5.0)
+    page.mouse.up()
+    wait_for(page, "window.playground.stats().turns.length === 1", 30)
+    kinds = [next(iter(m["realtimeInput"])) for m in sent(page) if "realtimeInput" in m]
+    assert kinds[0] == "activityStart" and "activityEnd" in kinds, kinds[:3]
+    assert kinds.index("activityEnd") > kinds.index("audio")  # the question was sent between the two
+    assert stats(page)["turns"][0]["endedBy"] == "push-to-talk"
+    assert "capital" in " ".join(texts(page, "#transcript .entry.model")).lower()
+
+
 def test_raw_log_downloads_as_jsonl(page: Any, llm_server: RunningServer, tmp_path: Path) -> None:
     open_page(page, llm_server)
     page.select_option("#model", "localive-emulator")
