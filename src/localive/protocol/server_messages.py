@@ -69,6 +69,11 @@ def model_text(text: str) -> ServerMessage:
     return {"serverContent": {"modelTurn": {"role": "model", "parts": [{"text": text}]}}}
 
 
+def model_thought(text: str) -> ServerMessage:
+    """A piece of the model's reasoning (includeThoughts): a text part marked `thought`, never spoken."""
+    return {"serverContent": {"modelTurn": {"role": "model", "parts": [{"text": text, "thought": True}]}}}
+
+
 def model_audio(pcm: bytes, sample_rate_hz: int) -> ServerMessage:
     mime = f"audio/pcm;rate={sample_rate_hz}"
     return {"serverContent": {"modelTurn": {"role": "model", "parts": [

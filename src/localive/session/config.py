@@ -12,6 +12,7 @@ from localive.protocol import messages as wire
 from localive.protocol.errors import InvalidArgument, Unimplemented
 from localive.session.activity import ActivitySettings
 from localive.session.engines import Engines, ToolEngines
+from localive.session.thinking import Thinking, thinking_of
 from localive.tools.functions import FunctionTool, function_tools
 
 
@@ -31,6 +32,8 @@ class SessionConfig:
     tools: SessionTools = field(default_factory=lambda: SessionTools())
     compression: Compression | None = None
     media_resolution: str | None = None
+    affective: bool = False  # enableAffectiveDialog: sense how the user sounds, adapt words and delivery
+    thinking: Thinking | None = None  # reason before answering (thinkingConfig / a thinking model)
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,7 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
         raise Unimplemented(f"Speech output is not installed on this server ({VOICE_HINT}).")
     voice, language = _speech(gen.speech_config, tts)
     if gen.enable_affective_dialog:
-        raise Unimplemented("enableAffectiveDialog is not supported by localive yet.")
+        _check_affective(model)
 
     tools = session_tools(setup.tools or [], model, engines)
     compression = _compression(setup.context_window_compression)
@@ -171,7 +174,19 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
         ),
         activity_interrupts=rtc.activity_handling != "NO_INTERRUPTION",
         manual_activity=bool(aad and aad.disabled),
+        affective=bool(gen.enable_affective_dialog),
+        thinking=thinking_of(model, gen),
     )
+
+
+def _check_affective(model: ModelEntry) -> None:
+    """Affective dialog is a native-audio feature (accepted on every API version, see docs/affective-dialog.md)."""
+    if model.family == "half-cascade":
+        raise Unimplemented(f"enableAffectiveDialog is not supported by {model.name}; use a native-audio model.")
+    try:
+        import parselmouth  # noqa: F401  # Praat's pitch tracker, from localive[voice]
+    except ImportError:
+        raise Unimplemented(f"enableAffectiveDialog needs the pitch tracker ({VOICE_HINT}).") from None
 
 
 def _speech(speech: wire.SpeechConfig | None, tts: TTS | None) -> tuple[str | None, str | None]:

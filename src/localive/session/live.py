@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-from localive.engines.asr.base import Transcript
 from localive.engines.llm.base import (
     LLM,
     PENDING_RESULT,
@@ -33,6 +32,7 @@ from localive.engines.llm.base import (
     FunctionSpec,
     Role,
 )
+from localive.engines.tts.base import NEUTRAL, Delivery
 from localive.engines.vision.loader import VISION_HINT
 from localive.engines.voice import VOICE_HINT
 from localive.models.registry import ModelRegistry
@@ -41,16 +41,19 @@ from localive.protocol import server_messages as out
 from localive.protocol.errors import ContextFull, InvalidArgument, PolicyViolation, Unimplemented, close_for
 from localive.session import snapshot
 from localive.session.activity import ActivityEvent, SpeechEnded, SpeechStarted
+from localive.session.affect import Affect, context_note, delivery
 from localive.session.audio_in import AudioInput
 from localive.session.code_blocks import CodeBlocks
 from localive.session.config import SessionConfig, content_text, session_config, session_tools
 from localive.session.context import TurnContext
 from localive.session.engines import Engines
+from localive.session.hearing import AffectTracker, Heard, hear
 from localive.session.history import Turn, keep_after_interruption, whole_turns_to_drop
 from localive.session.lifetime import LOCAL_LIMITS, Clock, Limits, SystemClock, deadline_s, run_out
 from localive.session.outbox import Outbox
 from localive.session.speech_out import Playback, speak
 from localive.session.store import SessionStore, new_handle
+from localive.session.thinking import Thinking, answer_messages, reasoning_messages
 from localive.session.timings import TurnTimings
 from localive.session.tool_calls import ToolCalls, response_text, scheduling_of
 from localive.session.usage import turn_usage
@@ -64,6 +67,7 @@ log = logging.getLogger("localive.session")
 INTERRUPT_TIMEOUT_S = 5.0
 MAX_PENDING_UTTERANCES = 8
 MAX_TOOL_ROUNDS = 6  # generations in one turn (code runs, function calls); the last may only answer
+THOUGHT_CHUNK_CHARS = 80  # thought parts are sent a line (or this many characters) at a time
 SEARCH_RESULTS = 3
 DEFAULT_ANSWER_TOKENS = 1024  # kept free for the answer when maxOutputTokens is not set
 TURN_OVERHEAD_TOKENS = 6  # the chat template's markers around each history entry (estimate for compression)
@@ -141,7 +145,10 @@ class LiveSession:
         self._turn_id = 0
         self._started_turn = 0  # the last turn whose task began to run
         self._respond_after_turn = False
-        self._utterances: deque[asyncio.Task[Transcript]] = deque()  # transcriptions not yet in history
+        self._utterances: deque[asyncio.Task[Heard]] = deque()  # transcriptions not yet in history
+        self._affect_tracker: AffectTracker | None = None  # with enableAffectiveDialog
+        self._heard_affect: Affect | None = None  # how the user sounded in their last utterance
+        self._delivery: Delivery = NEUTRAL  # how this turn's answer is spoken
         self._tool_calls = ToolCalls()
         self._deferred: list[Turn] = []  # NON_BLOCKING results that arrived during a model turn
 
@@ -298,7 +305,9 @@ class LiveSession:
         if len(self._utterances) >= MAX_PENDING_UTTERANCES:
             raise Unimplemented("Too many utterances are waiting for transcription.")
         language = self.config.language if self.config else None
-        self._utterances.append(asyncio.create_task(asr.transcribe(event.audio, language),
+        if self.config and self.config.affective and self._affect_tracker is None:
+            self._affect_tracker = AffectTracker()
+        self._utterances.append(asyncio.create_task(hear(asr, event.audio, language, self._affect_tracker),
                                                     name=f"asr-{self.session_id}"))
 
     async def _tool_response(self, message: wire.ToolResponse) -> None:
@@ -380,8 +389,11 @@ class LiveSession:
         assert self.config is not None
         speech_s = 0.0
         while self._utterances:
-            transcript = await asyncio.shield(self._utterances[0])  # survives the turn's cancellation
+            heard = await asyncio.shield(self._utterances[0])  # survives the turn's cancellation
             self._utterances.popleft()
+            transcript = heard.transcript
+            if heard.affect is not None:
+                self._heard_affect = heard.affect
             speech_s += transcript.audio_s
             timings.asr_compute_s += transcript.compute_s
             timings.asr_audio_s += transcript.audio_s
@@ -400,6 +412,7 @@ class LiveSession:
         pieces: list[str] = []  # text parts sent (TEXT), to know what the user saw when interrupted
         mark = len(self.history)
         prompt_tokens, tool_prompt_tokens, speech_s, reason = 0, 0, 0.0, None
+        thought_tokens = 0
         try:
             speech_s = await self._take_utterances(timings)
             timings.transcribed = time.monotonic()
@@ -410,16 +423,21 @@ class LiveSession:
                 await self.outbox.put(out.resumption_update("", False), turn=turn_id)
             self._fit_context(llm, config)
             context = await self._gather_context(config, turn_id)
+            feeling = self._sense_affect(config, turn_id)
             functions = [FunctionSpec(f.name, f.description, f.parameters) for f in config.tools.functions]
             made: list[CalledFunction] = []  # the calls of this turn: asking again for one means "stuck"
             for round_no in range(MAX_TOOL_ROUNDS):
                 offered = functions if round_no < MAX_TOOL_ROUNDS - 1 else []  # the last round must answer
-                messages = self.chat_messages(context.prompt)
+                messages = self.chat_messages("\n\n".join(p for p in (context.prompt, feeling) if p))
                 tokens = llm.count_prompt_tokens(messages, offered)
                 if round_no == 0:
                     prompt_tokens = tokens
                 else:
                     tool_prompt_tokens = max(tool_prompt_tokens, tokens - prompt_tokens)
+                if round_no == 0 and config.thinking is not None:
+                    thoughts = await self._think(llm, messages, config.thinking, turn_id)
+                    thought_tokens = llm.count_tokens(thoughts)
+                    messages = answer_messages(messages, thoughts)
                 result = await self._model_round(llm.stream(messages, config.sampling, offered), turn_id,
                                                  playback, timings, pieces)
                 if result.code is not None:
@@ -448,8 +466,8 @@ class LiveSession:
             await asyncio.sleep(playback.remaining_s())  # the client is still playing: the turn is not over
             usage = turn_usage(llm, prompt_tokens, speech_s, reply, playback, config.response_modality,
                                self._video.take_tokens() if self._video else 0)
-            await self.outbox.put(out.turn_complete(replace(usage, tool_use_prompt_tokens=tool_prompt_tokens),
-                                                    reason))
+            await self.outbox.put(out.turn_complete(replace(usage, tool_use_prompt_tokens=tool_prompt_tokens,
+                                                            thoughts_tokens=thought_tokens), reason))
         except asyncio.CancelledError:
             if self.state is State.CLOSED:  # the session is ending: nobody will read the outbox
                 raise
@@ -475,6 +493,46 @@ class LiveSession:
         if self._respond_after_turn:
             self._respond_after_turn = False
             self._start_turn()
+
+    async def _think(self, llm: LLM, messages: list[ChatMessage], thinking: Thinking, turn_id: int) -> str:
+        """Let the model reason first, within the budget; with includeThoughts the reasoning is sent as thought
+        parts (a line at a time), never spoken. Returns the reasoning."""
+        assert self.config is not None
+        params = replace(self.config.sampling, max_output_tokens=thinking.budget, stop=())
+        said: list[str] = []
+        pending = ""
+        stream = llm.stream(reasoning_messages(messages), params)
+        try:
+            async for item in stream:
+                if not isinstance(item, str):
+                    continue
+                said.append(item)
+                pending += item
+                if thinking.include_thoughts and ("\n" in item or len(pending) >= THOUGHT_CHUNK_CHARS):
+                    await self.outbox.put(out.model_thought(pending), turn=turn_id)
+                    pending = ""
+        finally:
+            if (close := getattr(stream, "aclose", None)) is not None:
+                await close()
+        if thinking.include_thoughts and pending.strip():
+            await self.outbox.put(out.model_thought(pending), turn=turn_id)
+        return "".join(said)
+
+    def _sense_affect(self, config: SessionConfig, turn_id: int) -> str:
+        """With affective dialog: how the user sounded (or, typed, what their words say) → a note for the model,
+        and this turn's speech delivery. Without it: nothing, and the voice's normal delivery."""
+        affect, self._heard_affect = self._heard_affect, None
+        self._delivery = NEUTRAL
+        if not config.affective:
+            return ""
+        if affect is None and self.history and self.history[-1].role == "user":
+            affect = AffectTracker().read(self.history[-1].text)
+        if affect is None:
+            return ""
+        self._delivery = delivery(affect)
+        log.info("affect session=%s turn=%d label=%s arousal=%.2f valence=%.2f delivery=%s", self.session_id,
+                 turn_id, affect.label, affect.arousal, affect.valence, self._delivery)
+        return context_note(affect)
 
     async def _model_round(self, stream: AsyncIterator[str | FunctionCalls], turn_id: int, playback: Playback,
                            timings: TurnTimings, pieces: list[str]) -> RoundResult:
@@ -509,7 +567,7 @@ class LiveSession:
             assert self._engines.tts is not None and config.voice is not None
             await speak(prose(), tts=self._engines.tts, voice=config.voice, language=config.language,
                         outbox=self.outbox, turn=turn_id, playback=playback,
-                        transcribe=config.output_transcription, timings=timings)
+                        transcribe=config.output_transcription, timings=timings, delivery=self._delivery)
         else:
             async for piece in prose():
                 pieces.append(piece)

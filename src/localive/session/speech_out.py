@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from localive.audio.pcm import Pcm16
-from localive.engines.tts.base import OUTPUT_SAMPLE_RATE_HZ, TTS
+from localive.engines.tts.base import NEUTRAL, OUTPUT_SAMPLE_RATE_HZ, TTS, Delivery
 from localive.protocol import server_messages as out
 from localive.session.clauses import ClauseSplitter
 from localive.session.outbox import Outbox
@@ -66,7 +66,8 @@ def audio_chunks(audio: Pcm16, chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
 
 
 async def speak(stream: AsyncIterator[str], *, tts: TTS, voice: str, language: str | None, outbox: Outbox,
-                turn: int, playback: Playback, transcribe: bool, timings: TurnTimings | None = None) -> None:
+                turn: int, playback: Playback, transcribe: bool, timings: TurnTimings | None = None,
+                delivery: Delivery = NEUTRAL) -> None:
     """Speak the LLM's streamed text. Cancelling stops both the LLM and the synthesis at once."""
     clauses: asyncio.Queue[str | None] = asyncio.Queue(maxsize=CLAUSE_QUEUE)  # bounded: backpressure to the LLM
 
@@ -82,7 +83,7 @@ async def speak(stream: AsyncIterator[str], *, tts: TTS, voice: str, language: s
     async def say() -> None:
         while (clause := await clauses.get()) is not None:
             started = time.monotonic()
-            audio = await tts.synthesize(clause, voice, language)
+            audio = await tts.synthesize(clause, voice, language, delivery)
             if timings is not None:
                 timings.tts_compute_s += time.monotonic() - started
                 timings.tts_audio_s += audio.duration_s

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from localive.audio.pcm import Pcm16
 
 OUTPUT_SAMPLE_RATE_HZ = 24000  # the Live API's output format: audio/pcm;rate=24000
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How one reply's speech departs from the voice's normal delivery (affective dialog adapts it to the user)."""
+
+    rate: float = 1.0  # speed factor, 0.85 … 1.15
+    pitch_semitones: float = 0.0  # ±2, on top of the voice's own pitch
+    gain_db: float = 0.0  # ±4, after level normalisation
+
+    @property
+    def is_neutral(self) -> bool:
+        return self == Delivery()
+
+
+NEUTRAL = Delivery()
 
 
 class UnknownVoice(ValueError):
@@ -25,8 +42,9 @@ class TTS(Protocol):
         Raises UnknownVoice."""
         ...
 
-    async def synthesize(self, text: str, voice: str, language: str | None = None) -> Pcm16:
-        """One clause or sentence → 24 kHz mono PCM. Cancelling abandons the result."""
+    async def synthesize(self, text: str, voice: str, language: str | None = None,
+                         delivery: Delivery = NEUTRAL) -> Pcm16:
+        """One clause or sentence → 24 kHz mono PCM, spoken with `delivery`. Cancelling abandons the result."""
         ...
 
     def close(self) -> None: ...

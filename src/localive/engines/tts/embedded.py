@@ -35,7 +35,7 @@ import numpy.typing as npt
 from localive.audio.pcm import Pcm16
 from localive.audio.resample import resample_float
 from localive.engines.llm.base import ModelNotInstalled
-from localive.engines.tts.base import OUTPUT_SAMPLE_RATE_HZ
+from localive.engines.tts.base import NEUTRAL, OUTPUT_SAMPLE_RATE_HZ, Delivery
 from localive.engines.tts.voices import BaseVoice, VoiceSpec, resolve_voice, voice_names, voice_spec
 
 log = logging.getLogger("localive.engines")
@@ -203,28 +203,33 @@ class EmbeddedTTS:
         for name in ("Kore", "Puck"):
             self._render(_WARMUP_TEXT, voice_spec(name))
 
-    async def synthesize(self, text: str, voice: str, language: str | None = None) -> Pcm16:
+    async def synthesize(self, text: str, voice: str, language: str | None = None,
+                         delivery: Delivery = NEUTRAL) -> Pcm16:
         """One clause or sentence → 24 kHz mono PCM (empty if the text has nothing to say). Raises UnknownVoice.
         Cancel-safe: a request still queued behind others never runs; one already running finishes on the worker
         and its result is dropped."""
         spec = voice_spec(voice)
         self._note_language(language)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, self._synthesize_on_worker, text, spec)
+        return await loop.run_in_executor(self._worker, self._synthesize_on_worker, text, spec, delivery)
 
-    def _synthesize_on_worker(self, text: str, spec: VoiceSpec) -> Pcm16:
+    def _synthesize_on_worker(self, text: str, spec: VoiceSpec, delivery: Delivery) -> Pcm16:
         self._load_on_worker()  # a no-op after load(); loads lazily if the caller skipped it
-        return self._render(text, spec)
+        return self._render(text, spec, delivery)
 
-    def _render(self, text: str, spec: VoiceSpec) -> Pcm16:
+    def _render(self, text: str, spec: VoiceSpec, delivery: Delivery = NEUTRAL) -> Pcm16:
         backend = self._backends[spec.base]
-        ratio = spec.variant.pitch_ratio
-        samples = backend.render(text, spec.variant.rate / ratio) if text.strip() else np.zeros(0, np.float32)
+        ratio = spec.variant.pitch_ratio * 2.0 ** (delivery.pitch_semitones / 12.0)
+        rate = spec.variant.rate * delivery.rate
+        samples = backend.render(text, rate / ratio) if text.strip() else np.zeros(0, np.float32)
         if samples.size == 0:
             return Pcm16(b"", OUTPUT_SAMPLE_RATE_HZ)
         samples = resample_float(samples, round(backend.sample_rate_hz * ratio), OUTPUT_SAMPLE_RATE_HZ)
         samples = apply_tilt(samples, OUTPUT_SAMPLE_RATE_HZ, spec.variant.tilt_db_per_octave)
-        return Pcm16.from_float32(normalize_level(samples, OUTPUT_SAMPLE_RATE_HZ), OUTPUT_SAMPLE_RATE_HZ)
+        samples = normalize_level(samples, OUTPUT_SAMPLE_RATE_HZ)
+        if delivery.gain_db:
+            samples = np.clip(samples * 10.0 ** (delivery.gain_db / 20.0), -1.0, 1.0)
+        return Pcm16.from_float32(samples, OUTPUT_SAMPLE_RATE_HZ)
 
     def _note_language(self, language: str | None) -> None:
         if language is None or is_english(language):

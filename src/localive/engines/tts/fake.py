@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from localive.audio.pcm import Pcm16
-from localive.engines.tts.base import OUTPUT_SAMPLE_RATE_HZ
+from localive.engines.tts.base import NEUTRAL, OUTPUT_SAMPLE_RATE_HZ, Delivery
 from localive.engines.tts.voices import BaseVoice, VoiceSpec, resolve_voice, voice_names, voice_spec
 
 _BASE_HZ = {BaseVoice.HEART: 220.0, BaseVoice.JOE: 120.0}
@@ -25,6 +25,7 @@ class SynthesisRequest:
     text: str
     voice: str  # canonical name
     language: str | None
+    delivery: Delivery = NEUTRAL
 
 
 class ToneTTS:
@@ -47,25 +48,28 @@ class ToneTTS:
     def load(self) -> None:
         """Nothing to load; present so the fake can stand wherever EmbeddedTTS does."""
 
-    async def synthesize(self, text: str, voice: str, language: str | None = None) -> Pcm16:
+    async def synthesize(self, text: str, voice: str, language: str | None = None,
+                         delivery: Delivery = NEUTRAL) -> Pcm16:
         spec = voice_spec(voice)
-        self.requests.append(SynthesisRequest(text, spec.name, language))
+        self.requests.append(SynthesisRequest(text, spec.name, language, delivery))
         if self.delay_s > 0:
             await asyncio.sleep(self.delay_s)  # simulated inference time, not synchronisation
-        return self.tone(text, spec)
+        return self.tone(text, spec, delivery)
 
-    def tone(self, text: str, spec: VoiceSpec) -> Pcm16:
-        """The audio `synthesize` returns for this text and voice (pure)."""
-        duration_s = min(len(text.strip()) * self.ms_per_char / 1000.0 / spec.variant.rate, self.max_duration_s)
+    def tone(self, text: str, spec: VoiceSpec, delivery: Delivery = NEUTRAL) -> Pcm16:
+        """The audio `synthesize` returns for this text, voice and delivery (pure)."""
+        rate = spec.variant.rate * delivery.rate
+        duration_s = min(len(text.strip()) * self.ms_per_char / 1000.0 / rate, self.max_duration_s)
         n = round(duration_s * OUTPUT_SAMPLE_RATE_HZ)
         if n == 0:
             return Pcm16(b"", OUTPUT_SAMPLE_RATE_HZ)
-        hz = _BASE_HZ[spec.base] * spec.variant.pitch_ratio
+        hz = _BASE_HZ[spec.base] * spec.variant.pitch_ratio * 2.0 ** (delivery.pitch_semitones / 12.0)
         t = np.arange(n) / OUTPUT_SAMPLE_RATE_HZ
         second = 0.1 * 10.0 ** (spec.variant.tilt_db_per_octave / 20.0)  # tilt: one octave up, in dB
         wave = 0.3 * np.sin(2 * np.pi * hz * t) + second * np.sin(4 * np.pi * hz * t)
         fade = np.minimum(1.0, np.minimum(t, t[::-1]) / _FADE_S)
-        return Pcm16.from_float32(wave * fade, OUTPUT_SAMPLE_RATE_HZ)
+        gain = 10.0 ** (delivery.gain_db / 20.0)
+        return Pcm16.from_float32(wave * fade * gain, OUTPUT_SAMPLE_RATE_HZ)
 
     def close(self) -> None:
         pass
