@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the browser playground at /: 'local' (default) serves the page and, when API keys "
                             "are required, gives it ephemeral tokens only on this machine; 'public' gives "
                             "them to any client (put your own authentication in front); 'off' serves no page")
+    serve.add_argument("--turn-taking", choices=["auto", "semantic", "silence"], default="auto",
+                       help="when the user's turn ends with automatic VAD: 'semantic' (an end-of-turn model, Smart "
+                            "Turn v3.2, judges pauses: finished questions are answered sooner, mid-sentence pauses "
+                            "wait), 'silence' (silence only, silenceDurationMs), 'auto' (default: semantic for "
+                            "native-audio model names). A client's own silenceDurationMs is always honoured")
     serve.add_argument("--llm", default=None, metavar="BACKEND",
                        help="serve every model name with this LLM backend: 'emulator' (scripted, instant) or "
                             "'qwen2.5-coder-0.5b-instruct' (default: as the registry says)")
@@ -267,6 +272,21 @@ def _sessions_store(args: argparse.Namespace, data_dir: Path):  # type: ignore[n
     return RedisStore(args.sessions_redis, ttl_s=args.handle_ttl)
 
 
+# --turn-taking → the model families whose sessions judge pauses with the end-of-turn model
+SEMANTIC_FAMILIES = {
+    "silence": frozenset[str](),
+    "semantic": frozenset({"native-audio", "half-cascade", "emulator"}),
+    "auto": frozenset({"native-audio", "emulator"}),
+}
+
+
+def _describe_turns(families: frozenset[str]) -> str:
+    if not families:
+        return "silence only (silenceDurationMs)"
+    return (f"semantic (Smart Turn v3.2) for {', '.join(sorted(families))} models; silence only for the others "
+            "and for sessions that set silenceDurationMs")
+
+
 def _plain_port(value: str) -> int:
     if value == "off":
         return 0
@@ -335,7 +355,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.voice == "embedded":
             from localive.engines.voice import load_voice_engines
 
-            voice = load_voice_engines()
+            voice = load_voice_engines(semantic_turns=args.turn_taking != "silence")
     except ModelNotInstalled as exc:
         print(f"localive: {exc}", file=sys.stderr)
         if args.voice == "embedded" and voice is None and "voice" in str(exc):
@@ -363,9 +383,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"localive: video input: {vision_line}", file=sys.stderr, flush=True)
     engines = Engines(llm_for=pool.for_model, tools=tool_engines, code_llm_for=pool.for_code, vision=vision)
     if voice is not None:
+        families = SEMANTIC_FAMILIES[args.turn_taking]
         engines = Engines(llm_for=pool.for_model, asr=voice.asr, tts=voice.tts, vad_factory=voice.vad_factory,
                           vad_executor=voice.vad_executor, tools=tool_engines, code_llm_for=pool.for_code,
-                          vision=vision)
+                          vision=vision, end_of_turn=voice.end_of_turn if families else None,
+                          semantic_families=families)
+        print(f"localive: turn-taking: {_describe_turns(families)}", file=sys.stderr, flush=True)
     settings = ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,
                               max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes)
     app = create_app(ServerState(settings=settings, registry=registry, llms=pool, engines=engines, store=store,

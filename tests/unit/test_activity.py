@@ -3,8 +3,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from localive.audio.pcm import Pcm16
+from localive.engines.turn.base import FakeEndOfTurn
+from localive.engines.vad.energy import EnergyVAD
 from localive.protocol import messages as wire
-from localive.session.activity import ActivityDetector, ActivitySettings, SpeechEnded, SpeechStarted
+from localive.session.activity import ActivityDetector, ActivitySettings, PauseHeard, SpeechEnded, SpeechStarted
+from localive.session.audio_in import AudioInput
 from localive.session.clauses import ClauseSplitter
 
 FRAME = 512  # 32 ms at 16 kHz
@@ -81,3 +85,63 @@ def test_clause_splitter_drops_pieces_without_words() -> None:
     splitter = ClauseSplitter()
     assert splitter.push("... ") == []
     assert splitter.flush() == []
+
+
+# --- semantic turn-taking -----------------------------------------------------------------------------------------
+
+def test_semantic_pauses_are_offered_to_the_end_of_turn_model() -> None:
+    detector = ActivityDetector(ActivitySettings(semantic=True), FRAME)
+    events = run(detector, [0.9] * 20 + [0.0] * 70)  # 2.24 s of silence after the speech
+    kinds = [(i, type(e).__name__) for i, e in events]
+    pauses = [i for i, kind in kinds if kind == "PauseHeard"]
+    assert pauses == [20 + 5]  # asked once, at ~200 ms of silence (the 6th silent frame)
+    ended = [i for i, kind in kinds if kind == "SpeechEnded"]
+    assert ended == [20 + 61]  # nobody said "finished": the 2 s backstop (62nd silent frame) ends it, not 500 ms
+    first = next(e for _, e in events if isinstance(e, PauseHeard))
+    assert first.silence_ms == pytest.approx(192, abs=1) and first.audio.duration_s > 0.6
+
+
+def test_a_finished_pause_ends_the_turn_at_once_unless_speech_resumed() -> None:
+    detector = ActivityDetector(ActivitySettings(semantic=True), FRAME)
+    events = run(detector, [0.9] * 20 + [0.0] * 7)
+    assert any(isinstance(e, PauseHeard) for _, e in events) and detector.paused
+    (ended,) = detector.end_at_pause()
+    assert isinstance(ended, SpeechEnded) and not ended.forced and not detector.speaking
+    detector = ActivityDetector(ActivitySettings(semantic=True), FRAME)
+    run(detector, [0.9] * 20 + [0.0] * 7 + [0.9] * 2)  # they went on speaking before the answer came
+    assert detector.end_at_pause() == [] and detector.speaking
+
+
+def test_without_semantic_turns_the_silence_window_ends_the_turn() -> None:
+    detector = ActivityDetector(ActivitySettings(semantic=False), FRAME)
+    events = run(detector, [0.9] * 20 + [0.0] * 20)
+    assert [type(e) for _, e in events] == [SpeechStarted, SpeechEnded]
+
+
+async def test_audio_input_ends_a_finished_question_at_the_first_pause() -> None:
+    finished = FakeEndOfTurn(1.0)
+    events = await feed(AudioInput(ActivitySettings(semantic=True), manual=False, vad_factory=EnergyVAD,
+                                   end_of_turn=finished))
+    ended = [e for e in events if isinstance(e, SpeechEnded)]
+    assert len(ended) == 1 and len(finished.calls) == 1
+    assert ended[0].at_s == pytest.approx(1.0 + 0.2, abs=0.1)  # ~200 ms after the speech, not 500
+
+
+async def test_audio_input_waits_out_an_unfinished_pause() -> None:
+    unfinished = FakeEndOfTurn(0.1)
+    audio = AudioInput(ActivitySettings(semantic=True), manual=False, vad_factory=EnergyVAD, end_of_turn=unfinished)
+    events = await feed(audio)
+    ended = [e for e in events if isinstance(e, SpeechEnded)]
+    assert len(ended) == 1 and ended[0].at_s == pytest.approx(1.0 + 2.0, abs=0.1)
+    assert len(unfinished.calls) == 1 and audio.pauses_judged[0][1] == pytest.approx(0.1)
+
+
+async def feed(audio: AudioInput) -> list[object]:
+    """1 s of a loud tone, then 3 s of silence, in 100 ms chunks."""
+    t = np.arange(1600) / 16000
+    loud = Pcm16.from_float32((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000).data
+    quiet = bytes(3200)
+    events: list[object] = []
+    for chunk in [loud] * 10 + [quiet] * 30:
+        events += await audio.push(chunk, "audio/pcm;rate=16000")
+    return events

@@ -8,7 +8,6 @@ measured table is in docs/turn-taking.md). What is asserted here is what held on
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import sys
 from collections.abc import Callable, Iterator
@@ -19,7 +18,6 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from localive.audio.resample import resample
 from localive.bench.speech import speech_bounds
 from localive.engines.llm.base import ModelNotInstalled
 from localive.engines.turn import EndOfTurn, FakeEndOfTurn, to_float32
@@ -33,6 +31,7 @@ from localive.engines.turn.smart_turn import (
     log_mel_features,
     model_path,
 )
+from tests.support.neural_speech import CUT_MID_SENTENCE, erinome, silence
 
 RATE_HZ = 16000
 LEAD_S = 0.3  # silence before the words, like a VAD's prefix padding
@@ -65,20 +64,6 @@ FINISHED = [
     "Do you know where the nearest pharmacy is?",
 ]
 
-# The same recordings cut at the word boundary after the prefix: a mid-sentence pause. Cut points were found with
-# Whisper word timestamps (then the quietest 10 ms nearby); these four stayed below 0.25 with the cut moved ±30 ms
-# and 0.1-0.3 s of pause. (Others, e.g. "What is the capital of", did not: see docs/turn-taking.md.)
-# text, the render's length in seconds (a guard: another render needs new cut points), cut point in seconds.
-CUT_MID_SENTENCE = [
-    ("Please turn off the lights in the kitchen.", 2.600, 1.695),
-    ("So the thing is that I forgot my keys.", 2.650, 1.125),
-    ("And then we went to the beach with our friends.", 2.650, 1.165),
-    ("Do you know where the nearest pharmacy is?", 2.575, 0.945),
-]
-
-
-def silence(seconds: float) -> Int16:
-    return np.zeros(round(seconds * RATE_HZ), np.int16)
 
 
 def turn(words: Int16, pause_s: float = PAUSE_S) -> Int16:
@@ -104,19 +89,9 @@ def smart_turn() -> Iterator[SmartTurn]:
 
 
 @pytest.fixture(scope="module")
-def say() -> Iterator[Say]:
+def say() -> Say:
     """16 kHz int16 speech of a text in the voice Erinome (hibari "heart" unmodified; deterministic)."""
-    from localive.engines.tts.embedded import EmbeddedTTS
-
-    tts = EmbeddedTTS()
-    tts.load()
-
-    def speak(text: str) -> Int16:
-        audio = resample(asyncio.run(tts.synthesize(text, "Erinome")), RATE_HZ)
-        return np.frombuffer(audio.data, dtype="<i2").astype(np.int16)
-
-    yield speak
-    tts.close()
+    return erinome
 
 
 def pipecat_features() -> ModuleType:

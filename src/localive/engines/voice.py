@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from localive.engines.asr.base import ASR
 from localive.engines.llm.base import ModelNotInstalled
 from localive.engines.tts.base import TTS
+from localive.engines.turn.base import EndOfTurn
 from localive.engines.vad.base import VADFactory
 
 log = logging.getLogger("localive.engines")
@@ -22,15 +23,19 @@ class VoiceEngines:
     tts: TTS
     vad_factory: VADFactory
     vad_executor: ThreadPoolExecutor
+    end_of_turn: EndOfTurn | None = None  # semantic turn-taking (Smart Turn v3.2), None: silence only
 
     def close(self) -> None:
         self.asr.close()
         self.tts.close()
+        if self.end_of_turn is not None:
+            self.end_of_turn.close()
         self.vad_executor.shutdown(wait=False, cancel_futures=True)
 
 
-def load_voice_engines(*, progress: bool = True) -> VoiceEngines:
-    """Load and warm every speech model now, so no session pays for it. Raises ModelNotInstalled."""
+def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True) -> VoiceEngines:
+    """Load and warm every speech model now, so no session pays for it. Raises ModelNotInstalled.
+    `semantic_turns`: also the end-of-turn model (Smart Turn v3.2)."""
     try:
         from localive.engines.asr.whisper import WhisperASR
         from localive.engines.tts.embedded import EmbeddedTTS
@@ -44,5 +49,13 @@ def load_voice_engines(*, progress: bool = True) -> VoiceEngines:
     asr.load()
     tts = EmbeddedTTS()
     tts.load()
-    log.info("loaded speech engines (Silero VAD, Whisper base, hibari + piper) in %.1f s", time.monotonic() - started)
-    return VoiceEngines(asr, tts, SileroVAD, ThreadPoolExecutor(max_workers=2, thread_name_prefix="vad"))
+    end_of_turn = None
+    if semantic_turns:
+        from localive.engines.turn.smart_turn import SmartTurn
+
+        end_of_turn = SmartTurn()
+        end_of_turn.load()
+    log.info("loaded speech engines (Silero VAD, Whisper base, hibari + piper%s) in %.1f s",
+             ", Smart Turn v3.2" if end_of_turn else "", time.monotonic() - started)
+    return VoiceEngines(asr, tts, SileroVAD, ThreadPoolExecutor(max_workers=2, thread_name_prefix="vad"),
+                        end_of_turn)

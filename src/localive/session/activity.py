@@ -24,6 +24,11 @@ _END = {"END_SENSITIVITY_HIGH": 500, "END_SENSITIVITY_LOW": 1000}
 PREROLL_MS = 300
 TRAILING_KEEP_MS = 200
 MAX_UTTERANCE_S = 30.0
+# Semantic turn-taking: the end-of-turn model is asked once, after this much silence; an utterance it does not
+# judge complete ends after INCOMPLETE_SILENCE_MS (or the session's silence window if longer). Asking again later
+# would not help: the longer the silence, the more any cut-off sounds finished to it (docs/turn-taking.md).
+PAUSE_MS = 200
+INCOMPLETE_SILENCE_MS = 2000
 
 
 @dataclass(frozen=True)
@@ -33,13 +38,20 @@ class ActivitySettings:
     silence_ms: int = 500
     include_all_input: bool = False  # turnCoverage TURN_INCLUDES_ALL_INPUT: the turn holds all audio since the last
     max_utterance_s: float = MAX_UTTERANCE_S
+    semantic: bool = False  # semantic turn-taking: pauses are judged by an end-of-turn model (docs/turn-taking.md)
+
+    @property
+    def end_silence_ms(self) -> int:
+        """Silence that ends a turn on its own: the silence window, or with semantic turn-taking the longer wait
+        for an utterance the end-of-turn model did not judge complete."""
+        return max(self.silence_ms, INCOMPLETE_SILENCE_MS) if self.semantic else self.silence_ms
 
     @property
     def end_threshold(self) -> float:
         return max(0.05, self.start_threshold - 0.15)  # hysteresis
 
     @classmethod
-    def from_setup(cls, config: wire.RealtimeInputConfig | None) -> ActivitySettings:
+    def from_setup(cls, config: wire.RealtimeInputConfig | None, *, semantic: bool = False) -> ActivitySettings:
         aad = (config.automatic_activity_detection if config else None) or wire.AutomaticActivityDetection()
         threshold, min_speech = _START.get(aad.start_of_speech_sensitivity or "", _START["START_SENSITIVITY_HIGH"])
         silence = _END.get(aad.end_of_speech_sensitivity or "", _END["END_SENSITIVITY_HIGH"])
@@ -49,6 +61,7 @@ class ActivitySettings:
             min_speech_ms=aad.prefix_padding_ms if aad.prefix_padding_ms is not None else min_speech,
             silence_ms=aad.silence_duration_ms if aad.silence_duration_ms is not None else silence,
             include_all_input=coverage == "TURN_INCLUDES_ALL_INPUT",
+            semantic=semantic,
         )
 
 
@@ -64,7 +77,16 @@ class SpeechEnded:
     forced: bool = False  # by audioStreamEnd or the length limit rather than silence
 
 
-ActivityEvent = SpeechStarted | SpeechEnded
+@dataclass(frozen=True)
+class PauseHeard:
+    """Semantic turn-taking: the user paused; is the utterance so far finished? If the end-of-turn model says so,
+    the caller ends the turn with `end_at_pause()` (while the pause lasts)."""
+
+    audio: Pcm16
+    silence_ms: float
+
+
+ActivityEvent = SpeechStarted | SpeechEnded | PauseHeard
 
 
 class ActivityDetector:
@@ -75,7 +97,8 @@ class ActivityDetector:
         frame_ms = 1000 * frame_samples / sample_rate_hz
         self._frame_ms = frame_ms
         self._min_speech_frames = max(1, round(settings.min_speech_ms / frame_ms))
-        self._silence_frames = max(1, round(settings.silence_ms / frame_ms))
+        self._silence_frames = max(1, round(settings.end_silence_ms / frame_ms))
+        self._pause_frames = max(1, round(PAUSE_MS / frame_ms))
         self._keep_trailing = round(TRAILING_KEEP_MS / frame_ms)
         max_frames = round(settings.max_utterance_s * 1000 / frame_ms)
         history = max_frames if settings.include_all_input else round(PREROLL_MS / frame_ms)
@@ -113,7 +136,21 @@ class ActivityDetector:
             return [self._end(drop, forced=False)]
         if len(self._utterance) >= self._max_frames:
             return [self._end(0, forced=True)]
+        if self.settings.semantic and self._silence_run == self._pause_frames:
+            audio = Pcm16.from_float32(np.concatenate(self._utterance), self.sample_rate_hz)
+            return [PauseHeard(audio, self._silence_run * self._frame_ms)]
         return []
+
+    @property
+    def paused(self) -> bool:
+        """Speaking, but in a pause (the last frames were silence)."""
+        return self.speaking and self._silence_run > 0
+
+    def end_at_pause(self) -> list[ActivityEvent]:
+        """The end-of-turn model judged the utterance finished: end it now if the user is still pausing."""
+        if not self.paused:
+            return []  # they went on speaking meanwhile
+        return [self._end(max(0, self._silence_run - self._keep_trailing), forced=False)]
 
     def flush(self) -> list[ActivityEvent]:
         """End the current speech now (audioStreamEnd)."""

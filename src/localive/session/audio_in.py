@@ -17,12 +17,14 @@ import numpy.typing as npt
 from localive.audio.mime import pcm_rate
 from localive.audio.pcm import Pcm16
 from localive.audio.resample import StreamResampler
+from localive.engines.turn.base import EndOfTurn
 from localive.engines.vad.base import VAD, VADFactory
 from localive.protocol.errors import InvalidArgument
 from localive.session.activity import (
     ActivityDetector,
     ActivityEvent,
     ActivitySettings,
+    PauseHeard,
     SpeechEnded,
     SpeechStarted,
 )
@@ -32,8 +34,12 @@ INPUT_RATE_HZ = 16000
 
 class AudioInput:
     def __init__(self, settings: ActivitySettings, *, manual: bool, vad_factory: VADFactory | None,
-                 executor: Executor | None = None) -> None:
+                 executor: Executor | None = None, end_of_turn: EndOfTurn | None = None,
+                 end_of_turn_threshold: float = 0.5) -> None:
         self.manual = manual
+        self._end_of_turn = end_of_turn if settings.semantic else None
+        self._threshold = end_of_turn_threshold
+        self.pauses_judged: list[tuple[float, float]] = []  # (silence ms, probability) of the current utterance
         self._settings = settings
         self._vad_factory = vad_factory
         self._vad: VAD | None = None  # made on the first audio, off the event loop (it loads a model)
@@ -84,8 +90,25 @@ class AudioInput:
             self._executor, lambda: [vad.speech_probability(f) for f in frames])
         events: list[ActivityEvent] = []
         for frame, probability in zip(frames, probabilities, strict=True):
-            events += detector.push(frame, probability)
+            for event in detector.push(frame, probability):
+                if isinstance(event, PauseHeard):
+                    if await self._finished(event):
+                        events += detector.end_at_pause()
+                else:
+                    if isinstance(event, SpeechStarted):
+                        self.pauses_judged = []
+                    events.append(event)
         return events
+
+    async def _finished(self, pause: PauseHeard) -> bool:
+        """Semantic turn-taking: does the utterance so far sound finished? (The model runs off the event loop.)"""
+        if self._end_of_turn is None:
+            return False
+        model = self._end_of_turn
+        samples = np.frombuffer(pause.audio.data, dtype="<i2")
+        probability = await asyncio.get_running_loop().run_in_executor(self._executor, model.probability, samples)
+        self.pauses_judged.append((pause.silence_ms, probability))
+        return probability > self._threshold
 
     def stream_end(self) -> list[ActivityEvent]:
         """audioStreamEnd: the microphone paused; finish the user's speech now (automatic mode only)."""

@@ -153,7 +153,7 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
     rtc = setup.realtime_input_config or wire.RealtimeInputConfig()
     aad = rtc.automatic_activity_detection
     return SessionConfig(
-        activity=ActivitySettings.from_setup(rtc),
+        activity=ActivitySettings.from_setup(rtc, semantic=_semantic_turns(model, aad, engines)),
         tools=tools,
         compression=compression,
         media_resolution=gen.media_resolution,
@@ -177,6 +177,14 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
         affective=bool(gen.enable_affective_dialog),
         thinking=thinking_of(model, gen),
     )
+
+
+def _semantic_turns(model: ModelEntry, aad: wire.AutomaticActivityDetection | None, engines: Engines | None) -> bool:
+    """Semantic turn-taking where the server offers it for this model family, unless the client chose its own
+    silence window (silenceDurationMs is then honoured exactly)."""
+    if engines is None or engines.end_of_turn is None or model.family not in engines.semantic_families:
+        return False
+    return not (aad and (aad.disabled or aad.silence_duration_ms is not None))
 
 
 def _check_affective(model: ModelEntry) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from localive.engines.asr.base import ASR
 from localive.engines.llm.base import LLM
 from localive.engines.tts.base import TTS
+from localive.engines.turn.base import EndOfTurn
 from localive.engines.vad.base import VADFactory
 from localive.engines.vision.base import Vision
 from localive.models.registry import ModelEntry
@@ -40,6 +41,8 @@ class Engines:
     tools: ToolEngines = field(default_factory=ToolEngines)
     code_llm_for: Callable[[ModelEntry], LLM] | None = None  # sessions with codeExecution (None: llm_for)
     vision: Vision | None = None  # describes video frames (None: video input is refused)
+    end_of_turn: EndOfTurn | None = None  # semantic turn-taking (None: silence-based VAD only)
+    semantic_families: frozenset[str] = frozenset()  # model families whose sessions use it by default
 
     @property
     def hears(self) -> bool:

@@ -190,7 +190,8 @@ class LiveSession:
         self._llm = self._llm_for(config)
         if self._engines.hears or config.manual_activity:
             self._audio = AudioInput(config.activity, manual=config.manual_activity,
-                                     vad_factory=self._engines.vad_factory, executor=self._engines.vad_executor)
+                                     vad_factory=self._engines.vad_factory, executor=self._engines.vad_executor,
+                                     end_of_turn=self._engines.end_of_turn)
         self.config = config
         self.state = State.ACTIVE
         await self.outbox.put(out.setup_complete(self.session_id))

@@ -1,0 +1,80 @@
+"""Semantic turn-taking through the Python SDK (server default `--turn-taking auto`: native-audio names judge
+pauses with Smart Turn v3.2). Speech in the neural voice Erinome, streamed like a microphone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from google import genai
+
+from tests.integration.test_voice import NATIVE, send_audio
+from tests.support.neural_speech import CUT_MID_SENTENCE, RATE_HZ, erinome, silence
+from tests.support.server import RunningServer, sdk_client, start_server
+
+CONFIG = {"response_modalities": ["AUDIO"], "input_audio_transcription": {}, "output_audio_transcription": {}}
+SILENCE_ONLY = {**CONFIG, "realtime_input_config": {"automatic_activity_detection": {"silence_duration_ms": 500}}}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    server = start_server(tmp_path_factory.mktemp("turns"), "--llm", "emulator")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+    return sdk_client(server, monkeypatch)
+
+
+async def heard(client: genai.Client, config: dict[str, object], audio: np.ndarray,
+                wait_s: float = 4.0) -> list[str]:
+    """Stream `audio`, then listen for `wait_s`: the user turns the server heard (one per inputTranscription run)."""
+    turns: list[str] = []
+    async with client.aio.live.connect(model=NATIVE, config=config) as session:  # type: ignore[arg-type]
+        await send_audio(session, audio.tobytes())
+
+        async def listen() -> None:
+            current = ""
+            while True:
+                async for message in session.receive():
+                    content = message.server_content
+                    if content and content.input_transcription and content.input_transcription.text:
+                        current += content.input_transcription.text
+                    if content and content.turn_complete:
+                        turns.append(current.strip())
+                        current = ""
+
+        try:
+            await asyncio.wait_for(listen(), wait_s)
+        except TimeoutError:
+            pass
+    return turns
+
+
+async def test_a_finished_question_is_answered_without_waiting_out_the_silence(client: genai.Client) -> None:
+    question = np.concatenate([silence(0.3), erinome("What is the capital of France?"), silence(0.35)])
+    assert await heard(client, CONFIG, question) == ["What is the capital of France?"]
+    # silence alone needs 500 ms of it: 350 ms ends nothing
+    assert await heard(client, SILENCE_ONLY, question, wait_s=3.0) == []
+
+
+async def test_a_mid_sentence_pause_does_not_end_the_turn(client: genai.Client) -> None:
+    text, _, cut_s = CUT_MID_SENTENCE[0]  # "Please turn off the lights in the | kitchen."
+    words = erinome(text)
+    cut = round(cut_s * RATE_HZ)
+    paused = np.concatenate([silence(0.3), words[:cut], silence(1.0), words[cut:], silence(0.35)])
+    (turn,) = await heard(client, CONFIG, paused, wait_s=6.0)
+    assert "lights" in turn.lower() and "kitchen" in turn.lower()
+    # with silence alone, the pause ends the turn mid-sentence
+    turns = await heard(client, SILENCE_ONLY, np.concatenate([paused, silence(0.6)]), wait_s=6.0)
+    assert len(turns) == 2 and "kitchen" not in turns[0].lower(), turns
+
+
+async def test_a_clients_own_silence_window_is_honoured(client: genai.Client) -> None:
+    config = {**CONFIG, "realtime_input_config": {"automatic_activity_detection": {"silence_duration_ms": 1500}}}
+    question = np.concatenate([silence(0.3), erinome("What is the capital of France?"), silence(1.0)])
+    assert await heard(client, config, question, wait_s=3.0) == []  # semantic would have ended it at 200 ms
