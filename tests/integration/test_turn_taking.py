@@ -78,3 +78,33 @@ async def test_a_clients_own_silence_window_is_honoured(client: genai.Client) ->
     config = {**CONFIG, "realtime_input_config": {"automatic_activity_detection": {"silence_duration_ms": 1500}}}
     question = np.concatenate([silence(0.3), erinome("What is the capital of France?"), silence(1.0)])
     assert await heard(client, config, question, wait_s=3.0) == []  # semantic would have ended it at 200 ms
+
+
+async def talk_over_the_model(client: genai.Client, words: str) -> list[str]:
+    """The model reads back a long message; while it talks, the user says `words`. Returns the event kinds."""
+    kinds: list[str] = []
+    long_message = "I would like you to repeat this long sentence about the seven rivers of the northern valley."
+    async with client.aio.live.connect(model=NATIVE, config=CONFIG) as session:  # type: ignore[arg-type]
+        await session.send_realtime_input(text=long_message)
+
+        async def listen() -> None:
+            while True:
+                async for message in session.receive():
+                    content = message.server_content
+                    if message.data and "audio" not in kinds:
+                        kinds.append("audio")
+                        await send_audio(session, np.concatenate([erinome(words), silence(0.5)]).tobytes())
+                    if content and content.interrupted:
+                        kinds.append("interrupted")
+                    if content and content.turn_complete:
+                        kinds.append("turnComplete")
+                        return
+
+        async with asyncio.timeout(30):
+            await listen()
+    return kinds
+
+
+async def test_a_backchannel_while_the_model_talks_does_not_cut_it_off(client: genai.Client) -> None:
+    assert await talk_over_the_model(client, "Yeah.") == ["audio", "turnComplete"]
+    assert await talk_over_the_model(client, "Wait, stop.") == ["audio", "interrupted", "turnComplete"]

@@ -7,16 +7,19 @@ import base64
 import json
 
 import numpy as np
+import pytest
 
 from localive.audio.pcm import Pcm16
 from localive.engines.asr.base import Transcript
 from localive.engines.llm.base import ChatMessage
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
 from localive.engines.tts.fake import ToneTTS
+from localive.engines.turn.base import FakeEndOfTurn
 from localive.engines.vad.energy import EnergyVAD
 from localive.models.registry import ModelRegistry
 from localive.protocol.errors import Close
 from localive.protocol.parse import parse_client_message
+from localive.session.backchannel import is_backchannel
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
 
@@ -201,3 +204,58 @@ async def test_without_affective_dialog_nothing_changes() -> None:
     llm, tts = await typed_turn(False, "This is terrible, I am so annoyed with this printer.")
     assert all("The user sounds" not in m.text for m in llm.prompts[0])
     assert tts.requests and all(r.delivery.is_neutral for r in tts.requests)
+
+
+# --- backchannels (semantic turn-taking) -------------------------------------------------------------------------
+
+def semantic_session(asr: ListASR) -> LiveSession:
+    llm = EmulatorLLM(SCRIPT)
+    engines = Engines(llm_for=lambda entry: llm, asr=asr, tts=ToneTTS(ms_per_char=40.0), vad_factory=EnergyVAD,
+                      end_of_turn=FakeEndOfTurn(1.0), semantic_families=frozenset({"half-cascade"}))
+    return LiveSession(registry=ModelRegistry(), engines=engines, session_id="bc")
+
+
+async def while_the_model_counts(session: LiveSession, *frames: dict) -> list[dict]:
+    await send(session, setup())
+    await session.outbox.get()
+    await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "slow"}]}],
+                                           "turnComplete": True}})
+    await asyncio.wait_for(session.outbox.get(), 5)  # the model has started to speak
+    await asyncio.sleep(0.3)
+    for frame in frames:
+        await send(session, frame)
+    return await drain_turn(session)
+
+
+async def test_a_backchannel_does_not_interrupt_the_model() -> None:
+    asr = ListASR("Mm-hm.")
+    session = semantic_session(asr)
+    messages = await while_the_model_counts(session, tone(0.3, loud=True), tone(0.4, loud=False))
+    assert "interrupted" not in kinds(messages) and asr.heard  # heard, judged, let pass
+    assert [t.role for t in session.history] == ["user", "model"] and "ten" in session.history[-1].text
+    await session.aclose()
+
+
+async def test_a_short_utterance_with_words_interrupts_and_is_answered() -> None:
+    session = semantic_session(ListASR("wait, stop"))
+    messages = await while_the_model_counts(session, tone(0.3, loud=True), tone(0.4, loud=False))
+    assert "interrupted" in kinds(messages)
+    answer = await drain_turn(session)  # the new turn answers what was said
+    assert "audio" in kinds(answer) and session.history[-2].text == "wait, stop"
+    await session.aclose()
+
+
+async def test_long_speech_while_the_model_talks_is_a_barge_in_before_it_ends() -> None:
+    asr = ListASR("let me tell you something else entirely")
+    session = semantic_session(asr)
+    messages = await while_the_model_counts(session, tone(0.8, loud=True))  # still speaking: no end yet
+    assert "interrupted" in kinds(messages) and not asr.heard  # cut off at 0.6 s of speech, before it ended
+    await session.aclose()
+
+
+@pytest.mark.parametrize(("text", "backchannel"), [
+    ("Mm-hm.", True), ("Yeah, yeah.", True), ("Oh, I see.", True), ("okay", True), ("Uh-huh", True),
+    ("Wait.", False), ("Yeah but what about Paris?", False), ("", False), ("No.", False), ("Stop", False),
+])
+def test_is_backchannel(text: str, backchannel: bool) -> None:
+    assert is_backchannel(text) is backchannel

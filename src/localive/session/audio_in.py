@@ -57,6 +57,11 @@ class AudioInput:
     def speaking(self) -> bool:
         return self.in_activity if self.manual else bool(self._detector and self._detector.speaking)
 
+    @property
+    def paused(self) -> bool:
+        """Automatic mode: speaking, but the last frames were silence (a pause the end of turn may follow)."""
+        return not self.manual and bool(self._detector and self._detector.paused)
+
     async def _ready_vad(self) -> tuple[VAD, ActivityDetector]:
         if self._vad is None or self._detector is None:
             if self._vad_factory is None:

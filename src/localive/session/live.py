@@ -43,6 +43,7 @@ from localive.session import snapshot
 from localive.session.activity import ActivityEvent, SpeechEnded, SpeechStarted
 from localive.session.affect import Affect, context_note, delivery
 from localive.session.audio_in import AudioInput
+from localive.session.backchannel import BARGE_IN_AFTER_S, is_backchannel
 from localive.session.code_blocks import CodeBlocks
 from localive.session.config import SessionConfig, content_text, session_config, session_tools
 from localive.session.context import TurnContext
@@ -149,6 +150,8 @@ class LiveSession:
         self._affect_tracker: AffectTracker | None = None  # with enableAffectiveDialog
         self._heard_affect: Affect | None = None  # how the user sounded in their last utterance
         self._delivery: Delivery = NEUTRAL  # how this turn's answer is spoken
+        self._maybe_backchannel: float | None = None  # when speech began while the model was talking (semantic)
+        self._backchannel_task: asyncio.Task[None] | None = None  # judging a short utterance's words
         self._tool_calls = ToolCalls()
         self._deferred: list[Turn] = []  # NON_BLOCKING results that arrived during a model turn
 
@@ -264,6 +267,7 @@ class LiveSession:
         for blob in blobs:
             assert audio is not None
             await self._on_activity(await audio.push(blob.data, blob.mime_type))
+            await self._barge_in_if_long(audio)
         if realtime.audio_stream_end and audio is not None:
             await self._on_activity(audio.stream_end())
         if realtime.activity_end and audio is not None:
@@ -284,9 +288,46 @@ class LiveSession:
         for event in events:
             if isinstance(event, SpeechStarted):
                 if self.config and self.config.activity_interrupts:
-                    await self.interrupt()  # barge-in
+                    if self.config.activity.semantic and self.generating:
+                        self._maybe_backchannel = event.at_s  # barge-in, or only "mm-hm"? (backchannel.py)
+                    else:
+                        await self.interrupt()  # barge-in
             elif isinstance(event, SpeechEnded):
-                await self._user_input(partial(self._transcribe_later, event))
+                if self._maybe_backchannel is not None and self.generating:
+                    self._maybe_backchannel = None
+                    self._judge_short_utterance(event)
+                else:
+                    self._maybe_backchannel = None
+                    await self._user_input(partial(self._transcribe_later, event))
+
+    async def _barge_in_if_long(self, audio: AudioInput) -> None:
+        """Speech that goes on while the model talks is a barge-in, whatever it turns out to say (a pause in it
+        waits for the end-of-turn judgement instead)."""
+        started = self._maybe_backchannel
+        if (started is not None and audio.speaking and not audio.paused
+                and audio.received_s - started >= BARGE_IN_AFTER_S):
+            self._maybe_backchannel = None
+            await self.interrupt()
+
+    def _judge_short_utterance(self, event: SpeechEnded) -> None:
+        """A short utterance while the model talks: a backchannel is let pass; anything else interrupts."""
+        if self._backchannel_task is not None and not self._backchannel_task.done():
+            self._backchannel_task.cancel()  # the latest one decides
+        heard = self._hear_task(event)
+
+        async def judge() -> None:
+            try:
+                words = (await asyncio.shield(heard)).transcript.text
+            except asyncio.CancelledError:
+                heard.cancel()
+                raise
+            if is_backchannel(words) and self.generating:
+                log.info("session %s: backchannel %r while the model talks: not an interruption",
+                         self.session_id, words[:40])
+                return
+            await self._user_input(lambda: self._utterances.append(heard))
+
+        self._backchannel_task = asyncio.create_task(judge(), name=f"backchannel-{self.session_id}")
 
     async def _user_input(self, add: Callable[[], None]) -> None:
         """New user input ends in a model turn: now, or (NO_INTERRUPTION) after the current one."""
@@ -300,6 +341,9 @@ class LiveSession:
         self._start_turn()
 
     def _transcribe_later(self, event: SpeechEnded) -> None:
+        self._utterances.append(self._hear_task(event))
+
+    def _hear_task(self, event: SpeechEnded) -> asyncio.Task[Heard]:
         asr = self._engines.asr
         if asr is None:
             raise Unimplemented(f"Speech recognition is not installed on this server ({VOICE_HINT}).")
@@ -308,8 +352,8 @@ class LiveSession:
         language = self.config.language if self.config else None
         if self.config and self.config.affective and self._affect_tracker is None:
             self._affect_tracker = AffectTracker()
-        self._utterances.append(asyncio.create_task(hear(asr, event.audio, language, self._affect_tracker),
-                                                    name=f"asr-{self.session_id}"))
+        return asyncio.create_task(hear(asr, event.audio, language, self._affect_tracker),
+                                   name=f"asr-{self.session_id}")
 
     async def _tool_response(self, message: wire.ToolResponse) -> None:
         """Answers to function calls: a BLOCKING call's turn continues by itself; a NON_BLOCKING result is added
@@ -674,7 +718,8 @@ class LiveSession:
     async def aclose(self) -> None:
         """End the session: cancel the turn and transcriptions in progress. Safe to call twice."""
         self.state = State.CLOSED
-        tasks = [t for t in (self._turn_task, self._lifetime, *self._utterances) if t is not None and not t.done()]
+        tasks = [t for t in (self._turn_task, self._lifetime, self._backchannel_task, *self._utterances)
+                 if t is not None and not t.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
