@@ -390,7 +390,7 @@ class LiveSession:
             self.config = replace(self.config, system_instruction=text or None)
 
     def _llm_for(self, config: SessionConfig) -> LLM:
-        if config.tools.code_execution and self._engines.code_llm_for is not None:
+        if (config.tools.code_execution or config.thinking) and self._engines.code_llm_for is not None:
             return self._engines.code_llm_for(config.model)
         return self._engines.llm_for(config.model)
 

@@ -51,6 +51,13 @@ class LLMPool:
                 missing.append(f"{key} not loaded: {exc}")
         return missing
 
+    def backend(self, key: str) -> LLM:
+        """A loaded backend by name (benchmarks)."""
+        llm = self._llms.get(key)
+        if llm is None:
+            raise ModelNotInstalled(f"LLM backend '{key}' is not loaded")
+        return llm
+
     def for_code(self, entry: ModelEntry) -> LLM:
         """The LLM for a session with codeExecution: the entry's code LLM when it is loaded."""
         if entry.code_llm and entry.code_llm in self._llms:
