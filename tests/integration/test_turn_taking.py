@@ -11,7 +11,7 @@ import pytest
 from google import genai
 
 from tests.integration.test_voice import NATIVE, send_audio
-from tests.support.neural_speech import CUT_MID_SENTENCE, RATE_HZ, erinome, silence
+from tests.support.neural_speech import CUT_MID_SENTENCE, RATE_HZ, erinome, silence, spoken
 from tests.support.server import RunningServer, sdk_client, start_server
 
 CONFIG = {"response_modalities": ["AUDIO"], "input_audio_transcription": {}, "output_audio_transcription": {}}
@@ -56,9 +56,9 @@ async def heard(client: genai.Client, config: dict[str, object], audio: np.ndarr
 
 
 async def test_a_finished_question_is_answered_without_waiting_out_the_silence(client: genai.Client) -> None:
-    question = np.concatenate([silence(0.3), erinome("What is the capital of France?"), silence(0.35)])
+    question = np.concatenate([silence(0.3), spoken(erinome("What is the capital of France?")), silence(0.35)])
     assert await heard(client, CONFIG, question) == ["What is the capital of France?"]
-    # silence alone needs 500 ms of it: 350 ms ends nothing
+    # silence alone needs 500 ms of it: 350 ms after the last word ends nothing
     assert await heard(client, SILENCE_ONLY, question, wait_s=3.0) == []
 
 
@@ -76,7 +76,7 @@ async def test_a_mid_sentence_pause_does_not_end_the_turn(client: genai.Client) 
 
 async def test_a_clients_own_silence_window_is_honoured(client: genai.Client) -> None:
     config = {**CONFIG, "realtime_input_config": {"automatic_activity_detection": {"silence_duration_ms": 1500}}}
-    question = np.concatenate([silence(0.3), erinome("What is the capital of France?"), silence(1.0)])
+    question = np.concatenate([silence(0.3), spoken(erinome("What is the capital of France?")), silence(1.0)])
     assert await heard(client, config, question, wait_s=3.0) == []  # semantic would have ended it at 200 ms
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from localive.audio.resample import resample
+from localive.bench.speech import speech_bounds
 
 RATE_HZ = 16000
 Int16 = npt.NDArray[np.int16]
@@ -50,3 +51,9 @@ def erinome(text: str) -> Int16:
 
 def silence(seconds: float) -> Int16:
     return np.zeros(round(seconds * RATE_HZ), np.int16)
+
+
+def spoken(audio: Int16) -> Int16:
+    """The audio up to the end of its last word (the end of the last 10 ms frame within 40 dB of the loudest)."""
+    _, end_s = speech_bounds(audio.tobytes(), RATE_HZ)
+    return audio[: round(end_s * RATE_HZ)]

@@ -18,7 +18,6 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from localive.bench.speech import speech_bounds
 from localive.engines.llm.base import ModelNotInstalled
 from localive.engines.turn import EndOfTurn, FakeEndOfTurn, to_float32
 from localive.engines.turn.smart_turn import (
@@ -31,7 +30,7 @@ from localive.engines.turn.smart_turn import (
     log_mel_features,
     model_path,
 )
-from tests.support.neural_speech import CUT_MID_SENTENCE, erinome, silence
+from tests.support.neural_speech import CUT_MID_SENTENCE, erinome, silence, spoken
 
 RATE_HZ = 16000
 LEAD_S = 0.3  # silence before the words, like a VAD's prefix padding
@@ -69,12 +68,6 @@ FINISHED = [
 def turn(words: Int16, pause_s: float = PAUSE_S) -> Int16:
     """A user turn as the model gets it: lead-in, the words, and the short pause after which it is asked."""
     return np.concatenate([silence(LEAD_S), words, silence(pause_s)])
-
-
-def spoken(audio: Int16) -> Int16:
-    """The audio up to the end of its last word (the end of the last 10 ms frame within 40 dB of the loudest)."""
-    _, end_s = speech_bounds(audio.tobytes(), RATE_HZ)
-    return audio[: round(end_s * RATE_HZ)]
 
 
 @pytest.fixture(scope="module")
