@@ -259,3 +259,44 @@ async def test_long_speech_while_the_model_talks_is_a_barge_in_before_it_ends() 
 ])
 def test_is_backchannel(text: str, backchannel: bool) -> None:
     assert is_backchannel(text) is backchannel
+
+
+# --- proactive audio ------------------------------------------------------------------------------------------------
+
+COOK = "You are a cooking assistant. You help the user with recipes, ingredients and kitchen techniques."
+
+
+async def spoken_turns(proactive: bool, *texts: str) -> list[list[dict]]:
+    session = LiveSession(registry=ModelRegistry(), engines=Engines(
+        llm_for=lambda entry: EmulatorLLM(SCRIPT), asr=ListASR(*texts), tts=ToneTTS(ms_per_char=1.0),
+        vad_factory=EnergyVAD), session_id="pro")
+    extra = {"proactivity": {"proactiveAudio": True}} if proactive else {}
+    await send(session, {"setup": {"model": "gemini-2.5-flash-preview-native-audio-dialog",
+                                   "generationConfig": {"responseModalities": ["AUDIO"]},
+                                   "systemInstruction": {"parts": [{"text": COOK}]},
+                                   "inputAudioTranscription": {}, **extra}})
+    await session.outbox.get()
+    turns = []
+    for _ in texts:
+        await send(session, tone(0.5, loud=True))
+        await send(session, tone(0.7, loud=False))
+        turns.append(await drain_turn(session))
+    await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "Honey, the kids!"}]}],
+                                           "turnComplete": True}})
+    turns.append(await drain_turn(session))
+    await session.aclose()
+    return turns
+
+
+async def test_proactive_audio_stays_silent_for_side_talk_and_answers_the_assistant() -> None:
+    side, cooking, typed = await spoken_turns(True, "Honey, can you pick up the kids at five?",
+                                              "What recipes use ingredients from my kitchen?")
+    assert kinds(side) == ["inputTranscription", "turnComplete"]  # heard, not answered: no audio at all
+    assert "audio" in kinds(cooking) and "generationComplete" in kinds(cooking)
+    assert "audio" in kinds(typed)  # typed text is always meant for the model
+
+
+async def test_without_proactive_audio_everything_is_answered() -> None:
+    side, _, _ = await spoken_turns(False, "Honey, can you pick up the kids at five?",
+                                    "What recipes use ingredients from my kitchen?")
+    assert "audio" in kinds(side)

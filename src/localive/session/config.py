@@ -34,6 +34,7 @@ class SessionConfig:
     media_resolution: str | None = None
     affective: bool = False  # enableAffectiveDialog: sense how the user sounds, adapt words and delivery
     thinking: Thinking | None = None  # reason before answering (thinkingConfig / a thinking model)
+    proactive_audio: bool = False  # proactivity.proactiveAudio: stay silent for speech not meant for the model
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,7 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
 
     tools = session_tools(setup.tools or [], model, engines)
     compression = _compression(setup.context_window_compression)
-    if setup.proactivity and (setup.proactivity.proactive_audio or setup.proactivity.proactive_video):
-        raise Unimplemented("proactivity is not supported by localive yet.")
+    proactive = _proactive_audio(setup.proactivity, model)
 
     system = content_text(setup.system_instruction, "systemInstruction") if setup.system_instruction else None
     rtc = setup.realtime_input_config or wire.RealtimeInputConfig()
@@ -176,7 +176,19 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
         manual_activity=bool(aad and aad.disabled),
         affective=bool(gen.enable_affective_dialog),
         thinking=thinking_of(model, gen),
+        proactive_audio=proactive,
     )
+
+
+def _proactive_audio(proactivity: wire.Proactivity | None, model: ModelEntry) -> bool:
+    """proactivity.proactiveAudio: a native-audio feature; proactiveVideo is not supported here."""
+    if proactivity is None:
+        return False
+    if proactivity.proactive_video:
+        raise Unimplemented("proactivity.proactiveVideo is not supported by localive.")
+    if proactivity.proactive_audio and model.family == "half-cascade":
+        raise Unimplemented(f"proactivity is not supported by {model.name}; use a native-audio model.")
+    return bool(proactivity.proactive_audio)
 
 
 def _semantic_turns(model: ModelEntry, aad: wire.AutomaticActivityDetection | None, engines: Engines | None) -> bool:

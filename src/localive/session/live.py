@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
+from localive.engines.llm.addressed import decide, judge_prompt
 from localive.engines.llm.base import (
     LLM,
     PENDING_RESULT,
@@ -150,6 +151,7 @@ class LiveSession:
         self._affect_tracker: AffectTracker | None = None  # with enableAffectiveDialog
         self._heard_affect: Affect | None = None  # how the user sounded in their last utterance
         self._delivery: Delivery = NEUTRAL  # how this turn's answer is spoken
+        self._heard_last = False  # the newest user message was spoken (proactive audio judges only speech)
         self._maybe_backchannel: float | None = None  # when speech began while the model was talking (semantic)
         self._backchannel_task: asyncio.Task[None] | None = None  # judging a short utterance's words
         self._tool_calls = ToolCalls()
@@ -394,9 +396,11 @@ class LiveSession:
             return self._engines.code_llm_for(config.model)
         return self._engines.llm_for(config.model)
 
-    def _append(self, role: str, text: str) -> None:
+    def _append(self, role: str, text: str, *, spoken: bool = False) -> None:
         if text:
             self.history.append(Turn(role, text))
+            if role == "user":
+                self._heard_last = spoken
 
     # --- turns -------------------------------------------------------------------------------------------
 
@@ -445,7 +449,7 @@ class LiveSession:
             if transcript.text:
                 if self.config.input_transcription:
                     await self.outbox.put(out.input_transcription(transcript.text))
-                self._append("user", transcript.text)
+                self._append("user", transcript.text, spoken=True)
         return speech_s
 
     async def _run_turn(self, turn_id: int) -> None:
@@ -460,10 +464,17 @@ class LiveSession:
         thought_tokens = 0
         try:
             speech_s = await self._take_utterances(timings)
+            spoken = self._heard_last
             timings.transcribed = time.monotonic()
             mark = len(self.history)
             if not self.history or self.history[-1].role not in ("user", "tool"):
                 return  # nothing new to answer (e.g. the user made a sound but said no words)
+            if config.proactive_audio and spoken and not await self._addressed(llm, config, turn_id):
+                self.history.pop()  # side talk is not part of the conversation
+                self._take_deferred()
+                await self.outbox.put(out.turn_complete(turn_usage(llm, 0, speech_s, "", playback,
+                                                                   config.response_modality)))
+                return
             if self._resumption is not None:
                 await self.outbox.put(out.resumption_update("", False), turn=turn_id)
             self._fit_context(llm, config)
@@ -562,6 +573,20 @@ class LiveSession:
         if thinking.include_thoughts and pending.strip():
             await self.outbox.put(out.model_thought(pending), turn=turn_id)
         return "".join(said)
+
+    async def _addressed(self, llm: LLM, config: SessionConfig, turn_id: int) -> bool:
+        """Proactive audio: is what the user just said meant for the model? (engines/llm/addressed.py)"""
+        utterance = self.history[-1].text
+        earlier = [ChatMessage("user" if t.role == "user" else "assistant", t.text) for t in self.history[:-1]
+                   if t.role in ("user", "model")]
+        prompt = judge_prompt(config.system_instruction, utterance, earlier)
+        logprobs = {}
+        for hypothesis in reversed(prompt.hypotheses):  # the assistant's last: its prompt prefix stays cached
+            logprobs[hypothesis.name] = await llm.continuation_logprob(list(hypothesis.messages), prompt.utterance)
+        verdict = decide(logprobs)
+        log.info("proactive session=%s turn=%d respond=%s margin=%.2f", self.session_id, turn_id, verdict.respond,
+                 verdict.margin)
+        return verdict.respond
 
     def _sense_affect(self, config: SessionConfig, turn_id: int) -> str:
         """With affective dialog: how the user sounded (or, typed, what their words say) → a note for the model,

@@ -80,6 +80,11 @@ class LLM(Protocol):
         """Tokens of the whole prompt these messages (and declared functions) render to."""
         ...
 
+    async def continuation_logprob(self, messages: list[ChatMessage], text: str) -> float:
+        """log P(`text` is the next user message | `messages`), summed over its tokens (proactive audio's judge,
+        engines/llm/addressed.py). Generates nothing; runs off the event loop."""
+        ...
+
     def stream(self, messages: list[ChatMessage], params: SamplingParams,
                functions: Sequence[FunctionSpec] = ()) -> AsyncIterator[str | FunctionCalls]:
         """Yield text pieces as they are generated, then at most one `FunctionCalls` (only when `functions` are

@@ -51,6 +51,7 @@ from localive.engines.llm.base import (
 ECHO = "You said: {input}"
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 _WORD = re.compile(r"\S+\s*|\s+")
+_LONG_WORD = re.compile(r"[^\W\d_]{4,}")
 
 
 class ScriptError(ValueError):
@@ -157,6 +158,14 @@ class EmulatorLLM:
         calls = sum(self.count_tokens(c.name) + self.count_tokens(c.args_json()) for m in messages for c in m.calls)
         declared = sum(self.count_tokens(f.name + " " + f.description) for f in functions)
         return sum(self.count_tokens(m.text) + 4 for m in messages) + calls + declared
+
+    async def continuation_logprob(self, messages: list[ChatMessage], text: str) -> float:
+        """A deterministic stand-in for a language model's likelihood: minus the number of the text's words (of
+        four letters or more) that the messages never use. So with proactive audio the emulator answers what
+        shares words with its instructions or the conversation, and stays silent for what shares more with
+        household talk."""
+        known = {w.lower() for m in messages for w in _LONG_WORD.findall(m.text)}
+        return -float(sum(1 for w in _LONG_WORD.findall(text) if w.lower() not in known))
 
     async def stream(self, messages: list[ChatMessage], params: SamplingParams,
                      functions: Sequence[FunctionSpec] = ()) -> AsyncIterator[str | FunctionCalls]:

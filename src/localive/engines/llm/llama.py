@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from localive.engines.llm.addressed import SENTINEL, prompt_prefix
 from localive.engines.llm.base import (
     CalledFunction,
     ChatMessage,
@@ -30,6 +31,7 @@ from localive.engines.llm.base import (
 from localive.engines.llm.calls import CALL_MAX_TOKENS, call_intent, calls_grammar
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+MAX_SCORED_TOKENS = 128  # continuation_logprob scores at most this many tokens (one batch)
 _DONE = object()
 
 
@@ -229,6 +231,45 @@ class LlamaLLM:
         finally:
             cancelled.set()
             future.cancel()  # if still queued behind another session's generation, it never starts
+
+    # --- scoring ---------------------------------------------------------------------------------------
+
+    async def continuation_logprob(self, messages: list[ChatMessage], text: str) -> float:
+        prefix = prompt_prefix(self._render([*messages, ChatMessage("user", SENTINEL)]))
+        context = self._llama.tokenize(prefix.encode("utf-8"), add_bos=False, special=True)
+        continuation = self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)[:MAX_SCORED_TOKENS]
+        if not continuation or not context:
+            return 0.0
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self._score, context, continuation)
+
+    def _score(self, context: list[int], continuation: list[int]) -> float:
+        """On the worker: evaluate the context (reusing the cached common prefix, as generation does), then the
+        continuation in one batch with logits for every position, and sum the continuation's log-probabilities."""
+        import numpy as np
+
+        llama = self._llama
+        cached = llama.input_ids[: llama.n_tokens]
+        common = 0
+        for a, b in zip(cached, context[:-1], strict=False):
+            if a != b:
+                break
+            common += 1
+        llama.n_tokens = common  # eval() drops the KV cache beyond n_tokens
+        llama.eval(context[common:-1])
+        batch = [context[-1], *continuation[:-1]]  # position i predicts continuation[i]
+        start = llama.n_tokens
+        llama._ctx.kv_cache_seq_rm(-1, start, -1)
+        llama._batch.set_batch(batch=batch, n_past=start, logits_all=True)
+        llama._ctx.decode(llama._batch)
+        vocab = llama.n_vocab()
+        logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(len(batch) * vocab,)).reshape(len(batch), vocab)
+        llama.input_ids[start:start + len(batch)] = batch
+        llama.n_tokens = start + len(batch)
+        logits = logits.astype(np.float64)
+        top = logits.max(axis=1, keepdims=True)
+        log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+        return float(sum(logits[i, token] - log_norm[i] for i, token in enumerate(continuation)))
 
     @staticmethod
     def _llama_grammar(gbnf: str) -> Any:
