@@ -19,7 +19,6 @@ from pathlib import Path
 
 from localive.bench.machine import collect as machine
 from localive.engines.llm.addressed import decide, judge_prompt
-from localive.engines.llm.pool import LLMPool
 from localive.models.registry import QWEN_05B
 
 SET = Path(__file__).with_name("proactive_set.toml")
@@ -46,12 +45,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--llm", default=QWEN_05B)
     parser.add_argument("--set", type=Path, default=SET)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="llama.cpp threads (default: as the server; 1 on a machine where another process is busy)")
     args = parser.parse_args()
     sets = tomllib.loads(args.set.read_text())["sets"]
     print(machine(("llama-cpp-python",)).one_line())
-    pool = LLMPool()
-    pool.load({args.llm})
-    llm = pool.backend(args.llm)
+    from localive.engines.llm.llama import LlamaLLM
+    from localive.models.weights import WEIGHTS, ensure_weights
+
+    llm = LlamaLLM(ensure_weights(WEIGHTS[args.llm]), name=args.llm, n_threads=args.threads)
+    llm.load()
     print("\n| set | use | correct | precision (responds) | recall (responds) | judge ms p50 |")
     print("|---|---|---|---|---|---|")
     for s in sets:
@@ -59,7 +62,7 @@ def main() -> None:
         n = tp + fp + fn + tn
         print(f"| {s['name']} | {s['use']} | {tp + tn}/{n} | {tp / max(1, tp + fp):.2f} | {tp / max(1, tp + fn):.2f} "
               f"| {statistics.median(seconds) * 1000:.0f} |", flush=True)
-    pool.close()
+    llm.close()
 
 
 if __name__ == "__main__":
