@@ -26,6 +26,7 @@ from localive.engines.asr.whisper import (
 )
 from localive.engines.llm.base import ModelNotInstalled
 from localive.models.weights import WHISPER_BASE, ensure_model_dir
+from localive.session.backchannel import LISTENER_WORDS, is_backchannel
 
 Say = Callable[..., Pcm16]
 
@@ -111,6 +112,21 @@ async def test_capital_of_france(asr: WhisperASR, say: Say) -> None:
 async def test_phrases(asr: WhisperASR, say: Say, phrase: str) -> None:
     transcript = await asr.transcribe(say(phrase))
     assert wer(phrase, transcript.text) <= 0.15, transcript.text
+
+
+async def test_listener_words_as_previous_text_steer_short_backchannels(asr: WhisperASR, say: Say) -> None:
+    # espeak's "Yeah." alone comes out as "the"; with a listener's words before it, as "Yeah." (session/backchannel.py)
+    assert not is_backchannel((await asr.transcribe(say("Yeah."))).text)
+    assert is_backchannel((await asr.transcribe(say("Yeah."), expect=LISTENER_WORDS)).text)
+    for request in ("Wait.", "Stop.", "Hold on."):  # a request keeps its words
+        heard = (await asr.transcribe(say(request), expect=LISTENER_WORDS)).text
+        assert request.lower().rstrip(".") in heard.lower() and not is_backchannel(heard), heard
+
+
+async def test_the_previous_text_reaches_the_30_s_path(asr_full: WhisperASR, say: Say) -> None:
+    assert not is_backchannel((await asr_full.transcribe(say("Yeah."))).text)  # "" without it
+    heard = (await asr_full.transcribe(say("Yeah."), expect=LISTENER_WORDS)).text
+    assert is_backchannel(heard), heard
 
 
 @pytest.mark.parametrize("sample_rate_hz", [8000, 48000])

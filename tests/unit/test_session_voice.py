@@ -19,7 +19,7 @@ from localive.engines.vad.energy import EnergyVAD
 from localive.models.registry import ModelRegistry
 from localive.protocol.errors import Close
 from localive.protocol.parse import parse_client_message
-from localive.session.backchannel import is_backchannel
+from localive.session.backchannel import LISTENER_WORDS, is_backchannel, lets_the_model_go_on
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
 
@@ -35,9 +35,11 @@ class ListASR:
     def __init__(self, *texts: str) -> None:
         self.texts = list(texts)
         self.heard: list[float] = []
+        self.expected: list[str | None] = []
 
-    async def transcribe(self, audio: Pcm16, language: str | None = None) -> Transcript:
+    async def transcribe(self, audio: Pcm16, language: str | None = None, expect: str | None = None) -> Transcript:
         self.heard.append(audio.duration_s)
+        self.expected.append(expect)
         return Transcript(self.texts.pop(0) if self.texts else "", audio_s=audio.duration_s)
 
     def close(self) -> None:
@@ -232,6 +234,16 @@ async def test_a_backchannel_does_not_interrupt_the_model() -> None:
     session = semantic_session(asr)
     messages = await while_the_model_counts(session, tone(0.3, loud=True), tone(0.4, loud=False))
     assert "interrupted" not in kinds(messages) and asr.heard  # heard, judged, let pass
+    assert asr.expected == [LISTENER_WORDS]  # transcribed as a listener's words
+    assert [t.role for t in session.history] == ["user", "model"] and "ten" in session.history[-1].text
+    await session.aclose()
+
+
+async def test_a_short_sound_with_no_words_does_not_interrupt_the_model() -> None:
+    asr = ListASR("")  # a cough, or a hum Whisper calls silence
+    session = semantic_session(asr)
+    messages = await while_the_model_counts(session, tone(0.3, loud=True), tone(0.4, loud=False))
+    assert "interrupted" not in kinds(messages) and asr.heard
     assert [t.role for t in session.history] == ["user", "model"] and "ten" in session.history[-1].text
     await session.aclose()
 
@@ -255,10 +267,16 @@ async def test_long_speech_while_the_model_talks_is_a_barge_in_before_it_ends() 
 
 @pytest.mark.parametrize(("text", "backchannel"), [
     ("Mm-hm.", True), ("Yeah, yeah.", True), ("Oh, I see.", True), ("okay", True), ("Uh-huh", True),
+    ("M-m-hm.", True), ("Hmmm.", True), ("Um-hm.", True), ("Mama", False), ("Hm, what?", False),
     ("Wait.", False), ("Yeah but what about Paris?", False), ("", False), ("No.", False), ("Stop", False),
 ])
 def test_is_backchannel(text: str, backchannel: bool) -> None:
     assert is_backchannel(text) is backchannel
+    assert lets_the_model_go_on(text) is (backchannel or not text)
+
+
+def test_nothing_recognisable_lets_the_model_go_on() -> None:
+    assert lets_the_model_go_on("...") and lets_the_model_go_on(" ") and not lets_the_model_go_on("Why?")
 
 
 # --- proactive audio ------------------------------------------------------------------------------------------------

@@ -40,8 +40,9 @@ class AffectTracker:
         return estimate(measure(b"", 16000, len(text.split())), text, None)
 
 
-async def hear(asr: ASR, audio: Pcm16, language: str | None, tracker: AffectTracker | None) -> Heard:
-    transcript = await asr.transcribe(audio, language)
+async def hear(asr: ASR, audio: Pcm16, language: str | None, tracker: AffectTracker | None,
+               expect: str | None = None) -> Heard:
+    transcript = await asr.transcribe(audio, language, expect)
     if tracker is None or not transcript.text.strip():
         return Heard(transcript)
     return Heard(transcript, await tracker.listen(audio, transcript.text))

@@ -19,6 +19,7 @@ class ASRCall:
     audio_s: float
     sample_rate_hz: int
     language: str | None
+    expect: str | None = None
 
 
 class ScriptedASR:
@@ -56,11 +57,11 @@ class ScriptedASR:
         """Scripted texts not handed out yet (0 for a callable script)."""
         return len(self._texts) - self._next
 
-    async def transcribe(self, audio: Pcm16, language: str | None = None) -> Transcript:
+    async def transcribe(self, audio: Pcm16, language: str | None = None, expect: str | None = None) -> Transcript:
         """The next scripted text. Cancelling during the delay abandons the call; the script still advances."""
         if self.closed:
             raise RuntimeError(f"ASR '{self.name}' is closed")
-        self.calls.append(ASRCall(audio.duration_s, audio.sample_rate_hz, language))
+        self.calls.append(ASRCall(audio.duration_s, audio.sample_rate_hz, language, expect))
         if self._respond is not None:
             text = self._respond(audio, language)
         elif self._next < len(self._texts):

@@ -58,6 +58,7 @@ _TAIL_S = 0.5  # encoded after the end of the audio
 _MAX_WINDOW_FRAMES = 3000  # Whisper's 30 s
 _MAX_SHORT_AUDIO_S = 29.0  # longer audio takes the 30 s path (it splits into windows)
 _MAX_LENGTH = 448  # Whisper's decoder context, prompt included
+_MAX_PROMPT_TOKENS = 223  # of `expect` (Whisper keeps at most half its context for the previous text)
 _TOKENS_PER_S = 12  # generous: fast speech is ~5 text tokens/s, plus timestamp tokens
 _MAX_INITIAL_TIMESTAMP_S = 1.0
 _COMPRESSION_RATIO_LIMIT = 2.4  # faster-whisper's threshold for "too repetitive"
@@ -203,15 +204,16 @@ class WhisperASR:
 
     # --- transcription ---------------------------------------------------------------------------------
 
-    async def transcribe(self, audio: Pcm16, language: str | None = None) -> Transcript:
-        """Text of the utterance ("" for silence). Cancelling abandons the result; a pass that has started
-        finishes on the worker thread, a queued one never starts."""
+    async def transcribe(self, audio: Pcm16, language: str | None = None, expect: str | None = None) -> Transcript:
+        """Text of the utterance ("" for silence). `expect` is given to Whisper as the previous text (its
+        usual prompt), which steers how short, unclear words are spelled. Cancelling abandons the result; a pass
+        that has started finishes on the worker thread, a queued one never starts."""
         if self._closed:
             raise RuntimeError(f"ASR '{self.name}' is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, self._transcribe_on_worker, audio, language)
+        return await loop.run_in_executor(self._worker, self._transcribe_on_worker, audio, language, expect)
 
-    def _transcribe_on_worker(self, audio: Pcm16, language: str | None) -> Transcript:
+    def _transcribe_on_worker(self, audio: Pcm16, language: str | None, expect: str | None = None) -> Transcript:
         started = time.perf_counter()
         self._load_on_worker()
         audio_s = audio.duration_s
@@ -221,16 +223,17 @@ class WhisperASR:
         lang = whisper_language(language, self._languages, self.default_language)
         text = ""
         if samples.size:
-            text, lang = self._decode(samples, lang)
+            text, lang = self._decode(samples, lang, expect)
         return Transcript(text=text, language=lang, audio_s=audio_s, compute_s=time.perf_counter() - started)
 
-    def _decode(self, samples: npt.NDArray[np.float32], language: str | None) -> tuple[str, str | None]:
+    def _decode(self, samples: npt.NDArray[np.float32], language: str | None,
+                expect: str | None = None) -> tuple[str, str | None]:
         duration_s = samples.size / SAMPLE_RATE_HZ
         if self.short_window and duration_s <= _MAX_SHORT_AUDIO_S:
-            result = self._decode_short(samples, language)
+            result = self._decode_short(samples, language, expect)
             if result is not None:
                 return result
-        return self._decode_full(samples, language)
+        return self._decode_full(samples, language, expect)
 
     def _tokenizer(self, language: str | None) -> tuple[Any, tuple[int, ...]]:
         if language not in self._tokenizers:
@@ -244,7 +247,8 @@ class WhisperASR:
             self._suppress[language] = tuple(get_suppressed_tokens(tokenizer, [-1]) or ())
         return self._tokenizers[language], self._suppress[language]
 
-    def _decode_short(self, samples: npt.NDArray[np.float32], language: str | None) -> tuple[str, str | None] | None:
+    def _decode_short(self, samples: npt.NDArray[np.float32], language: str | None,
+                      expect: str | None = None) -> tuple[str, str | None] | None:
         """The short-window pass; None when it ran into the length cap with repetitive text."""
         from faster_whisper.audio import pad_or_trim
 
@@ -258,6 +262,8 @@ class WhisperASR:
             language = detected[2:-2] if detected[2:-2] in self._languages else "en"
         tokenizer, suppress = self._tokenizer(language)
         prompt = list(tokenizer.sot_sequence)
+        if expect and expect.strip():
+            prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + expect.strip())[-_MAX_PROMPT_TOKENS:], *prompt]
         max_new = 16 + math.ceil(duration_s * _TOKENS_PER_S)
         max_length = min(_MAX_LENGTH, len(prompt) + max_new)
         result = model.model.generate(
@@ -275,9 +281,11 @@ class WhisperASR:
             return None  # a repetition loop: redo on the 30 s path
         return join_segments(texts), language
 
-    def _decode_full(self, samples: npt.NDArray[np.float32], language: str | None) -> tuple[str, str | None]:
+    def _decode_full(self, samples: npt.NDArray[np.float32], language: str | None,
+                     expect: str | None = None) -> tuple[str, str | None]:
         segments, info = self._model.transcribe(
             samples, language=language, beam_size=self.beam_size, condition_on_previous_text=False,
+            initial_prompt=expect.strip() if expect and expect.strip() else None,
             vad_filter=False, without_timestamps=False, no_speech_threshold=self.no_speech_threshold,
             log_prob_threshold=self.log_prob_threshold,
         )
