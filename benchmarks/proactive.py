@@ -1,11 +1,12 @@
 """Proactive audio: how well the server's judge tells speech meant for the assistant from side talk.
 
-    .venv/bin/python benchmarks/proactive.py [--llm qwen2.5-coder-0.5b-instruct] [--set benchmarks/proactive_set.toml]
+    .venv/bin/python benchmarks/proactive.py [--llm qwen2.5-coder-1.5b-instruct] [--set FILE ...]
 
 Runs exactly what a session with `proactivity.proactiveAudio` does on each spoken turn (engines/llm/addressed.py:
-the two hypotheses, `LLM.continuation_logprob` on the embedded model, `decide`) over the labelled sets, and prints
-per set: correct, precision and recall of "responds", and the judge's time per utterance. Results:
-docs/proactive-audio.md.
+the two hypotheses with the set's conversation so far, `LLM.continuation_logprobs` on the embedded model,
+`decide`) over the labelled sets (default: benchmarks/proactive_set.toml and proactive_set_fresh.toml), and prints
+per set: correct, precision and recall of "responds", and the judge's time per utterance; then totals per use
+(tune / held-out rounds / fresh). Results: docs/proactive-audio.md.
 """
 
 from __future__ import annotations
@@ -19,21 +20,22 @@ from pathlib import Path
 
 from localive.bench.machine import collect as machine
 from localive.engines.llm.addressed import decide, judge_prompt
-from localive.models.registry import QWEN_05B
+from localive.engines.llm.base import ChatMessage
+from localive.models.registry import QWEN_15B
 
-SET = Path(__file__).with_name("proactive_set.toml")
+SETS = [Path(__file__).with_name("proactive_set.toml"), Path(__file__).with_name("proactive_set_fresh.toml")]
 
 
-async def judge_set(llm, instruction: str, items: list[dict]) -> tuple[int, int, int, int, list[float]]:  # type: ignore[no-untyped-def]
+async def judge_set(llm, instruction: str, history: list[ChatMessage],  # type: ignore[no-untyped-def]
+                    items: list[dict]) -> tuple[int, int, int, int, list[float]]:
     tp = fp = fn = tn = 0
     seconds = []
     for item in items:
-        prompt = judge_prompt(instruction, item["text"])
+        prompt = judge_prompt(instruction, item["text"], history)
         started = time.perf_counter()
-        logprobs = {h.name: await llm.continuation_logprob(list(h.messages), prompt.utterance)
-                    for h in reversed(prompt.hypotheses)}
+        scores = await llm.continuation_logprobs([list(h.messages) for h in prompt.hypotheses], prompt.utterance)
         seconds.append(time.perf_counter() - started)
-        respond = decide(logprobs).respond
+        respond = decide({h.name: v for h, v in zip(prompt.hypotheses, scores, strict=True)}).respond
         tp += respond and item["respond"]
         fp += respond and not item["respond"]
         fn += (not respond) and item["respond"]
@@ -43,25 +45,41 @@ async def judge_set(llm, instruction: str, items: list[dict]) -> tuple[int, int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--llm", default=QWEN_05B)
-    parser.add_argument("--set", type=Path, default=SET)
+    parser.add_argument("--llm", default=QWEN_15B, help="the judge's model (the server's: the 1.5B when installed)")
+    parser.add_argument("--set", type=Path, action="append", default=None, help="a labelled set file (repeatable)")
     parser.add_argument("--threads", type=int, default=None,
                         help="llama.cpp threads (default: as the server; 1 on a machine where another process is busy)")
     args = parser.parse_args()
-    sets = tomllib.loads(args.set.read_text())["sets"]
+    sets = [s for path in (args.set or SETS) for s in tomllib.loads(path.read_text())["sets"]]
     print(machine(("llama-cpp-python",)).one_line())
     from localive.engines.llm.llama import LlamaLLM
     from localive.models.weights import WEIGHTS, ensure_weights
 
     llm = LlamaLLM(ensure_weights(WEIGHTS[args.llm]), name=args.llm, n_threads=args.threads)
     llm.load()
+    print(f"judge: {args.llm}")
     print("\n| set | use | correct | precision (responds) | recall (responds) | judge ms p50 |")
     print("|---|---|---|---|---|---|")
+    totals: dict[str, list[int]] = {}
+    every: list[float] = []
     for s in sets:
-        tp, fp, fn, tn, seconds = asyncio.run(judge_set(llm, s["system_instruction"], s["items"]))
+        history = [ChatMessage(m["role"], m["text"]) for m in s.get("history", [])]
+        tp, fp, fn, tn, seconds = asyncio.run(judge_set(llm, s["system_instruction"], history, s["items"]))
+        every += seconds
+        use = "tune" if s["use"] == "tune" else "fresh" if s["use"] == "fresh" else "heldout"
+        for key in (use, "all"):
+            totals[key] = [a + b for a, b in zip(totals.get(key, [0, 0, 0, 0]), (tp, fp, fn, tn), strict=True)]
         n = tp + fp + fn + tn
         print(f"| {s['name']} | {s['use']} | {tp + tn}/{n} | {tp / max(1, tp + fp):.2f} | {tp / max(1, tp + fn):.2f} "
               f"| {statistics.median(seconds) * 1000:.0f} |", flush=True)
+    print("\n| sets | correct | precision (responds) | recall (responds) |")
+    print("|---|---|---|---|")
+    for key, (tp, fp, fn, tn) in totals.items():
+        n = tp + fp + fn + tn
+        precision, recall = tp / max(1, tp + fp), tp / max(1, tp + fn)
+        print(f"| {key} | {tp + tn}/{n} = {(tp + tn) / n:.1%} | {precision:.2f} | {recall:.2f} |")
+    p50, p90 = statistics.median(every) * 1000, statistics.quantiles(every, n=10)[-1] * 1000
+    print(f"\njudge time per utterance: p50 {p50:.0f} ms, p90 {p90:.0f} ms")
     llm.close()
 
 

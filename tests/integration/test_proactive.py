@@ -1,6 +1,6 @@
-"""Proactive audio through the Python SDK with the embedded 0.5B model: side talk heard by the microphone gets no
-answer, a question for the assistant does; without the flag both are answered. (The precision/recall on the
-labelled set is measured by benchmarks/proactive.py: docs/proactive-audio.md.)"""
+"""Proactive audio through the Python SDK with the embedded models (the 1.5B judges, the 0.5B answers): side talk
+heard by the microphone gets no answer, a question for the assistant does; without the flag both are answered.
+(The precision/recall on the labelled sets is measured by benchmarks/proactive.py: docs/proactive-audio.md.)"""
 
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ async def answered(client: genai.Client, proactive: bool, *questions: str) -> li
     return results
 
 
-async def test_side_talk_gets_no_answer_with_proactive_audio(client: genai.Client) -> None:
+async def test_side_talk_gets_no_answer_with_proactive_audio(client: genai.Client, llm_server: RunningServer) -> None:
     side, question = "Honey, can you pick up the kids from school at five today?", "How long should I boil an egg?"
     assert await answered(client, True, side, question) == [False, True]
     assert await answered(client, False, side) == [True]
+    judged = [line for line in llm_server.log().splitlines() if "proactive session=" in line]
+    assert judged and all("judge=qwen2.5-coder-1.5b-instruct" in line for line in judged)  # the larger model judges

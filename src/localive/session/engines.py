@@ -39,7 +39,7 @@ class Engines:
     vad_factory: VADFactory | None = None
     vad_executor: Executor | None = None  # where VAD frames are scored (None: the loop's default executor)
     tools: ToolEngines = field(default_factory=ToolEngines)
-    code_llm_for: Callable[[ModelEntry], LLM] | None = None  # codeExecution or thinking sessions (None: llm_for)
+    code_llm_for: Callable[[ModelEntry], LLM] | None = None  # codeExecution, thinking, proactive judge (None: llm_for)
     vision: Vision | None = None  # describes video frames (None: video input is refused)
     end_of_turn: EndOfTurn | None = None  # semantic turn-taking (None: silence-based VAD only)
     semantic_families: frozenset[str] = frozenset()  # model families whose sessions use it by default

@@ -44,7 +44,7 @@ from localive.session import snapshot
 from localive.session.activity import ActivityEvent, SpeechEnded, SpeechStarted
 from localive.session.affect import Affect, context_note, delivery
 from localive.session.audio_in import AudioInput
-from localive.session.backchannel import BARGE_IN_AFTER_S, is_backchannel
+from localive.session.backchannel import BARGE_IN_AFTER_S, LISTENER_WORDS, lets_the_model_go_on
 from localive.session.code_blocks import CodeBlocks
 from localive.session.config import SessionConfig, content_text, session_config, session_tools
 from localive.session.context import TurnContext
@@ -315,7 +315,7 @@ class LiveSession:
         """A short utterance while the model talks: a backchannel is let pass; anything else interrupts."""
         if self._backchannel_task is not None and not self._backchannel_task.done():
             self._backchannel_task.cancel()  # the latest one decides
-        heard = self._hear_task(event)
+        heard = self._hear_task(event, expect=LISTENER_WORDS)
 
         async def judge() -> None:
             try:
@@ -323,7 +323,7 @@ class LiveSession:
             except asyncio.CancelledError:
                 heard.cancel()
                 raise
-            if is_backchannel(words) and self.generating:
+            if lets_the_model_go_on(words) and self.generating:
                 log.info("session %s: backchannel %r while the model talks: not an interruption",
                          self.session_id, words[:40])
                 return
@@ -345,7 +345,7 @@ class LiveSession:
     def _transcribe_later(self, event: SpeechEnded) -> None:
         self._utterances.append(self._hear_task(event))
 
-    def _hear_task(self, event: SpeechEnded) -> asyncio.Task[Heard]:
+    def _hear_task(self, event: SpeechEnded, expect: str | None = None) -> asyncio.Task[Heard]:
         asr = self._engines.asr
         if asr is None:
             raise Unimplemented(f"Speech recognition is not installed on this server ({VOICE_HINT}).")
@@ -354,7 +354,7 @@ class LiveSession:
         language = self.config.language if self.config else None
         if self.config and self.config.affective and self._affect_tracker is None:
             self._affect_tracker = AffectTracker()
-        return asyncio.create_task(hear(asr, event.audio, language, self._affect_tracker),
+        return asyncio.create_task(hear(asr, event.audio, language, self._affect_tracker, expect),
                                    name=f"asr-{self.session_id}")
 
     async def _tool_response(self, message: wire.ToolResponse) -> None:
@@ -469,7 +469,7 @@ class LiveSession:
             mark = len(self.history)
             if not self.history or self.history[-1].role not in ("user", "tool"):
                 return  # nothing new to answer (e.g. the user made a sound but said no words)
-            if config.proactive_audio and spoken and not await self._addressed(llm, config, turn_id):
+            if config.proactive_audio and spoken and not await self._addressed(config, turn_id):
                 self.history.pop()  # side talk is not part of the conversation
                 self._take_deferred()
                 await self.outbox.put(out.turn_complete(turn_usage(llm, 0, speech_s, "", playback,
@@ -574,18 +574,19 @@ class LiveSession:
             await self.outbox.put(out.model_thought(pending), turn=turn_id)
         return "".join(said)
 
-    async def _addressed(self, llm: LLM, config: SessionConfig, turn_id: int) -> bool:
-        """Proactive audio: is what the user just said meant for the model? (engines/llm/addressed.py)"""
+    async def _addressed(self, config: SessionConfig, turn_id: int) -> bool:
+        """Proactive audio: is what the user just said meant for the model? (engines/llm/addressed.py) Judged by
+        the larger LLM where it is installed (the 0.5B lets through ordinary talk for broad roles)."""
+        code_llm_for = self._engines.code_llm_for
+        llm = code_llm_for(config.model) if code_llm_for is not None else self._engines.llm_for(config.model)
         utterance = self.history[-1].text
         earlier = [ChatMessage("user" if t.role == "user" else "assistant", t.text) for t in self.history[:-1]
                    if t.role in ("user", "model")]
         prompt = judge_prompt(config.system_instruction, utterance, earlier)
-        logprobs = {}
-        for hypothesis in reversed(prompt.hypotheses):  # the assistant's last: its prompt prefix stays cached
-            logprobs[hypothesis.name] = await llm.continuation_logprob(list(hypothesis.messages), prompt.utterance)
-        verdict = decide(logprobs)
-        log.info("proactive session=%s turn=%d respond=%s margin=%.2f", self.session_id, turn_id, verdict.respond,
-                 verdict.margin)
+        scores = await llm.continuation_logprobs([list(h.messages) for h in prompt.hypotheses], prompt.utterance)
+        verdict = decide({h.name: score for h, score in zip(prompt.hypotheses, scores, strict=True)})
+        log.info("proactive session=%s turn=%d judge=%s respond=%s margin=%.2f", self.session_id, turn_id, llm.name,
+                 verdict.respond, verdict.margin)
         return verdict.respond
 
     def _sense_affect(self, config: SessionConfig, turn_id: int) -> str:

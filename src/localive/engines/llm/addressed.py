@@ -61,17 +61,17 @@ time (0.5B: ~290 ms, ~460 ms with history). The assistant prefix contains the la
 turn: judged cold that costs ~210 ms (0.5B) / ~280 ms (1.5B); prefilled right after the answer (while the user
 speaks) the judgment is back to ~100 ms / ~140 ms.
 
-The server's own code path (`LLM.continuation_logprob`, benchmarks/proactive.py, docs/proactive-audio.md)
-measured 48/48 on the tuning sets and 140/156 on the first seven held-out sets with the 0.5B, in line with the
-table (139/156 on the same sets here).
+The server judges with the 1.5B when it is installed (session/live.py `_addressed`). Its own code path
+(`LLM.continuation_logprobs`, engines/llm/llama_scoring.py; benchmarks/proactive.py) measured 192/204 (94.1 %) on
+the held-out sets above and 100/120 (83.3 %) on five fresh, harder roles written later by someone who saw neither
+this code nor its results (benchmarks/proactive_set_fresh.toml: side talk about the role's own topic reads as
+addressed). Numbers and discussion: docs/proactive-audio.md.
 
-How an engine computes it (`LLM.continuation_logprob`; the reference llama.cpp code with one KV sequence per
-hypothesis is `load_llama` and `ContinuationScorer` in benchmarks/proactive_judge.py): for each hypothesis,
-render `messages + [ChatMessage("user", SENTINEL)]` with the model's chat template and cut at SENTINEL
-(`prompt_prefix`): that is the prefix; the continuation is the utterance, tokenized without special tokens (the
-concatenation tokenizes exactly as the full rendering does for Qwen's template). Decode prefix + utterance with
-logits for the last prefix token and every utterance token but the last, and sum
-log_softmax(logits[i])[token[i + 1]] over the utterance tokens.
+How an engine computes it: for each hypothesis, render `messages + [ChatMessage("user", SENTINEL)]` with the
+model's chat template and cut at SENTINEL (`prompt_prefix`): that is the prefix; the continuation is the
+utterance, tokenized without special tokens (the concatenation tokenizes exactly as the full rendering does for
+Qwen's template). Decode prefix + utterance with logits for the last prefix token and every utterance token but
+the last, and sum log_softmax(logits[i])[token[i + 1]] over the utterance tokens.
 """
 
 from __future__ import annotations

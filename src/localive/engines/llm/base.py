@@ -80,9 +80,10 @@ class LLM(Protocol):
         """Tokens of the whole prompt these messages (and declared functions) render to."""
         ...
 
-    async def continuation_logprob(self, messages: list[ChatMessage], text: str) -> float:
-        """log P(`text` is the next user message | `messages`), summed over its tokens (proactive audio's judge,
-        engines/llm/addressed.py). Generates nothing; runs off the event loop."""
+    async def continuation_logprobs(self, chats: Sequence[list[ChatMessage]], text: str) -> list[float]:
+        """For each chat: log P(`text` is its next user message | the chat), summed over the text's tokens
+        (proactive audio's judge, engines/llm/addressed.py). Generates nothing, leaves the cache of the
+        conversation being generated alone; runs off the event loop."""
         ...
 
     def stream(self, messages: list[ChatMessage], params: SamplingParams,

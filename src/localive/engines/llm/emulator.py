@@ -159,13 +159,16 @@ class EmulatorLLM:
         declared = sum(self.count_tokens(f.name + " " + f.description) for f in functions)
         return sum(self.count_tokens(m.text) + 4 for m in messages) + calls + declared
 
-    async def continuation_logprob(self, messages: list[ChatMessage], text: str) -> float:
+    async def continuation_logprobs(self, chats: Sequence[list[ChatMessage]], text: str) -> list[float]:
         """A deterministic stand-in for a language model's likelihood: minus the number of the text's words (of
-        four letters or more) that the messages never use. So with proactive audio the emulator answers what
+        four letters or more) that the chat never uses. So with proactive audio the emulator answers what
         shares words with its instructions or the conversation, and stays silent for what shares more with
         household talk."""
-        known = {w.lower() for m in messages for w in _LONG_WORD.findall(m.text)}
-        return -float(sum(1 for w in _LONG_WORD.findall(text) if w.lower() not in known))
+        scores = []
+        for chat in chats:
+            known = {w.lower() for m in chat for w in _LONG_WORD.findall(m.text)}
+            scores.append(-float(sum(1 for w in _LONG_WORD.findall(text) if w.lower() not in known)))
+        return scores
 
     async def stream(self, messages: list[ChatMessage], params: SamplingParams,
                      functions: Sequence[FunctionSpec] = ()) -> AsyncIterator[str | FunctionCalls]:

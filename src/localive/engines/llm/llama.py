@@ -29,9 +29,10 @@ from localive.engines.llm.base import (
     SamplingParams,
 )
 from localive.engines.llm.calls import CALL_MAX_TOKENS, call_intent, calls_grammar
+from localive.engines.llm.llama_scoring import N_SEQ_MAX, SequenceScorer
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
-MAX_SCORED_TOKENS = 128  # continuation_logprob scores at most this many tokens (one batch)
+MAX_SCORED_TOKENS = 128  # continuation_logprobs scores at most this many tokens of the text
 _DONE = object()
 
 
@@ -59,6 +60,7 @@ class LlamaLLM:
         self._formatter: Any = None
         self._last_render: tuple[object, str] | None = None  # token count, then generation
         self._grammar: tuple[str, str] | None = None  # the last function set's call grammar (GBNF)
+        self._scorer: SequenceScorer | None = None  # worker-thread state, like _llama
 
     # --- loading (on the worker thread) -----------------------------------------------------------------
 
@@ -71,17 +73,26 @@ class LlamaLLM:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         # use_extra_bufts=False: with extra buffer types (AMX repacking) a -march=native build segfaults at the
-        # first decode on CPUs with AMX (MODELS.md). `Llama()` has no argument for it, so the default model
-        # params it starts from are adjusted for the duration of the constructor (we are the only caller).
-        low_level = llama_cpp.llama_cpp  # the module `Llama()` looks the function up in
+        # first decode on CPUs with AMX (MODELS.md). n_seq_max + kv_unified: scoring keeps its prompts in KV
+        # sequences of their own (llama_scoring.py). `Llama()` has no arguments for these, so the default params
+        # it starts from are adjusted for the duration of the constructor (we are the only caller).
+        low_level = llama_cpp.llama_cpp  # the module `Llama()` looks the functions up in
         default_params = low_level.llama_model_default_params
+        default_context = low_level.llama_context_default_params
 
         def params_without_extra_bufts() -> Any:
             params = default_params()
             params.use_extra_bufts = False
             return params
 
+        def context_with_scoring_sequences() -> Any:
+            params = default_context()
+            params.n_seq_max = N_SEQ_MAX
+            params.kv_unified = True  # one pool of n_ctx cells: the conversation may still use all of it
+            return params
+
         low_level.llama_model_default_params = params_without_extra_bufts
+        low_level.llama_context_default_params = context_with_scoring_sequences
         try:
             self._llama = llama_cpp.Llama(
                 model_path=str(self.model_path),
@@ -92,6 +103,8 @@ class LlamaLLM:
             )
         finally:
             low_level.llama_model_default_params = default_params
+            low_level.llama_context_default_params = default_context
+        self._scorer = SequenceScorer(self._llama)
         template = self._llama.metadata.get("tokenizer.chat_template")
         if not template:
             raise ModelNotInstalled(f"{self.model_path.name} has no chat template; it cannot serve as an assistant")
@@ -105,11 +118,13 @@ class LlamaLLM:
 
     # --- prompt ----------------------------------------------------------------------------------------
 
-    def _render(self, messages: list[ChatMessage], functions: Sequence[FunctionSpec] = ()) -> str:
+    def _render(self, messages: list[ChatMessage], functions: Sequence[FunctionSpec] = (), *,
+                cache: bool = True) -> str:
         """The chat template applied to `messages` (and the declared functions); a turn renders the same prompt
-        twice (token count, then generation), so the last result is kept."""
+        twice (token count, then generation), so the last result is kept (`cache=False`: neither used nor kept,
+        for renderings on the worker thread)."""
         key = (tuple(messages), tuple(f.name for f in functions))
-        if self._last_render is not None and self._last_render[0] == key:
+        if cache and self._last_render is not None and self._last_render[0] == key:
             return self._last_render[1]
         chat = [_template_message(m) for m in messages]
         if not chat or chat[0]["role"] != "system":
@@ -117,7 +132,8 @@ class LlamaLLM:
         tools = [{"type": "function", "function": {"name": f.name, "description": f.description,
                                                    "parameters": f.parameters}} for f in functions]
         prompt = str(self._formatter(messages=chat, tools=tools or None).prompt)
-        self._last_render = (key, prompt)
+        if cache:
+            self._last_render = (key, prompt)
         return prompt
 
     def count_tokens(self, text: str) -> int:
@@ -234,42 +250,23 @@ class LlamaLLM:
 
     # --- scoring ---------------------------------------------------------------------------------------
 
-    async def continuation_logprob(self, messages: list[ChatMessage], text: str) -> float:
-        prefix = prompt_prefix(self._render([*messages, ChatMessage("user", SENTINEL)]))
-        context = self._llama.tokenize(prefix.encode("utf-8"), add_bos=False, special=True)
-        continuation = self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)[:MAX_SCORED_TOKENS]
-        if not continuation or not context:
-            return 0.0
+    async def continuation_logprobs(self, chats: Sequence[list[ChatMessage]], text: str) -> list[float]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, self._score, context, continuation)
+        return await loop.run_in_executor(self._worker, self._score, list(chats), text)
 
-    def _score(self, context: list[int], continuation: list[int]) -> float:
-        """On the worker: evaluate the context (reusing the cached common prefix, as generation does), then the
-        continuation in one batch with logits for every position, and sum the continuation's log-probabilities."""
-        import numpy as np
+    def _score(self, chats: list[list[ChatMessage]], text: str) -> list[float]:
+        """On the worker: each chat's prompt up to the next user message, then `text` as that message, scored in
+        the chat's own KV sequence (llama_scoring.py) so that the conversation's cache in sequence 0 stays."""
+        assert self._scorer is not None
+        continuation = self._tokens(text, special=False)[:MAX_SCORED_TOKENS]
+        if not continuation:
+            return [0.0] * len(chats)
+        prefixes = [self._tokens(prompt_prefix(self._render([*chat, ChatMessage("user", SENTINEL)], cache=False)),
+                                 special=True) for chat in chats]
+        return self._scorer.logprobs([(prefix, continuation) for prefix in prefixes])
 
-        llama = self._llama
-        cached = llama.input_ids[: llama.n_tokens]
-        common = 0
-        for a, b in zip(cached, context[:-1], strict=False):
-            if a != b:
-                break
-            common += 1
-        llama.n_tokens = common  # eval() drops the KV cache beyond n_tokens
-        llama.eval(context[common:-1])
-        batch = [context[-1], *continuation[:-1]]  # position i predicts continuation[i]
-        start = llama.n_tokens
-        llama._ctx.kv_cache_seq_rm(-1, start, -1)
-        llama._batch.set_batch(batch=batch, n_past=start, logits_all=True)
-        llama._ctx.decode(llama._batch)
-        vocab = llama.n_vocab()
-        logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(len(batch) * vocab,)).reshape(len(batch), vocab)
-        llama.input_ids[start:start + len(batch)] = batch
-        llama.n_tokens = start + len(batch)
-        logits = logits.astype(np.float64)
-        top = logits.max(axis=1, keepdims=True)
-        log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
-        return float(sum(logits[i, token] - log_norm[i] for i, token in enumerate(continuation)))
+    def _tokens(self, text: str, *, special: bool) -> list[int]:
+        return list(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=special))
 
     @staticmethod
     def _llama_grammar(gbnf: str) -> Any:
@@ -279,6 +276,9 @@ class LlamaLLM:
 
     def close(self) -> None:
         self._worker.shutdown(wait=True, cancel_futures=True)
+        if self._scorer is not None:  # the worker has ended: nothing else touches it now
+            self._scorer.close()
+            self._scorer = None
 
 
 def _template_message(message: ChatMessage) -> dict[str, Any]:

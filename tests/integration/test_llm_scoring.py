@@ -1,0 +1,110 @@
+"""Scoring with the real embedded LLM (proactive audio's judge): each hypothesis in its own KV sequence
+(engines/llm/llama_scoring.py). The numbers must not depend on what is cached, and scoring must leave the
+conversation's cache alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from localive.engines.llm.addressed import decide, judge_prompt
+from localive.engines.llm.base import ChatMessage, SamplingParams
+from localive.engines.llm.llama import LlamaLLM
+from localive.models.registry import QWEN_05B
+from localive.models.weights import WEIGHTS, ensure_weights
+
+pytestmark = pytest.mark.llm
+COOK = "You are a cooking assistant. You help the user with recipes, ingredients and kitchen techniques."
+QUESTION = "How long should I boil an egg for a soft yolk?"
+SIDE_TALK = "Honey, can you pick up the kids at five today?"
+# Sums of ~15 log-probabilities (about -50 nats): evaluating the prefix in other batches, beside another cached
+# conversation, changes float rounding by a few tenths at most; a cache read wrongly is off by several nats.
+TOLERANCE = 0.6
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[LlamaLLM]:
+    engine = LlamaLLM(ensure_weights(WEIGHTS[QWEN_05B], progress=False), name=QWEN_05B, n_ctx=4096)
+    engine.load()
+    yield engine
+    engine.close()
+
+
+def chats(utterance: str) -> list[list[ChatMessage]]:
+    return [list(h.messages) for h in judge_prompt(COOK, utterance).hypotheses]
+
+
+def sequence_end(llm: LlamaLLM, seq: int) -> int:
+    import llama_cpp
+
+    return int(llama_cpp.llama_memory_seq_pos_max(llama_cpp.llama_get_memory(llm._llama._ctx.ctx), seq))
+
+
+def trim(llm: LlamaLLM, seq: int, keep: int) -> None:
+    import llama_cpp
+
+    llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llm._llama._ctx.ctx), seq, keep, -1)
+    assert sequence_end(llm, seq) == keep - 1
+
+
+async def generate(llm: LlamaLLM, system: str, question: str) -> str:
+    messages = [ChatMessage("system", system), ChatMessage("user", question)]
+    pieces = [p async for p in llm.stream(messages, SamplingParams(temperature=0.0, max_output_tokens=12))]
+    return "".join(p for p in pieces if isinstance(p, str))
+
+
+async def test_the_judge_tells_a_question_from_side_talk(llm: LlamaLLM) -> None:
+    question = await llm.continuation_logprobs(chats(QUESTION), QUESTION)
+    side = await llm.continuation_logprobs(chats(SIDE_TALK), SIDE_TALK)
+    assert all(score < 0 for score in question + side)  # log-probabilities of whole utterances
+    assert decide(dict(zip(("assistant", "background"), question, strict=True))).respond
+    assert not decide(dict(zip(("assistant", "background"), side, strict=True))).respond
+
+
+async def test_scores_do_not_depend_on_the_cache(llm: LlamaLLM) -> None:
+    cold = await llm.continuation_logprobs(chats(QUESTION), QUESTION)
+    warm = await llm.continuation_logprobs(chats(QUESTION), QUESTION)  # the prefixes are cached now
+    assert warm == pytest.approx(cold, abs=TOLERANCE)
+    await generate(llm, "You are a pirate.", "Say hello.")  # the conversation's sequence changes
+    assert await llm.continuation_logprobs(chats(QUESTION), QUESTION) == pytest.approx(cold, abs=TOLERANCE)
+    # If something else trims the scoring sequences (some llama-cpp-python versions rewind every sequence with
+    # the conversation's), the scorer must notice and evaluate its prefixes again, not read a cache that is gone.
+    trim(llm, 1, 5)
+    trim(llm, 2, 0)
+    assert await llm.continuation_logprobs(chats(QUESTION), QUESTION) == pytest.approx(cold, abs=TOLERANCE)
+    # One hypothesis alone, and the utterance in another order of calls, give the same numbers too.
+    alone = await llm.continuation_logprobs(chats(QUESTION)[1:], QUESTION)
+    assert alone == pytest.approx(cold[1:], abs=TOLERANCE)
+
+
+async def test_scoring_leaves_the_conversation_cached(llm: LlamaLLM) -> None:
+    first = await generate(llm, COOK, "What goes into a classic vinaigrette?")
+    cached = sequence_end(llm, 0)
+    assert cached > 20
+    await llm.continuation_logprobs(chats(SIDE_TALK), SIDE_TALK)
+    assert sequence_end(llm, 0) == cached  # the conversation's KV cache is untouched
+    assert await generate(llm, COOK, "What goes into a classic vinaigrette?") == first
+
+
+async def test_empty_text_scores_nothing(llm: LlamaLLM) -> None:
+    assert await llm.continuation_logprobs(chats("x"), "") == [0.0, 0.0]
+
+
+def test_scoring_runs_off_the_event_loop(llm: LlamaLLM) -> None:
+    async def main() -> bool:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        ticker = asyncio.create_task(tick())
+        await llm.continuation_logprobs(chats(QUESTION), QUESTION * 3)
+        ticker.cancel()
+        return ticks > 3
+
+    assert asyncio.run(main())
