@@ -6,8 +6,9 @@ For each set of benchmarks/proactive_set.toml (one assistant role each) it print
 verdict, then accuracy, precision and recall of "responds", and the judge's latency (median, p90) with the
 prefix cache warm (one untimed judgment per role first, as in a session where the role's prompt is cached).
 
-It also holds the reference llama.cpp code an engine needs (`load_llama`, `ContinuationScorer`,
-`first_token_logits`): it runs on llama-cpp-python 0.3.x directly, without the rest of localive.
+It loads the model and scores continuations with the engine's own code (`load_llama` in engines/llm/llama.py,
+`SequenceScorer` in engines/llm/llama_scoring.py) and drives llama-cpp-python directly for the rest
+(`first_token_logits`, the yes/no judge).
 """
 
 from __future__ import annotations
@@ -38,42 +39,13 @@ from localive.engines.llm.addressed import (  # noqa: E402
     yes_no_messages,
 )
 from localive.engines.llm.base import ChatMessage  # noqa: E402
+from localive.engines.llm.llama import load_llama  # noqa: E402
+from localive.engines.llm.llama_scoring import SequenceScorer  # noqa: E402
 
 SETS = ROOT / "benchmarks" / "proactive_set.toml"
 
 
 # --- reference llama.cpp code ------------------------------------------------------------------------------
-
-def load_llama(model_path: str, *, n_ctx: int = 2048, n_threads: int = 2, n_seq_max: int = 3) -> Any:
-    """A llama_cpp.Llama whose context holds `n_seq_max` KV sequences sharing one cell pool (kv_unified).
-
-    `Llama()` has no argument for n_seq_max, so the default context params it starts from are adjusted for the
-    duration of the constructor, the way localive already does for the model params (use_extra_bufts=False).
-    Sequence 0 is what Llama's own generation uses; the judge's hypotheses live in sequences 1 and 2, so a
-    session's cached conversation is not evicted by judging."""
-    import llama_cpp
-
-    low = llama_cpp.llama_cpp
-    model_defaults, context_defaults = low.llama_model_default_params, low.llama_context_default_params
-
-    def model_params() -> Any:
-        params = model_defaults()
-        params.use_extra_bufts = False
-        return params
-
-    def context_params() -> Any:
-        params = context_defaults()
-        params.n_seq_max = n_seq_max
-        params.kv_unified = True
-        return params
-
-    low.llama_model_default_params, low.llama_context_default_params = model_params, context_params
-    try:
-        return llama_cpp.Llama(model_path=model_path, n_ctx=n_ctx, n_threads=n_threads,
-                               n_threads_batch=n_threads, verbose=False)
-    finally:
-        low.llama_model_default_params, low.llama_context_default_params = model_defaults, context_defaults
-
 
 class ChatRenderer:
     """The model's own chat template (as LlamaLLM renders it)."""
@@ -93,81 +65,6 @@ class ChatRenderer:
     def prefix(self, messages: Sequence[ChatMessage]) -> str:
         """The prompt before a user message that follows `messages` (the judge's hypothesis prefix)."""
         return prompt_prefix(self([*messages, ChatMessage("user", SENTINEL)]))
-
-
-class ContinuationScorer:
-    """log P(continuation | prefix), summed over the continuation's tokens, for several pairs in one decode.
-
-    Pair i lives in KV sequence `seq_ids[i]`, which keeps its prefix cached between calls: a call evaluates
-    only the part of each prefix that changed, plus the prefix's last token and the continuation (whose own
-    tokens are dropped from the cache again afterwards). With fewer sequences than pairs, pairs take turns."""
-
-    def __init__(self, llm: Any, seq_ids: Sequence[int] = (1, 2), n_batch: int = 512) -> None:
-        import llama_cpp
-
-        self._lib = llama_cpp
-        self._llm = llm
-        self._seq_ids = list(seq_ids)
-        self._cached: dict[int, list[int]] = {s: [] for s in self._seq_ids}
-        self._n_batch = min(n_batch, llm.n_batch)
-        self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
-        self._memory = llama_cpp.llama_get_memory(llm._ctx.ctx)
-        self._n_vocab = llm.n_vocab()
-
-    def tokens(self, text: str, *, special: bool) -> list[int]:
-        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special))
-
-    def logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        tokenized = [(self.tokens(p, special=True), self.tokens(c, special=False)) for p, c in pairs]
-        out: list[float] = []
-        for start in range(0, len(tokenized), len(self._seq_ids)):
-            out += self._logprobs(tokenized[start:start + len(self._seq_ids)])
-        return out
-
-    def prefill(self, prefixes: Sequence[str]) -> None:
-        """Evaluate and cache prefixes ahead of time (e.g. the assistant hypothesis with the newest exchange,
-        right after the answer), so that the next judgment evaluates only the utterance."""
-        self.logprobs([(p, "") for p in prefixes])
-
-    def _logprobs(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
-        lib, ctx = self._lib, self._llm._ctx.ctx
-        plan: list[tuple[int, int, int, tuple[int, int] | None]] = []  # seq, pos, token, (pair, cont index)
-        for i, (prefix, cont) in enumerate(pairs):
-            seq = self._seq_ids[i]
-            keep = 0
-            for a, b in zip(self._cached[seq], prefix, strict=False):
-                if a != b:
-                    break
-                keep += 1
-            keep = min(keep, len(prefix) - 1)  # the last prefix token is evaluated again: its logits are needed
-            lib.llama_memory_seq_rm(self._memory, seq, keep, -1)
-            for k, token in enumerate(prefix[keep:] + cont[:-1]):
-                pos = keep + k
-                predicts = pos - (len(prefix) - 1)  # the logits at pos predict cont[predicts]
-                plan.append((seq, pos, token, (i, predicts) if 0 <= predicts < len(cont) else None))
-        sums = [0.0] * len(pairs)
-        batch = self._batch
-        for start in range(0, len(plan), self._n_batch):
-            chunk = plan[start:start + self._n_batch]
-            batch.n_tokens = len(chunk)
-            for row, (seq, pos, token, want) in enumerate(chunk):
-                batch.token[row], batch.pos[row], batch.n_seq_id[row] = token, pos, 1
-                batch.seq_id[row][0] = seq
-                batch.logits[row] = want is not None
-            if lib.llama_decode(ctx, batch) != 0:
-                raise RuntimeError("llama_decode failed")
-            for row, (_, _, _, want) in enumerate(chunk):
-                if want is not None:
-                    i, k = want
-                    logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, row), shape=(self._n_vocab,))
-                    top = float(logits.max())
-                    lse = top + math.log(float(np.exp(logits - top).sum()))
-                    sums[i] += float(logits[pairs[i][1][k]]) - lse
-        for i, (prefix, _) in enumerate(pairs):
-            seq = self._seq_ids[i]
-            lib.llama_memory_seq_rm(self._memory, seq, len(prefix) - 1, -1)
-            self._cached[seq] = prefix[:-1]
-        return sums
 
 
 def first_token_logits(llm: Any, prompt: str) -> np.ndarray:
@@ -193,13 +90,18 @@ class ChannelJudge:
     name = "channel"
     repeatable = True  # each call drops the utterance from the cache again: a repeat costs what the first did
 
-    def __init__(self, llm: Any, seq_ids: Sequence[int] = (1, 2)) -> None:
+    def __init__(self, llm: Any, sequences: int = 2) -> None:
+        self.llm = llm
         self.render = ChatRenderer(llm)
-        self.scorer = ContinuationScorer(llm, seq_ids)
+        self.scorer = SequenceScorer(llm, sequences)
+
+    def tokens(self, text: str, *, special: bool) -> list[int]:
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special))
 
     def score(self, instruction: str, utterance: str, history: Sequence[ChatMessage]) -> tuple[float, bool]:
         prompt = judge_prompt(instruction, utterance, history)
-        logprobs = self.scorer.logprobs([(self.render.prefix(h.messages), prompt.utterance)
+        cont = self.tokens(prompt.utterance, special=False)
+        logprobs = self.scorer.logprobs([(self.tokens(self.render.prefix(h.messages), special=True), cont)
                                          for h in prompt.hypotheses])
         verdict = decide({h.name: lp for h, lp in zip(prompt.hypotheses, logprobs, strict=True)})
         return verdict.margin, verdict.respond
@@ -277,10 +179,10 @@ def main() -> None:
     sets = tomllib.loads(Path(args.sets).read_text())["sets"]
     if args.only:
         sets = [s for s in sets if s["name"] in args.only]
-    llm = load_llama(args.model, n_threads=args.threads)
+    llm = load_llama(Path(args.model), n_ctx=2048, n_threads=args.threads)
     methods = ("channel", "yesno") if args.method == "both" else (args.method,)
     for method in methods:
-        judge = ChannelJudge(llm, (1,) if args.single_seq else (1, 2)) if method == "channel" else YesNoJudge(llm)
+        judge = ChannelJudge(llm, 1 if args.single_seq else 2) if method == "channel" else YesNoJudge(llm)
         print(f"== {Path(args.model).name}  method {method}", flush=True)
         rows = run(judge, sets, args.verbose, args.repeat)
         for s in sets:

@@ -46,6 +46,40 @@ def _import_llama() -> Any:
     return llama_cpp
 
 
+def load_llama(model_path: Path, *, n_ctx: int, n_threads: int) -> Any:
+    """A `llama_cpp.Llama` on `model_path` as the engine needs it.
+
+    use_extra_bufts=False: with extra buffer types (AMX repacking) a -march=native build segfaults at the first
+    decode on CPUs with AMX (MODELS.md). n_seq_max + kv_unified: scoring keeps its prompts in KV sequences of their
+    own (llama_scoring.py). `Llama()` has no arguments for these, so the default params it starts from are
+    adjusted for the duration of the constructor (call it from one thread at a time).
+    """
+    llama_cpp = _import_llama()
+    low_level = llama_cpp.llama_cpp  # the module `Llama()` looks the functions up in
+    default_params = low_level.llama_model_default_params
+    default_context = low_level.llama_context_default_params
+
+    def params_without_extra_bufts() -> Any:
+        params = default_params()
+        params.use_extra_bufts = False
+        return params
+
+    def context_with_scoring_sequences() -> Any:
+        params = default_context()
+        params.n_seq_max = N_SEQ_MAX
+        params.kv_unified = True  # one pool of n_ctx cells: the conversation may still use all of it
+        return params
+
+    low_level.llama_model_default_params = params_without_extra_bufts
+    low_level.llama_context_default_params = context_with_scoring_sequences
+    try:
+        return llama_cpp.Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads,
+                               n_threads_batch=n_threads, verbose=False)
+    finally:
+        low_level.llama_model_default_params = default_params
+        low_level.llama_context_default_params = default_context
+
+
 class LlamaLLM:
     """Implements the LLM interface on a llama.cpp model."""
 
@@ -69,41 +103,10 @@ class LlamaLLM:
         self._worker.submit(self._load_on_worker).result()
 
     def _load_on_worker(self) -> None:
-        llama_cpp = _import_llama()
+        _import_llama()
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        # use_extra_bufts=False: with extra buffer types (AMX repacking) a -march=native build segfaults at the
-        # first decode on CPUs with AMX (MODELS.md). n_seq_max + kv_unified: scoring keeps its prompts in KV
-        # sequences of their own (llama_scoring.py). `Llama()` has no arguments for these, so the default params
-        # it starts from are adjusted for the duration of the constructor (we are the only caller).
-        low_level = llama_cpp.llama_cpp  # the module `Llama()` looks the functions up in
-        default_params = low_level.llama_model_default_params
-        default_context = low_level.llama_context_default_params
-
-        def params_without_extra_bufts() -> Any:
-            params = default_params()
-            params.use_extra_bufts = False
-            return params
-
-        def context_with_scoring_sequences() -> Any:
-            params = default_context()
-            params.n_seq_max = N_SEQ_MAX
-            params.kv_unified = True  # one pool of n_ctx cells: the conversation may still use all of it
-            return params
-
-        low_level.llama_model_default_params = params_without_extra_bufts
-        low_level.llama_context_default_params = context_with_scoring_sequences
-        try:
-            self._llama = llama_cpp.Llama(
-                model_path=str(self.model_path),
-                n_ctx=self.n_ctx,
-                n_threads=self._n_threads,
-                n_threads_batch=self._n_threads,
-                verbose=False,
-            )
-        finally:
-            low_level.llama_model_default_params = default_params
-            low_level.llama_context_default_params = default_context
+        self._llama = load_llama(self.model_path, n_ctx=self.n_ctx, n_threads=self._n_threads)
         self._scorer = SequenceScorer(self._llama)
         template = self._llama.metadata.get("tokenizer.chat_template")
         if not template:

@@ -25,10 +25,14 @@ N_SEQ_MAX = SEQUENCES + 1
 
 
 class SequenceScorer:
-    """log P(continuation | prefix) summed over the continuation's tokens, for up to SEQUENCES pairs per decode."""
+    """log P(continuation | prefix) summed over the continuation's tokens, for up to `sequences` pairs per decode
+    (sequences 1 … `sequences`; with fewer sequences than pairs, pairs take turns)."""
 
-    def __init__(self, llama: Any) -> None:
+    def __init__(self, llama: Any, sequences: int = SEQUENCES) -> None:
         import llama_cpp
+
+        if not 1 <= sequences < N_SEQ_MAX:
+            raise ValueError(f"the context has sequences 1 to {N_SEQ_MAX - 1} for scoring")
 
         self._lib = llama_cpp
         self._llama = llama
@@ -37,13 +41,14 @@ class SequenceScorer:
         self._n_batch = int(llama.n_batch)
         self._n_vocab = int(llama.n_vocab())
         self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
-        self._cached: dict[int, list[int]] = {seq: [] for seq in range(1, N_SEQ_MAX)}
+        self._sequences = sequences
+        self._cached: dict[int, list[int]] = {seq: [] for seq in range(1, sequences + 1)}
 
     def logprobs(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[float]:
         """For each (prefix tokens, continuation tokens): sum over i of log P(cont[i] | prefix + cont[:i])."""
         out: list[float] = []
-        for start in range(0, len(pairs), SEQUENCES):
-            out += self._decode(pairs[start:start + SEQUENCES])
+        for start in range(0, len(pairs), self._sequences):
+            out += self._decode(pairs[start:start + self._sequences])
         return out
 
     def _held(self, seq: int) -> list[int]:
