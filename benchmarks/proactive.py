@@ -3,10 +3,11 @@
     .venv/bin/python benchmarks/proactive.py [--llm qwen2.5-coder-1.5b-instruct] [--set FILE ...]
 
 Runs exactly what a session with `proactivity.proactiveAudio` does on each spoken turn (engines/llm/addressed.py:
-the two hypotheses with the set's conversation so far, `LLM.continuation_logprobs` on the embedded model,
-`decide`) over the labelled sets (default: benchmarks/proactive_set.toml and proactive_set_fresh.toml), and prints
-per set: correct, precision and recall of "responds", and the judge's time per utterance; then totals per use
-(tune / held-out rounds / fresh). Results: docs/proactive-audio.md.
+the two hypotheses with the set's conversation so far, `LLM.continuation_logprobs` on the embedded model, the
+yes/no question, `LLM.reply_start_logprobs`, `decide`) over the labelled sets (default: benchmarks/proactive_set.toml,
+proactive_set_fresh.toml and proactive_set_fresh2.toml), and prints per set: correct, precision and recall of
+"responds", and the judge's time per utterance; then totals per use
+(tune / held-out rounds / fresh / fresh2). Results: docs/proactive-audio.md.
 """
 
 from __future__ import annotations
@@ -19,23 +20,25 @@ import tomllib
 from pathlib import Path
 
 from localive.bench.machine import collect as machine
-from localive.engines.llm.addressed import decide, judge_prompt
+from localive.engines.llm.addressed import ANSWERS, decide, judge_prompt
 from localive.engines.llm.base import ChatMessage
 from localive.models.registry import QWEN_15B
 
-SETS = [Path(__file__).with_name("proactive_set.toml"), Path(__file__).with_name("proactive_set_fresh.toml")]
+SETS = [Path(__file__).with_name(name) for name in
+        ("proactive_set.toml", "proactive_set_fresh.toml", "proactive_set_fresh2.toml")]
 
 
 async def judge_set(llm, instruction: str, history: list[ChatMessage],  # type: ignore[no-untyped-def]
-                    items: list[dict]) -> tuple[int, int, int, int, list[float]]:
+                    items: list[dict], with_question: bool = True) -> tuple[int, int, int, int, list[float]]:
     tp = fp = fn = tn = 0
     seconds = []
     for item in items:
         prompt = judge_prompt(instruction, item["text"], history)
         started = time.perf_counter()
         scores = await llm.continuation_logprobs([list(h.messages) for h in prompt.hypotheses], prompt.utterance)
+        answers = await llm.reply_start_logprobs(list(prompt.question), ANSWERS) if with_question else None
         seconds.append(time.perf_counter() - started)
-        respond = decide({h.name: v for h, v in zip(prompt.hypotheses, scores, strict=True)}).respond
+        respond = decide({h.name: v for h, v in zip(prompt.hypotheses, scores, strict=True)}, answers).respond
         tp += respond and item["respond"]
         fp += respond and not item["respond"]
         fn += (not respond) and item["respond"]
@@ -49,6 +52,8 @@ def main() -> None:
     parser.add_argument("--set", type=Path, action="append", default=None, help="a labelled set file (repeatable)")
     parser.add_argument("--threads", type=int, default=None,
                         help="llama.cpp threads (default: as the server; 1 on a machine where another process is busy)")
+    parser.add_argument("--channel-only", action="store_true",
+                        help="judge without the yes/no question (the judge before it was combined with one)")
     args = parser.parse_args()
     sets = [s for path in (args.set or SETS) for s in tomllib.loads(path.read_text())["sets"]]
     print(machine(("llama-cpp-python",)).one_line())
@@ -57,16 +62,17 @@ def main() -> None:
 
     llm = LlamaLLM(ensure_weights(WEIGHTS[args.llm]), name=args.llm, n_threads=args.threads)
     llm.load()
-    print(f"judge: {args.llm}")
+    print(f"judge: {args.llm}, {'channel only' if args.channel_only else 'channel + yes/no question'}")
     print("\n| set | use | correct | precision (responds) | recall (responds) | judge ms p50 |")
     print("|---|---|---|---|---|---|")
     totals: dict[str, list[int]] = {}
     every: list[float] = []
     for s in sets:
         history = [ChatMessage(m["role"], m["text"]) for m in s.get("history", [])]
-        tp, fp, fn, tn, seconds = asyncio.run(judge_set(llm, s["system_instruction"], history, s["items"]))
+        tp, fp, fn, tn, seconds = asyncio.run(judge_set(llm, s["system_instruction"], history, s["items"],
+                                                           not args.channel_only))
         every += seconds
-        use = "tune" if s["use"] == "tune" else "fresh" if s["use"] == "fresh" else "heldout"
+        use = s["use"] if s["use"] in ("tune", "fresh", "fresh2") else "heldout"
         for key in (use, "all"):
             totals[key] = [a + b for a, b in zip(totals.get(key, [0, 0, 0, 0]), (tp, fp, fn, tn), strict=True)]
         n = tp + fp + fn + tn

@@ -1,17 +1,19 @@
-"""Scoring with the real embedded LLM (proactive audio's judge): each hypothesis in its own KV sequence
-(engines/llm/llama_scoring.py). The numbers must not depend on what is cached, and scoring must leave the
-conversation's cache alone."""
+"""Scoring with the real embedded LLM (proactive audio's judge): each hypothesis and the yes/no question in its
+own KV sequence (engines/llm/llama_scoring.py). The numbers must not depend on what is cached, and scoring must
+leave the conversation's cache alone."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterator
 
 import pytest
 
-from localive.engines.llm.addressed import decide, judge_prompt
+from localive.engines.llm.addressed import ANSWERS, decide, judge_prompt
 from localive.engines.llm.base import ChatMessage, SamplingParams
 from localive.engines.llm.llama import LlamaLLM
+from localive.engines.llm.llama_scoring import SEQUENCES
 from localive.models.registry import QWEN_05B
 from localive.models.weights import WEIGHTS, ensure_weights
 
@@ -86,6 +88,32 @@ async def test_scoring_leaves_the_conversation_cached(llm: LlamaLLM) -> None:
     await llm.continuation_logprobs(chats(SIDE_TALK), SIDE_TALK)
     assert sequence_end(llm, 0) == cached  # the conversation's KV cache is untouched
     assert await generate(llm, COOK, "What goes into a classic vinaigrette?") == first
+
+
+def quiz(question: str) -> list[ChatMessage]:
+    return [ChatMessage("system", "Answer with yes or no."), ChatMessage("user", question)]
+
+
+async def test_how_a_reply_starts(llm: LlamaLLM) -> None:
+    yes, no = await llm.reply_start_logprobs(quiz("Is Paris the capital of France?"), ANSWERS)
+    assert math.exp(yes) + math.exp(no) > 0.9  # the reply's first token, right after the assistant's header
+    assert yes > no
+    yes, no = await llm.reply_start_logprobs(quiz("Is the sun colder than ice?"), ANSWERS)
+    assert no > yes
+
+
+async def test_reply_start_does_not_depend_on_the_cache(llm: LlamaLLM) -> None:
+    chat = quiz("Is Paris the capital of France?")
+    cold = await llm.reply_start_logprobs(chat, ANSWERS)
+    await llm.reply_start_logprobs(quiz("Is water wet?"), ANSWERS)  # shares the prompt's start: cached now
+    assert await llm.reply_start_logprobs(chat, ANSWERS) == pytest.approx(cold, abs=0.1)
+    cached = await generate(llm, COOK, "Name a spice.")
+    conversation = sequence_end(llm, 0)
+    await llm.continuation_logprobs(chats(QUESTION), QUESTION)
+    trim(llm, SEQUENCES, 3)
+    assert await llm.reply_start_logprobs(chat, ANSWERS) == pytest.approx(cold, abs=0.1)
+    assert sequence_end(llm, 0) == conversation  # neither kind of scoring touched the conversation
+    assert await generate(llm, COOK, "Name a spice.") == cached
 
 
 async def test_empty_text_scores_nothing(llm: LlamaLLM) -> None:

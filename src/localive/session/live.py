@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-from localive.engines.llm.addressed import decide, judge_prompt
+from localive.engines.llm.addressed import ANSWERS, decide, judge_prompt
 from localive.engines.llm.base import (
     LLM,
     PENDING_RESULT,
@@ -584,9 +584,10 @@ class LiveSession:
                    if t.role in ("user", "model")]
         prompt = judge_prompt(config.system_instruction, utterance, earlier)
         scores = await llm.continuation_logprobs([list(h.messages) for h in prompt.hypotheses], prompt.utterance)
-        verdict = decide({h.name: score for h, score in zip(prompt.hypotheses, scores, strict=True)})
-        log.info("proactive session=%s turn=%d judge=%s respond=%s margin=%.2f", self.session_id, turn_id, llm.name,
-                 verdict.respond, verdict.margin)
+        answers = await llm.reply_start_logprobs(list(prompt.question), ANSWERS)
+        verdict = decide({h.name: score for h, score in zip(prompt.hypotheses, scores, strict=True)}, answers)
+        log.info("proactive session=%s turn=%d judge=%s respond=%s margin=%.2f channel=%.2f yes_no=%.2f",
+                 self.session_id, turn_id, llm.name, verdict.respond, verdict.margin, verdict.channel, verdict.yes_no)
         return verdict.respond
 
     def _sense_affect(self, config: SessionConfig, turn_id: int) -> str:

@@ -86,6 +86,12 @@ class LLM(Protocol):
         conversation being generated alone; runs off the event loop."""
         ...
 
+    async def reply_start_logprobs(self, chat: list[ChatMessage], starts: Sequence[Sequence[str]]) -> list[float]:
+        """For each group of words: log P(the assistant's reply to `chat` starts with one of them), from the first
+        token's distribution (e.g. [("yes", "Yes"), ("no", "No")]). Generates nothing, leaves the conversation's
+        cache alone; runs off the event loop."""
+        ...
+
     def stream(self, messages: list[ChatMessage], params: SamplingParams,
                functions: Sequence[FunctionSpec] = ()) -> AsyncIterator[str | FunctionCalls]:
         """Yield text pieces as they are generated, then at most one `FunctionCalls` (only when `functions` are

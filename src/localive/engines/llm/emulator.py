@@ -31,6 +31,7 @@ Tools: a rule may call a function (when the session declares it) or run code (wh
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import tomllib
 from collections.abc import AsyncIterator, Sequence
@@ -169,6 +170,11 @@ class EmulatorLLM:
             known = {w.lower() for m in chat for w in _LONG_WORD.findall(m.text)}
             scores.append(-float(sum(1 for w in _LONG_WORD.findall(text) if w.lower() not in known)))
         return scores
+
+    async def reply_start_logprobs(self, chat: list[ChatMessage], starts: Sequence[Sequence[str]]) -> list[float]:
+        """The emulator has no opinion on how a reply starts: every group is equally likely, so a judgement
+        that combines this with `continuation_logprobs` rests on the latter alone."""
+        return [-math.log(len(starts))] * len(starts) if starts else []
 
     async def stream(self, messages: list[ChatMessage], params: SamplingParams,
                      functions: Sequence[FunctionSpec] = ()) -> AsyncIterator[str | FunctionCalls]:

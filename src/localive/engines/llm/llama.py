@@ -29,7 +29,7 @@ from localive.engines.llm.base import (
     SamplingParams,
 )
 from localive.engines.llm.calls import CALL_MAX_TOKENS, call_intent, calls_grammar
-from localive.engines.llm.llama_scoring import N_SEQ_MAX, SequenceScorer
+from localive.engines.llm.llama_scoring import N_SEQ_MAX, SEQUENCES, Choice, SequenceScorer
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 MAX_SCORED_TOKENS = 128  # continuation_logprobs scores at most this many tokens of the text
@@ -267,6 +267,19 @@ class LlamaLLM:
         prefixes = [self._tokens(prompt_prefix(self._render([*chat, ChatMessage("user", SENTINEL)], cache=False)),
                                  special=True) for chat in chats]
         return self._scorer.logprobs([(prefix, continuation) for prefix in prefixes])
+
+    async def reply_start_logprobs(self, chat: list[ChatMessage], starts: Sequence[Sequence[str]]) -> list[float]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self._reply_start, list(chat), [list(g) for g in starts])
+
+    def _reply_start(self, chat: list[ChatMessage], starts: list[list[str]]) -> list[float]:
+        """On the worker: the prompt for the assistant's reply, scored in the last scoring sequence (the
+        continuations above use the first ones), so consecutive questions reuse its cached part."""
+        assert self._scorer is not None
+        prompt = self._tokens(self._render(chat, cache=False), special=True)
+        groups = tuple(tuple(dict.fromkeys(self._tokens(word, special=False)[0] for word in group if word))
+                       for group in starts)
+        return self._scorer.choice(Choice(prompt, groups), sequence=SEQUENCES)
 
     def _tokens(self, text: str, *, special: bool) -> list[int]:
         return list(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=special))

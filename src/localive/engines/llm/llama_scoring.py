@@ -5,7 +5,8 @@ prompts. `Llama`'s own generation keeps the conversation in KV sequence 0; scori
 answer evaluates the whole prompt again) and evaluate both judge prompts again every time. So the context is made
 with SEQUENCES + 1 sequences sharing one pool of cells (`kv_unified`: the conversation may still use all of
 `n_ctx`), and hypothesis i keeps its prompt cached in sequence 1 + i: a judgement evaluates only what changed in
-each prompt, the prompt's last token and the utterance, in one batch.
+each prompt, the prompt's last token and the utterance, in one batch. A choice (`Choice`: how likely the next
+token is one of a few, e.g. "yes" or "no" after a whole question) is decoded the same way in its own sequence.
 
 `Llama` (0.3.36) rewinds only sequence 0 when its prompt changes; versions that passed -1 to llama.cpp trimmed
 every sequence. So what a scoring sequence still holds is read back from llama.cpp (`llama_memory_seq_pos_max`)
@@ -18,10 +19,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-SEQUENCES = 2  # scoring sequences (1 and 2); sequence 0 is generation's
+SEQUENCES = 3  # scoring sequences (1 to 3); sequence 0 is generation's
 N_SEQ_MAX = SEQUENCES + 1
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A request for log P(next token in group) right after `prompt`, for each group of token ids."""
+
+    prompt: list[int]
+    groups: tuple[tuple[int, ...], ...]
 
 
 class SequenceScorer:
@@ -48,23 +58,33 @@ class SequenceScorer:
         """For each (prefix tokens, continuation tokens): sum over i of log P(cont[i] | prefix + cont[:i])."""
         out: list[float] = []
         for start in range(0, len(pairs), self._sequences):
-            out += self._decode(pairs[start:start + self._sequences])
+            out += [scores[0] for scores in self._decode(pairs[start:start + self._sequences])]
         return out
+
+    def choice(self, choice: Choice, sequence: int) -> list[float]:
+        """log P(the token after `choice.prompt` is in group g), for each group; cached in scoring `sequence`."""
+        if not 1 <= sequence <= self._sequences:
+            raise ValueError(f"scoring sequences are 1 to {self._sequences}")
+        return self._decode([choice], first_sequence=sequence)[0]
 
     def _held(self, seq: int) -> list[int]:
         """The tokens sequence `seq` really holds (generation may have trimmed it since we cached them)."""
         held = int(self._lib.llama_memory_seq_pos_max(self._memory, seq)) + 1  # -1 when empty
         return self._cached[seq][:max(0, held)]
 
-    def _decode(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[float]:
+    def _decode(self, requests: Sequence[tuple[list[int], list[int]] | Choice],
+                first_sequence: int = 1) -> list[list[float]]:
+        """One batch: request i in sequence first_sequence + i. A pair gives [sum of its continuation's
+        log-probabilities], a Choice [log P(group) for each group]."""
         import numpy as np
 
         lib = self._lib
-        plan: list[tuple[int, int, int, tuple[int, int] | None]] = []  # seq, position, token, (pair, cont index)
+        pairs = [(r.prompt, []) if isinstance(r, Choice) else r for r in requests]
+        plan: list[tuple[int, int, int, tuple[int, int] | None]] = []  # seq, position, token, (request, cont index)
         for i, (prefix, cont) in enumerate(pairs):
-            if not prefix or not cont:
+            if not prefix or not (cont or isinstance(requests[i], Choice)):
                 raise ValueError("scoring needs a non-empty prefix and continuation")
-            seq = 1 + i
+            seq = first_sequence + i
             keep = 0
             for a, b in zip(self._held(seq), prefix, strict=False):
                 if a != b:
@@ -76,8 +96,8 @@ class SequenceScorer:
             for k, token in enumerate(prefix[keep:] + cont[:-1]):
                 position = keep + k
                 predicts = position - (len(prefix) - 1)  # the logits here predict cont[predicts]
-                plan.append((seq, position, token, (i, predicts) if 0 <= predicts < len(cont) else None))
-        sums = [0.0] * len(pairs)
+                plan.append((seq, position, token, (i, predicts) if 0 <= predicts < max(1, len(cont)) else None))
+        results: list[list[float]] = [[0.0] for _ in pairs]
         batch = self._batch
         for start in range(0, len(plan), self._n_batch):
             chunk = plan[start:start + self._n_batch]
@@ -91,16 +111,22 @@ class SequenceScorer:
             for row, (_, _, _, wanted) in enumerate(chunk):
                 if wanted is None:
                     continue
-                pair, k = wanted
-                logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,))
+                i, k = wanted
+                logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(self._ctx, row),
+                                               shape=(self._n_vocab,)).astype(np.float64)
                 top = float(logits.max())
-                log_norm = top + math.log(float(np.exp(logits.astype(np.float64) - top).sum()))
-                sums[pair] += float(logits[pairs[pair][1][k]]) - log_norm
+                log_norm = top + math.log(float(np.exp(logits - top).sum()))
+                request = requests[i]
+                if isinstance(request, Choice):
+                    results[i] = [float(np.logaddexp.reduce(logits[list(group)])) - log_norm
+                                  for group in request.groups]
+                else:
+                    results[i][0] += float(logits[pairs[i][1][k]]) - log_norm
         for i, (prefix, _) in enumerate(pairs):  # keep the prefix (but its last token), drop the continuation
-            seq = 1 + i
+            seq = first_sequence + i
             lib.llama_memory_seq_rm(self._memory, seq, len(prefix) - 1, -1)
             self._cached[seq] = prefix[:-1]
-        return sums
+        return results
 
     def close(self) -> None:
         self._lib.llama_batch_free(self._batch)
