@@ -295,3 +295,20 @@ def test_voice_options(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--voices", "Nobody"])
     assert "unknown voice" in capsys.readouterr().err
+
+
+def test_backchannel_report_counts_right_outcomes_and_names_what_was_heard_instead() -> None:
+    from localive.bench.backchannels import Trial, report
+
+    trials = [
+        Trial("Kore", "Yeah.", True, "Yeah.", "the"),  # right with the prior, wrong without
+        Trial("Kore", "Mm-hm.", True, "Mama.", "Mama."),  # a word: interrupts, wrongly
+        Trial("Kore", "Wait.", False, "Wait.", "Wait."),
+        Trial("Kore", "Huh?", False, "Yeah.", "Huh?"),  # a listener's word either way: wrong
+    ]
+    assert [t.right for t in trials] == [True, False, True, False]
+    assert [t.right_plain for t in trials] == [False, False, True, False]
+    text = report(trials, ["Kore"], 1.0)
+    assert "| backchannels let the answer go on | 1/2 | 0/2 |" in text
+    assert "| requests interrupt | 1/2 | 1/2 |" in text
+    assert "| Mm-hm. | 0/1 | Kore: 'Mama.' |" in text

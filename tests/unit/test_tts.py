@@ -24,6 +24,7 @@ from localive.engines.tts.embedded import (
     TARGET_RMS,
     EmbeddedTTS,
     apply_tilt,
+    espeak_speakable,
     is_english,
     normalize_level,
 )
@@ -102,6 +103,16 @@ def rms(x: npt.NDArray[np.float32]) -> float:
 
 
 # --- the catalog ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("Mm-hm, I see.", "hmm, I see."), ("Mhm.", "hmm."), ("MM-HMM!", "hmm!"), ("Um-hm.", "hmm."),
+    ("Mmm, tasty.", "hmm, tasty."), ("Hmm.", "Hmm."), ("Cut it to 5 mm.", "Cut it to 5 mm."),
+    ("summer hum mum", "summer hum mum"), ("say [[h@loU]]", "say  h@loU "),
+])
+def test_the_male_voices_hum_rather_than_spell_a_hum(text: str, said: str) -> None:
+    # espeak-ng (piper's front end) reads "Mm-hm" as the letters "M M H M"; "hmm" it says as a hum.
+    assert espeak_speakable(text) == said
 
 
 def test_catalog_has_exactly_the_30_live_voices_with_googles_styles() -> None:

@@ -122,6 +122,13 @@ class _Heart:
 
 
 _RAW_PHONEME_MARKS = re.compile(r"\[\[|\]\]")  # piper reads [[ … ]] as raw phonemes: not for LLM text
+# espeak-ng spells hums letter by letter ("Mm-hm" → "em em aitch em"); "hmm" it says as a hum (/həm/).
+_HUMS = re.compile(r"\b(?:[mu]m*-h+m+|m+h+m+|m{3,})\b", re.IGNORECASE)
+
+
+def espeak_speakable(text: str) -> str:
+    """`text` for piper's espeak-ng front end: no raw-phoneme marks, hums spelled the one way it hums."""
+    return _HUMS.sub("hmm", _RAW_PHONEME_MARKS.sub(" ", text))
 
 
 class _Joe:
@@ -160,7 +167,7 @@ class _Joe:
             noise_w_scale=self._noise[1],
             normalize_audio=False,
         )
-        text = _RAW_PHONEME_MARKS.sub(" ", text)
+        text = espeak_speakable(text)
         chunks = [chunk.audio_float_array for chunk in self._voice.synthesize(text, config)]
         return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
