@@ -26,7 +26,7 @@ from localive.engines.asr.whisper import (
 )
 from localive.engines.llm.base import ModelNotInstalled
 from localive.models.weights import WHISPER_BASE, ensure_model_dir
-from localive.session.backchannel import LISTENER_WORDS, is_backchannel
+from localive.session.backchannel import LISTENER_WORDS, is_backchannel, lets_the_model_go_on
 
 Say = Callable[..., Pcm16]
 
@@ -121,6 +121,17 @@ async def test_listener_words_as_previous_text_steer_short_backchannels(asr: Whi
     for request in ("Wait.", "Stop.", "Hold on."):  # a request keeps its words
         heard = (await asr.transcribe(say(request), expect=LISTENER_WORDS)).text
         assert request.lower().rstrip(".") in heard.lower() and not is_backchannel(heard), heard
+
+
+@pytest.mark.parametrize("f0_hz", [110.0, 200.0])
+async def test_a_closed_mouth_hum_lets_the_model_go_on(asr: WhisperASR, f0_hz: float) -> None:
+    # A hum that is one (formant synthesis; the neural voices put a vowel in it and are heard as "Mama"): no
+    # word in it, so with the listener prior it is a listener's sound and the answer goes on (session/live.py).
+    from localive.bench.hum import closed_mouth_hum
+
+    hum = Pcm16(closed_mouth_hum(f0_hz).tobytes(), 16000)
+    heard = (await asr.transcribe(hum, "en-US", expect=LISTENER_WORDS)).text
+    assert lets_the_model_go_on(heard), heard
 
 
 async def test_the_previous_text_reaches_the_30_s_path(asr_full: WhisperASR, say: Say) -> None:

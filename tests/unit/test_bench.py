@@ -304,11 +304,11 @@ def test_backchannel_report_counts_right_outcomes_and_names_what_was_heard_inste
         Trial("Kore", "Yeah.", True, "Yeah.", "the"),  # right with the prior, wrong without
         Trial("Kore", "Mm-hm.", True, "Mama.", "Mama."),  # a word: interrupts, wrongly
         Trial("Kore", "Wait.", False, "Wait.", "Wait."),
-        Trial("Kore", "Huh?", False, "Yeah.", "Huh?"),  # a listener's word either way: wrong
+        Trial("Kore", "Huh?", False, "Yeah.", "Huh?"),  # a listener's word with the prior, a request without
     ]
     assert [t.right for t in trials] == [True, False, True, False]
-    assert [t.right_plain for t in trials] == [False, False, True, False]
+    assert [t.right_plain for t in trials] == [False, False, True, True]
     text = report(trials, ["Kore"], 1.0)
     assert "| backchannels let the answer go on | 1/2 | 0/2 |" in text
-    assert "| requests interrupt | 1/2 | 1/2 |" in text
+    assert "| requests interrupt | 1/2 | 2/2 |" in text
     assert "| Mm-hm. | 0/1 | Kore: 'Mama.' |" in text

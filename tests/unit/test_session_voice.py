@@ -269,6 +269,7 @@ async def test_long_speech_while_the_model_talks_is_a_barge_in_before_it_ends() 
     ("Mm-hm.", True), ("Yeah, yeah.", True), ("Oh, I see.", True), ("okay", True), ("Uh-huh", True),
     ("M-m-hm.", True), ("Hmmm.", True), ("Um-hm.", True), ("Mama", False), ("Hm, what?", False),
     ("Wait.", False), ("Yeah but what about Paris?", False), ("", False), ("No.", False), ("Stop", False),
+    ("Huh.", True), ("Huh?", False),
 ])
 def test_is_backchannel(text: str, backchannel: bool) -> None:
     assert is_backchannel(text) is backchannel

@@ -7,7 +7,8 @@ judged by its words (session/live.py `_judge_short_utterance`): the server trans
 words as Whisper's previous text (`expect=LISTENER_WORDS`) and lets the model go on when
 `lets_the_model_go_on(text)`. This benchmark runs exactly that decision on each backchannel (which should let the
 answer go on) and each short request (which should interrupt it), spoken in each of the embedded voices, and
-the same decision without the listener prior for comparison.
+the same decision without the listener prior for comparison. The voices cannot hum (see bench/hum.py), so a
+closed-mouth "mm-hm" made by formant synthesis is measured too, at HUM_PITCHES_HZ, flat and rising.
 
 It isolates the one step where voices differ — what Whisper hears in half a second of speech. The end-to-end
 measurement through a real server and the SDK (one voice, silence-only VAD beside semantic turn-taking) is
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from localive.audio.pcm import Pcm16
 from localive.audio.resample import resample
+from localive.bench.hum import closed_mouth_hum
 from localive.bench.machine import collect as machine
 from localive.bench.turn_taking import BACKCHANNELS
 from localive.session.backchannel import LISTENER_WORDS, lets_the_model_go_on
@@ -36,6 +38,9 @@ REQUESTS: tuple[str, ...] = (
     "What?", "Why?", "Sorry?", "Pardon?", "Huh?",
 )
 RATE_HZ = 16000
+HUM_PITCHES_HZ = (110.0, 150.0, 200.0, 240.0)
+HUM_RISES = (1.0, 1.25)
+HUM_VOICE = "(formant hum)"
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,13 @@ async def _trials(voices: Sequence[str]) -> list[Trial]:
                 trials.append(Trial(voice, text, backchannel, heard, plain))
             done = [t for t in trials if t.voice == voice]
             print(f"  {voice}: {sum(t.right for t in done)}/{len(done)} right", file=sys.stderr, flush=True)
+        for f0 in HUM_PITCHES_HZ:
+            for rise in HUM_RISES:
+                hum = Pcm16(closed_mouth_hum(f0, rise=rise).tobytes(), RATE_HZ)
+                heard = (await asr.transcribe(hum, "en-US", expect=LISTENER_WORDS)).text
+                plain = (await asr.transcribe(hum, "en-US")).text
+                trials.append(Trial(HUM_VOICE, f"Mm-hm ({f0:.0f} Hz, {'rising' if rise > 1 else 'flat'})", True,
+                                    heard, plain))
     finally:
         asr.close()
         tts.close()
@@ -87,6 +99,8 @@ def _count(trials: Sequence[Trial], backchannel: bool, plain: bool = False) -> s
 
 
 def report(trials: Sequence[Trial], voices: Sequence[str], wall_s: float) -> str:
+    hums = [t for t in trials if t.voice == HUM_VOICE]
+    trials = [t for t in trials if t.voice != HUM_VOICE]
     lines = [
         "## Backchannels in every voice (`python -m localive.bench.backchannels`)",
         "",
@@ -106,6 +120,13 @@ def report(trials: Sequence[Trial], voices: Sequence[str], wall_s: float) -> str
         rows = [t for t in trials if t.text == text]
         wrong = ", ".join(f"{t.voice}: {t.heard!r}" for t in rows if not t.right)
         lines.append(f"| {text} | {sum(t.right for t in rows)}/{len(rows)} | {wrong} |")
+    if hums:
+        lines += ["", "Closed-mouth hums (formant synthesis, bench/hum.py):", "",
+                  "| hum | heard, with the prior | lets the answer go on | heard without it | lets it go on |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {t.text} | {t.heard!r} | {'yes' if t.right else 'no'} | {t.heard_plain!r} | "
+                  f"{'yes' if t.right_plain else 'no'} |" for t in hums]
+        lines.append(f"| all | | {_count(hums, True)} | | {_count(hums, True, plain=True)} |")
     return "\n".join(lines) + "\n"
 
 

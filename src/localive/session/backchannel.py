@@ -4,10 +4,13 @@ With semantic turn-taking, speech that starts while the model is talking does no
 still going after BARGE_IN_AFTER_S it is a barge-in (the model stops); if it ends sooner, its words decide — a
 backchannel is let pass (the model keeps talking, nothing is answered), anything else interrupts and is answered.
 
-Such a short utterance is transcribed with LISTENER_WORDS as Whisper's previous text: without it, a hummed
-"mm-hm" comes out as a word ("Mama", "Emma"), with it as "Mm-hm." (measured in docs/turn-taking.md). Requests
+Such a short utterance is transcribed with LISTENER_WORDS as Whisper's previous text: without it Whisper writes
+many listener sounds as words ("the" for espeak's "yeah", "Emma" for a hum), with it as the listener's words far
+more often (docs/turn-taking.md); the neural voices' "Mm-hm", which has a vowel in it, stays "Mama". Requests
 ("Wait.", "Stop.", "Hold on.") keep their words. Speech in which nothing is recognised at all (a cough, a hum
-Whisper calls silence) is not an interruption either: there is nothing to answer.
+Whisper calls silence) is not an interruption either: there is nothing to answer. "Huh?" asks to hear it again:
+it interrupts ("Huh." does not). Measured in all 30 voices and on formant-synthesised hums by
+`python -m localive.bench.backchannels` (docs/turn-taking-benchmark.md).
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ i see got it cool nice great wow really true totally exactly indeed
 """.split())
 _TOKEN = re.compile(r"[a-z]+(?:-[a-z]+)*")
 _HUM = re.compile(r"[mh]+(?:-[mh]+)*")  # "mm", "m-m-hm", "hmm": closed-mouth sounds, however spelled
+_REPAIR = re.compile(r"\s*huh\s*\?+\s*", re.IGNORECASE)  # "Huh?" asks to hear it again (a "Huh." does not)
 
 
 def is_backchannel(text: str) -> bool:
-    """A few listener words and nothing else ("Mm-hm.", "Yeah, yeah.", "Oh, I see.")."""
+    """A few listener words and nothing else ("Mm-hm.", "Yeah, yeah.", "Oh, I see."); not "Huh?"."""
+    if _REPAIR.fullmatch(text):
+        return False
     words = _TOKEN.findall(text.lower())
     return 0 < len(words) <= MAX_WORDS and all(w in _WORDS or _HUM.fullmatch(w) for w in words)
 
