@@ -80,8 +80,10 @@ async def test_a_clients_own_silence_window_is_honoured(client: genai.Client) ->
     assert await heard(client, config, question, wait_s=3.0) == []  # semantic would have ended it at 200 ms
 
 
-async def talk_over_the_model(client: genai.Client, words: str) -> list[str]:
-    """The model reads back a long message; while it talks, the user says `words`. Returns the event kinds."""
+async def talk_over_the_model(client: genai.Client, words: str | np.ndarray) -> list[str]:
+    """The model reads back a long message; while it talks, the user says `words` (text in Erinome's voice, or
+    16 kHz samples). Returns the event kinds."""
+    said = erinome(words) if isinstance(words, str) else words
     kinds: list[str] = []
     long_message = "I would like you to repeat this long sentence about the seven rivers of the northern valley."
     async with client.aio.live.connect(model=NATIVE, config=CONFIG) as session:  # type: ignore[arg-type]
@@ -93,7 +95,7 @@ async def talk_over_the_model(client: genai.Client, words: str) -> list[str]:
                     content = message.server_content
                     if message.data and "audio" not in kinds:
                         kinds.append("audio")
-                        await send_audio(session, np.concatenate([erinome(words), silence(0.5)]).tobytes())
+                        await send_audio(session, np.concatenate([said, silence(0.5)]).tobytes())
                     if content and content.interrupted:
                         kinds.append("interrupted")
                     if content and content.turn_complete:
@@ -108,3 +110,10 @@ async def talk_over_the_model(client: genai.Client, words: str) -> list[str]:
 async def test_a_backchannel_while_the_model_talks_does_not_cut_it_off(client: genai.Client) -> None:
     assert await talk_over_the_model(client, "Yeah.") == ["audio", "turnComplete"]
     assert await talk_over_the_model(client, "Wait, stop.") == ["audio", "interrupted", "turnComplete"]
+
+
+async def test_a_hum_while_the_model_talks_does_not_cut_it_off(client: genai.Client) -> None:
+    # A closed-mouth "mm-hm" (formant synthesis: the neural voice puts a vowel in it and is heard as "Mama").
+    from localive.bench.hum import closed_mouth_hum
+
+    assert await talk_over_the_model(client, closed_mouth_hum(180.0)) == ["audio", "turnComplete"]
