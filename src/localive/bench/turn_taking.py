@@ -17,8 +17,8 @@ prosody, and espeak-ng's melody misleads it (docs/turn-taking.md). Three kinds o
 - **complete**: a whole question, no pause. *Time to respond*: from the end of the user's speech (the moment its
   last sample was recorded, by the real-time clock of the paced stream) to the first model audio chunk.
 - **backchannel**: the user asks for a long story (an emulator script makes the reply long and slow); 2 s after
-  the first answer audio the user says "mm-hm", "yeah", …; the trial records whether the answer was
-  `interrupted` within 4 s, and whether the model then answered the backchannel itself.
+  the first answer audio the user says "mm-hm", "yeah", … (and hums, HUM); the trial records whether the answer
+  was `interrupted` within 4 s, and whether the model then answered the backchannel itself.
 
 The microphone is simulated: 100 ms chunks of 16 kHz PCM sent in real time (chunk i once it has been
 "recorded", (i + 1) × 100 ms after the start), with -60 dBFS room noise under everything, and silence after the
@@ -159,6 +159,10 @@ COMPLETE: tuple[str, ...] = (
 )
 
 BACKCHANNELS: tuple[str, ...] = ("Mm-hm.", "Yeah.", "Uh-huh.", "Okay.", "Right.", "I see.")
+# The voice cannot hum (its "Mm-hm." has a vowel in it): a closed-mouth hum by formant synthesis (bench/hum.py)
+# near the voice's pitch is the last backchannel.
+HUM = "(hum, closed mouth)"
+HUM_PITCH_HZ = 190.0
 
 
 # --- the labelled set: synthesis, cut points, cache ------------------------------------------------------------
@@ -326,6 +330,14 @@ class LabelledSet:
     warm_up: Recording
 
 
+def hum_recording() -> Recording:
+    from localive.bench.hum import closed_mouth_hum
+
+    samples = closed_mouth_hum(HUM_PITCH_HZ, rate_hz=RATE_HZ)
+    start, end = speech_bounds(samples.tobytes(), RATE_HZ)
+    return Recording(HUM, samples, start, end)
+
+
 def labelled_set(directory: Path = SET_DIR) -> LabelledSet:
     speech = SpeechSet(directory)
     try:
@@ -333,7 +345,7 @@ def labelled_set(directory: Path = SET_DIR) -> LabelledSet:
             paused=tuple((item, speech.recording(item.text, item.prefix)) for item in PAUSED),
             complete=tuple(speech.recording(text) for text in COMPLETE),
             trigger=speech.recording(STORY_TRIGGER),
-            backchannels=tuple(speech.recording(text) for text in BACKCHANNELS),
+            backchannels=(*(speech.recording(text) for text in BACKCHANNELS), hum_recording()),
             warm_up=speech.recording(WARM_UP),
         )
     finally:
