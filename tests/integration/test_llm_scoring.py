@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from localive.engines.llm.addressed import ANSWERS, decide, judge_prompt
+from localive.engines.llm.addressed import ANSWERS, SENTINEL, decide, judge_prompt, prompt_prefix
 from localive.engines.llm.base import ChatMessage, SamplingParams
 from localive.engines.llm.llama import LlamaLLM
 from localive.engines.llm.llama_scoring import SEQUENCES
@@ -114,6 +114,25 @@ async def test_reply_start_does_not_depend_on_the_cache(llm: LlamaLLM) -> None:
     assert await llm.reply_start_logprobs(chat, ANSWERS) == pytest.approx(cold, abs=0.1)
     assert sequence_end(llm, 0) == conversation  # neither kind of scoring touched the conversation
     assert await generate(llm, COOK, "Name a spice.") == cached
+
+
+async def test_prepared_prompts_give_the_same_judgement(llm: LlamaLLM) -> None:
+    history = [ChatMessage("user", "What goes into a vinaigrette?"), ChatMessage("assistant", "Oil and vinegar.")]
+    ahead = judge_prompt(COOK, SENTINEL, history)
+    now = judge_prompt(COOK, QUESTION, history)
+    chats_now = [list(h.messages) for h in now.hypotheses]
+    cold = await llm.continuation_logprobs(chats_now, QUESTION)
+    cold_answer = await llm.reply_start_logprobs(list(now.question), ANSWERS)
+    await llm.continuation_logprobs(chats(SIDE_TALK), SIDE_TALK)  # other prompts in the sequences
+    await llm.reply_start_logprobs(quiz("Is water wet?"), ANSWERS)
+    await llm.prepare_scoring([list(h.messages) for h in ahead.hypotheses], list(ahead.question))
+    for sequence, chat in ((1, list(ahead.hypotheses[0].messages)), (SEQUENCES, None)):
+        rendered = (llm._render([*chat, ChatMessage("user", SENTINEL)], cache=False) if chat is not None
+                    else llm._render(list(ahead.question), cache=False))
+        prefix = llm._tokens(prompt_prefix(rendered), special=True)
+        assert sequence_end(llm, sequence) == len(prefix) - 2  # all but its last token, up to the utterance
+    assert await llm.continuation_logprobs(chats_now, QUESTION) == pytest.approx(cold, abs=TOLERANCE)
+    assert await llm.reply_start_logprobs(list(now.question), ANSWERS) == pytest.approx(cold_answer, abs=0.1)
 
 
 async def test_empty_text_scores_nothing(llm: LlamaLLM) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from localive.audio.pcm import Pcm16
 from localive.engines.asr.base import Transcript
+from localive.engines.llm.addressed import SENTINEL
 from localive.engines.llm.base import ChatMessage
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
 from localive.engines.tts.fake import ToneTTS
@@ -319,3 +320,42 @@ async def test_without_proactive_audio_everything_is_answered() -> None:
     side, _, _ = await spoken_turns(False, "Honey, can you pick up the kids at five?",
                                     "What recipes use ingredients from my kitchen?")
     assert "audio" in kinds(side)
+
+
+class PreparingLLM(EmulatorLLM):
+    """The emulator, keeping what the session asked it to prepare for the proactive judge."""
+
+    def __init__(self) -> None:
+        super().__init__(SCRIPT)
+        self.prepared: list[tuple[list[list[ChatMessage]], list[ChatMessage] | None]] = []
+
+    async def prepare_scoring(self, chats, question=None):  # type: ignore[no-untyped-def]
+        self.prepared.append((list(chats), question))
+
+
+@pytest.mark.parametrize("proactive", [True, False])
+async def test_the_judges_prompts_are_prepared_while_the_user_listens(proactive: bool) -> None:
+    question = "What recipes use ingredients from my kitchen?"
+    llm = PreparingLLM()
+    session = LiveSession(registry=ModelRegistry(), engines=Engines(
+        llm_for=lambda entry: llm, asr=ListASR(question), tts=ToneTTS(ms_per_char=1.0), vad_factory=EnergyVAD),
+        session_id="prep")
+    extra = {"proactivity": {"proactiveAudio": True}} if proactive else {}
+    await send(session, {"setup": {"model": "gemini-2.5-flash-preview-native-audio-dialog",
+                                   "generationConfig": {"responseModalities": ["AUDIO"]},
+                                   "systemInstruction": {"parts": [{"text": COOK}]}, **extra}})
+    await session.outbox.get()
+    await send(session, tone(0.5, loud=True))
+    await send(session, tone(0.7, loud=False))
+    assert "audio" in kinds(await drain_turn(session))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    await session.aclose()
+    if not proactive:
+        assert llm.prepared == []
+        return
+    assert len(llm.prepared) == 2  # at setup, and once the answer was generated
+    (first, _), (chats, asked) = llm.prepared
+    assert [(m.role, m.text) for m in first[0]] == [("system", COOK)]
+    assert [m.role for m in chats[0]] == ["system", "user", "assistant"] and chats[0][1].text == question
+    assert asked is not None and SENTINEL in asked[-1].text and question in asked[-1].text

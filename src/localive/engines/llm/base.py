@@ -92,6 +92,13 @@ class LLM(Protocol):
         cache alone; runs off the event loop."""
         ...
 
+    async def prepare_scoring(self, chats: Sequence[list[ChatMessage]],
+                              question: list[ChatMessage] | None = None) -> None:
+        """Evaluate ahead of time what the next `continuation_logprobs(chats, …)` and `reply_start_logprobs` of
+        `question` (with the utterance where addressed.SENTINEL stands) will start with, so that they cost less
+        then (e.g. while the user listens to the answer). The results do not change; runs off the event loop."""
+        ...
+
     def stream(self, messages: list[ChatMessage], params: SamplingParams,
                functions: Sequence[FunctionSpec] = ()) -> AsyncIterator[str | FunctionCalls]:
         """Yield text pieces as they are generated, then at most one `FunctionCalls` (only when `functions` are

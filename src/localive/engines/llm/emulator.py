@@ -176,6 +176,10 @@ class EmulatorLLM:
         that combines this with `continuation_logprobs` rests on the latter alone."""
         return [-math.log(len(starts))] * len(starts) if starts else []
 
+    async def prepare_scoring(self, chats: Sequence[list[ChatMessage]],
+                              question: list[ChatMessage] | None = None) -> None:
+        """Nothing to evaluate ahead: the stand-in scores cost nothing."""
+
     async def stream(self, messages: list[ChatMessage], params: SamplingParams,
                      functions: Sequence[FunctionSpec] = ()) -> AsyncIterator[str | FunctionCalls]:
         messages = [m for m in messages if not (m.role == "user" and m.text == RESULT_NUDGE)]

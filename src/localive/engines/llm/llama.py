@@ -272,6 +272,22 @@ class LlamaLLM:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker, self._reply_start, list(chat), [list(g) for g in starts])
 
+    async def prepare_scoring(self, chats: Sequence[list[ChatMessage]],
+                              question: list[ChatMessage] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._worker, self._prepare, list(chats), question)
+
+    def _prepare(self, chats: list[list[ChatMessage]], question: list[ChatMessage] | None) -> None:
+        """On the worker: the prompts `_score` and `_reply_start` will decode, up to the utterance, into the same
+        sequences they use."""
+        assert self._scorer is not None
+        for sequence, chat in enumerate(chats[:SEQUENCES - 1], start=1):
+            rendered = self._render([*chat, ChatMessage("user", SENTINEL)], cache=False)
+            self._scorer.prefill(self._tokens(prompt_prefix(rendered), special=True), sequence)
+        if question is not None:
+            rendered = self._render(question, cache=False)
+            self._scorer.prefill(self._tokens(prompt_prefix(rendered), special=True), SEQUENCES)
+
     def _reply_start(self, chat: list[ChatMessage], starts: list[list[str]]) -> list[float]:
         """On the worker: the prompt for the assistant's reply, scored in the last scoring sequence (the
         continuations above use the first ones), so consecutive questions reuse its cached part."""
