@@ -48,3 +48,17 @@ def test_the_question_names_the_instructions_the_conversation_and_the_utterance(
     assert COOK in asked and "Simmer the water first." in asked and "And for how long?" in asked
     assert asked.rstrip().endswith("Answer yes or no.")
     assert ANSWERS[0][0] == "yes" and ANSWERS[1][0] == "no"
+
+
+def test_the_judge_sees_the_user_and_model_texts_only() -> None:
+    from localive.session.history import Turn
+    from localive.session.proactive import conversation
+
+    turns = [Turn("user", "Weather in Paris?"), Turn("model", "", call_ids=("c1",)),
+             Turn("tool", '{"sky": "clear"}', name="weather"), Turn("model", "Clear skies.")]
+    assert [(m.role, m.text) for m in conversation(turns)] == [
+        ("user", "Weather in Paris?"), ("assistant", ""), ("assistant", "Clear skies.")]
+    # judge_prompt drops the empty text and keeps the last exchange
+    prompt = judge_prompt(COOK, "And tomorrow?", conversation(turns))
+    assert [(m.role, m.text) for m in prompt.hypotheses[0].messages][1:] == [
+        ("user", "Weather in Paris?"), ("assistant", "Clear skies.")]

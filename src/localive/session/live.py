@@ -18,11 +18,10 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-from localive.engines.llm.addressed import ANSWERS, SENTINEL, decide, judge_prompt
 from localive.engines.llm.base import (
     LLM,
     PENDING_RESULT,
@@ -53,6 +52,7 @@ from localive.session.hearing import AffectTracker, Heard, hear
 from localive.session.history import Turn, keep_after_interruption, whole_turns_to_drop
 from localive.session.lifetime import LOCAL_LIMITS, Clock, Limits, SystemClock, deadline_s, run_out
 from localive.session.outbox import Outbox
+from localive.session.proactive import ProactiveJudge
 from localive.session.speech_out import Playback, speak
 from localive.session.store import SessionStore, new_handle
 from localive.session.thinking import Thinking, answer_messages, reasoning_messages
@@ -154,7 +154,7 @@ class LiveSession:
         self._heard_last = False  # the newest user message was spoken (proactive audio judges only speech)
         self._maybe_backchannel: float | None = None  # when speech began while the model was talking (semantic)
         self._backchannel_task: asyncio.Task[None] | None = None  # judging a short utterance's words
-        self._judge_prefill: asyncio.Task[None] | None = None  # proactive audio: the judge's prompts, ahead
+        self._judge: ProactiveJudge | None = None  # with proactive audio
         self._tool_calls = ToolCalls()
         self._deferred: list[Turn] = []  # NON_BLOCKING results that arrived during a model turn
 
@@ -201,7 +201,9 @@ class LiveSession:
         self.config = config
         self.state = State.ACTIVE
         await self.outbox.put(out.setup_complete(self.session_id))
-        self._prepare_judge()
+        if config.proactive_audio:
+            self._judge = ProactiveJudge(self._judge_llm(config), config.system_instruction, self.session_id)
+            self._judge.prepare(self.history)
         await self._checkpoint()
         deadline = deadline_s(self._limits, connected_at=self._connected_at, session_started_at=self._started_at,
                               compressed=config.compression is not None)
@@ -471,7 +473,7 @@ class LiveSession:
             mark = len(self.history)
             if not self.history or self.history[-1].role not in ("user", "tool"):
                 return  # nothing new to answer (e.g. the user made a sound but said no words)
-            if config.proactive_audio and spoken and not await self._addressed(config, turn_id):
+            if self._judge is not None and spoken and not await self._judge.addressed(self.history, turn_id):
                 self.history.pop()  # side talk is not part of the conversation
                 self._take_deferred()
                 await self.outbox.put(out.turn_complete(turn_usage(llm, 0, speech_s, "", playback,
@@ -521,7 +523,8 @@ class LiveSession:
                                       turn=turn_id)
             await self._checkpoint()  # the turn is in history: a handle from here on includes it
             await self.outbox.put(out.generation_complete())
-            self._prepare_judge()
+            if self._judge is not None:
+                self._judge.prepare(self.history)
             await asyncio.sleep(playback.remaining_s())  # the client is still playing: the turn is not over
             usage = turn_usage(llm, prompt_tokens, speech_s, reply, playback, config.response_modality,
                                self._video.take_tokens() if self._video else 0)
@@ -578,45 +581,9 @@ class LiveSession:
         return "".join(said)
 
     def _judge_llm(self, config: SessionConfig) -> LLM:
-        """Proactive audio's judge: the larger LLM where it is installed (the 0.5B lets through ordinary talk for
-        broad roles)."""
+        """Proactive audio's judge: the larger LLM where it is installed."""
         code_llm_for = self._engines.code_llm_for
         return code_llm_for(config.model) if code_llm_for is not None else self._engines.llm_for(config.model)
-
-    def _conversation(self, turns: Sequence[Turn]) -> list[ChatMessage]:
-        return [ChatMessage("user" if t.role == "user" else "assistant", t.text) for t in turns
-                if t.role in ("user", "model")]
-
-    async def _addressed(self, config: SessionConfig, turn_id: int) -> bool:
-        """Proactive audio: is what the user just said meant for the model? (engines/llm/addressed.py)"""
-        llm = self._judge_llm(config)
-        utterance = self.history[-1].text
-        prompt = judge_prompt(config.system_instruction, utterance, self._conversation(self.history[:-1]))
-        scores = await llm.continuation_logprobs([list(h.messages) for h in prompt.hypotheses], prompt.utterance)
-        answers = await llm.reply_start_logprobs(list(prompt.question), ANSWERS)
-        verdict = decide({h.name: score for h, score in zip(prompt.hypotheses, scores, strict=True)}, answers)
-        log.info("proactive session=%s turn=%d judge=%s respond=%s margin=%.2f channel=%.2f yes_no=%.2f",
-                 self.session_id, turn_id, llm.name, verdict.respond, verdict.margin, verdict.channel, verdict.yes_no)
-        return verdict.respond
-
-    def _prepare_judge(self) -> None:
-        """Proactive audio: have the judge's prompts for the next spoken turn (which hold the last exchange)
-        evaluated now, while the user listens, instead of when they have spoken (~0.2 s with the 1.5B)."""
-        config = self.config
-        if config is None or not config.proactive_audio:
-            return
-        if self._judge_prefill is not None and not self._judge_prefill.done():
-            self._judge_prefill.cancel()
-        llm = self._judge_llm(config)
-        prompt = judge_prompt(config.system_instruction, SENTINEL, self._conversation(self.history))
-
-        async def prepare() -> None:
-            try:
-                await llm.prepare_scoring([list(h.messages) for h in prompt.hypotheses], list(prompt.question))
-            except Exception:  # only a speed-up: the judgement itself will report a failing engine
-                log.warning("session %s: preparing the proactive judge failed", self.session_id, exc_info=True)
-
-        self._judge_prefill = asyncio.create_task(prepare(), name=f"judge-prefill-{self.session_id}")
 
     def _sense_affect(self, config: SessionConfig, turn_id: int) -> str:
         """With affective dialog: how the user sounded (or, typed, what their words say) → a note for the model,
@@ -773,8 +740,8 @@ class LiveSession:
     async def aclose(self) -> None:
         """End the session: cancel the turn and transcriptions in progress. Safe to call twice."""
         self.state = State.CLOSED
-        tasks = [t for t in (self._turn_task, self._lifetime, self._backchannel_task, self._judge_prefill,
-                             *self._utterances)
+        tasks = [t for t in (self._turn_task, self._lifetime, self._backchannel_task,
+                             self._judge.cancel() if self._judge is not None else None, *self._utterances)
                  if t is not None and not t.done()]
         for task in tasks:
             task.cancel()

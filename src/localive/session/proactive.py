@@ -1,0 +1,65 @@
+"""Proactive audio in a session: whether a spoken turn is meant for the model, and the judge's prompts prepared
+ahead (the method and its measurements: engines/llm/addressed.py, docs/proactive-audio.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from localive.engines.llm.addressed import ANSWERS, SENTINEL, decide, judge_prompt
+from localive.engines.llm.base import LLM, ChatMessage
+from localive.session.history import Turn
+
+log = logging.getLogger(__name__)
+
+
+def conversation(turns: Sequence[Turn]) -> list[ChatMessage]:
+    """The user and model texts of `turns`, as the judge sees the conversation (tool turns left out)."""
+    return [ChatMessage("user" if t.role == "user" else "assistant", t.text) for t in turns
+            if t.role in ("user", "model")]
+
+
+class ProactiveJudge:
+    """One session's judge, on `llm` (the larger embedded model where installed: the 0.5B lets through ordinary
+    talk for broad roles). Owns at most one task, the preparation of the next judgement."""
+
+    def __init__(self, llm: LLM, instruction: str | None, session_id: str) -> None:
+        self.llm = llm
+        self.instruction = instruction
+        self.session_id = session_id
+        self._preparing: asyncio.Task[None] | None = None
+
+    async def addressed(self, history: Sequence[Turn], turn_id: int) -> bool:
+        """Is the last turn of `history` (what the user just said) meant for the model?"""
+        prompt = judge_prompt(self.instruction, history[-1].text, conversation(history[:-1]))
+        scores = await self.llm.continuation_logprobs([list(h.messages) for h in prompt.hypotheses],
+                                                      prompt.utterance)
+        answers = await self.llm.reply_start_logprobs(list(prompt.question), ANSWERS)
+        verdict = decide({h.name: score for h, score in zip(prompt.hypotheses, scores, strict=True)}, answers)
+        log.info("proactive session=%s turn=%d judge=%s respond=%s margin=%.2f channel=%.2f yes_no=%.2f",
+                 self.session_id, turn_id, self.llm.name, verdict.respond, verdict.margin, verdict.channel,
+                 verdict.yes_no)
+        return verdict.respond
+
+    def prepare(self, history: Sequence[Turn]) -> None:
+        """Have the prompts of the next judgement (which hold the last exchange of `history`) evaluated now, while
+        the user listens, instead of once they have spoken (~0.15 s with the 1.5B). Replaces an earlier one."""
+        self.cancel()
+        prompt = judge_prompt(self.instruction, SENTINEL, conversation(history))
+
+        async def prepare() -> None:
+            try:
+                await self.llm.prepare_scoring([list(h.messages) for h in prompt.hypotheses], list(prompt.question))
+            except Exception:  # only a speed-up: the judgement itself will report a failing engine
+                log.warning("session %s: preparing the proactive judge failed", self.session_id, exc_info=True)
+
+        self._preparing = asyncio.create_task(prepare(), name=f"judge-prepare-{self.session_id}")
+
+    def cancel(self) -> asyncio.Task[None] | None:
+        """Cancel the preparation in progress; returns its task (to await), or None."""
+        task, self._preparing = self._preparing, None
+        if task is None or task.done():
+            return None
+        task.cancel()
+        return task
