@@ -64,7 +64,7 @@ speaks) the judgment is back to ~100 ms / ~140 ms. The session does that (`LLM.p
 generated, for both hypotheses and the yes/no question): with the question, over a conversation that changes
 every turn, the 1.5B judges in p50 ~300 ms prepared vs ~460 ms cold.
 
-The server judges with the 1.5B when it is installed (session/live.py `_addressed`), and combines the channel
+The server judges with the 1.5B when it is installed (session/proactive.py), and combines the channel
 with the yes/no question: on the 1.5B the two make different mistakes (the channel answers side talk about the
 role's own topic; the question reads who is addressed). `decide` adds them as
 
