@@ -2,12 +2,12 @@
 
     .venv/bin/python benchmarks/proactive.py [--llm qwen2.5-coder-1.5b-instruct] [--set FILE ...]
 
-Runs exactly what a session with `proactivity.proactiveAudio` does on each spoken turn (engines/llm/addressed.py:
-the two hypotheses with the set's conversation so far, `LLM.continuation_logprobs` on the embedded model, the
-yes/no question, `LLM.reply_start_logprobs`, `decide`) over the labelled sets (default: benchmarks/proactive_set.toml,
-proactive_set_fresh.toml and proactive_set_fresh2.toml), and prints per set: correct, precision and recall of
-"responds", and the judge's time per utterance; then totals per use
-(tune / held-out rounds / fresh / fresh2). Results: docs/proactive-audio.md.
+Runs exactly what a session with `proactivity.proactiveAudio` does on each spoken turn (session/proactive.py
+`judge`: the two hypotheses of engines/llm/addressed.py with the set's conversation so far,
+`LLM.continuation_logprobs` on the embedded model, the yes/no question, `LLM.reply_start_logprobs`, `decide`)
+over the labelled sets (default: benchmarks/proactive_set.toml, proactive_set_fresh.toml and
+proactive_set_fresh2.toml), and prints per set: correct, precision and recall of "responds", and the judge's time
+per utterance; then totals per use (tune / held-out rounds / fresh / fresh2). Results: docs/proactive-audio.md.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import tomllib
 from pathlib import Path
 
 from localive.bench.machine import collect as machine
-from localive.engines.llm.addressed import ANSWERS, decide, judge_prompt
 from localive.engines.llm.base import ChatMessage
 from localive.models.registry import QWEN_15B
+from localive.session.proactive import judge
 
 SETS = [Path(__file__).with_name(name) for name in
         ("proactive_set.toml", "proactive_set_fresh.toml", "proactive_set_fresh2.toml")]
@@ -33,12 +33,9 @@ async def judge_set(llm, instruction: str, history: list[ChatMessage],  # type: 
     tp = fp = fn = tn = 0
     seconds = []
     for item in items:
-        prompt = judge_prompt(instruction, item["text"], history)
         started = time.perf_counter()
-        scores = await llm.continuation_logprobs([list(h.messages) for h in prompt.hypotheses], prompt.utterance)
-        answers = await llm.reply_start_logprobs(list(prompt.question), ANSWERS) if with_question else None
+        respond = (await judge(llm, instruction, item["text"], history, ask=with_question)).respond
         seconds.append(time.perf_counter() - started)
-        respond = decide({h.name: v for h, v in zip(prompt.hypotheses, scores, strict=True)}, answers).respond
         tp += respond and item["respond"]
         fp += respond and not item["respond"]
         fn += (not respond) and item["respond"]

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from localive.engines.llm.addressed import ANSWERS, SENTINEL, decide, judge_prompt
+from localive.engines.llm.addressed import ANSWERS, SENTINEL, Verdict, decide, judge_prompt
 from localive.engines.llm.base import LLM, ChatMessage
 from localive.session.history import Turn
 
@@ -18,6 +18,16 @@ def conversation(turns: Sequence[Turn]) -> list[ChatMessage]:
     """The user and model texts of `turns`, as the judge sees the conversation (tool turns left out)."""
     return [ChatMessage("user" if t.role == "user" else "assistant", t.text) for t in turns
             if t.role in ("user", "model")]
+
+
+async def judge(llm: LLM, instruction: str | None, utterance: str, earlier: Sequence[ChatMessage], *,
+                ask: bool = True) -> Verdict:
+    """The verdict on `utterance` after the conversation `earlier`: the channel hypotheses and (`ask`) the yes/no
+    question, scored on `llm` (benchmarks/proactive.py measures exactly this)."""
+    prompt = judge_prompt(instruction, utterance, earlier)
+    scores = await llm.continuation_logprobs([list(h.messages) for h in prompt.hypotheses], prompt.utterance)
+    answers = await llm.reply_start_logprobs(list(prompt.question), ANSWERS) if ask else None
+    return decide({h.name: score for h, score in zip(prompt.hypotheses, scores, strict=True)}, answers)
 
 
 class ProactiveJudge:
@@ -32,11 +42,7 @@ class ProactiveJudge:
 
     async def addressed(self, history: Sequence[Turn], turn_id: int) -> bool:
         """Is the last turn of `history` (what the user just said) meant for the model?"""
-        prompt = judge_prompt(self.instruction, history[-1].text, conversation(history[:-1]))
-        scores = await self.llm.continuation_logprobs([list(h.messages) for h in prompt.hypotheses],
-                                                      prompt.utterance)
-        answers = await self.llm.reply_start_logprobs(list(prompt.question), ANSWERS)
-        verdict = decide({h.name: score for h, score in zip(prompt.hypotheses, scores, strict=True)}, answers)
+        verdict = await judge(self.llm, self.instruction, history[-1].text, conversation(history[:-1]))
         log.info("proactive session=%s turn=%d judge=%s respond=%s margin=%.2f channel=%.2f yes_no=%.2f",
                  self.session_id, turn_id, self.llm.name, verdict.respond, verdict.margin, verdict.channel,
                  verdict.yes_no)

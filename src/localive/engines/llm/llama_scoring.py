@@ -68,30 +68,9 @@ class SequenceScorer:
         return self._decode([choice], first_sequence=sequence)[0]
 
     def prefill(self, prefix: list[int], sequence: int) -> None:
-        """Evaluate `prefix` (but its last token, which scoring evaluates again for its logits) into `sequence`
-        ahead of time: a later request that starts with it evaluates only the rest."""
-        if not 1 <= sequence <= self._sequences:
-            raise ValueError(f"scoring sequences are 1 to {self._sequences}")
-        lib = self._lib
-        target = prefix[:-1]
-        keep = 0
-        for a, b in zip(self._held(sequence), target, strict=False):
-            if a != b:
-                break
-            keep += 1
-        lib.llama_memory_seq_rm(self._memory, sequence, keep, -1)
-        self._cached[sequence] = target[:keep]
-        batch = self._batch
-        for start in range(keep, len(target), self._n_batch):
-            chunk = target[start:start + self._n_batch]
-            batch.n_tokens = len(chunk)
-            for row, token in enumerate(chunk):
-                batch.token[row], batch.pos[row], batch.n_seq_id[row] = token, start + row, 1
-                batch.seq_id[row][0] = sequence
-                batch.logits[row] = row == len(chunk) - 1  # one output row: some versions want at least one
-            if lib.llama_decode(self._ctx, batch) != 0:
-                raise RuntimeError("llama_decode failed while prefilling")
-            self._cached[sequence] = target[:start + len(chunk)]
+        """Evaluate `prefix` into `sequence` ahead of time (a choice of nothing): a later request that starts with
+        it evaluates only the rest."""
+        self.choice(Choice(prefix, ()), sequence)
 
     def _held(self, seq: int) -> list[int]:
         """The tokens sequence `seq` really holds (generation may have trimmed it since we cached them)."""
