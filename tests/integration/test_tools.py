@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import jsonschema
+import jsonschema_rs
 import pytest
 from google import genai
 from google.genai import types
@@ -112,7 +112,7 @@ async def test_weather_calls_have_schema_valid_arguments_and_the_answer_uses_the
         calls = calls_of(messages)
         valid = len(calls) == 1 and calls[0].name == "get_weather"
         if valid:
-            jsonschema.validate(calls[0].args, WEATHER_JSON_SCHEMA)  # a call that reaches the client is valid
+            jsonschema_rs.validate(WEATHER_JSON_SCHEMA, calls[0].args)  # a call that reaches the client is valid
         if valid and "17" in text_of(messages):
             good += 1
         print(f"{phrasing!r}: calls={[(c.name, c.args) for c in calls]} answer={text_of(messages)[:80]!r}")

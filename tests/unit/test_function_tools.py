@@ -92,3 +92,37 @@ def test_other_fences_stay_prose_and_an_unclosed_python_block_is_code() -> None:
     assert split(["Use ```json\n{}\n``` then done"]) == ("Use ```json\n{}\n``` then done", None)
     assert split(["```python\nprint(1)\n"]) == ("", "print(1)")
     assert split(["plain `code` text"]) == ("plain `code` text", None)
+
+
+# --- hostile schemas (security findings F2, F18) ----------------------------------------------------------------
+
+def test_a_catastrophic_pattern_cannot_freeze_validation() -> None:
+    """`^(a+)+$` against "aaa…a!" backtracks for ever in Python's `re`; the check must return, with a problem."""
+    import concurrent.futures
+
+    tool, = function_tools([Tool.model_validate({"functionDeclarations": [{
+        "name": "check", "parametersJsonSchema": {"type": "object", "properties": {
+            "s": {"type": "string", "pattern": "^(a+)+$"}}}}]})])
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # a regression fails the test instead of hanging it
+        problem = pool.submit(tool.validate, {"s": "a" * 50_000 + "!"}).result(timeout=30)
+    assert problem is not None and "does not match" in problem
+    assert tool.validate({"s": "aaaa"}) is None
+
+
+def test_at_most_512_declarations() -> None:
+    from localive.tools.functions import MAX_DECLARATIONS
+
+    decls = [{"name": f"f{i}"} for i in range(MAX_DECLARATIONS + 1)]
+    with pytest.raises(InvalidArgument, match=f"{MAX_DECLARATIONS}"):
+        function_tools([Tool.model_validate({"functionDeclarations": decls})])
+    assert len(function_tools([Tool.model_validate({"functionDeclarations": decls[:-1]})])) == MAX_DECLARATIONS
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"a": {"type": "strin"}}},
+    {"type": "object", "properties": {"a": {"type": "string", "pattern": "(unclosed"}}},
+    {"type": "object", "minProperties": -1},
+])
+def test_invalid_json_schemas_are_refused(schema: dict[str, object]) -> None:
+    with pytest.raises(InvalidArgument, match="invalid parametersJsonSchema"):
+        function_tools([Tool.model_validate({"functionDeclarations": [{"name": "f", "parametersJsonSchema": schema}]})])

@@ -37,14 +37,17 @@ def keyed() -> Access:
     return Access(KeyRing([KEY]))
 
 
-async def test_a_local_page_gets_a_one_use_token_bound_to_the_playground(keyed: Access) -> None:
+async def test_a_local_page_gets_a_one_use_token_of_its_own(keyed: Access) -> None:
     status, body = await mint(keyed, origin="http://127.0.0.1:8766")
     assert status == 200 and is_token(body["name"]) and body["uses"] == 1
     assert KEY not in json.dumps(body)
     token = keyed.tokens.get(body["name"])
     assert token is not None and token.principal == PRINCIPAL and token.uses == 1
     credential = keyed.authenticate(body["name"], constrained=True)
-    assert credential.principal == PRINCIPAL
+    _, other = await mint(keyed, origin="http://127.0.0.1:8766")
+    # each page's sessions are its own (security finding F16): another page cannot resume them
+    assert credential.principal != keyed.authenticate(other["name"], constrained=True).principal
+    assert PRINCIPAL not in credential.principal
 
 
 async def test_other_machines_get_no_token_unless_public(keyed: Access) -> None:
@@ -69,3 +72,17 @@ async def test_an_open_server_needs_no_token() -> None:
                                                  ("testclient", False), (None, False)])
 def test_is_loopback(host: str | None, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+async def test_one_client_cannot_exhaust_the_tokens_of_others(keyed: Access) -> None:
+    """Security finding F9: 100,000 page tokens from one client locked every mint out for 1.5 h."""
+    from localive.server.auth import KEY_QUOTA, Token, new_token_name
+    from localive.server.playground import PLAYGROUND_QUOTA
+
+    for _ in range(PLAYGROUND_QUOTA.tokens):
+        assert (await mint(keyed, origin="http://127.0.0.1:8766"))[0] == 200
+    status, body = await mint(keyed, origin="http://127.0.0.1:8766")
+    assert status == 429 and body["error"]["status"] == "RESOURCE_EXHAUSTED"
+    assert (await mint(keyed, "public", client="192.0.2.7"))[0] == 200  # another client still gets one
+    now = keyed.clock()
+    keyed.tokens.add(new_token_name(), Token(now + 60, now + 60, 1, "key-principal"), now, KEY_QUOTA)  # and keys

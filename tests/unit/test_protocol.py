@@ -134,3 +134,37 @@ def test_server_messages_are_camel_case_and_compact() -> None:
     assert json.loads(dumps(model_text("hi")))["serverContent"]["modelTurn"]["parts"] == [{"text": "hi"}]
     with pytest.raises(ValueError):
         dumps(model_text("x" * (600 * 1024)))
+
+
+# --- bounded work per message (security finding F2) ------------------------------------------------------------
+
+def test_a_message_of_60000_parts_is_refused_before_validation() -> None:
+    frame = json.dumps({"clientContent": {"turns": [{"role": "user", "parts": [{"text": "x"}] * 60_000}]}})
+    with pytest.raises(InvalidArgument, match="too many") as refused:
+        parse_client_message(frame)
+    assert close_for(refused.value).code == 1007
+
+
+def test_values_inside_free_form_fields_count_too() -> None:
+    args = {f"k{i}": i for i in range(30_000)}
+    frame = json.dumps({"toolResponse": {"functionResponses": [{"id": "a", "name": "f", "response": args}]}})
+    with pytest.raises(InvalidArgument, match="too many"):
+        parse_client_message(frame)
+
+
+def test_turns_and_parts_have_their_own_caps() -> None:
+    from localive.protocol.messages import MAX_PARTS, MAX_TURNS
+
+    turns = [{"role": "user", "parts": [{"text": "x"}]}] * (MAX_TURNS + 1)
+    with pytest.raises(InvalidArgument, match=f"at most {MAX_TURNS}"):
+        parse_client_message(json.dumps({"clientContent": {"turns": turns}}))
+    parts = [{"text": "x"}] * (MAX_PARTS + 1)
+    with pytest.raises(InvalidArgument, match=f"at most {MAX_PARTS}"):
+        parse_client_message(json.dumps({"clientContent": {"turns": [{"parts": parts}]}}))
+
+
+def test_a_long_but_ordinary_conversation_fits() -> None:
+    turns = [{"role": "user" if i % 2 else "model", "parts": [{"text": "a sentence of the conversation"}]}
+             for i in range(1000)]
+    message = parse_client_message(json.dumps({"clientContent": {"turns": turns, "turnComplete": True}}))
+    assert isinstance(message, wire.ClientContent) and message.turns is not None and len(message.turns) == 1000

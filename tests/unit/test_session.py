@@ -144,3 +144,51 @@ async def test_a_turn_interrupted_before_it_starts_still_ends_with_turn_complete
     assert text_of(second) == "You said: hi"  # both user messages are in the prompt; the emulator answers the last
     assert [t.text for t in session.history[:2]] == ["slow", "hi"]
     await session.aclose()
+
+
+def partial_turn(text: str) -> dict:
+    return {"clientContent": {"turns": [{"role": "user", "parts": [{"text": text}]}], "turnComplete": False}}
+
+
+async def test_history_is_bounded_as_it_arrives_without_compression() -> None:
+    """Security finding F6: clientContent with turnComplete false appended without limit (2 GB in 9 s)."""
+    from localive.protocol.errors import ContextFull
+    from localive.session.live import HISTORY_BYTES_PER_TOKEN
+
+    session = make_session()
+    await send(session, SETUP)
+    assert session._llm is not None
+    chunk = "x" * 100_000
+    with pytest.raises(ContextFull):
+        for _ in range(session._llm.context_tokens * HISTORY_BYTES_PER_TOKEN // len(chunk) + 2):
+            await send(session, partial_turn(chunk))
+    await session.aclose()
+
+
+async def test_history_is_compressed_as_it_arrives_with_compression() -> None:
+    from localive.session.live import HISTORY_BYTES_PER_TOKEN
+
+    session = make_session()
+    await send(session, {"setup": {**SETUP["setup"], "contextWindowCompression": {"slidingWindow": {}}}})
+    assert session._llm is not None
+    limit = session._llm.context_tokens * HISTORY_BYTES_PER_TOKEN
+    for i in range(limit // 100_000 * 3):
+        await send(session, partial_turn(f"{i} " + "x" * 100_000))
+        assert sum(len(t.text) for t in session.history) <= limit
+    await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "slow"}]}],
+                                           "turnComplete": True}})
+    assert text_of(await drain_turn(session)) == "a b c d e f g h i j"  # and the session still answers
+    await session.aclose()
+
+
+async def test_a_flood_of_tiny_turns_is_bounded_too() -> None:
+    from localive.protocol.errors import ContextFull
+
+    session = make_session()
+    await send(session, SETUP)
+    turns = [{"role": "user", "parts": [{"text": "a"}]}] * 1000
+    with pytest.raises(ContextFull):
+        for _ in range(100):
+            await send(session, {"clientContent": {"turns": turns, "turnComplete": False}})
+    assert len(session.history) < 100_000
+    await session.aclose()

@@ -149,9 +149,13 @@ class Part(WireModel):
     video_metadata: VideoMetadata | None = None
 
 
+MAX_PARTS = 1_000  # parts of one Content
+MAX_TURNS = 1_000  # turns of one clientContent
+
+
 class Content(WireModel):
     role: StrictStr | None = None
-    parts: list[Part] = Field(default_factory=list)
+    parts: list[Part] = Field(default_factory=list, max_length=MAX_PARTS)
 
 
 # --- Setup ---------------------------------------------------------------------------------------------------
@@ -306,7 +310,7 @@ class Setup(WireModel):
 # --- Runtime messages ----------------------------------------------------------------------------------------
 
 class ClientContent(WireModel):
-    turns: list[Content] | None = None
+    turns: list[Content] | None = Field(default=None, max_length=MAX_TURNS)
     turn_complete: StrictBool = False
 
 

@@ -67,6 +67,8 @@ def describe_validation_error(root: str, exc: ValidationError) -> str:
     if kind == "missing":
         return f"Missing required field at '{where}'."
     ctx = error.get("ctx") or {}
+    if kind == "too_long" and "max_length" in ctx:
+        return f"Invalid value at '{where}': at most {ctx['max_length']} items are allowed."
     if "error" in ctx and kind == "value_error":
         return f"Invalid value at '{where}': {ctx['error']}"
     type_name = next((name for prefix, name in _TYPE_NAMES.items() if kind.startswith(prefix)), "")

@@ -3,9 +3,15 @@
 API keys are kept only as SHA-256 digests and compared in constant time against every configured key. With no
 keys configured the server is open: any key, or none, is accepted. An ephemeral token (``auth_tokens/…``) is
 minted with a real key (`tokens_api`), lives in memory, and is redeemed when its session's setup arrives
-(`TokenGate`, LiveSession's ``setup_gate``): a new session takes one use, a resumed one takes none. A principal
-(a one-way id of the key, or of the key that minted the token) names the caller in resumption handles and logs;
-a key itself is never logged or sent back.
+(`TokenGate`, LiveSession's ``gate``): a new session takes one use, a resumed one takes none. A principal (a
+one-way id of the key, or of the token itself) names the caller in resumption handles and logs; a key itself is
+never logged or sent back.
+
+A token's locks hold for the whole session, not only for its setup (security findings F3, F15): a
+``contextUpdate`` may not change a locked field, and a resumed session's saved setup is constrained again. Handles
+are bound to the token, so one user of an app (or of the playground) cannot resume another's session. The store
+is bounded per minter (security finding F9): a key, or a playground client address, holds at most so many live
+tokens and so many bytes of locked setups; expired tokens count for nothing.
 """
 
 from __future__ import annotations
@@ -14,18 +20,20 @@ import asyncio
 import copy
 import hashlib
 import hmac
+import json
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from localive.protocol import messages as wire
-from localive.protocol.errors import INTERNAL, POLICY, Close, InvalidArgument, LiveError
+from localive.protocol.errors import INTERNAL, POLICY, Close, InvalidArgument, LiveError, PolicyViolation
 from localive.protocol.keys import snake_to_camel
 from localive.protocol.parse import describe_validation_error
 
@@ -37,7 +45,9 @@ TOKEN_EXPIRED = "The ephemeral token has expired."
 NO_NEW_SESSIONS = "The ephemeral token no longer accepts new sessions."
 TOKEN_NEEDS_CONSTRAINED = "Ephemeral tokens are only accepted by BidiGenerateContentConstrained."
 KEPT_AFTER_EXPIRY_S = 3600.0  # an expired token is remembered this long, so its refusal says "expired"
-MAX_TOKENS = 100_000
+MAX_TOKENS = 100_000  # live (unexpired) tokens of all minters together
+MAX_EXPIRED_REMEMBERED = 100_000  # expired tokens remembered (without their setups) to say "expired"
+MAX_SETUP_BYTES_TOTAL = 256 * 2**20  # locked setups (compact JSON) of all live tokens together
 PURGE_EVERY_S = 60.0
 
 Clock = Callable[[], float]  # wall-clock seconds since the epoch (token times are absolute)
@@ -58,7 +68,18 @@ class TokenUsedUp(LiveError):
 
 
 class TokenStoreFull(Exception):
-    """Too many unexpired tokens are held already."""
+    """Too many unexpired tokens are held already, by everyone or by this minter."""
+
+
+@dataclass(frozen=True)
+class Quota:
+    """What one minter (an API key, or a playground client's address) may hold at once."""
+
+    tokens: int = 10_000  # live tokens
+    setup_bytes: int = 16 * 2**20  # their locked setups, as compact JSON
+
+
+KEY_QUOTA = Quota()
 
 
 def _digest(secret: str) -> bytes:
@@ -128,19 +149,44 @@ class Token:
     expire_at: float
     new_session_until: float
     uses: int  # 0: unlimited
-    principal: str  # of the key that minted it
-    setup: dict[str, Any] | None = None  # bidiGenerateContentSetup, camelCase
+    principal: str  # of the key that minted it (logs)
+    setup: InitVar[dict[str, Any] | None] = None  # bidiGenerateContentSetup, camelCase
     field_mask: tuple[str, ...] | None = None  # camelCase dotted paths; None: the whole setup is locked
     used: int = 0
+    minter: str = ""  # whose quota it counts against (default: the principal)
+    setup_json: str | None = field(init=False, default=None)  # compact: a dict would cost ~10x the bytes
+
+    def __post_init__(self, setup: dict[str, Any] | None) -> None:
+        if setup is not None:
+            self.setup_json = json.dumps(setup, separators=(",", ":"), ensure_ascii=False)
+        self.minter = self.minter or self.principal
+
+    @property
+    def locked_setup(self) -> dict[str, Any] | None:
+        return None if self.setup_json is None else dict(json.loads(self.setup_json))
+
+    @property
+    def locks_anything(self) -> bool:
+        return self.setup_json is not None or self.field_mask is not None
+
+    @property
+    def setup_bytes(self) -> int:
+        return len(self.setup_json.encode("utf-8")) if self.setup_json is not None else 0
 
 
 def new_token_name() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)  # 256 random bits
 
 
+def token_principal(name: str) -> str:
+    """The principal of a token's sessions: its resumption handles belong to the token, not to every token of the
+    key that minted it (one app's users, or the playground's, cannot resume each other's sessions)."""
+    return "t-" + hashlib.sha256(b"localive token\0" + name.encode("utf-8")).hexdigest()[:16]
+
+
 class TokenStore(Protocol):
-    def add(self, name: str, token: Token, now: float) -> None:
-        """Keep a new token; raises TokenStoreFull when too many are held."""
+    def add(self, name: str, token: Token, now: float, quota: Quota = KEY_QUOTA) -> None:
+        """Keep a new token; raises TokenStoreFull when the store, or the token's minter, holds too many."""
         ...
 
     def get(self, name: str) -> Token | None:
@@ -153,32 +199,55 @@ class TokenStore(Protocol):
 
 
 class MemoryTokenStore:
-    """Tokens in this process's memory, by the digest of their name. Safe from threads and from the event loop."""
+    """Tokens in this process's memory, by the digest of their name. Safe from threads and from the event loop.
 
-    def __init__(self, max_tokens: int = MAX_TOKENS) -> None:
+    Live tokens are counted per minter and in total; an expired one leaves the count at once (it is remembered,
+    without its setup, for KEPT_AFTER_EXPIRY_S so that using it says "expired").
+    """
+
+    def __init__(self, max_tokens: int = MAX_TOKENS, max_setup_bytes: int = MAX_SETUP_BYTES_TOTAL) -> None:
         self._tokens: dict[bytes, Token] = {}
+        self._expired: OrderedDict[bytes, Token] = OrderedDict()
+        self._by_minter: dict[str, set[bytes]] = {}
+        self._minter_bytes: dict[str, int] = {}
+        self._setup_bytes = 0
         self._lock = threading.Lock()
         self._max = max_tokens
+        self._max_setup_bytes = max_setup_bytes
         self._next_purge = 0.0
 
     def __len__(self) -> int:
+        """Live (unexpired) tokens."""
         return len(self._tokens)
 
-    def add(self, name: str, token: Token, now: float) -> None:
+    def add(self, name: str, token: Token, now: float, quota: Quota = KEY_QUOTA) -> None:
+        size = token.setup_bytes
         with self._lock:
             if now >= self._next_purge or len(self._tokens) >= self._max:
                 self._purge(now)
-            if len(self._tokens) >= self._max:
+            mine = self._by_minter.get(token.minter, set())
+            if len(mine) >= quota.tokens or self._minter_bytes.get(token.minter, 0) + size > quota.setup_bytes:
+                self._purge(now)
+                mine = self._by_minter.get(token.minter, set())
+                if len(mine) >= quota.tokens or self._minter_bytes.get(token.minter, 0) + size > quota.setup_bytes:
+                    raise TokenStoreFull
+            if len(self._tokens) >= self._max or self._setup_bytes + size > self._max_setup_bytes:
                 raise TokenStoreFull
-            self._tokens[_digest(name)] = token
+            digest = _digest(name)
+            self._tokens[digest] = token
+            self._by_minter.setdefault(token.minter, set()).add(digest)
+            self._minter_bytes[token.minter] = self._minter_bytes.get(token.minter, 0) + size
+            self._setup_bytes += size
 
     def get(self, name: str) -> Token | None:
+        digest = _digest(name)
         with self._lock:
-            return self._tokens.get(_digest(name))
+            return self._tokens.get(digest) or self._expired.get(digest)
 
     def redeem(self, name: str, now: float, *, new_session: bool) -> Token:
+        digest = _digest(name)
         with self._lock:  # check and count with no await in between: one use, one session
-            token = self._tokens.get(_digest(name))
+            token = self._tokens.get(digest) or self._expired.get(digest)
             if token is None:
                 raise Unauthenticated
             if now >= token.expire_at:
@@ -192,7 +261,20 @@ class MemoryTokenStore:
             return token
 
     def _purge(self, now: float) -> None:
-        self._tokens = {d: t for d, t in self._tokens.items() if now < t.expire_at + KEPT_AFTER_EXPIRY_S}
+        for digest in [d for d, t in self._tokens.items() if now >= t.expire_at]:
+            token = self._tokens.pop(digest)
+            self._by_minter[token.minter].discard(digest)
+            if not self._by_minter[token.minter]:
+                del self._by_minter[token.minter]
+            size = token.setup_bytes
+            self._minter_bytes[token.minter] = self._minter_bytes.get(token.minter, 0) - size
+            if self._minter_bytes[token.minter] <= 0:
+                self._minter_bytes.pop(token.minter)
+            self._setup_bytes -= size
+            self._expired[digest] = replace(token, setup=None)
+        while self._expired and (len(self._expired) > MAX_EXPIRED_REMEMBERED
+                                 or now >= next(iter(self._expired.values())).expire_at + KEPT_AFTER_EXPIRY_S):
+            self._expired.popitem(last=False)
         self._next_purge = now + PURGE_EVERY_S
 
 
@@ -283,7 +365,7 @@ class Credential:
 
 
 class TokenGate:
-    """LiveSession's setup gate for a token: redeem it, then apply its locked fields to the setup."""
+    """LiveSession's gate for a token: redeem it at setup and hold its locked fields for the whole session."""
 
     def __init__(self, store: TokenStore, name: str, token: Token, clock: Clock) -> None:
         self._store = store
@@ -292,18 +374,35 @@ class TokenGate:
         self._clock = clock
 
     async def __call__(self, setup: wire.Setup) -> wire.Setup:
-        token = self._token
-        if token.setup is None and token.field_mask is None:
-            effective = setup
-        else:
-            raw = setup.model_dump(by_alias=True, exclude_none=True, mode="json")
-            try:
-                effective = wire.Setup.model_validate(constrain(raw, token.setup, token.field_mask))
-            except ValidationError as exc:
-                raise InvalidArgument(describe_validation_error("setup", exc)) from None
+        """Redeem the token (a new session takes one use, a resumed one none) and apply its locks."""
+        effective = self.constrain(setup)
         resuming = bool(effective.session_resumption and effective.session_resumption.handle)
         self._store.redeem(self._name, self._clock(), new_session=not resuming)
         return effective
+
+    def constrain(self, setup: wire.Setup) -> wire.Setup:
+        """The setup with the token's locked fields applied (again, after a resumed session's setup is restored)."""
+        token = self._token
+        if not token.locks_anything:
+            return setup
+        raw = setup.model_dump(by_alias=True, exclude_none=True, mode="json")
+        try:
+            return wire.Setup.model_validate(constrain(raw, token.locked_setup, token.field_mask))
+        except ValidationError as exc:
+            raise InvalidArgument(describe_validation_error("setup", exc)) from None
+
+    def check_update(self, update: wire.ContextUpdate) -> None:
+        """Refuse a contextUpdate that would change a field the token locks (1008)."""
+        for name, given in (("tools", update.tools), ("systemInstruction", update.system_instruction)):
+            if given is not None and self.locks(name):
+                raise PolicyViolation(f"The ephemeral token locks {name}: contextUpdate may not change it.")
+
+    def locks(self, name: str) -> bool:
+        """Whether the token fixes the top-level setup field `name` (or a part of it)."""
+        token = self._token
+        if token.field_mask is None:
+            return token.setup_json is not None
+        return any(mask_path(path)[0] == name for path in token.field_mask)
 
     async def expire(self, outbox: CloseSink) -> None:
         await asyncio.sleep(max(0.0, self._token.expire_at - self._clock()))
@@ -335,7 +434,7 @@ class Access:
                 raise Unauthenticated
             if self.clock() >= token.expire_at:
                 raise Unauthenticated(TOKEN_EXPIRED)
-            return Credential(token.principal, TokenGate(self.tokens, credential, token, self.clock))
+            return Credential(token_principal(credential), TokenGate(self.tokens, credential, token, self.clock))
         if not self.keys.accepts(credential):
             raise Unauthenticated(INVALID_KEY if credential else MISSING_KEY)
         return Credential(principal_of(credential))

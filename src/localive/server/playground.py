@@ -16,7 +16,6 @@ import logging
 from importlib.resources import files
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -26,7 +25,8 @@ from starlette.staticfiles import StaticFiles
 from localive import __version__
 from localive.engines.tts.voices import DEFAULT_VOICE, voice_names, voice_spec
 from localive.models.registry import DEFAULT_MODEL
-from localive.server.auth import Token, TokenStoreFull, new_token_name
+from localive.server.auth import Quota, Token, TokenStoreFull, new_token_name
+from localive.server.origins import is_same_origin
 from localive.server.state import ServerState
 from localive.server.tokens_api import DEFAULT_EXPIRE_S, DEFAULT_NEW_SESSION_S, error, rfc3339
 
@@ -34,8 +34,10 @@ log = logging.getLogger("localive.access")
 
 PlaygroundMode = Literal["local", "public", "off"]
 PLAYGROUND_MODES: tuple[PlaygroundMode, ...] = ("local", "public", "off")
-PRINCIPAL = "playground"  # the principal of the page's tokens (session handles are bound to it)
+PRINCIPAL = "playground"  # who minted the page's tokens (logs); each token's sessions are its own principal
+PLAYGROUND_QUOTA = Quota(tokens=60, setup_bytes=0)  # live page tokens per client address (30 min each)
 PAGE_DIR = Path(str(files("localive") / "playground"))
+FORWARDED_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")  # a proxy passed the request on
 
 
 def is_loopback(host: str | None) -> bool:
@@ -48,11 +50,19 @@ def is_loopback(host: str | None) -> bool:
 
 
 def same_origin(request: Request) -> bool:
-    """A browser request from another site carries its Origin: refuse it (no token for other pages)."""
+    """A browser request from another site carries its Origin: refuse it (no token for other pages, not even
+    those --allow-origin lets use the server). The Host was checked against the server's names before."""
     origin = request.headers.get("origin")
     if origin is None:
         return True
-    return urlsplit(origin).netloc == request.headers.get("host", "")
+    return is_same_origin(origin, request.headers.get("host"))
+
+
+def from_this_machine(request: Request) -> bool:
+    """``--playground local``: a loopback peer that no proxy forwarded. This trusts whatever can reach 127.0.0.1:
+    other local users, SSH tunnels, port forwards (docs/security.md)."""
+    client = request.client.host if request.client else None
+    return is_loopback(client) and not any(name in request.headers for name in FORWARDED_HEADERS)
 
 
 async def index(request: Request) -> Response:
@@ -99,17 +109,18 @@ async def mint_token(request: Request) -> JSONResponse:
     if not same_origin(request):
         return error(403, "PERMISSION_DENIED", "Playground tokens are only given to the playground page.")
     client = request.client.host if request.client else None
-    if mode == "local" and not is_loopback(client):
+    if mode == "local" and not from_this_machine(request):
         return error(403, "PERMISSION_DENIED",
                      "Playground tokens are only given to this machine; start the server with "
                      "--playground public to give them to other clients.")
     now = state.access.clock()
-    token = Token(now + DEFAULT_EXPIRE_S, now + DEFAULT_NEW_SESSION_S, uses=1, principal=PRINCIPAL)
+    token = Token(now + DEFAULT_EXPIRE_S, now + DEFAULT_NEW_SESSION_S, uses=1, principal=PRINCIPAL,
+                  minter=f"{PRINCIPAL}@{client}")  # each client address has its own quota (security finding F9)
     name = new_token_name()
     try:
-        state.access.tokens.add(name, token, now)
+        state.access.tokens.add(name, token, now, PLAYGROUND_QUOTA)
     except TokenStoreFull:
-        return error(429, "RESOURCE_EXHAUSTED", "Too many ephemeral tokens are active; try again later.")
+        return error(429, "RESOURCE_EXHAUSTED", "Too many playground tokens for this client; try again later.")
     log.info('"POST %s" playground token for %s', request.url.path, client)
     return JSONResponse({"name": name, "expireTime": rfc3339(token.expire_at),
                          "newSessionExpireTime": rfc3339(token.new_session_until), "uses": 1},

@@ -39,7 +39,8 @@ log = logging.getLogger("localive.access")
 DEFAULT_EXPIRE_S = 30 * 60.0
 DEFAULT_NEW_SESSION_S = 60.0
 MAX_AHEAD_S = 20 * 3600.0  # every time must be less than 20 hours ahead
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 128 * 1024
+MAX_SETUP_BYTES = 64 * 1024  # a locked bidiGenerateContentSetup, as compact JSON (kept with the token)
 _FIELDS = {"name", "uses", "expireTime", "newSessionExpireTime", "bidiGenerateContentSetup", "fieldMask"}
 _SETUP_FIELDS = frozenset(f.alias for f in wire.Setup.model_fields.values() if f.alias)
 _GENERATION_FIELDS = frozenset(f.alias for f in wire.GenerationConfig.model_fields.values() if f.alias)
@@ -102,6 +103,8 @@ def _setup(value: object) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         raise BadRequest("Invalid value at 'bidiGenerateContentSetup': expected an object.")
+    if len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")) > MAX_SETUP_BYTES:
+        raise BadRequest(f"bidiGenerateContentSetup is larger than {MAX_SETUP_BYTES // 1024} KiB.")
     try:  # the model may be left to the client: check the rest with a stand-in
         wire.Setup.model_validate({"model": "models/any", **value})
     except ValidationError as exc:
@@ -165,7 +168,8 @@ async def create_token(request: Request) -> JSONResponse:
     try:
         state.access.tokens.add(name, token, state.access.clock())
     except TokenStoreFull:
-        return error(429, "RESOURCE_EXHAUSTED", "Too many ephemeral tokens are active; try again later.")
+        return error(429, "RESOURCE_EXHAUSTED", "Too many ephemeral tokens of this key are active; try again "
+                     "later.")
     log.info('"POST %s" principal=%s uses=%d locked=%s', request.url.path, principal, spec.uses,
              "none" if spec.setup is None and spec.field_mask is None else "yes")
     return JSONResponse({"name": name, "expireTime": rfc3339(spec.expire_at),

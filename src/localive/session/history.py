@@ -31,9 +31,11 @@ def whole_turns_to_drop(history: list[Turn], sizes: list[int], tokens: int, targ
     """How many of the oldest entries to drop to bring `tokens` down to `target`, cutting only before a user
     entry (a turn goes with what answered it) and never the latest user entry. `sizes`: tokens per entry."""
     last_user = max((i for i, t in enumerate(history) if t.role == "user"), default=0)
-    cut = 0
-    while cut < last_user and tokens - sum(sizes[:cut]) > target:
+    cut = dropped = 0  # a running sum: linear in the history's length, however many entries it has
+    while cut < last_user and tokens - dropped > target:
+        dropped += sizes[cut]
         cut += 1
         while cut < last_user and history[cut].role != "user":
+            dropped += sizes[cut]
             cut += 1
     return cut

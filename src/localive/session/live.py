@@ -18,9 +18,10 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Protocol
 
 from localive.engines.llm.base import (
     LLM,
@@ -73,6 +74,10 @@ THOUGHT_CHUNK_CHARS = 80  # thought parts are sent a line (or this many characte
 SEARCH_RESULTS = 3
 DEFAULT_ANSWER_TOKENS = 1024  # kept free for the answer when maxOutputTokens is not set
 TURN_OVERHEAD_TOKENS = 6  # the chat template's markers around each history entry (estimate for compression)
+# History is bounded as messages arrive, before any turn counts its tokens (security finding F6): a token is
+# rarely longer than this many bytes, so a history beyond context_tokens × this cannot fit the model anyway.
+HISTORY_BYTES_PER_TOKEN = 16
+ENTRY_OVERHEAD_BYTES = 64  # counted per history entry, so that a flood of tiny turns is bounded too
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 FUNCTIONS_PROMPT = ("Call a function whenever one of the functions can help answer the user; do not guess what a "
                     "function would return.")
@@ -92,8 +97,20 @@ print(sum(found))
 ```"""
 
 
-# Checks (and may rewrite) the setup before it is applied; raises a LiveError to refuse the session.
-SetupGate = Callable[[wire.Setup], Awaitable[wire.Setup]]
+class SetupGate(Protocol):
+    """What a credential (an ephemeral token) enforces on its session; each method raises a LiveError to refuse."""
+
+    async def __call__(self, setup: wire.Setup) -> wire.Setup:
+        """Admit the session: check (and may rewrite) its setup before it is applied."""
+        ...
+
+    def constrain(self, setup: wire.Setup) -> wire.Setup:
+        """Apply the locks again to a setup restored from a resumed session."""
+        ...
+
+    def check_update(self, update: wire.ContextUpdate) -> None:
+        """Refuse a contextUpdate that changes a locked field."""
+        ...
 
 
 class State(enum.Enum):
@@ -175,10 +192,12 @@ class LiveSession:
                 raise InvalidArgument("setup may only be sent once, as the first message.")
             case wire.ClientContent():
                 await self._client_content(message)
+                self._bound_history()
             case wire.RealtimeInput():
                 await self._realtime_input(message)
             case wire.ToolResponse():
                 await self._tool_response(message)
+                self._bound_history()
             case wire.ContextUpdate():
                 self._context_update(message)
 
@@ -191,6 +210,8 @@ class LiveSession:
             self._resumption = setup.session_resumption
             if setup.session_resumption.handle:
                 setup = await self._resume(setup, setup.session_resumption.handle)
+                if self._setup_gate is not None:  # the saved setup may hold fields the token locks out
+                    setup = self._setup_gate.constrain(setup)
         self._setup_dump = setup.model_dump(by_alias=True, exclude_none=True, mode="json")
         config = session_config(setup, self._registry, self.api_version, self._engines)
         self._llm = self._llm_for(config)
@@ -387,6 +408,8 @@ class LiveSession:
 
     def _context_update(self, update: wire.ContextUpdate) -> None:
         assert self.config is not None
+        if self._setup_gate is not None:  # a token's locks hold for the whole session, not only its setup
+            self._setup_gate.check_update(update)
         if update.tools is not None:  # present, even empty: replaces the tool list
             tools = session_tools(update.tools.tools or [], self.config.model, self._engines)
             self.config = replace(self.config, tools=tools)
@@ -707,6 +730,25 @@ class LiveSession:
         log.info("session %s: context %d tokens > %d: dropped the oldest %d history entries", self.session_id,
                  tokens, trigger, cut)
         del self.history[:cut]
+
+    def _bound_history(self) -> None:
+        """Keep the history within HISTORY_BYTES_PER_TOKEN bytes per context token as it grows: with
+        contextWindowCompression drop the oldest whole turns at once (to half the bound), without it end the
+        session as a full context does (1011). Linear in the history's size, which this keeps bounded."""
+        assert self._llm is not None
+        limit = self._llm.context_tokens * HISTORY_BYTES_PER_TOKEN
+        sizes = [len(t.text.encode("utf-8")) + ENTRY_OVERHEAD_BYTES for t in self.history]
+        total = sum(sizes)
+        if total <= limit:
+            return
+        if self.config is None or self.config.compression is None:
+            raise ContextFull()
+        cut = whole_turns_to_drop(self.history, sizes, total, limit // 2)
+        log.info("session %s: history %d bytes > %d: dropped the oldest %d entries", self.session_id, total,
+                 limit, cut)
+        del self.history[:cut]
+        if total - sum(sizes[:cut]) > limit:  # the newest turn alone is too big for the model
+            raise ContextFull()
 
     def _take_deferred(self) -> None:
         self.history.extend(self._deferred)

@@ -2,17 +2,24 @@
 
 Gemini declares parameters either as an OpenAPI-subset `Schema` (`parameters`, upper-case types, `nullable`) or as
 raw JSON Schema (`parametersJsonSchema`). Both become one JSON Schema here: the LLM is constrained to it and every
-call is validated against it (with `jsonschema`) before it reaches the client.
+call is validated against it before it reaches the client.
+
+Schemas come from the client and are hostile (security findings F2, F18): they are checked and applied with
+jsonschema-rs (Rust), whose regular expressions cannot backtrack without bound, so a `pattern` such as
+``^(a+)+$`` cannot freeze the server; a schema's compiled validator is cached by its canonical JSON, and one
+message may declare at most MAX_DECLARATIONS functions.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-import jsonschema
+import jsonschema_rs
 
 from localive.protocol import messages as wire
 from localive.protocol.errors import InvalidArgument
@@ -22,6 +29,9 @@ _TYPES = {"STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"}
 _COPIED = ("description", "format", "enum", "minimum", "maximum", "minLength", "maxLength", "pattern",
            "minItems", "maxItems", "minProperties", "maxProperties", "title", "default")
 NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
+MAX_DECLARATIONS = 512  # functions one setup or contextUpdate may declare
+BACKTRACK_LIMIT = 100_000  # steps a schema's `pattern` may backtrack before the match counts as failed
+_REGEX = jsonschema_rs.FancyRegexOptions(backtrack_limit=BACKTRACK_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -32,12 +42,14 @@ class FunctionTool:
     description: str
     parameters: dict[str, Any]  # JSON Schema of the `args` object
     non_blocking: bool = False
+    _validator: Any = field(default=None, repr=False, compare=False)
 
     def validate(self, args: object) -> str | None:
         """None when `args` fits the declared parameters, else a short description of the first problem."""
-        error = jsonschema.exceptions.best_match(
-            jsonschema.Draft202012Validator(self.parameters).iter_errors(args))
-        return None if error is None else error.message[:200]
+        validator = self._validator or _validator(_canonical(self.parameters))
+        for error in validator.iter_errors(args):
+            return _describe(error)
+        return None
 
     def as_spec(self) -> dict[str, Any]:
         """The OpenAI-style function entry that chat templates (and llama.cpp) expect."""
@@ -82,16 +94,20 @@ def function_tools(tools: Iterable[wire.Tool]) -> list[FunctionTool]:
     """All function declarations of a setup (or contextUpdate), checked; invalid ones are refused with 1007."""
     declared: dict[str, FunctionTool] = {}
     for tool in tools:
+        if len(declared) + len(tool.function_declarations or []) > MAX_DECLARATIONS:
+            raise InvalidArgument(f"At most {MAX_DECLARATIONS} function declarations are supported.")
         for decl in tool.function_declarations or []:
             if not NAME.match(decl.name):
                 raise InvalidArgument(f"Invalid function name '{decl.name[:40]}': use letters, digits, _ . : -")
             if decl.name in declared:
                 raise InvalidArgument(f"Function '{decl.name}' is declared twice.")
+            parameters = _parameters(decl)
             declared[decl.name] = FunctionTool(
                 name=decl.name,
                 description=decl.description or "",
-                parameters=_parameters(decl),
+                parameters=parameters,
                 non_blocking=decl.behavior == "NON_BLOCKING",
+                _validator=_validator(_canonical(parameters)),
             )
     return list(declared.values())
 
@@ -103,11 +119,8 @@ def _parameters(decl: wire.FunctionDeclaration) -> dict[str, Any]:
         schema = decl.parameters_json_schema
         if not isinstance(schema, dict):
             raise InvalidArgument(f"Function '{decl.name}': parametersJsonSchema must be an object.")
-        try:
-            jsonschema.Draft202012Validator.check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            raise InvalidArgument(f"Function '{decl.name}': invalid parametersJsonSchema: {exc.message}"[:120]) \
-                from None
+        if problem := _schema_problem(_canonical(schema)):
+            raise InvalidArgument(f"Function '{decl.name}': invalid parametersJsonSchema: {problem}"[:120])
     elif decl.parameters is not None:
         schema = openapi_to_json_schema(decl.parameters, f"{decl.name}.parameters")
     else:
@@ -115,3 +128,36 @@ def _parameters(decl: wire.FunctionDeclaration) -> dict[str, Any]:
     if schema.get("type", "object") != "object":
         raise InvalidArgument(f"Function '{decl.name}': parameters must describe an object.")
     return {"type": "object", "properties": {}, **schema}
+
+
+def _describe(error: Any) -> str:
+    """A short description of a validation error; a long value is named by its path, not quoted whole."""
+    message = str(error.message)
+    quoted = json.dumps(error.instance, ensure_ascii=False)
+    if len(quoted) > 60:
+        where = "/".join(str(part) for part in error.instance_path) or "the arguments"
+        message = message.replace(quoted, f"the value at {where}")
+    return message[:200]
+
+
+def _canonical(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
+@lru_cache(maxsize=1024)
+def _schema_problem(canonical: str) -> str | None:
+    """Why a JSON Schema is not a valid Draft 2020-12 schema (checked against the meta-schema), or None."""
+    try:
+        jsonschema_rs.meta.validate(json.loads(canonical))
+        _validator(canonical)
+    except jsonschema_rs.ValidationError as exc:
+        return str(exc.message)[:200]
+    except ValueError as exc:  # e.g. a `pattern` that is no regular expression
+        return (str(exc).splitlines() or ["cannot be compiled"])[0][:200]
+    return None
+
+
+@lru_cache(maxsize=1024)
+def _validator(canonical: str) -> Any:
+    """A compiled validator for a schema (cached: clients resend the same declarations with each contextUpdate)."""
+    return jsonschema_rs.Draft202012Validator(json.loads(canonical), pattern_options=_REGEX)

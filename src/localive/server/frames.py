@@ -1,0 +1,47 @@
+"""Client frames to messages without stalling other sessions (security finding F2).
+
+Parsing is pure (`protocol.parse`) but not free: a 1 MiB frame of many small parts took 370 ms of validation on
+the event loop, during which no other session got audio out. Its work is bounded by `protocol.keys.MAX_NODES`;
+a small frame (every audio chunk and most messages) is parsed where it arrives, a big one on a small pool of its
+own, so that the event loop keeps serving the other sessions meanwhile. Each connection waits for its own frame
+before reading the next, so at most one frame per connection is queued here.
+
+Function declarations (in setup and contextUpdate) are checked and compiled in the same worker: the results are
+cached (`tools.functions`), so the session's own check on the event loop is then a cache lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+
+from localive.protocol import messages as wire
+from localive.protocol.errors import LiveError
+from localive.protocol.messages import ClientMessage
+from localive.protocol.parse import parse_client_message
+from localive.tools.functions import function_tools
+
+INLINE_FRAME_BYTES = 16 * 1024  # parsed on the event loop: well under a millisecond
+PARSE_THREADS = 2
+
+_pool = ThreadPoolExecutor(max_workers=PARSE_THREADS, thread_name_prefix="localive-parse")
+
+
+async def parse_frame(frame: str | bytes) -> ClientMessage:
+    """Parse one client frame (raises InvalidArgument). Cancelling is safe: a parse already started finishes in
+    its thread (its work is bounded) and its result is dropped."""
+    if len(frame) <= INLINE_FRAME_BYTES:
+        return parse_client_message(frame)
+    return await asyncio.get_running_loop().run_in_executor(_pool, _parse_and_prepare, frame)
+
+
+def _parse_and_prepare(frame: str | bytes) -> ClientMessage:
+    message = parse_client_message(frame)
+    tools = message.tools if isinstance(message, wire.Setup) else None
+    if isinstance(message, wire.ContextUpdate) and message.tools is not None:
+        tools = message.tools.tools
+    if tools:
+        with contextlib.suppress(LiveError):  # the session checks again, and refuses what is wrong
+            function_tools(tools)
+    return message
