@@ -136,10 +136,11 @@ class LiveSession:
     def __init__(self, *, registry: ModelRegistry, engines: Engines, session_id: str,
                  api_version: str = "v1beta", outbox_size: int = 256, principal: str = "anonymous",
                  setup_gate: SetupGate | None = None, store: SessionStore | None = None,
-                 limits: Limits = LOCAL_LIMITS, clock: Clock | None = None) -> None:
+                 limits: Limits = LOCAL_LIMITS, clock: Clock | None = None, owner: str | None = None) -> None:
         self.session_id = session_id
         self.api_version = api_version
         self.principal = principal  # who connected (a hash of the API key): resumption handles are bound to it
+        self.owner = owner or principal  # whose share of rationed work (code runs) this session uses
         self._setup_gate = setup_gate
         self._store = store
         self._resumption: wire.SessionResumptionConfig | None = None
@@ -670,7 +671,7 @@ class LiveSession:
         sandbox = self._engines.tools.sandbox
         assert sandbox is not None  # checked at setup
         await self.outbox.put(out.executable_code(code), turn=turn_id)
-        result = await sandbox.run(code)
+        result = await sandbox.run(code, owner=self.owner)
         await self.outbox.put(out.code_execution_result(result.outcome, result.output), turn=turn_id)
         text = result.output if result.outcome == "OUTCOME_OK" else f"{result.outcome}: {result.output}"
         self.history.append(Turn("tool", text or "(no output)", name="code_execution"))
