@@ -135,6 +135,11 @@ class PythonSandbox:
             raise SandboxUnavailable(self._problem)
         return self.bounds
 
+    @property
+    def rlimits(self) -> tuple[int, int]:
+        """(address space per process, processes) that runs get here: lowered where there is no memory cgroup."""
+        return self.limits.rlimits(self._cgroups.memory)
+
     async def run(self, code: str, *, owner: str | None = None) -> RunResult:
         """Run ``code`` with ``python3 -I``; never blocks the event loop. Cancelling kills everything it started.
 
@@ -185,13 +190,13 @@ class PythonSandbox:
             except TimeoutError:
                 note = f"[stopped: the time limit of {self.limits.wall_s:g} s was exceeded]"
                 return RunResult(OUTCOME_DEADLINE_EXCEEDED, output.text(note))
-            note = _exit_note(returncode)
-            if cgroup is not None and (killed := cgroup.oom_kills()):
-                note = (f"[the run went over its memory limit of {_size(self.limits.run_memory_bytes)}: the kernel "
-                        f"killed {killed} of its processes]")
+            if cgroup is not None and (killed := cgroup.oom_kills()):  # failed, even if the program did not notice
+                return RunResult(OUTCOME_FAILED, output.text(
+                    f"[the run went over its memory limit of {_size(self.limits.run_memory_bytes)}: the kernel "
+                    f"killed {killed} of its processes]"))
             if returncode == 0:
-                return RunResult(OUTCOME_OK, output.text(note))
-            return RunResult(OUTCOME_FAILED, output.text(note))
+                return RunResult(OUTCOME_OK, output.text())
+            return RunResult(OUTCOME_FAILED, output.text(_exit_note(returncode)))
         finally:
             # Also on cancellation; shielded, so that a second cancellation cannot skip it (it then goes on in the
             # background).
@@ -293,7 +298,7 @@ class PythonSandbox:
             _UIDS.reclaim(uid)
         if problem:
             return problem
-        memory_bytes, processes = limits.rlimits(self._cgroups.memory)
+        memory_bytes, processes = self.rlimits
         each = f"{_size(memory_bytes)} of address space per process, {processes} processes"
         if self._cgroups.memory:
             bound = f"{_size(limits.run_memory_bytes)} per run ({self._cgroups.describe()}); {each}"

@@ -140,7 +140,7 @@ def open_private_directory(path: str) -> int:
         os.makedirs(path, mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as error:
-        raise UnsafeClaims(f"cannot make the sandbox uid claims directory {path}: {error.strerror}") from error
+        raise UnsafeClaims(f"cannot make or open the sandbox uid claims directory {path}: {error.strerror}") from error
     info = os.fstat(fd)
     mode = stat.S_IMODE(info.st_mode)
     if info.st_uid != 0 or mode & 0o022:
