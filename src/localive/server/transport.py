@@ -1,0 +1,193 @@
+"""uvicorn's HTTP and WebSocket protocols with the bounds uvicorn leaves out (security findings F13 and F14).
+
+uvicorn closes idle keep-alive connections, but it waits forever for a request whose headers come one byte at a
+time (slowloris), and it never gives up on a client that stops reading: a WebSocket send waits until the socket
+is writable again, and closing waits until the send buffer is flushed. Each such connection holds a file
+descriptor, and a Live connection also holds a session slot. Here:
+
+- **Request deadline** (``--header-timeout``): from the moment a connection opens, or its previous response
+  ends, a whole request (headers, and a body if it has one) must arrive within this time, or the connection is
+  closed. A WebSocket upgrade ends the deadline when its headers are in.
+- **Connection bound** (``--max-connections``, default: the descriptor limit less a reserve): when every place is
+  taken, a new connection pushes out the connection that has waited longest for its request (under a slowloris
+  flood that is an attacker's, while a real request, sent at once, gets through); if no connection is waiting,
+  the newcomer gets 503. The server therefore never runs out of descriptors, and ``/healthz`` keeps answering.
+- **Transport abort**: WebSocket handlers find ``abort`` under ``scope["extensions"][ABORT_EXTENSION]`` and use it
+  when a send misses its write deadline (server/live_ws.py). A WebSocket connection still open
+  ``KEEPALIVE_GRACE_S`` after its ping went unanswered, or ``CLOSE_GRACE_S`` after its handler returned, is
+  aborted too: uvicorn's close would wait for ever for a client that reads nothing to take the close frame.
+
+These classes touch uvicorn's protocol internals (``cycle``, ``transport``, ``disconnected``, ``run_asgi``),
+which are stable across the 0.3x–0.5x releases; tests/integration/test_transport_attacks.py replays each attack
+against a real server, so a uvicorn change that breaks them fails there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import time
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+log = logging.getLogger("localive.server")
+
+ABORT_EXTENSION = "localive.transport"  # scope["extensions"][ABORT_EXTENSION]["abort"]: drop the connection now
+CLOSE_GRACE_S = 15.0  # after a WebSocket handler returns (uvicorn's close handshake waits 10 s)
+KEEPALIVE_GRACE_S = 5.0  # after a ping went unanswered (ws_ping_timeout) and uvicorn began to close
+FD_RESERVE = 128  # descriptors kept for everything but client connections: models, databases, the sandbox
+MIN_CONNECTIONS = 32
+REPORT_EVERY_S = 10.0  # at most one warning this often about pushed-out or refused connections
+_BUSY_BODY = b"Too many connections; try again shortly.\n"
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+         b"content-length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
+
+
+def default_max_connections() -> int:
+    """The descriptor limit of this process less FD_RESERVE (at least MIN_CONNECTIONS)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(MIN_CONNECTIONS, soft - FD_RESERVE)
+
+
+class ConnectionGuard:
+    """Every open client connection of all listeners, and since when each has been waiting for a request."""
+
+    def __init__(self, max_connections: int, header_timeout_s: float) -> None:
+        self.max_connections = max_connections
+        self.header_timeout_s = header_timeout_s
+        self.waiting_since: dict[asyncio.Protocol, float | None] = {}  # None: serving a request, or a WebSocket
+        self.pushed_out = 0
+        self.refused = 0
+        self.timed_out = 0
+        self._reported_at = 0.0
+
+    def __len__(self) -> int:
+        return len(self.waiting_since)
+
+    def make_room(self) -> bool:
+        """Before a new connection is counted: push out the longest-waiting one if the bound is reached.
+        False if every connection is busy (the newcomer must go)."""
+        if len(self.waiting_since) < self.max_connections:
+            return True
+        waiting = [(since, p) for p, since in self.waiting_since.items() if since is not None]
+        if not waiting:
+            self.refused += 1
+            self._report()
+            return False
+        _, oldest = min(waiting, key=lambda item: item[0])
+        self.waiting_since.pop(oldest, None)
+        transport = getattr(oldest, "transport", None)
+        if transport is not None:
+            transport.abort()
+        self.pushed_out += 1
+        self._report()
+        return True
+
+    def _report(self) -> None:
+        now = time.monotonic()
+        if now - self._reported_at >= REPORT_EVERY_S:
+            self._reported_at = now
+            log.warning("connection bound (%d) reached: %d connections that were waiting for their request "
+                        "pushed out, %d refused with 503 so far (--max-connections)",
+                        self.max_connections, self.pushed_out, self.refused)
+
+
+def http_protocol(guard: ConnectionGuard) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with the request deadline and the connection bound of `guard`."""
+
+    class GuardedH11Protocol(H11Protocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            self._deadline: asyncio.TimerHandle | None = None
+            super().connection_made(transport)
+            if not guard.make_room():
+                self.transport.write(_BUSY)
+                self.transport.close()
+                return
+            self._await_request()
+
+        def _await_request(self) -> None:
+            """The connection now waits for a request: start its deadline."""
+            guard.waiting_since[self] = time.monotonic()
+            if self._deadline is None:
+                self._deadline = self.loop.call_later(guard.header_timeout_s, self._too_slow)
+
+        def _request_in(self) -> None:
+            if self in guard.waiting_since:
+                guard.waiting_since[self] = None
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                guard.timed_out += 1
+                log.debug("%s: no whole request in %.0f s: closed (--header-timeout)",
+                          f"{self.client[0]}:{self.client[1]}" if self.client else "-", guard.header_timeout_s)
+                self.transport.abort()  # nothing of ours is buffered: the request never came
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            cycle = self.cycle
+            if cycle is not None and not cycle.more_body and not cycle.response_complete:
+                self._request_in()  # the request is complete (headers, and its body if any)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()  # may start a pipelined request (handle_events)
+            if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+                self._await_request()
+
+        def handle_websocket_upgrade(self, event: Any) -> None:
+            self._request_in()
+            guard.waiting_since.pop(self, None)  # the WebSocket protocol counts the connection from here
+            super().handle_websocket_upgrade(event)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            guard.waiting_since.pop(self, None)
+            super().connection_lost(exc)
+
+    return GuardedH11Protocol
+
+
+def websocket_protocol(guard: ConnectionGuard) -> type[WebSocketsSansIOProtocol]:
+    """uvicorn's websockets-sansio protocol that counts in `guard`, offers `abort` to the handler, and aborts a
+    connection left open after its handler has returned."""
+
+    class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            guard.waiting_since[self] = None  # upgraded from a counted HTTP connection; never pushed out
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            guard.waiting_since.pop(self, None)
+            super().connection_lost(exc)
+
+        async def run_asgi(self) -> None:
+            self.scope["extensions"][ABORT_EXTENSION] = {"abort": self.abort}
+            try:
+                await super().run_asgi()
+            finally:
+                self.loop.call_later(CLOSE_GRACE_S, self._abort_if_open)
+
+        def keepalive_timeout(self) -> None:
+            super().keepalive_timeout()  # a 1011 close frame, then a close that waits until the client reads it
+            self.loop.call_later(KEEPALIVE_GRACE_S, self._abort_if_open)
+
+        def abort(self) -> None:
+            if not self.disconnected:
+                self.transport.abort()
+
+        def _abort_if_open(self) -> None:
+            if not self.disconnected:
+                log.debug("a WebSocket connection still open %.0f s after its handler ended: aborted", CLOSE_GRACE_S)
+                self.transport.abort()
+
+    return GuardedWebSocketProtocol
