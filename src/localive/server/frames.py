@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from localive.protocol import messages as wire
@@ -31,17 +32,44 @@ _pool = ThreadPoolExecutor(max_workers=PARSE_THREADS, thread_name_prefix="locali
 async def parse_frame(frame: str | bytes) -> ClientMessage:
     """Parse one client frame (raises InvalidArgument). Cancelling is safe: a parse already started finishes in
     its thread (its work is bounded) and its result is dropped."""
+    message, _ = await parse_frame_metered(frame)
+    return message
+
+
+async def parse_frame_metered(frame: str | bytes) -> tuple[ClientMessage, float]:
+    """`parse_frame`, and the CPU seconds the parse took (its thread's own time: not the wait for a worker).
+    A frame that fails to parse raises `FrameRefused`, which carries its cost too."""
     if len(frame) <= INLINE_FRAME_BYTES:
-        return parse_client_message(frame)
-    return await asyncio.get_running_loop().run_in_executor(_pool, _parse_and_prepare, frame)
+        started = time.thread_time()
+        try:
+            return parse_client_message(frame), time.thread_time() - started
+        except LiveError as exc:
+            raise FrameRefused(exc, time.thread_time() - started) from None
+    outcome, cost_s = await asyncio.get_running_loop().run_in_executor(_pool, _parse_and_prepare, frame)
+    if isinstance(outcome, LiveError):
+        raise FrameRefused(outcome, cost_s)
+    return outcome, cost_s
 
 
-def _parse_and_prepare(frame: str | bytes) -> ClientMessage:
-    message = parse_client_message(frame)
+class FrameRefused(Exception):
+    """A frame that did not parse: the error to close with, and what parsing it cost."""
+
+    def __init__(self, error: LiveError, cost_s: float) -> None:
+        super().__init__(error.reason)
+        self.error = error
+        self.cost_s = cost_s
+
+
+def _parse_and_prepare(frame: str | bytes) -> tuple[ClientMessage | LiveError, float]:
+    started = time.thread_time()
+    try:
+        message = parse_client_message(frame)
+    except LiveError as exc:
+        return exc, time.thread_time() - started
     tools = message.tools if isinstance(message, wire.Setup) else None
     if isinstance(message, wire.ContextUpdate) and message.tools is not None:
         tools = message.tools.tools
     if tools:
         with contextlib.suppress(LiveError):  # the session checks again, and refuses what is wrong
             function_tools(tools)
-    return message
+    return message, time.thread_time() - started

@@ -1,0 +1,77 @@
+"""How much server work a client's messages may cost: a share of a CPU core per connection (security finding F2).
+
+Every frame a client sends costs the server time before the session sees it: receiving and decoding it (about
+proportional to its bytes), parsing it (measured in the parse worker for big frames) and applying it to the
+session (the event loop's own CPU time while the session handles it). A client that sends
+its heaviest messages back to back would otherwise take a whole core from everyone else. So each connection has
+a bucket of work seconds, refilled at `share` of a core (5 % by default), with room for a burst; a frame's cost is
+taken from it, and when the bucket is empty the connection's reader waits before reading the next frame. The
+socket is not read meanwhile, so the client's own sends back up (TCP flow control): nothing piles up in the
+server, and other connections, even from the same address, are not slowed.
+
+Closing and reopening a connection must not refill the bucket (a client whose heaviest message is refused would
+reconnect and send it again): a connection that ends in debt leaves its debt with its address, and the next
+connection from that address starts from it. Real-time audio costs about 1 % of the share, a video frame a second
+a few percent; only floods of the largest messages ever wait.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+INGEST_BYTES_PER_S = 50e6  # receiving, unmasking and decoding a frame: its cost estimated from its bytes
+SHARE = 0.05  # of a CPU core, per connection
+BURST_S = 0.5  # work seconds a connection may spend at once (e.g. a few 1 MiB history messages)
+MAX_WAIT_S = 5.0  # longest single wait: well below the SDKs' keepalive timeouts
+MAX_DEBTORS = 10_000  # addresses whose debt is remembered
+
+
+@dataclass
+class WorkBudget:
+    """One connection's bucket. Used from the event loop only."""
+
+    address: str
+    level_s: float
+    updated: float
+    share: float
+    burst_s: float
+    clock: Callable[[], float]
+
+    def charge(self, frame_bytes: int, parse_s: float = 0.0) -> float:
+        """Take a frame's cost from the bucket; return the seconds the reader should wait before the next read."""
+        self._refill()
+        self.level_s -= frame_bytes / INGEST_BYTES_PER_S + parse_s
+        if self.level_s >= 0:
+            return 0.0
+        return min(-self.level_s / self.share, MAX_WAIT_S)
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.level_s = min(self.level_s + (now - self.updated) * self.share, self.burst_s)
+        self.updated = now
+
+
+@dataclass
+class WorkBudgets:
+    """Hands out a bucket per connection and remembers, per address, the debt of connections that closed in it."""
+
+    share: float = SHARE
+    burst_s: float = BURST_S
+    clock: Callable[[], float] = time.monotonic
+    _debts: dict[str, tuple[float, float]] = field(default_factory=dict)  # address → (level_s, when)
+
+    def open(self, address: str) -> WorkBudget:
+        now = self.clock()
+        level = self.burst_s
+        if (debt := self._debts.pop(address, None)) is not None:
+            level = min(debt[0] + (now - debt[1]) * self.share, self.burst_s)
+        return WorkBudget(address, level, now, self.share, self.burst_s, self.clock)
+
+    def close(self, budget: WorkBudget) -> None:
+        budget._refill()
+        if budget.level_s < self.burst_s:  # the next connection from there starts where this one ended
+            if len(self._debts) >= MAX_DEBTORS:
+                self._debts.pop(next(iter(self._debts)))
+            self._debts[budget.address] = (budget.level_s, budget.updated)

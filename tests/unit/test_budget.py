@@ -1,0 +1,62 @@
+"""The work budget per connection (server/budget.py), with a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from localive.server.budget import MAX_WAIT_S, WorkBudgets
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_audio_in_real_time_never_waits() -> None:
+    clock = Clock()
+    budget = WorkBudgets(clock=clock).open("a")
+    for _ in range(600):  # a minute of 100 ms chunks: 16 kHz PCM in base64, ~4.3 KB each, cheap to parse
+        assert budget.charge(4300, parse_s=0.0002) == 0.0
+        clock.now += 0.1
+
+
+def test_a_flood_of_heavy_frames_waits_for_its_share() -> None:
+    clock = Clock()
+    budget = WorkBudgets(share=0.05, burst_s=1.0, clock=clock).open("a")
+    waits = [budget.charge(600_000, parse_s=0.05) for _ in range(40)]
+    assert waits[0] == 0.0  # the burst
+    assert waits[-1] == MAX_WAIT_S  # then the reader waits: the client gets its share of a core only
+    clock.now += 100
+    assert budget.charge(600_000, parse_s=0.05) == 0.0  # refilled
+
+
+def test_reconnecting_does_not_refill_the_bucket_and_others_are_unaffected() -> None:
+    clock = Clock()
+    budgets = WorkBudgets(clock=clock)
+    neighbour = budgets.open("127.0.0.1")  # another client on the same address
+    attacker = budgets.open("127.0.0.1")
+    for _ in range(40):
+        attacker.charge(1_000_000, parse_s=0.05)
+    budgets.close(attacker)
+    assert budgets.open("127.0.0.1").charge(1_000_000, parse_s=0.05) > 0
+    assert neighbour.charge(1_000_000, parse_s=0.05) == 0.0
+    assert budgets.open("192.0.2.1").charge(1_000_000, parse_s=0.05) == 0.0
+
+
+def test_debt_is_forgiven_with_time() -> None:
+    clock = Clock()
+    budgets = WorkBudgets(share=0.05, burst_s=1.0, clock=clock)
+    budget = budgets.open("a")
+    budget.charge(0, parse_s=3.0)
+    budgets.close(budget)
+    clock.now += (2.0 + 1.0) / 0.05 + 1  # back to a full bucket
+    assert budgets.open("a").charge(0, parse_s=0.5) == 0.0
+
+
+@pytest.mark.parametrize("over_s", [0.05, 0.1])
+def test_the_wait_is_the_time_to_earn_the_debt_back(over_s: float) -> None:
+    budget = WorkBudgets(share=0.05, burst_s=1.0, clock=Clock()).open("a")
+    assert budget.charge(0, parse_s=1.0 + over_s) == pytest.approx(over_s / 0.05)
