@@ -6,6 +6,10 @@ Starts a private server (the emulator model, which repeats the user's words, so 
 measured; API keys on; URL context allowed to 127.0.0.1). A victim session runs text turns, first on the idle
 server, then while one attacking client, in a process of its own, repeats the worst message of one kind as
 fast as the server takes it. Prints p50/p90/max turn latency per attack and its ratio to the idle server's.
+
+With two or more cores, the server is pinned to the first core and both clients to the others, for the idle
+measurement too: a real attacker's own work (building and compressing its messages) happens on its own machine,
+and would otherwise take the server's core here.
 The attacks are those of security findings F1, F2, F4, F6, F9, F11 and F18 (shared/security/findings-2026-12.md),
 each at the largest size the server still accepts; docs/security.md has the results.
 """
@@ -15,8 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bz2
+import contextlib
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -205,6 +211,23 @@ def _summary(seconds: list[float]) -> tuple[float, float, float]:
     return statistics.median(ordered), ordered[int(0.9 * (len(ordered) - 1))], ordered[-1]
 
 
+def _pin(pid: int, cores: set[int]) -> None:
+    """Move every thread of a process to `cores` (threads started later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(task.name), cores)
+
+
+def isolate(server: RunningServer) -> str:
+    """Pin the server to core 0 and this process (and the attacker it starts) to the others; say what was done."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return "server and clients share one core"
+    _pin(server.process.pid, {cores[0]})
+    _pin(os.getpid(), set(cores[1:]))
+    return f"server pinned to core {cores[0]}, clients to core(s) {', '.join(map(str, cores[1:]))}"
+
+
 def measure(server: RunningServer, attacks: Sequence[str], turns: int, warmup_s: float = 2.0) -> list[str]:
     """The report's table rows: idle first, then each attack."""
     idle = _summary(asyncio.run(_victim(server, turns)))
@@ -246,11 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = start_server(workdir, "--llm", "emulator", "--voice", "off", "--api-key", KEY,
                               "--emulator-script", str(script), "--url-allow", "127.0.0.1")
         try:
+            placement = isolate(server)
             rows = measure(server, attacks, args.turns)
         finally:
             server.stop()
     print(f"Victim: one session's text turns (send → turnComplete), {args.turns} per row; one attacking client.")
-    print(f"Machine: {machine().one_line()}\n")
+    print(f"Machine: {machine().one_line()}; {placement}.\n")
     print("| while one client sends… | p50 ms | p90 ms | max ms | p50 × idle | p90 × idle | attack messages |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
