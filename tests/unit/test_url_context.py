@@ -1,4 +1,6 @@
-"""The URL context fetcher against a local HTTP server: content handling, limits, redirects and the address policy.
+"""The URL context fetcher against a local HTTP server: content handling, limits, redirects and the address policy,
+and the hostile pages of shared/security/findings-2026-12.md (F1 codec bombs, F4 deep HTML, F12 this host's own
+addresses, F17 IPv4-translated addresses and CIDR denies), replayed.
 
 Every test here talks only to 127.0.0.1: an autouse fixture fails any attempt to connect elsewhere, so a policy bug
 shows up as a test failure rather than as traffic to a private or metadata address.
@@ -7,21 +9,32 @@ shows up as a test failure rather than as traffic to a private or metadata addre
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import bz2
+import codecs
+import functools
 import ipaddress
+import quopri
+import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import certifi
 import httpcore2
+import psutil
 import pytest
 
 from localive.server.tls import ensure_tls
-from localive.tools import url_context
+from localive.tools import url_address, url_context
+from localive.tools.url_address import is_public_address
 from localive.tools.url_context import (
     ERROR,
     SUCCESS,
@@ -30,10 +43,10 @@ from localive.tools.url_context import (
     UrlFetcher,
     UrlPolicy,
     find_urls,
-    html_to_text,
-    is_public_address,
     url_context_metadata,
 )
+from localive.tools.url_html import HtmlLimits, extract_html, html_to_text
+from localive.tools.url_text import ParsePool, decode_page
 
 HTML = """<!doctype html><html><head><title> The  Test Page </title><style>p { color: red }</style>
 <script>var secret = "script text";</script></head>
@@ -43,6 +56,26 @@ HTML = """<!doctype html><html><head><title> The  Test Page </title><style>p { c
 <p>Second paragraph.<br>After a break.</p><ul><li>one</li><li>two</li></ul>
 <div hidden>hidden text</div><p style="display: none">invisible text</p></article></main>
 <footer>Copyright footer</footer></body></html>"""
+# what a bytes-to-bytes codec would turn a page into, had it been taken for an encoding
+PAYLOAD = b"what only a bytes codec would reveal \xff"
+BOMB_MIB = 256  # what the bz2 and zlib bombs expand to; one stream each, as Python's incremental decoders read one
+DEEP_LEVELS = 190_000  # nested <div>s: 2.09 MB, just under max_bytes (F4: 158 s with the old parser)
+DEEP_PAGE = "<html><body>" + "<div>" * DEEP_LEVELS + "<p>bottom text</p>" + "</div>" * DEEP_LEVELS
+
+
+@functools.cache
+def bomb(codec: str) -> bytes:
+    """BOMB_MIB MiB of zeros, compressed: about 200 bytes with bz2, 260 kB with zlib. Built once, piece by piece."""
+    compressor = bz2.BZ2Compressor(9) if codec == "bz2_codec" else zlib.compressobj(9)
+    zeros = bytes(2**20)
+    return b"".join([*(compressor.compress(zeros) for _ in range(BOMB_MIB)), compressor.flush()])
+
+
+def codec_body(codec: str) -> bytes:
+    if codec in ("bz2_codec", "zlib_codec"):
+        return bomb(codec)
+    return {"base64_codec": base64.b64encode(PAYLOAD), "hex_codec": binascii.hexlify(PAYLOAD),
+            "uu_codec": codecs.encode(PAYLOAD, "uu_codec"), "quopri_codec": quopri.encodestring(PAYLOAD)}[codec]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -97,6 +130,16 @@ class Handler(BaseHTTPRequestHandler):
             self.redirect(f"http://[::1]:{port}/text")
         elif path == "/to-file":
             self.redirect("file:///etc/passwd")
+        elif path.startswith("/codec/"):  # F1: the charset in the header
+            codec = path.rsplit("/", 1)[1]
+            self.send(200, codec_body(codec), f"text/plain; charset={codec}")
+        elif path.startswith("/meta-codec/"):  # F1: the charset in the page (after a bz2/zlib stream, it is ignored)
+            codec = path.rsplit("/", 1)[1]
+            self.send(200, codec_body(codec) + f'<meta charset="{codec}"><p>after</p>'.encode(), "text/html")
+        elif path == "/deep":
+            self.send(200, DEEP_PAGE.encode(), "text/html; charset=utf-8")
+        elif path == "/wide":
+            self.send(200, "".join(f"<p>paragraph {i}</p>" for i in range(50_000)).encode(), "text/html")
         elif path == "/slow":
             time.sleep(1.5)
             self.send(200, b"too late", "text/plain")
@@ -104,8 +147,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send(404, b"not found", "text/plain")
 
 
-def serve(tls: ssl.SSLContext | None = None) -> tuple[ThreadingHTTPServer, threading.Thread]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+def serve(tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> tuple[ThreadingHTTPServer, threading.Thread]:
+    httpd = ThreadingHTTPServer((host, 0), Handler)
     if tls is not None:
         httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
     httpd.daemon_threads = True
@@ -151,6 +194,28 @@ async def fetcher() -> AsyncIterator[UrlFetcher]:
 async def fetch(url: str, policy: UrlPolicy = LOCAL) -> FetchedPage:
     async with UrlFetcher(policy) as f:
         return await f.fetch(url)
+
+
+@contextmanager
+def rss_growth() -> Iterator[Callable[[], int]]:
+    """This process's peak RSS growth (bytes) while the block runs, sampled every 5 ms."""
+    process = psutil.Process()
+    base = peak = process.memory_info().rss
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, process.memory_info().rss)
+            done.wait(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield lambda: peak - base
+    finally:
+        done.set()
+        sampler.join()
 
 
 # --- content -----------------------------------------------------------------------------------------------------
@@ -275,6 +340,7 @@ async def test_deny_hosts_wins(server: str, loopback_only: list[str]) -> None:
     "http://2130706433/",  # 127.0.0.1 as one decimal number
     "http://0x7f.1/",
     "http://[::ffff:127.0.0.1]/",
+    "http://[::ffff:0:127.0.0.1]/",  # F17: IPv4-translated
     "http://10.0.0.1/",
     "http://192.168.1.1:8080/",
     "http://[fd00::1]/",
@@ -368,6 +434,9 @@ async def test_host_name_patterns(monkeypatch: pytest.MonkeyPatch) -> None:
     ("255.255.255.255", False), ("198.18.0.1", False), ("::", False), ("::1", False), ("fd00::1", False),
     ("fe80::1", False), ("ff02::1", False), ("::ffff:10.0.0.1", False), ("::ffff:8.8.8.8", True),
     ("64:ff9b::7f00:1", False), ("2002:7f00:1::1", False), ("2001:db8::1", False),
+    # F17: IPv4-translated (SIIT, ::ffff:0:0:0/96) is read like IPv4-mapped
+    ("::ffff:0:127.0.0.1", False), ("::ffff:0:a00:1", False), ("::ffff:0:169.254.169.254", False),
+    ("::ffff:0:8.8.8.8", True),
 ])
 def test_is_public_address(address: str, public: bool) -> None:
     assert is_public_address(ipaddress.ip_address(address)) is public
@@ -446,8 +515,280 @@ def test_url_context_metadata_shape() -> None:
     (b"caf\xc3\xa9 \xe2\x82", "utf-8", False, "caf\u00e9 "),  # a character cut by max_bytes is dropped
 ])
 def test_decode(data: bytes, declared: str | None, is_html: bool, text: str) -> None:
-    assert url_context._decode(data, declared, is_html) == text
+    assert decode_page(data, declared, is_html, max_chars=10**6) == text
 
 
 def test_html_to_text_fragment_without_body() -> None:
     assert html_to_text("<h2>Only</h2><p>a&nbsp;fragment &amp; more</p>") == ("", "Only\na fragment & more")
+
+
+# --- F1: charset codec bombs -------------------------------------------------------------------------------------
+
+BYTES_CODECS = ("bz2_codec", "zlib_codec", "base64_codec", "hex_codec", "uu_codec", "quopri_codec")
+
+
+@pytest.mark.parametrize("label", [*BYTES_CODECS, "BZ2", "zip", "base64", "hex", "uu", "quopri", "rot13",
+                                   "unicode_escape", "utf-7", "idna", "x-user-defined", "no-such-encoding"])
+def test_only_encoding_labels_browsers_know_are_used(label: str) -> None:
+    """A bytes codec (or any name outside the WHATWG labels) is not an encoding: the usual chain reads the page."""
+    body = b"caf\xc3\xa9 +AGEAYgBj- \\u0041"  # what UTF-7 or unicode_escape would read otherwise
+    expected = body.decode("utf-8")
+    assert decode_page(body, label, False, max_chars=10**6) == expected
+    assert decode_page(f'<meta charset="{label}">'.encode() + body, None, True,
+                       max_chars=10**6) == f'<meta charset="{label}">' + expected
+
+
+@pytest.mark.parametrize(("label", "data", "text"), [
+    ("latin1", b"\x80 caf\xe9", "\u20ac caf\u00e9"),  # WHATWG reads latin1 (and ascii) as windows-1252
+    (" Shift_JIS ", "\u65e5\u672c".encode("cp932"), "\u65e5\u672c"),
+    ("gb2312", "\u4e2d\u6587".encode("gb18030"), "\u4e2d\u6587"),
+    ("euc-kr", "\ud55c\uad6d".encode("cp949"), "\ud55c\uad6d"),
+    ("utf-16", "hi".encode("utf-16-le"), "hi"),  # a header's utf-16 is UTF-16LE
+])
+def test_whatwg_labels(label: str, data: bytes, text: str) -> None:
+    assert decode_page(data, label, False, max_chars=100) == text
+
+
+def test_decoded_text_is_capped() -> None:
+    assert decode_page(b"a" * 300_000, "utf-8", False, max_chars=1000) == "a" * 1000
+    assert decode_page("\u00e9".encode("utf-16-le") * 300_000, "utf-16le", False, max_chars=70_000) == \
+        "\u00e9" * 70_000
+    assert decode_page(b"\xe9\x80" * 300_000, None, False, max_chars=10) == "\u00e9\u20ac" * 5  # windows-1252
+
+
+@pytest.mark.parametrize("codec", ["base64_codec", "hex_codec", "uu_codec", "quopri_codec"])
+@pytest.mark.parametrize("where", ["codec", "meta-codec"])
+async def test_a_page_declaring_a_bytes_codec_is_read_as_text(server: str, fetcher: UrlFetcher, codec: str,
+                                                              where: str) -> None:
+    page = await fetcher.fetch(f"{server}/{where}/{codec}")
+    assert page.status == SUCCESS, page.reason
+    assert "only a bytes codec would reveal" not in page.text or codec == "quopri_codec"
+    if where == "codec":
+        assert page.text == codec_body(codec).decode("ascii").strip()  # the body as written
+
+
+@pytest.mark.parametrize("path", ["/codec/bz2_codec", "/meta-codec/bz2_codec", "/codec/zlib_codec",
+                                  "/meta-codec/zlib_codec"])
+async def test_a_compression_bomb_charset_stays_small(server: str, path: str) -> None:
+    """F1: 200 bytes declaring `charset=bz2_codec` asked for 256 MiB here (2.7 TB within max_bytes); now they are
+    read as the 200 characters they are, in well under a second and without the memory."""
+    codec_body(path.rsplit("/", 1)[1])  # built before measuring
+    started = time.monotonic()
+    with rss_growth() as growth:
+        async with UrlFetcher(LOCAL) as f:
+            pages = await f.fetch_all([server + path] * 4)
+    assert time.monotonic() - started < 5
+    assert growth() < 100 * 2**20, f"RSS grew by {growth() / 2**20:.0f} MiB"
+    for page in pages:
+        assert page.status == SUCCESS, page.reason
+        assert len(page.text) <= len(codec_body(path.rsplit("/", 1)[1])) + 50
+
+
+# --- F4: deep and wide HTML --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("markup", "present", "absent"), [
+    (DEEP_PAGE, "bottom text", None),
+    ("<ul><li>" * 100_000 + "item", "item", None),
+    ("<span>" * 150_000 + "inline" + "</q>" * 150_000, "inline", None),  # stray end tags against a deep stack
+    ("<table><tr><td>" * 60_000 + "cell", "cell", None),
+    ("<b><i>" * 100_000 + "formatted", "formatted", None),
+    ("<blockquote><section>" * 80_000 + "quoted", "quoted", None),
+    ('<div hidden><div>' * 50_000 + "secret" + "</div>" * 100_000 + "shown", "shown", "secret"),
+    ("<nav>" + "<div>" * 100_000 + "menu" + "</div>" * 100_000 + "</nav>content", "content", "menu"),
+    ("<div " + "a=1 " * 400_000 + ">attributes</div>", "attributes", None),
+    ('<p title="' + "<div>" * 300_000 + '">quoted tags</p>', "quoted tags", None),
+    ("<!---->" * 250_000 + "after comments", "after comments", None),
+    ("x" + "<" * 1_000_000, "x", None),
+    ("<p>unfinished</p><a " + "b=" * 500_000, "unfinished", None),  # EOF inside a tag, as in HTML: dropped
+])
+def test_hostile_html_shapes_are_read_in_linear_time(markup: str, present: str, absent: str | None) -> None:
+    started = time.monotonic()
+    page = extract_html(markup)
+    assert time.monotonic() - started < 5
+    assert present in page.text
+    assert absent is None or absent not in page.text
+
+
+async def test_a_deep_page_is_read_quickly_with_a_note(server: str, fetcher: UrlFetcher) -> None:
+    """F4: 190,000 nested <div>s took 158 s of CPU; now the page is read in well under a second: nesting beyond
+    512 is read as siblings, and the text at the bottom is still found."""
+    started = time.monotonic()
+    page = await fetcher.fetch(f"{server}/deep")
+    assert time.monotonic() - started < 5
+    assert (page.status, page.text) == (SUCCESS, "bottom text")
+    assert "nested deeper than 512 were read as siblings" in page.reason
+
+
+async def test_deep_pages_leave_the_default_executor_free(server: str) -> None:
+    """F4: six deep pages filled the default executor, which also resolves host names, saves sessions and cleans
+    up after the sandbox. Now pages are read in the fetcher's own two threads: `to_thread` and `getaddrinfo` keep
+    answering while six are read."""
+    loop = asyncio.get_running_loop()
+    slowest = 0.0
+    async with UrlFetcher(LOCAL) as f:
+        reading = asyncio.create_task(f.fetch_all([f"{server}/deep"] * 6))
+        while not reading.done():
+            started = time.monotonic()
+            assert await asyncio.to_thread(lambda: threading.current_thread().name) != ""
+            await loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+            slowest = max(slowest, time.monotonic() - started)
+            await asyncio.sleep(0.01)
+        pages = await reading
+    assert [(p.status, p.text) for p in pages] == [(SUCCESS, "bottom text")] * 6
+    assert slowest < 1.0, f"the default executor took {slowest:.1f} s to answer"
+
+
+def test_html_reading_stops_at_its_deadline() -> None:
+    started = time.monotonic()
+    page = extract_html(DEEP_PAGE, HtmlLimits(deadline=time.monotonic() + 0.05))
+    assert time.monotonic() - started < 1
+    assert "HTML reading stopped at the deadline" in page.notes
+
+
+def test_html_reading_stops_after_max_tags_and_max_text_chars() -> None:
+    many = "<p>word</p>" * 100_000
+    assert "HTML reading stopped after 1000 tags" in extract_html(many, HtmlLimits(max_tags=1000)).notes
+    page = extract_html(many, HtmlLimits(max_text_chars=1000))
+    assert 1000 < len(page.text) < 100_000  # stopped early, with enough to say that it cut
+
+
+async def test_a_wide_page_is_cut_at_max_text_chars(server: str) -> None:
+    page = await fetch(f"{server}/wide", UrlPolicy(allow_hosts=("127.0.0.1",), max_text_chars=1000))
+    assert page.status == SUCCESS
+    assert page.text.startswith("paragraph 0\nparagraph 1\n") and len(page.text) == 1000
+    assert page.reason == "text cut at 1000 characters"
+
+
+async def test_parse_pool_holds_a_slot_until_its_thread_is_done() -> None:
+    """A timed-out job keeps its slot until its thread really ends: the pool never runs more than its size."""
+    pool = ParsePool(workers=1)
+    release = threading.Event()
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):
+                await pool.run(release.wait, 10)
+        with pytest.raises(TimeoutError):  # the first job still runs: no slot
+            async with asyncio.timeout(0.2):
+                await pool.run(lambda: "too soon")
+        release.set()
+        async with asyncio.timeout(5):
+            name = await pool.run(lambda: threading.current_thread().name)
+        assert name.startswith("localive-url-parse")  # not the event loop's default executor
+    finally:
+        release.set()
+        pool.close()
+
+
+# --- F12: this host's own addresses ------------------------------------------------------------------------------
+
+OWN_PUBLIC = "93.184.216.34"  # stands in for this host's public address, as in the report's network namespace
+
+
+def own_interfaces(monkeypatch: pytest.MonkeyPatch, *addresses: str) -> None:
+    local = frozenset(ipaddress.ip_address(a) for a in ("127.0.0.1", "::1", *addresses))
+    monkeypatch.setattr(url_address, "interface_addresses", lambda: local)
+
+
+@pytest.mark.parametrize("resolved", [OWN_PUBLIC, f"::ffff:{OWN_PUBLIC}", f"::ffff:0:{OWN_PUBLIC}",
+                                      "2606:4700:10::6816:1"])
+async def test_an_address_of_this_host_is_refused(monkeypatch: pytest.MonkeyPatch, loopback_only: list[str],
+                                                  resolved: str) -> None:
+    own_interfaces(monkeypatch, OWN_PUBLIC, "2606:4700:10::6816:1")
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return [resolved]
+
+    monkeypatch.setattr(url_context, "_resolve", resolve)
+    page = await fetch("http://own.test:18780/ok", UrlPolicy())
+    shown = ipaddress.ip_address(resolved)  # as Python writes it: ::ffff:5db8:d822
+    assert (page.status, page.reason) == (UNSAFE, f"own.test resolves to {shown}, an address of this host")
+    assert loopback_only == []
+
+
+@pytest.mark.parametrize("policy", [UrlPolicy(allow_private=True), UrlPolicy(allow_hosts=("own.test",)),
+                                    UrlPolicy(allow_hosts=(f"{OWN_PUBLIC}/32",))])
+async def test_this_host_can_still_be_allowed(monkeypatch: pytest.MonkeyPatch, policy: UrlPolicy) -> None:
+    own_interfaces(monkeypatch, OWN_PUBLIC)
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return [OWN_PUBLIC]
+
+    monkeypatch.setattr(url_context, "_resolve", resolve)
+    guard = url_context._AddressGuard(policy)
+    assert await guard.checked_addresses("own.test", 80) == [OWN_PUBLIC]
+
+
+def non_loopback_addresses() -> list[str]:
+    """This machine's real interface addresses, but loopback and link-local (those need a zone in a URL)."""
+    found = []
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family in (socket.AF_INET, socket.AF_INET6):
+                ip = ipaddress.ip_address(address.address.split("%", 1)[0])
+                if not (ip.is_loopback or ip.is_link_local):
+                    found.append(str(ip))
+    return found
+
+
+async def test_this_machines_own_addresses_are_refused(monkeypatch: pytest.MonkeyPatch,
+                                                       loopback_only: list[str]) -> None:
+    """F12 on this machine's real interfaces: a service bound to 0.0.0.0 answers on them. Were they public (the
+    test says they are), the interface check alone must refuse them, before any connection."""
+    addresses = non_loopback_addresses()
+    if not addresses:
+        pytest.skip("this machine has no address but loopback")
+    httpd, thread = serve(host="0.0.0.0")  # the "loopback-only" service, bound to every interface
+    port = httpd.server_address[1]
+    monkeypatch.setattr(url_context, "is_public_address", lambda ip: True)
+    try:
+        reachable = [a for a in addresses if ":" not in a]
+        for address in reachable:  # the premise: the service does answer there
+            with socket.create_connection((address, port), timeout=5):
+                pass
+        for address in addresses:
+            host = f"[{address}]" if ":" in address else address
+            page = await fetch(f"http://{host}:{port}/text", UrlPolicy())
+            assert (page.status, page.reason) == (UNSAFE, f"{address} resolves to {address}, an address of this host")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+    assert loopback_only == []
+
+
+def test_local_addresses_are_read_again_after_refresh_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[int] = []
+
+    def interfaces() -> frozenset[url_address.IPAddress]:
+        reads.append(1)
+        return frozenset({ipaddress.ip_address(OWN_PUBLIC)} if len(reads) > 1 else ())
+
+    monkeypatch.setattr(url_address, "interface_addresses", interfaces)
+    cached = url_address.LocalAddresses(refresh_s=60)
+    assert not cached.contains(ipaddress.ip_address(OWN_PUBLIC))
+    assert not cached.contains(ipaddress.ip_address(OWN_PUBLIC))  # within refresh_s: not read again
+    assert len(reads) == 1
+    assert url_address.LocalAddresses(refresh_s=0).contains(ipaddress.ip_address(OWN_PUBLIC))
+
+
+# --- F17: name-based denies are not address denies ---------------------------------------------------------------
+
+async def test_a_cidr_deny_holds_where_a_name_deny_is_bypassed(server: str, monkeypatch: pytest.MonkeyPatch,
+                                                              loopback_only: list[str]) -> None:
+    """`--url-deny allowed.test` refuses that name only: another name (or the IP) of the same host gets through.
+    A CIDR deny refuses the address however it is reached (other names, IPv4-mapped/translated forms)."""
+    async def resolve(host: str, port: int) -> list[str]:
+        return [host] if host[0].isdigit() or ":" in host else ["127.0.0.1"]
+
+    monkeypatch.setattr(url_context, "_resolve", resolve)
+    port = server.rsplit(":", 1)[1]
+    by_name = UrlPolicy(allow_private=True, deny_hosts=("allowed.test",))
+    assert (await fetch(f"http://allowed.test:{port}/text", by_name)).status == UNSAFE
+    assert (await fetch(f"http://other-name.test:{port}/text", by_name)).status == SUCCESS  # the pitfall
+    by_address = UrlPolicy(allow_private=True, deny_hosts=("allowed.test", "127.0.0.0/8"))
+    connected = len(loopback_only)
+    for url in (f"http://other-name.test:{port}/text", f"http://127.0.0.1:{port}/text",
+                f"http://[::ffff:127.0.0.1]:{port}/text", f"http://[::ffff:0:127.0.0.1]:{port}/text"):
+        page = await fetch(url, by_address)
+        assert page.status == UNSAFE and "denied" in page.reason, (url, page.reason)
+    assert len(loopback_only) == connected

@@ -5,14 +5,17 @@ own loopback services, the LAN or a cloud metadata endpoint. So, for every URL a
 
 * only `http` and `https`, and no credentials in the URL;
 * the host is resolved (asyncio's `getaddrinfo`, off the event loop) and the URL is refused if ANY of its addresses
-  is not public, unless the policy allows it (`allow_private`, `allow_hosts`); `deny_hosts` always refuses;
+  is not public or is one of this host's own interface addresses, unless the policy allows it (`allow_private`,
+  `allow_hosts`); `deny_hosts` always refuses;
 * the TCP connection goes to one of exactly those checked addresses: the check lives in the connection layer
   (an httpcore network backend under a small httpx transport), so nothing resolves the name a second time and a
   DNS answer cannot change between the check and the connect (rebinding). TLS still verifies the certificate
   against the host name;
 * redirects are followed by hand, each hop checked again; no proxy from the environment, no cookies kept;
 * the body is streamed and cut at `max_bytes`, the whole fetch has one deadline, and only text-like content types
-  are read. HTML becomes its title and visible text (selectolax), without scripts, styles and navigation.
+  are read. The page is then decoded (text encodings only) and HTML read for its title and visible text with
+  bounded work, in a small pool of threads of its own (`url_text`, `url_html`): a hostile page may be slow or
+  huge to parse, and the deadline cannot stop a thread, so the work itself is bounded.
 
 `fetch` never raises for network or policy problems: it returns a `FetchedPage` whose `status` is one of Gemini's
 `UrlRetrievalStatus` names.
@@ -21,12 +24,12 @@ own loopback services, the LAN or a cloud metadata endpoint. So, for every URL a
 from __future__ import annotations
 
 import asyncio
-import codecs
 import ipaddress
 import logging
 import re
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -35,9 +38,10 @@ from typing import Any, Self
 import certifi
 import httpcore2
 import httpx2
-from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from localive import __version__
+from localive.tools.url_address import HostPatterns, LocalAddresses, is_public_address, normalize_host
+from localive.tools.url_text import PageText, ParsePool, page_text
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +52,7 @@ PAYWALL = "URL_RETRIEVAL_STATUS_PAYWALL"  # Gemini's; never produced here
 
 USER_AGENT = f"localive/{__version__} (URL context)"
 _CONCURRENCY = 8  # fetches in flight at once in fetch_all
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+PARSE_WORKERS = 2  # pages decoded and parsed at once, per fetcher (the server has one)
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,8 @@ class UrlPolicy:
     """What the fetcher may reach and how much it reads.
 
     A host is refused if it matches `deny_hosts`; otherwise permitted if it matches `allow_hosts`; otherwise
-    permitted only if every address it resolves to is public (or `allow_private` is set). Patterns: a host name
+    permitted only if every address it resolves to is public and not one of this host's own (or `allow_private` is
+    set). Patterns: a host name
     (`localhost`), a wildcard for sub-domains (`*.example.com`, which does not match `example.com` itself), or an IP
     address or network (`127.0.0.1`, `::1`, `10.0.0.0/8`), which matches the addresses the host resolves to.
     """
@@ -126,62 +129,6 @@ def url_context_metadata(pages: list[FetchedPage]) -> dict[str, Any]:
 
 # --- the address policy ------------------------------------------------------------------------------------------
 
-_NON_PUBLIC = tuple(ipaddress.ip_network(net) for net in (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
-    "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
-    "224.0.0.0/4", "240.0.0.0/4",
-    "::/96", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32", "fc00::/7", "fe80::/10", "fec0::/10",
-    "ff00::/8",
-))
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-def is_public_address(ip: IPAddress) -> bool:
-    """Whether an address is on the public internet: not loopback, private (RFC 1918, ULA), link-local (cloud
-    metadata), CGNAT, multicast, reserved, documentation or unspecified — also when wrapped in IPv6 (IPv4-mapped,
-    6to4, NAT64)."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            return is_public_address(embedded)
-    return ip.is_global and not ip.is_multicast and not any(ip in net for net in _NON_PUBLIC)
-
-
-def _normalize_host(host: str) -> str:
-    return host.strip().strip("[]").rstrip(".").lower()
-
-
-@dataclass(frozen=True)
-class _HostPatterns:
-    names: frozenset[str]
-    suffixes: tuple[str, ...]
-    networks: tuple[IPNetwork, ...]
-
-    @classmethod
-    def parse(cls, patterns: Iterable[str]) -> _HostPatterns:
-        names: set[str] = set()
-        suffixes: list[str] = []
-        networks: list[IPNetwork] = []
-        for raw in patterns:
-            pattern = _normalize_host(raw)
-            try:
-                networks.append(ipaddress.ip_network(pattern, strict=False))
-            except ValueError:
-                if pattern.startswith("*."):
-                    suffixes.append(pattern[1:])
-                elif pattern:
-                    names.add(pattern)
-        return cls(frozenset(names), tuple(suffixes), tuple(networks))
-
-    def match_name(self, host: str) -> bool:
-        return host in self.names or host.endswith(self.suffixes)
-
-    def match_address(self, ip: IPAddress) -> bool:
-        return any(ip in net for net in self.networks)
-
-
 async def _resolve(host: str, port: int) -> list[str]:
     """The addresses of a host, in resolver order (a literal address is its own answer, without DNS)."""
     try:
@@ -197,16 +144,17 @@ class _AddressGuard:
 
     def __init__(self, policy: UrlPolicy) -> None:
         self.policy = policy
-        self.allow = _HostPatterns.parse(policy.allow_hosts)
-        self.deny = _HostPatterns.parse(policy.deny_hosts)
+        self.allow = HostPatterns.parse(policy.allow_hosts)
+        self.deny = HostPatterns.parse(policy.deny_hosts)
+        self.local = LocalAddresses()
 
     def check_name(self, host: str) -> None:
-        name = _normalize_host(host)
+        name = normalize_host(host)
         if self.deny.match_name(name):
             raise UnsafeUrlError(f"host {name} is denied")
 
     async def checked_addresses(self, host: str, port: int) -> list[str]:
-        name = _normalize_host(host)
+        name = normalize_host(host)
         self.check_name(name)
         try:
             addresses = await _resolve(name, port)
@@ -219,8 +167,12 @@ class _AddressGuard:
             ip = ipaddress.ip_address(address)
             if self.deny.match_address(ip):
                 raise UnsafeUrlError(f"{name} resolves to denied address {ip}")
-            if not (allowed_name or self.policy.allow_private or self.allow.match_address(ip) or is_public_address(ip)):
+            if allowed_name or self.policy.allow_private or self.allow.match_address(ip):
+                continue
+            if not is_public_address(ip):
                 raise UnsafeUrlError(f"{name} resolves to non-public address {ip}")
+            if self.local.contains(ip):
+                raise UnsafeUrlError(f"{name} resolves to {ip}, an address of this host")
         return addresses
 
 
@@ -307,86 +259,6 @@ def _is_text_type(media_type: str) -> bool:
             or media_type.endswith(("+json", "+xml")))
 
 
-_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
-         (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
-_META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
-_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([\w.:-]+)""", re.IGNORECASE)
-
-
-def _decode(data: bytes, declared: str | None, is_html: bool) -> str:
-    """Bytes to text, as browsers choose: a byte-order mark, the header's charset, the document's own declaration
-    (`<meta charset>` in the first 1024 bytes, `<?xml encoding?>`), then UTF-8, then windows-1252. A multi-byte
-    character cut at the end by the size limit is dropped, not mangled."""
-    candidates: list[str | None] = []
-    for bom, name in _BOMS:
-        if data.startswith(bom):
-            data = data[len(bom):]
-            candidates.append(name)
-            break
-    candidates.append(declared)
-    in_document = (_META_CHARSET.search(data[:1024]) if is_html else None) or _XML_ENCODING.search(data[:1024])
-    if in_document:
-        name = in_document.group(1).decode("ascii", "replace").lower()
-        # a page whose declaration could be read as ASCII is not UTF-16: browsers take UTF-8 then
-        candidates.append("utf-8" if name.startswith(("utf-16", "utf-32")) else name)
-    for encoding in (*candidates, "utf-8", "windows-1252"):
-        if not encoding:
-            continue
-        try:
-            return codecs.getincrementaldecoder(encoding)("strict").decode(data, final=False)
-        except (LookupError, UnicodeDecodeError):
-            continue
-    return data.decode("utf-8", errors="replace")
-
-
-_NOISE = ("head, script, style, noscript, template, svg, math, canvas, iframe, object, embed, nav, aside, footer, "
-          "form, button, select, dialog, [hidden], [aria-hidden='true' i], [style*='display:none' i], "
-          "[style*='display: none' i], [style*='visibility:hidden' i], [style*='visibility: hidden' i]")
-_BLOCKS = frozenset({"address", "article", "blockquote", "dd", "div", "dl", "dt", "figcaption", "figure", "h1", "h2",
-                     "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "ol", "p", "pre", "section", "table", "tr",
-                     "ul"})
-
-
-def _clean_lines(text: str) -> str:
-    lines = (" ".join(line.split()) for line in text.splitlines())
-    return "\n".join(line for line in lines if line)
-
-
-def html_to_text(markup: str) -> tuple[str, str]:
-    """An HTML page's title and readable text: the visible text, a line per block (list items start with "- "),
-    without scripts, styles, hidden elements, navigation, asides, footers, forms or the page-level `header`."""
-    tree = LexborHTMLParser(markup)
-    title_node = tree.css_first("title") or tree.css_first("h1")
-    title = " ".join(title_node.text().split()) if title_node else ""
-    root = tree.body or tree.root
-    if root is None:
-        return title, ""
-    content_headers = {node.mem_id for node in tree.css("article header, main header, section header")}
-    skipped = {node.mem_id for node in tree.css(_NOISE)}
-    skipped |= {node.mem_id for node in tree.css("header")} - content_headers
-    parts: list[str] = []
-    stack: list[LexborNode | None] = [root]  # None: the end of a block
-    while stack:
-        node = stack.pop()
-        if node is None:
-            parts.append("\n")
-        elif node.is_text_node:
-            parts.append(node.text_content or "")
-        elif node.is_element_node and node.mem_id not in skipped:
-            if node.tag == "br":
-                parts.append("\n")
-            elif node.tag in _BLOCKS:
-                parts.append("\n- " if node.tag == "li" else "\n")
-                stack.append(None)
-            stack.extend(reversed(list(node.iter(include_text=True))))
-    return title, _clean_lines("".join(parts))
-
-
-def _page_text(data: bytes, declared: str | None, is_html: bool) -> tuple[str, str]:
-    text = _decode(data, declared, is_html)
-    return html_to_text(text) if is_html else ("", text.strip())
-
-
 async def _read_limited(response: httpx2.Response, max_bytes: int) -> tuple[bytes, bool]:
     """The body, stopping after `max_bytes` (decoded) bytes; and whether it was cut."""
     body = bytearray()
@@ -413,6 +285,7 @@ class UrlFetcher:
         self.policy = policy
         self._guard = _AddressGuard(policy)
         self._client: httpx2.AsyncClient | None = None
+        self._parser = ParsePool(PARSE_WORKERS)
 
     async def __aenter__(self) -> Self:
         return self
@@ -431,6 +304,7 @@ class UrlFetcher:
         return self._client
 
     async def aclose(self) -> None:
+        self._parser.close()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -447,9 +321,10 @@ class UrlFetcher:
 
     async def fetch(self, url: str) -> FetchedPage:
         """One URL within the policy's deadline. Problems become a status, never an exception."""
+        deadline = time.monotonic() + self.policy.timeout_s
         try:
             async with asyncio.timeout(self.policy.timeout_s):
-                page = await self._fetch(url)
+                page = await self._fetch(url, deadline)
         except UnsafeUrlError as exc:
             page = FetchedPage(url, UNSAFE, reason=str(exc))
         except _FETCH_ERRORS as exc:
@@ -470,7 +345,7 @@ class UrlFetcher:
         self._guard.check_name(url.raw_host.decode("ascii"))
         return url
 
-    async def _fetch(self, url: str) -> FetchedPage:
+    async def _fetch(self, url: str, deadline: float) -> FetchedPage:
         current = self._check(httpx2.URL(url))
         for _hop in range(self.policy.max_redirects + 1):
             async with self._http().stream("GET", current) as response:
@@ -478,10 +353,10 @@ class UrlFetcher:
                 if response.is_redirect and location:
                     current = self._check(current.join(location))
                     continue
-                return await self._read(url, response)
+                return await self._read(url, response, deadline)
         return FetchedPage(url, ERROR, reason=f"more than {self.policy.max_redirects} redirects")
 
-    async def _read(self, url: str, response: httpx2.Response) -> FetchedPage:
+    async def _read(self, url: str, response: httpx2.Response, deadline: float) -> FetchedPage:
         if not 200 <= response.status_code < 300:
             return FetchedPage(url, ERROR, reason=f"HTTP {response.status_code}")
         media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -491,9 +366,14 @@ class UrlFetcher:
         if not media_type and b"\x00" in data[:4096]:
             return FetchedPage(url, ERROR, reason="binary content")
         is_html = media_type in _HTML_TYPES or (not media_type and b"<html" in data[:4096].lower())
-        # parsing a big page takes tens of milliseconds: keep it off the event loop (and the session's audio)
-        title, text = await asyncio.to_thread(_page_text, data, response.charset_encoding, is_html)
+        # reading a big page takes a tenth of a second or more: off the event loop (and the session's audio), in
+        # the fetcher's own threads, with work bounded by the page's size, max_text_chars and the deadline
+        page: PageText = await self._parser.run(
+            page_text, data, response.charset_encoding, is_html, max_chars=self.policy.max_bytes,
+            max_text_chars=self.policy.max_text_chars, deadline=deadline)
+        title, text = page.title, page.text
         notes = [f"body cut at {self.policy.max_bytes} bytes"] if cut else []
+        notes += page.notes
         if len(text) > self.policy.max_text_chars:
             text = text[: self.policy.max_text_chars]
             notes.append(f"text cut at {self.policy.max_text_chars} characters")
