@@ -92,6 +92,38 @@ def build_parser() -> argparse.ArgumentParser:
                            "comma-separated). None configured: any key is accepted")
     keys.add_argument("--api-keys-file", action="append", default=[], type=Path, metavar="FILE",
                       help="a file of API keys, one a line, # comments (repeatable)")
+    keys.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                      help="also answer requests whose Host header is NAME (repeatable; '*.example.com' for a "
+                           "domain, '*' for any, e.g. behind a proxy that checks it). Always answered: localhost, "
+                           "127.0.0.1, [::1], --host, the address a connection arrived on; others get 403 "
+                           "(defeats DNS rebinding)")
+    keys.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                      help="let web pages from ORIGIN (scheme://host[:port]) open Live WebSockets and POST here "
+                           "(repeatable; '*' for any). Requests without Origin (SDKs, curl) and the playground "
+                           "page are always let in; other pages get 403")
+    keys.add_argument("--forwarded-allow-ips", default=None, metavar="IPS",
+                      help="trust X-Forwarded-For/-Proto from these proxy addresses (comma-separated, or '*'). "
+                           "Default: never, so the client address is the connection's (--playground local and "
+                           "--max-connections-per-ip count real peers)")
+    limits = serve.add_argument_group("connection limits (docs/security.md)")
+    limits.add_argument("--max-connections-per-ip", type=int, default=32, metavar="N",
+                        help="Live connections from one client address (an IPv6 /64) before 1013; loopback "
+                             "clients are not counted (default 32; 0: no cap)")
+    limits.add_argument("--max-awaiting-setup", type=int, default=256, metavar="N",
+                        help="Live connections that have not sent their setup yet, before 1013; they hold no "
+                             "session slot (default 256)")
+    limits.add_argument("--setup-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="close a Live connection with 1008 if its setup has not arrived by then (default 10)")
+    limits.add_argument("--write-timeout", type=float, default=15.0, metavar="SECONDS",
+                        help="abort a Live connection whose client has not taken one message in this time (it "
+                             "stopped reading), freeing its session slot (default 15)")
+    limits.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="close an HTTP connection whose request (headers, and body if any) has not all "
+                             "arrived this long after it opened or after its previous response (default 10)")
+    limits.add_argument("--max-connections", type=int, default=None, metavar="N",
+                        help="open client connections of all listeners; at the bound a new connection pushes out "
+                             "the one waiting longest for its request, or gets 503 (default: the open-file limit "
+                             "less 128)")
     tools = serve.add_argument_group("tools")
     tools.add_argument("--code-execution", choices=["on", "off"], default="on",
                        help="run the model's Python in a bubblewrap sandbox (default on; refused with a clear "
@@ -318,6 +350,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from localive.engines.vision.loader import load_vision
     from localive.server.app import create_app
     from localive.server.auth import Access, KeyRing
+    from localive.server.origins import OriginPolicy
     from localive.server.runner import serve_all
     from localive.server.state import ServerSettings, ServerState
     from localive.server.tls import ensure_tls
@@ -325,6 +358,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from localive.tools.loader import ToolSettings, load_tool_engines
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        OriginPolicy.build(args.host, args.allow_host, args.allow_origin)
+    except ValueError as exc:
+        print(f"localive: {exc}", file=sys.stderr)
+        return 2
     registry = _registry(args.models)
     if args.llm:
         registry = registry.with_llm(args.llm)
@@ -390,7 +428,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           semantic_families=families)
         print(f"localive: turn-taking: {_describe_turns(families)}", file=sys.stderr, flush=True)
     settings = ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,
-                              max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes)
+                              max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes,
+                              setup_timeout_s=args.setup_timeout, write_timeout_s=args.write_timeout,
+                              max_awaiting_setup=args.max_awaiting_setup,
+                              max_connections_per_ip=args.max_connections_per_ip,
+                              allow_hosts=tuple(args.allow_host), allow_origins=tuple(args.allow_origin))
     app = create_app(ServerState(settings=settings, registry=registry, llms=pool, engines=engines, store=store,
                                  limits=_limits(args), access=access), playground=args.playground)
 
@@ -398,7 +440,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         started = asyncio.Event()
         server = asyncio.create_task(serve_all(app, host=args.host, port=args.port, plain_port=args.plain_port,
                                                tls=tls, max_message_bytes=args.max_message_bytes,
-                                               started=started))
+                                               header_timeout_s=args.header_timeout,
+                                               max_connections=args.max_connections,
+                                               forwarded_allow_ips=args.forwarded_allow_ips, started=started))
         waiter = asyncio.create_task(started.wait())
         await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if started.is_set():

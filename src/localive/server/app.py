@@ -1,4 +1,4 @@
-"""The ASGI application: Live WebSocket routes, health, and path normalisation."""
+"""The ASGI application: Live WebSocket routes, health, path normalisation, and the Host and Origin checks."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from localive import __version__
 from localive.server.live_ws import live_endpoint
+from localive.server.origins import HostOriginGuard, OriginPolicy
 from localive.server.playground import PlaygroundMode, playground_routes
 from localive.server.state import ServerState
 from localive.server.tokens_api import create_token
@@ -55,4 +56,6 @@ def create_app(state: ServerState, playground: PlaygroundMode = "local") -> Any:
     ])
     app.state.localive = state
     app.state.playground = playground
-    return CollapseSlashes(app)
+    settings = state.settings  # every request, the page and /healthz included, must name this server (origins.py)
+    policy = OriginPolicy.build(settings.host, settings.allow_hosts, settings.allow_origins)
+    return HostOriginGuard(CollapseSlashes(app), policy)

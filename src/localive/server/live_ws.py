@@ -3,6 +3,12 @@
 One reader loop (frames → parsed messages → session) and one writer task (session outbox → frames), both owned
 by this handler and cancelled when either side ends. Every failure becomes a close frame through
 `protocol.errors.close_for`, the single place that maps errors to codes.
+
+Every wait is bounded (security finding F13). A connection must send its setup within `setup_timeout_s`, and
+holds no session slot until it does (the counters are in server/state.py). Each message to the client must be
+taken by its socket within `write_timeout_s`: a client that asks for a long answer and never reads would
+otherwise keep its slot for ever, because a send waits for the socket to drain, and so does a close. Such a
+connection is aborted (server/transport.py) and its slot freed.
 """
 
 from __future__ import annotations
@@ -12,12 +18,16 @@ import contextlib
 import logging
 import secrets
 
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from localive.protocol.errors import NORMAL, Close, LiveError, Overloaded, close_for
-from localive.protocol.parse import parse_client_message
+from localive.protocol.errors import NORMAL, Close, InternalError, LiveError, Overloaded, PolicyViolation, close_for
+from localive.protocol.messages import ClientMessage
 from localive.protocol.server_messages import dumps
-from localive.server.state import ServerState
+from localive.server.auth import ANONYMOUS
+from localive.server.frames import parse_frame
+from localive.server.state import Connection, ServerState
+from localive.server.transport import ABORT_EXTENSION
 from localive.session.live import LiveSession
 
 log = logging.getLogger("localive.live")
@@ -57,29 +67,57 @@ async def live_endpoint(ws: WebSocket) -> None:
     if version not in API_VERSIONS:
         await ws.close(code=1008, reason=f"API version {version} is not supported."[:123])
         return
+    try:  # its address's share and the queue of connections waiting for their setup (server/state.py)
+        connection = state.connections.open(ws.client.host if ws.client else None)
+    except Overloaded as exc:
+        outcome = close_for(exc)
+        with contextlib.suppress(Exception):  # the client may already be gone
+            await ws.accept()
+            await _close(ws, outcome, state.settings.write_timeout_s)
+        access.info('%s "WS %s" session=- close=%d %s', client, path, outcome.code, outcome.reason)
+        return
+    try:
+        await _serve(ws, state, connection, version=version, client=client, path=path)
+    finally:
+        state.connections.close(connection)
+
+
+async def _serve(ws: WebSocket, state: ServerState, connection: Connection, *, version: str, client: str,
+                 path: str) -> None:
+    settings = state.settings
     await ws.accept()
-    session_id = secrets.token_hex(8)
-    outcome = Close(NORMAL, "")
     try:  # API key or ephemeral token (server/auth.py); a refusal is a close after the upgrade, as Gemini does
         credential = state.access.authenticate(api_key_of(ws), constrained=path.endswith("Constrained"))
     except LiveError as exc:
         outcome = close_for(exc)
-        await _refuse(ws, outcome)
+        await _refuse(ws, outcome, settings.write_timeout_s)
         access.info('%s "WS %s" session=- close=%d %s', client, path, outcome.code, outcome.reason)
         return
-    if not state.admit():
+    try:
+        first = await _first_message(ws, settings.setup_timeout_s)
+    except PeerClosed as exc:
+        access.info('%s "WS %s" session=- close=%d %s', client, path, exc.close.code, exc.close.reason)
+        return
+    state.connections.setup_arrived(connection)
+    if isinstance(first, Close):  # no setup in time, or a first frame that is not a message
+        await _close(ws, first, settings.write_timeout_s)
+        access.info('%s "WS %s" session=- close=%d %s', client, path, first.code, first.reason)
+        return
+    if not state.admit():  # the session slot is taken only now, with the setup in hand
         outcome = close_for(Overloaded())
-        await _close(ws, outcome)
+        await _close(ws, outcome, settings.write_timeout_s)
         access.info('%s "WS %s" session=- close=%d', client, path, outcome.code)
         return
+    session_id = secrets.token_hex(8)
     session = LiveSession(registry=state.registry, engines=state.engines, session_id=session_id,
-                          api_version=version, outbox_size=state.settings.outbox_size, store=state.store,
-                          limits=state.limits, principal=credential.principal, setup_gate=credential.gate)
+                          api_version=version, outbox_size=settings.outbox_size, store=state.store,
+                          limits=state.limits, principal=credential.principal, setup_gate=credential.gate,
+                          owner=_owner(credential.principal, ws))
     expiry = credential.watch_expiry(session.outbox)  # a token's session ends at its expireTime
-    writer = asyncio.create_task(_write(ws, session), name=f"writer-{session_id}")
-    closed_by_peer = False
+    writer = asyncio.create_task(_write(ws, session, settings.write_timeout_s), name=f"writer-{session_id}")
+    outcome, closed_by_peer = Close(NORMAL, ""), False
     try:
-        outcome = await _read(ws, session, writer, state.settings.setup_timeout_s)
+        outcome = await _read(ws, session, writer, first)
     except PeerClosed as exc:
         outcome, closed_by_peer = exc.close, True
     finally:
@@ -91,59 +129,108 @@ async def live_endpoint(ws: WebSocket) -> None:
             await writer
         state.release()
         if not closed_by_peer:
-            await _close(ws, outcome)
+            await _close(ws, outcome, settings.write_timeout_s)
         access.info('%s "WS %s" session=%s close=%d %s', client, path, session_id, outcome.code, outcome.reason)
 
 
+def _owner(principal: str, ws: WebSocket) -> str:
+    """Whose share of rationed work (code runs) a session uses: its key or token; on an open server, where everyone
+    is anonymous, its client's address (security finding F11)."""
+    if principal != ANONYMOUS:
+        return principal
+    return f"address {ws.client.host}" if ws.client else principal
+
+
+async def _first_message(ws: WebSocket, setup_timeout_s: float) -> ClientMessage | Close:
+    """The client's first message, parsed; or the Close to send when none comes in time or it is malformed.
+    Raises PeerClosed if the client leaves first."""
+    try:
+        async with asyncio.timeout(setup_timeout_s):
+            event = await ws.receive()
+    except TimeoutError:
+        return close_for(PolicyViolation("No setup message was received in time."))
+    return await _parse(event, "-")
+
+
+async def _parse(event: Message, session_id: str) -> ClientMessage | Close:
+    """The frame's message, or the Close it calls for."""
+    if event["type"] == "websocket.disconnect":  # the client closed, or the protocol layer did (e.g. 1009)
+        raise PeerClosed(Close(int(event.get("code") or NORMAL), str(event.get("reason") or "")))
+    text, data = event.get("text"), event.get("bytes")
+    frame: str | bytes = text if text is not None else (data or b"")
+    try:
+        return await parse_frame(frame)
+    except LiveError as exc:
+        log.info("session %s closed: %s", session_id, exc.reason)
+        return close_for(exc)
+    except Exception as exc:  # an unexpected failure of ours: logged, reported as 1011
+        log.exception("session %s failed", session_id)
+        return close_for(exc)
+
+
 async def _read(ws: WebSocket, session: LiveSession, writer: asyncio.Task[Close | None],
-                setup_timeout_s: float) -> Close:
+                first: ClientMessage) -> Close:
     """Feed frames to the session until the client leaves, an error ends the session, or the writer stops."""
+    message: ClientMessage | Close = first
     while True:
-        receive = asyncio.ensure_future(ws.receive())
-        timeout = setup_timeout_s if session.config is None else None
-        done, _ = await asyncio.wait({receive, writer}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if not done:
-            receive.cancel()
-            return Close(1008, "No setup message was received in time.")
-        if writer in done:
-            receive.cancel()
-            return writer.result() or Close(NORMAL, "")
-        event = receive.result()
-        if event["type"] == "websocket.disconnect":  # the client closed, or the protocol layer did (e.g. 1009)
-            raise PeerClosed(Close(int(event.get("code") or NORMAL), str(event.get("reason") or "")))
-        text, data = event.get("text"), event.get("bytes")
-        frame: str | bytes = text if text is not None else (data or b"")
+        if isinstance(message, Close):
+            return message
         try:
-            await session.handle(parse_client_message(frame))
+            await session.handle(message)
         except LiveError as exc:
             log.info("session %s closed: %s", session.session_id, exc.reason)
             return close_for(exc)
         except Exception as exc:  # an unexpected failure of ours: logged, reported as 1011
             log.exception("session %s failed", session.session_id)
             return close_for(exc)
+        receive = asyncio.ensure_future(ws.receive())
+        await asyncio.wait({receive, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if writer.done():
+            receive.cancel()
+            return writer.result() or Close(NORMAL, "")
+        message = await _parse(receive.result(), session.session_id)
 
 
-async def _write(ws: WebSocket, session: LiveSession) -> Close | None:
-    """Send the session's outbox in order; return the Close it asks for, or None if the socket went away."""
+async def _write(ws: WebSocket, session: LiveSession, write_timeout_s: float) -> Close | None:
+    """Send the session's outbox in order; return the Close it asks for, or None if the socket went away.
+    A message the client's socket does not take within `write_timeout_s` aborts the connection."""
     while True:
         message = await session.outbox.get()
         if isinstance(message, Close):
             return message
         try:
-            await ws.send_text(dumps(message))
+            async with asyncio.timeout(write_timeout_s):
+                await ws.send_text(dumps(message))
+        except TimeoutError:
+            log.info("session %s: the client read nothing for %.0f s: connection aborted", session.session_id,
+                     write_timeout_s)
+            _abort(ws)
+            return close_for(InternalError(f"The client did not read for {write_timeout_s:.0f} s."))
         except (WebSocketDisconnect, RuntimeError, OSError):
             return None
 
 
-async def _refuse(ws: WebSocket, close: Close) -> None:
+async def _refuse(ws: WebSocket, close: Close, write_timeout_s: float) -> None:
     """Close once the client's first frame (its setup) is in, so that the SDKs report the close as the answer to
     their setup (an APIError from connect), not as a failed send; wait at most REFUSE_WAIT_S, hold no slot."""
     with contextlib.suppress(Exception):
         async with asyncio.timeout(REFUSE_WAIT_S):
             await ws.receive()
-    await _close(ws, close)
+    await _close(ws, close, write_timeout_s)
 
 
-async def _close(ws: WebSocket, close: Close) -> None:
-    with contextlib.suppress(Exception):  # the client may already be gone
-        await ws.close(code=close.code, reason=close.reason)
+async def _close(ws: WebSocket, close: Close, write_timeout_s: float) -> None:
+    """Send the close frame; a client that does not take it within `write_timeout_s` is cut off."""
+    try:
+        async with asyncio.timeout(write_timeout_s):
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):  # the client may be gone
+                await ws.close(code=close.code, reason=close.reason)
+    except TimeoutError:
+        _abort(ws)
+
+
+def _abort(ws: WebSocket) -> None:
+    """Drop the connection now, unsent data and all (uvicorn's own close waits for the client to read it)."""
+    extension = (ws.scope.get("extensions") or {}).get(ABORT_EXTENSION)
+    if extension is not None:
+        extension["abort"]()

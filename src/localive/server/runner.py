@@ -1,4 +1,8 @@
-"""Run the ASGI app on uvicorn: a TLS (wss) listener and optionally a plain (ws) one, in one event loop."""
+"""Run the ASGI app on uvicorn: a TLS (wss) listener and optionally a plain (ws) one, in one event loop.
+
+uvicorn runs with localive's own protocol classes (server/transport.py: request deadline, connection bound,
+abortable WebSockets) and with every log record redacted (no key or token name reaches a log, at any level).
+"""
 
 from __future__ import annotations
 
@@ -13,27 +17,49 @@ from typing import Any
 import uvicorn
 
 from localive.server.tls import TlsFiles
+from localive.server.transport import ConnectionGuard, default_max_connections, http_protocol, websocket_protocol
 
 log = logging.getLogger("localive.server")
-_QUERY = re.compile(r"\?[^\s\"]*")
+_QUERY = re.compile(r"\?[^\s\"']+")  # a query string: "/path?key=K HTTP/1.1"
+# A credential header, however a logger prints it: "< x-goog-api-key: K", "(b'authorization', b'Bearer K')",
+# "{'cookie': 'a=b'}". The value runs to the end of the line or to the closing quote.
+_HEADER = re.compile(r"(?i)(x-goog-api-key|proxy-authorization|authorization|set-cookie|cookie)"
+                     r"(['\"]?\s*[:=,]\s*(?:b?['\"])?)([^'\"\r\n]+)")
+_TOKEN = re.compile(r"auth_tokens/[^\s'\",;&?#)\]}]+")
+REDACTED = "<redacted>"
+REDACTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "websockets", "websockets.server",
+                    "websockets.protocol", "localive")
 
 
-class RedactQueryStrings(logging.Filter):
-    """uvicorn logs WebSocket paths with their query string, where the JS SDK puts the API key: cut it."""
+def redact(text: str) -> str:
+    """`text` without query strings (the JS SDK's ?key=), credential headers and ephemeral token names."""
+    text = _QUERY.sub("?" + REDACTED, text)
+    text = _HEADER.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    return _TOKEN.sub("auth_tokens/" + REDACTED, text)
+
+
+class RedactSecrets(logging.Filter):
+    """API keys and token names never reach a log (security finding F8), at any level: with --log-level debug the
+    WebSocket handshake logger prints every request header. Each record is formatted once and its text redacted."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args and isinstance(record.args, tuple):
-            record.args = tuple(_QUERY.sub("?<redacted>", a) if isinstance(a, str) else a for a in record.args)
-        elif isinstance(record.msg, str):
-            record.msg = _QUERY.sub("?<redacted>", record.msg)
+        try:
+            text = record.getMessage()
+        except (TypeError, ValueError, KeyError):  # a malformed record: let logging report it as it would
+            return True
+        cleaned = redact(text)
+        if cleaned != text:
+            record.msg, record.args = cleaned, None
         return True
 
 
 def install_log_redaction() -> None:
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactQueryStrings) for f in logger.filters):
-            logger.addFilter(RedactQueryStrings())
+    """On the loggers that print requests, and on the root handlers, which every propagated record passes."""
+    targets: list[logging.Filterer] = [logging.getLogger(name) for name in REDACTED_LOGGERS]
+    targets += logging.getLogger().handlers
+    for target in targets:
+        if not any(isinstance(f, RedactSecrets) for f in target.filters):
+            target.addFilter(RedactSecrets())
 
 
 class _Server(uvicorn.Server):
@@ -44,12 +70,14 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _config(app: Any, host: str, port: int, max_message_bytes: int, tls: TlsFiles | None) -> uvicorn.Config:
+def _config(app: Any, host: str, port: int, max_message_bytes: int, tls: TlsFiles | None, guard: ConnectionGuard,
+            forwarded_allow_ips: str | None) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        ws="websockets-sansio",
+        http=http_protocol(guard),  # h11 with a request deadline and the connection bound (server/transport.py)
+        ws=websocket_protocol(guard),  # websockets-sansio, abortable by the handler
         ws_max_size=max_message_bytes,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
@@ -59,16 +87,27 @@ def _config(app: Any, host: str, port: int, max_message_bytes: int, tls: TlsFile
         ssl_certfile=str(tls.server_cert) if tls else None,
         ssl_keyfile=str(tls.server_key) if tls else None,
         timeout_graceful_shutdown=5,
+        # X-Forwarded-For/-Proto change the client address (the per-address cap, `--playground local`) only when
+        # they come from a proxy named with --forwarded-allow-ips; uvicorn's default trusts any loopback peer.
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips or "",
     )
 
 
 async def serve_all(app: Any, *, host: str, port: int, plain_port: int | None, tls: TlsFiles,
-                    max_message_bytes: int, started: asyncio.Event | None = None) -> None:
-    """Serve until SIGINT/SIGTERM (or cancellation). `started` is set once every listener is bound."""
+                    max_message_bytes: int, header_timeout_s: float = 10.0, max_connections: int | None = None,
+                    forwarded_allow_ips: str | None = None, started: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or cancellation). `started` is set once every listener is bound.
+    `max_connections` bounds the client connections of both listeners together (None: the descriptor limit less
+    a reserve)."""
     install_log_redaction()
-    servers = [_Server(_config(app, host, port, max_message_bytes, tls))]
+    guard = ConnectionGuard(max_connections or default_max_connections(), header_timeout_s)
+    log.info("transport: at most %d connections; a request must arrive within %.0f s; X-Forwarded-For %s",
+             guard.max_connections, header_timeout_s,
+             f"trusted from {forwarded_allow_ips}" if forwarded_allow_ips is not None else "ignored")
+    servers = [_Server(_config(app, host, port, max_message_bytes, tls, guard, forwarded_allow_ips))]
     if plain_port is not None:
-        servers.append(_Server(_config(app, host, plain_port, max_message_bytes, None)))
+        servers.append(_Server(_config(app, host, plain_port, max_message_bytes, None, guard, forwarded_allow_ips)))
 
     def stop() -> None:
         for server in servers:

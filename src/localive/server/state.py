@@ -1,15 +1,26 @@
-"""What the endpoints share: settings, the model registry, the loaded engines, and admission control."""
+"""What the endpoints share: settings, the model registry, the loaded engines, and admission control.
+
+Admission has three counters (security finding F13). A Live connection first waits for its setup: it counts
+against ``max_awaiting_setup`` and its client address's ``max_connections_per_ip``, and holds no session slot, so
+sockets that never send a setup cannot keep real sessions out. Only once its first message has arrived does it
+take one of the ``max_sessions`` slots. Each refusal is a 1013 at once, which clients may retry.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+from collections import Counter
 from dataclasses import dataclass, field
 
 from localive.engines.llm.pool import LLMPool
 from localive.models.registry import ModelRegistry
+from localive.protocol.errors import Overloaded
 from localive.server.auth import Access
 from localive.session.engines import Engines
 from localive.session.lifetime import LOCAL_LIMITS, Limits
 from localive.session.store import SessionStore
+
+IPV6_PREFIX = 64  # one IPv6 client usually holds a whole /64: count it as one address
 
 
 @dataclass(frozen=True)
@@ -20,7 +31,73 @@ class ServerSettings:
     max_sessions: int = 100
     max_message_bytes: int = 1024 * 1024
     outbox_size: int = 256
-    setup_timeout_s: float = 30.0
+    setup_timeout_s: float = 10.0  # from the handshake to the setup message
+    write_timeout_s: float = 15.0  # one message to the client; a client that reads nothing for this long is cut
+    max_awaiting_setup: int = 256  # connections that have not sent their setup yet
+    max_connections_per_ip: int = 32  # Live connections of one client address (0: no cap; loopback is not counted)
+    allow_hosts: tuple[str, ...] = ()  # --allow-host, besides localhost, 127.0.0.1, ::1 and --host
+    allow_origins: tuple[str, ...] = ()  # --allow-origin, besides the server's own pages
+
+
+def address_key(host: str | None) -> str | None:
+    """What the per-address cap counts a client as: its IPv4 address, its IPv6 /64; None for a loopback client
+    (this machine's own programs, and every client of a reverse proxy on this machine) and for an unknown one."""
+    if not host:
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return None
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)
+
+
+@dataclass
+class Connection:
+    """One Live connection's place in the counters."""
+
+    address: str | None
+    awaiting_setup: bool = True
+
+
+class Connections:
+    """Live connections per client address and those still waiting for their setup."""
+
+    def __init__(self, max_per_address: int, max_awaiting_setup: int) -> None:
+        self.max_per_address = max_per_address
+        self.max_awaiting_setup = max_awaiting_setup
+        self.per_address: Counter[str] = Counter()
+        self.awaiting_setup = 0
+
+    def open(self, client_host: str | None) -> Connection:
+        """Count a new connection; raises Overloaded (1013) when its address or the setup queue is full."""
+        address = address_key(client_host)
+        if address is not None and self.max_per_address and self.per_address[address] >= self.max_per_address:
+            raise Overloaded("Too many connections from this address; close some and try again later.")
+        if self.awaiting_setup >= self.max_awaiting_setup:
+            raise Overloaded()
+        if address is not None:
+            self.per_address[address] += 1
+        self.awaiting_setup += 1
+        return Connection(address)
+
+    def setup_arrived(self, connection: Connection) -> None:
+        if connection.awaiting_setup:
+            connection.awaiting_setup = False
+            self.awaiting_setup -= 1
+
+    def close(self, connection: Connection) -> None:
+        self.setup_arrived(connection)
+        if connection.address is not None:
+            self.per_address[connection.address] -= 1
+            if self.per_address[connection.address] <= 0:
+                del self.per_address[connection.address]
+            connection.address = None
 
 
 @dataclass
@@ -34,6 +111,10 @@ class ServerState:
     access: Access = field(default_factory=Access)  # API keys and ephemeral tokens (default: open)
     active_sessions: int = 0
     sessions_served: int = field(default=0)
+    connections: Connections = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.connections = Connections(self.settings.max_connections_per_ip, self.settings.max_awaiting_setup)
 
     def admit(self) -> bool:
         """Take a session slot; False when the server is full (the client gets 1013)."""

@@ -3,14 +3,20 @@
 On first run localive creates a CA (10 years) and a server certificate signed by it for localhost, 127.0.0.1,
 ::1 and any other host it is told to serve. Both live in ``<data dir>/tls``. The server certificate is reissued
 from the same CA when the set of names changes or it nears expiry, so clients that trust the CA keep working.
+
+The data directory also holds the session database (system instructions, conversations, resumption handles), so
+it is private to its owner: created 0700, and tightened, with a warning, if it was more open (security finding
+F19).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import os
 import socket
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +25,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+log = logging.getLogger("localive.server")
 
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -108,8 +116,34 @@ def _make_leaf(directory: Path, names: list[str]) -> None:
     (directory / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
+def ensure_private_dir(directory: Path) -> None:
+    """Create `directory` 0700, or take group and other access away from an existing one. A directory that is
+    not only localive's (the file-system root, the home directory, a shared sticky one such as /tmp) is left as
+    it is, with a warning, as is one this user may not change."""
+    if not directory.exists():
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return
+    mode = stat.S_IMODE(directory.stat().st_mode)
+    if not mode & 0o077:
+        return
+    resolved = directory.resolve()
+    if resolved == Path(resolved.anchor) or resolved == Path.home().resolve() or mode & stat.S_ISVTX:
+        log.warning("data directory %s is readable by other users (mode %04o); give localive a directory of its "
+                    "own (--data-dir or LOCALIVE_HOME)", directory, mode)
+        return
+    try:
+        os.chmod(directory, mode & 0o700)
+    except OSError as exc:
+        log.warning("data directory %s is readable by other users (mode %04o) and cannot be changed: %s",
+                    directory, mode, exc)
+        return
+    log.warning("data directory %s was readable by other users (mode %04o): changed to %04o", directory, mode,
+                mode & 0o700)
+
+
 def ensure_tls(data_dir: Path, extra_names: list[str] | tuple[str, ...] = ()) -> TlsFiles:
     """Create (once) the CA, (re)issue the server certificate if needed, and rewrite the CA bundle."""
+    ensure_private_dir(data_dir)
     directory = data_dir / "tls"
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)

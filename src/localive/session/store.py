@@ -3,12 +3,16 @@
 A saved state is found by its handle (unguessable, 192 bits), belongs to the principal (API-key id) that created
 it, and expires. SQLite runs in WAL mode and every save is committed before its handle is sent to the client, so a
 `kill -9` of the server loses no state a client holds a handle for. Blocking database work runs off the event loop.
+The database and its -wal and -shm files hold system instructions and conversations: they are 0600, and a
+directory the store creates is 0700 (security finding F19).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
+import os
 import secrets
 import sqlite3
 import threading
@@ -18,6 +22,8 @@ from pathlib import Path
 from typing import Protocol
 
 DEFAULT_TTL_S = 2 * 3600.0  # handles stay valid 2 hours after the session ends (Gemini Developer API)
+PRIVATE_FILE = 0o600
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def new_handle() -> str:
@@ -48,9 +54,12 @@ class SqliteStore:
         self._clock = clock
         self._lock = threading.Lock()
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(self.path))
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        if self.path != ":memory:":  # SQLite gives its -wal and -shm the database's mode; older ones may be open
+            for suffix in SQLITE_SIDE_FILES:
+                _make_private(Path(self.path + suffix))
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable against a process crash
         self._db.execute("""CREATE TABLE IF NOT EXISTS snapshots (
             handle TEXT PRIMARY KEY, session_key TEXT NOT NULL, principal TEXT NOT NULL,
@@ -100,3 +109,26 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _create_private(path: Path) -> None:
+    """The database file, created 0600 before SQLite opens it (in a 0700 directory if there was none)."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    except FileExistsError:
+        _make_private(path)
+
+
+def _make_private(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        try:
+            os.chmod(path, PRIVATE_FILE)
+        except PermissionError:  # another user's file: SQLite reports whether it can use it
+            logging.getLogger("localive.sessions").warning("%s is readable by other users and not ours to change",
+                                                           path)
