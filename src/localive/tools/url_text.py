@@ -182,10 +182,10 @@ class ParsePool:
         if self._executor is None or self._slots is None:
             self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="localive-url-parse")
             self._slots = asyncio.Semaphore(self.workers)
-        slots, loop = self._slots, asyncio.get_running_loop()
+        executor, slots, loop = self._executor, self._slots, asyncio.get_running_loop()
         await slots.acquire()
-        try:
-            job = self._executor.submit(function, *args, **kwargs)
+        try:  # after a close() meanwhile, the old executor refuses (RuntimeError): the fetch is an ERROR
+            job = executor.submit(function, *args, **kwargs)
         except BaseException:
             slots.release()
             raise
