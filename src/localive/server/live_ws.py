@@ -17,20 +17,24 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
+from collections.abc import Callable
 
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from localive.protocol.errors import NORMAL, Close, InternalError, LiveError, Overloaded, PolicyViolation, close_for
-from localive.protocol.messages import ClientMessage
+from localive.protocol.messages import ClientMessage, ContextUpdate
 from localive.protocol.server_messages import dumps
 from localive.server.auth import ANONYMOUS
-from localive.server.frames import parse_frame
+from localive.server.budget import WorkBudget
+from localive.server.frames import FrameRefused, parse_frame_metered
 from localive.server.state import Connection, ServerState
 from localive.server.transport import ABORT_EXTENSION
 from localive.session.live import LiveSession
 
 log = logging.getLogger("localive.live")
+Meter = Callable[[int, float], float]  # (frame bytes, parse seconds) → seconds to wait before the next read
 access = logging.getLogger("localive.access")
 
 API_VERSIONS = ("v1", "v1beta", "v1alpha")
@@ -76,14 +80,16 @@ async def live_endpoint(ws: WebSocket) -> None:
             await _close(ws, outcome, state.settings.write_timeout_s)
         access.info('%s "WS %s" session=- close=%d %s', client, path, outcome.code, outcome.reason)
         return
+    budget = state.budgets.open(ws.client.host if ws.client else "-")  # its share of server work (budget.py)
     try:
-        await _serve(ws, state, connection, version=version, client=client, path=path)
+        await _serve(ws, state, connection, budget, version=version, client=client, path=path)
     finally:
         state.connections.close(connection)
+        state.budgets.close(budget)
 
 
-async def _serve(ws: WebSocket, state: ServerState, connection: Connection, *, version: str, client: str,
-                 path: str) -> None:
+async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budget: WorkBudget, *, version: str,
+                 client: str, path: str) -> None:
     settings = state.settings
     await ws.accept()
     try:  # API key or ephemeral token (server/auth.py); a refusal is a close after the upgrade, as Gemini does
@@ -94,7 +100,7 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, *, v
         access.info('%s "WS %s" session=- close=%d %s', client, path, outcome.code, outcome.reason)
         return
     try:
-        first = await _first_message(ws, settings.setup_timeout_s)
+        first = await _first_message(ws, settings.setup_timeout_s, budget.charge)
     except PeerClosed as exc:
         access.info('%s "WS %s" session=- close=%d %s', client, path, exc.close.code, exc.close.reason)
         return
@@ -117,7 +123,7 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, *, v
     writer = asyncio.create_task(_write(ws, session, settings.write_timeout_s), name=f"writer-{session_id}")
     outcome, closed_by_peer = Close(NORMAL, ""), False
     try:
-        outcome = await _read(ws, session, writer, first)
+        outcome = await _read(ws, session, writer, first, budget.charge)
     except PeerClosed as exc:
         outcome, closed_by_peer = exc.close, True
     finally:
@@ -141,7 +147,7 @@ def _owner(principal: str, ws: WebSocket) -> str:
     return f"address {ws.client.host}" if ws.client else principal
 
 
-async def _first_message(ws: WebSocket, setup_timeout_s: float) -> ClientMessage | Close:
+async def _first_message(ws: WebSocket, setup_timeout_s: float, meter: Meter) -> ClientMessage | Close:
     """The client's first message, parsed; or the Close to send when none comes in time or it is malformed.
     Raises PeerClosed if the client leaves first."""
     try:
@@ -149,34 +155,44 @@ async def _first_message(ws: WebSocket, setup_timeout_s: float) -> ClientMessage
             event = await ws.receive()
     except TimeoutError:
         return close_for(PolicyViolation("No setup message was received in time."))
-    return await _parse(event, "-")
+    return await _parse(event, "-", meter)
 
 
-async def _parse(event: Message, session_id: str) -> ClientMessage | Close:
-    """The frame's message, or the Close it calls for."""
+async def _parse(event: Message, session_id: str, meter: Meter) -> ClientMessage | Close:
+    """The frame's message, or the Close it calls for. Its cost is taken from the client's work budget, and when
+    that is spent this waits before returning: the socket is not read meanwhile (backpressure on the client)."""
     if event["type"] == "websocket.disconnect":  # the client closed, or the protocol layer did (e.g. 1009)
         raise PeerClosed(Close(int(event.get("code") or NORMAL), str(event.get("reason") or "")))
     text, data = event.get("text"), event.get("bytes")
     frame: str | bytes = text if text is not None else (data or b"")
     try:
-        return await parse_frame(frame)
-    except LiveError as exc:
-        log.info("session %s closed: %s", session_id, exc.reason)
-        return close_for(exc)
+        message, cost_s = await parse_frame_metered(frame)
+    except FrameRefused as refused:
+        meter(len(frame), refused.cost_s)  # charged: a client that reconnects after each refusal still pays
+        log.info("session %s closed: %s", session_id, refused.error.reason)
+        return close_for(refused.error)
     except Exception as exc:  # an unexpected failure of ours: logged, reported as 1011
         log.exception("session %s failed", session_id)
         return close_for(exc)
+    if (wait_s := meter(len(frame), cost_s)) > 0:
+        await asyncio.sleep(wait_s)  # a rate limit: the client's heaviest messages take their share only
+    return message
 
 
 async def _read(ws: WebSocket, session: LiveSession, writer: asyncio.Task[Close | None],
-                first: ClientMessage) -> Close:
+                first: ClientMessage, meter: Meter) -> Close:
     """Feed frames to the session until the client leaves, an error ends the session, or the writer stops."""
     message: ClientMessage | Close = first
     while True:
         if isinstance(message, Close):
             return message
+        started = time.thread_time()
         try:
             await session.handle(message)
+            # compiling a contextUpdate's tools is the session's one heavy step that awaits nothing: the event
+            # loop's CPU time for it is this client's alone, and is charged too
+            if isinstance(message, ContextUpdate) and (wait_s := meter(0, time.thread_time() - started)) > 0:
+                await asyncio.sleep(wait_s)
         except LiveError as exc:
             log.info("session %s closed: %s", session.session_id, exc.reason)
             return close_for(exc)
@@ -188,7 +204,7 @@ async def _read(ws: WebSocket, session: LiveSession, writer: asyncio.Task[Close 
         if writer.done():
             receive.cancel()
             return writer.result() or Close(NORMAL, "")
-        message = await _parse(receive.result(), session.session_id)
+        message = await _parse(receive.result(), session.session_id, meter)
 
 
 async def _write(ws: WebSocket, session: LiveSession, write_timeout_s: float) -> Close | None:

@@ -16,6 +16,7 @@ from localive.engines.llm.pool import LLMPool
 from localive.models.registry import ModelRegistry
 from localive.protocol.errors import Overloaded
 from localive.server.auth import Access
+from localive.server.budget import WorkBudgets
 from localive.session.engines import Engines
 from localive.session.lifetime import LOCAL_LIMITS, Limits
 from localive.session.store import SessionStore
@@ -112,6 +113,7 @@ class ServerState:
     active_sessions: int = 0
     sessions_served: int = field(default=0)
     connections: Connections = field(init=False)
+    budgets: WorkBudgets = field(default_factory=WorkBudgets)  # server work per client address (server/budget.py)
 
     def __post_init__(self) -> None:
         self.connections = Connections(self.settings.max_connections_per_ip, self.settings.max_awaiting_setup)
