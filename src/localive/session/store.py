@@ -18,8 +18,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 DEFAULT_TTL_S = 2 * 3600.0  # handles stay valid 2 hours after the session ends (Gemini Developer API)
 PRIVATE_FILE = 0o600
@@ -53,6 +56,7 @@ class SqliteStore:
         self.ttl_s = ttl_s
         self._clock = clock
         self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="localive-store")
         if self.path != ":memory:":
             _create_private(Path(self.path))
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -67,7 +71,7 @@ class SqliteStore:
         self._db.execute("CREATE INDEX IF NOT EXISTS by_session ON snapshots (session_key, saved_at)")
 
     async def save(self, handle: str, *, session_key: str, principal: str, state: str) -> None:
-        await asyncio.to_thread(self._save, handle, session_key, principal, state)
+        await self._run(self._save, handle, session_key, principal, state)
 
     def _save(self, handle: str, session_key: str, principal: str, state: str) -> None:
         now = self._clock()
@@ -86,7 +90,7 @@ class SqliteStore:
                 raise
 
     async def load(self, handle: str, principal: str) -> str | None:
-        return await asyncio.to_thread(self._load, handle, principal)
+        return await self._run(self._load, handle, principal)
 
     def _load(self, handle: str, principal: str) -> str | None:
         with self._lock:
@@ -99,14 +103,20 @@ class SqliteStore:
         return str(row[1])
 
     async def session_ended(self, session_key: str) -> None:
-        await asyncio.to_thread(self._ended, session_key)
+        await self._run(self._ended, session_key)
 
     def _ended(self, session_key: str) -> None:
         with self._lock:
             self._db.execute("UPDATE snapshots SET expires_at = ? WHERE session_key = ?",
                              (self._clock() + self.ttl_s, session_key))
 
+    async def _run(self, work: Callable[..., T], *args: object) -> T:
+        """Database work on the store's own thread: not the default executor, which DNS look-ups and other
+        blocking work share (security finding F4: a stalled default executor kept sessions from their setup)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+
     def close(self) -> None:
+        self._executor.shutdown(wait=True)
         with self._lock:
             self._db.close()
 
