@@ -792,3 +792,25 @@ async def test_a_cidr_deny_holds_where_a_name_deny_is_bypassed(server: str, monk
         page = await fetch(url, by_address)
         assert page.status == UNSAFE and "denied" in page.reason, (url, page.reason)
     assert len(loopback_only) == connected
+
+
+async def test_one_callers_pages_cannot_take_every_parsing_thread() -> None:
+    """One session's hostile pages keep at most its lane's share of the parsing threads: another session's page
+    is read at once, not after them."""
+    pool = ParsePool(2)
+    release = threading.Event()
+    running: list[str] = []
+
+    def slow(name: str) -> str:
+        running.append(name)
+        release.wait(10)
+        return name
+
+    attacker_lane = asyncio.Semaphore(1)
+    attacker = [asyncio.create_task(pool.run_in_lane(attacker_lane, slow, f"attacker {i}")) for i in range(6)]
+    await asyncio.sleep(0.2)
+    assert running == ["attacker 0"]  # one thread for the attacker's lane …
+    assert await asyncio.wait_for(pool.run_in_lane(asyncio.Semaphore(1), lambda: "victim"), 5) == "victim"
+    release.set()
+    assert [await task for task in attacker] == [f"attacker {i}" for i in range(6)]
+    pool.close()

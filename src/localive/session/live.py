@@ -175,6 +175,8 @@ class LiveSession:
         self._judge: ProactiveJudge | None = None  # with proactive audio
         self._tool_calls = ToolCalls()
         self._deferred: list[Turn] = []  # NON_BLOCKING results that arrived during a model turn
+        # the session's pages take one URL-parsing thread at a time: one session cannot starve the others' URLs
+        self._url_lane = asyncio.Semaphore(1)
 
     # --- input -------------------------------------------------------------------------------------------
 
@@ -703,7 +705,7 @@ class LiveSession:
             context.visual = await self._video.context()
         tools, engines = config.tools, self._engines.tools
         if tools.url_context and engines.urls is not None and (urls := find_urls(question)):
-            pages = await engines.urls.fetch_all(urls)
+            pages = await engines.urls.fetch_all(urls, self._url_lane)
             await self.outbox.put(out.url_context(url_context_metadata(pages)), turn=turn_id)
             context.add_pages(pages)
         if tools.search and engines.search is not None and question:

@@ -309,22 +309,23 @@ class UrlFetcher:
             await self._client.aclose()
             self._client = None
 
-    async def fetch_all(self, urls: list[str]) -> list[FetchedPage]:
-        """The first `max_urls` URLs, fetched concurrently (a few at a time), in the given order."""
+    async def fetch_all(self, urls: list[str], lane: asyncio.Semaphore | None = None) -> list[FetchedPage]:
+        """The first `max_urls` URLs, fetched concurrently (a few at a time), in the given order. A `lane` (see
+        `ParsePool.run_in_lane`) bounds how many parsing threads the caller's pages take at once."""
         gate = asyncio.Semaphore(_CONCURRENCY)
 
         async def one(url: str) -> FetchedPage:
             async with gate:
-                return await self.fetch(url)
+                return await self.fetch(url, lane)
 
         return list(await asyncio.gather(*(one(url) for url in urls[: self.policy.max_urls])))
 
-    async def fetch(self, url: str) -> FetchedPage:
+    async def fetch(self, url: str, lane: asyncio.Semaphore | None = None) -> FetchedPage:
         """One URL within the policy's deadline. Problems become a status, never an exception."""
         deadline = time.monotonic() + self.policy.timeout_s
         try:
             async with asyncio.timeout(self.policy.timeout_s):
-                page = await self._fetch(url, deadline)
+                page = await self._fetch(url, deadline, lane)
         except UnsafeUrlError as exc:
             page = FetchedPage(url, UNSAFE, reason=str(exc))
         except _FETCH_ERRORS as exc:
@@ -345,7 +346,7 @@ class UrlFetcher:
         self._guard.check_name(url.raw_host.decode("ascii"))
         return url
 
-    async def _fetch(self, url: str, deadline: float) -> FetchedPage:
+    async def _fetch(self, url: str, deadline: float, lane: asyncio.Semaphore | None) -> FetchedPage:
         current = self._check(httpx2.URL(url))
         for _hop in range(self.policy.max_redirects + 1):
             async with self._http().stream("GET", current) as response:
@@ -353,10 +354,11 @@ class UrlFetcher:
                 if response.is_redirect and location:
                     current = self._check(current.join(location))
                     continue
-                return await self._read(url, response, deadline)
+                return await self._read(url, response, deadline, lane)
         return FetchedPage(url, ERROR, reason=f"more than {self.policy.max_redirects} redirects")
 
-    async def _read(self, url: str, response: httpx2.Response, deadline: float) -> FetchedPage:
+    async def _read(self, url: str, response: httpx2.Response, deadline: float,
+                    lane: asyncio.Semaphore | None = None) -> FetchedPage:
         if not 200 <= response.status_code < 300:
             return FetchedPage(url, ERROR, reason=f"HTTP {response.status_code}")
         media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -368,8 +370,8 @@ class UrlFetcher:
         is_html = media_type in _HTML_TYPES or (not media_type and b"<html" in data[:4096].lower())
         # reading a big page takes a tenth of a second or more: off the event loop (and the session's audio), in
         # the fetcher's own threads, with work bounded by the page's size, max_text_chars and the deadline
-        page: PageText = await self._parser.run(
-            page_text, data, response.charset_encoding, is_html, max_chars=self.policy.max_bytes,
+        page: PageText = await self._parser.run_in_lane(
+            lane, page_text, data, response.charset_encoding, is_html, max_chars=self.policy.max_bytes,
             max_text_chars=self.policy.max_text_chars, deadline=deadline)
         title, text = page.title, page.text
         notes = [f"body cut at {self.policy.max_bytes} bytes"] if cut else []

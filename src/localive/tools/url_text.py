@@ -179,20 +179,40 @@ class ParsePool:
         self._slots: asyncio.Semaphore | None = None
 
     async def run(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self.run_in_lane(None, function, *args, **kwargs)
+
+    async def run_in_lane(self, lane: asyncio.Semaphore | None, function: Callable[P, T], *args: P.args,
+                          **kwargs: P.kwargs) -> T:
+        """Run a job; with a `lane` (one caller's share, e.g. a session's), the job also holds a place of that lane
+        until its thread is done, so that one caller cannot take every thread and starve the others."""
         if self._executor is None or self._slots is None:
             self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="localive-url-parse")
             self._slots = asyncio.Semaphore(self.workers)
         executor, slots, loop = self._executor, self._slots, asyncio.get_running_loop()
-        await slots.acquire()
+        if lane is not None:
+            await lane.acquire()
+        try:
+            await slots.acquire()
+        except BaseException:
+            if lane is not None:
+                lane.release()
+            raise
         try:  # after a close() meanwhile, the old executor refuses (RuntimeError): the fetch is an ERROR
             job = executor.submit(function, *args, **kwargs)
         except BaseException:
             slots.release()
+            if lane is not None:
+                lane.release()
             raise
+
+        def release() -> None:
+            slots.release()
+            if lane is not None:
+                lane.release()
 
         def done(_: Future[T]) -> None:
             try:
-                loop.call_soon_threadsafe(slots.release)
+                loop.call_soon_threadsafe(release)
             except RuntimeError:  # the loop is closed: nobody is waiting for a slot any more
                 pass
 
