@@ -95,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                       help="also answer requests whose Host header is NAME (repeatable; '*.example.com' for a "
                            "domain, '*' for any, e.g. behind a proxy that checks it). Always answered: localhost, "
-                           "127.0.0.1, [::1], --host, the address a connection arrived on; others get 403 "
-                           "(defeats DNS rebinding)")
+                           "127.0.0.1, [::1], --host (0.0.0.0 or ::: every interface address), the address a "
+                           "connection arrived on; others get 403 (defeats DNS rebinding)")
     keys.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                       help="let web pages from ORIGIN (scheme://host[:port]) open Live WebSockets and POST here "
                            "(repeatable; '*' for any). Requests without Origin (SDKs, curl) and the playground "

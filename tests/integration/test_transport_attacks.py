@@ -363,6 +363,49 @@ async def test_one_address_gets_a_bounded_share(keyed_server: RunningServer) -> 
         assert await session_answers(again) == "You said: ping"
 
 
+def lan_address() -> str:
+    """This machine's first non-loopback IPv4 address (a client connecting to it from here is not loopback)."""
+    import psutil
+
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family == socket.AF_INET and not address.address.startswith("127."):
+                return str(address.address)
+    pytest.skip("this machine has no non-loopback IPv4 address")
+
+
+@pytest.fixture(scope="module")
+def any_address_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """--host 0.0.0.0, as on a LAN (no code execution or URL fetching while the test exposes it)."""
+    server = start_server(tmp_path_factory.mktemp("transport-lan"), "--llm", "emulator", "--voice", "off",
+                          "--host", "0.0.0.0", "--code-execution", "off", "--url-context", "off",
+                          "--max-connections-per-ip", str(PER_IP))
+    yield server
+    server.stop()
+
+
+async def test_a_lan_client_gets_a_bounded_share(any_address_server: RunningServer) -> None:
+    """A real non-loopback peer: the server bound to 0.0.0.0 answers under the machine's addresses (and not under
+    another name), and one address gets --max-connections-per-ip Live connections, the next one 1013."""
+    address = lan_address()
+    for host, expected in ((f"{address}:{any_address_server.plain_port}", 200), ("lan-name.example", 403)):
+        status, _ = http_request(any_address_server, "GET", "/healthz", {"Host": host})
+        assert status == expected, host
+    with NO_PROXY.open(f"http://{address}:{any_address_server.plain_port}/healthz", timeout=10) as response:
+        assert response.status == 200
+    lan_url = f"ws://{address}:{any_address_server.plain_port}{PATH}"
+    held = [await connect(lan_url) for _ in range(PER_IP)]
+    try:
+        async with connect(lan_url) as extra:
+            assert await close_code_of(extra, 5) == 1013
+        async with connect(url(any_address_server)) as local:  # loopback clients are not counted
+            assert await session_answers(local) == "You said: ping"
+        for ws in held:
+            assert await session_answers(ws) == "You said: ping"
+    finally:
+        await asyncio.gather(*(ws.close() for ws in held))
+
+
 # --- F16: X-Forwarded-For ---------------------------------------------------------------------------------------
 
 async def test_forwarded_for_is_ignored_unless_a_proxy_is_named(open_server: RunningServer,

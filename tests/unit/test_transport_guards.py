@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import stat
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +15,7 @@ import pytest
 from starlette.requests import Request
 
 from localive.protocol.errors import Overloaded
+from localive.server import origins
 from localive.server.origins import OriginPolicy, is_same_origin, parse_origin, split_host
 from localive.server.playground import from_this_machine
 from localive.server.runner import RedactSecrets, redact
@@ -59,12 +61,24 @@ def test_a_second_host_header_is_refused() -> None:
     assert POLICY.refusal(scope(host=["127.0.0.1", "evil.example"])) is not None
 
 
-def test_any_address_answers_on_the_address_the_connection_arrived_on() -> None:
+def test_the_address_the_connection_arrived_on_is_answered() -> None:
+    policy = OriginPolicy.build("127.0.0.1")
+    assert policy.refusal(scope(host="198.51.100.2:8766", server="198.51.100.2")) is None
+    assert policy.refusal(scope(host="[2001:db8::2]:8766", server="2001:db8::2")) is None
+    assert policy.refusal(scope(host="198.51.100.3:8766", server="198.51.100.2")) is not None
+
+
+def test_any_address_answers_on_every_interface_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    addresses = {"lo": [SimpleNamespace(family=socket.AF_INET, address="127.0.0.1")],
+                 "eth0": [SimpleNamespace(family=socket.AF_INET, address="198.51.100.2"),
+                          SimpleNamespace(family=socket.AF_INET6, address="fe80::1%eth0"),
+                          SimpleNamespace(family=socket.AF_PACKET, address="02:00:00:00:00:01")]}
+    monkeypatch.setattr(origins.psutil, "net_if_addrs", lambda: addresses)
     policy = OriginPolicy.build("0.0.0.0")
-    assert policy.refusal(scope(host="192.0.2.2:8766", server="192.0.2.2")) is None
-    assert policy.refusal(scope(host="[fd00::2]:8766", server="fd00::2")) is None
-    assert policy.refusal(scope(host="192.0.2.3:8766", server="192.0.2.2")) is not None
-    assert "0.0.0.0" not in policy.names
+    assert policy.refusal(scope(host="198.51.100.2:8766")) is None
+    assert policy.refusal(scope(host="[fe80::1]:8766")) is None
+    assert policy.refusal(scope(host="198.51.100.3:8766")) is not None
+    assert "0.0.0.0" not in policy.names and "02:00:00:00:00:01" not in policy.names
 
 
 def test_the_bind_address_and_star() -> None:

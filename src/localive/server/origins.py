@@ -4,9 +4,10 @@ A web page in the developer's browser can open a WebSocket to 127.0.0.1 and POST
 the headers say who is asking. So before any route runs:
 
 - **Host** must name this server: ``localhost``, ``127.0.0.1``, ``[::1]``, the ``--host`` address, the address
-  the connection arrived on (so ``--host 0.0.0.0`` answers on each of the machine's addresses), or a name given
-  with ``--allow-host`` (``*.example.com`` for a domain). A DNS-rebinding page reaches 127.0.0.1 under its own
-  name (``Host: rebind.attacker.example``) and is refused with 403 here, whatever it asks for.
+  the connection arrived on, with ``--host 0.0.0.0`` or ``::`` every address of the machine's interfaces, or a
+  name given with ``--allow-host`` (``*.example.com`` for a domain). A DNS-rebinding page reaches 127.0.0.1 under
+  its own name (``Host: rebind.attacker.example``) and is refused with 403 here, whatever it asks for; an IP
+  address in Host cannot be rebound.
 - **Origin**, on WebSocket handshakes and on requests that change something (POST…): no Origin is a program
   (the SDKs, curl), let through; a page's Origin must be this server itself (the playground, same host and port)
   or be listed with ``--allow-origin``. A foreign page gets 403 before the WebSocket is accepted, which its
@@ -20,11 +21,13 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import psutil
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -118,6 +121,8 @@ class OriginPolicy:
         names = {normalise_name(n) for n in LOCAL_NAMES}
         if bind_host not in ANY_ADDRESS:
             names.add(normalise_name(bind_host))
+        else:
+            names |= interface_addresses()
         domains: list[str] = []
         any_host = False
         for entry in allow_hosts:
@@ -175,6 +180,17 @@ class OriginPolicy:
             return (f"Pages from {_quoted(origins[0])} may not use this server; start the server with "
                     f"--allow-origin {_quoted(origins[0])} to let them.")
         return None
+
+
+def interface_addresses() -> set[str]:
+    """The IP addresses of this machine's interfaces now (the address a connection arrived on is always accepted
+    too, so one added later still works)."""
+    try:
+        interfaces = psutil.net_if_addrs()
+    except OSError:
+        return set()
+    return {normalise_name(a.address.split("%")[0]) for addresses in interfaces.values() for a in addresses
+            if a.family in (socket.AF_INET, socket.AF_INET6)}
 
 
 def _quoted(value: str) -> str:
