@@ -50,15 +50,30 @@ def nothing_left_behind() -> Iterator[None]:
 
 
 def sandbox_processes(zombies: bool = True) -> list[psutil.Process]:
-    """The processes that run under a uid of the sandbox's pool."""
+    """The processes under a uid of the sandbox's pool that this test process started.
+
+    The uids are the host's: other localive servers (other test sessions) run their code under them too. Ours are
+    this process's descendants, and orphans that init adopted (which is how a leak would look).
+    """
     found = []
     for process in psutil.process_iter():
         try:
-            if process.uids().real in UID_POOL and (zombies or process.status() != psutil.STATUS_ZOMBIE):
+            if process.uids().real in UID_POOL and (zombies or process.status() != psutil.STATUS_ZOMBIE) \
+                    and _started_here(process):
                 found.append(process)
         except psutil.NoSuchProcess:
             pass
     return found
+
+
+def _started_here(process: psutil.Process) -> bool:
+    ancestors = process.parents()  # the nearest first
+    if any(ancestor.pid == os.getpid() for ancestor in ancestors):
+        return True
+    for ancestor in ancestors:
+        if ancestor.uids().real not in UID_POOL:
+            return bool(ancestor.pid == 1)  # adopted by init: an orphan, perhaps ours; else another server's
+    return True
 
 
 async def run(box: PythonSandbox, code: str) -> RunResult:

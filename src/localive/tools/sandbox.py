@@ -52,6 +52,7 @@ import platform
 import pwd
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 
@@ -116,6 +117,7 @@ class PythonSandbox:
         self.limits = limits
         self.bounds = ""  # what bounds the runs' memory and number, in one line; set by check()
         self._problem: str | None = None  # None: not checked yet; "": fine
+        self._checking = threading.Lock()  # the first runs, started at once, check once
         self._cgroups = Cgroups(why="not checked yet")
         self._seccomp = seccomp_filter(platform.machine())
         self._admission = Admission(limits.concurrent_runs, limits.runs_per_owner)
@@ -127,10 +129,11 @@ class PythonSandbox:
         bounds the runs' memory and number, in one line. Raises :class:`SandboxUnavailable` with the reason, now and
         on every later call.
         """
-        if self._problem is None:
-            self._problem = self._find_problem()
-            if not self._problem:
-                log.info("code execution: %s", self.bounds)
+        with self._checking:
+            if self._problem is None:
+                self._problem = self._find_problem()
+                if not self._problem:
+                    log.info("code execution: %s", self.bounds)
         if self._problem:
             raise SandboxUnavailable(self._problem)
         return self.bounds
