@@ -60,6 +60,7 @@ from localive.tools import sandbox_cgroup
 from localive.tools.sandbox_admission import Admission
 from localive.tools.sandbox_cgroup import Cgroups, RunCgroup
 from localive.tools.sandbox_command import PYTHON, SandboxUnavailable, command, mapped, memfd, spawn_options, tool
+from localive.tools.sandbox_output import Output, exit_note, size
 from localive.tools.sandbox_seccomp import seccomp_filter
 from localive.tools.sandbox_uids import UID_POOL, UidPool, UnsafeClaims, kill_uid
 
@@ -183,7 +184,7 @@ class PythonSandbox:
             proc, cgroup = started.proc, started.cgroup
             if not started.confined:
                 return RunResult(OUTCOME_FAILED, "[not run: the sandbox could not bound its memory]")
-            output = _Output(self.limits.output_bytes)
+            output = Output(self.limits.output_bytes)
             try:
                 async with asyncio.timeout(self.limits.wall_s):
                     assert proc.stdout is not None
@@ -195,11 +196,11 @@ class PythonSandbox:
                 return RunResult(OUTCOME_DEADLINE_EXCEEDED, output.text(note))
             if cgroup is not None and (killed := cgroup.oom_kills()):  # failed, even if the program did not notice
                 return RunResult(OUTCOME_FAILED, output.text(
-                    f"[the run went over its memory limit of {_size(self.limits.run_memory_bytes)}: the kernel "
+                    f"[the run went over its memory limit of {size(self.limits.run_memory_bytes)}: the kernel "
                     f"killed {killed} of its processes]"))
             if returncode == 0:
                 return RunResult(OUTCOME_OK, output.text())
-            return RunResult(OUTCOME_FAILED, output.text(_exit_note(returncode)))
+            return RunResult(OUTCOME_FAILED, output.text(exit_note(returncode)))
         finally:
             # Also on cancellation; shielded, so that a second cancellation cannot skip it (it then goes on in the
             # background).
@@ -302,12 +303,12 @@ class PythonSandbox:
         if problem:
             return problem
         memory_bytes, processes = self.rlimits
-        each = f"{_size(memory_bytes)} of address space per process, {processes} processes"
+        each = f"{size(memory_bytes)} of address space per process, {processes} processes"
         if self._cgroups.memory:
-            bound = f"{_size(limits.run_memory_bytes)} per run ({self._cgroups.describe()}); {each}"
+            bound = f"{size(limits.run_memory_bytes)} per run ({self._cgroups.describe()}); {each}"
         else:
-            bound = (f"{_size(limits.run_memory_bytes)} per run by rlimits alone ({each}, tmpfs "
-                     f"{_size(2 * limits.tmpfs_bytes)}): no memory cgroup ({self._cgroups.why})")
+            bound = (f"{size(limits.run_memory_bytes)} per run by rlimits alone ({each}, tmpfs "
+                     f"{size(2 * limits.tmpfs_bytes)}): no memory cgroup ({self._cgroups.why})")
         wait_s = limits.wall_s if limits.wait_s is None else limits.wait_s
         self.bounds = (f"memory {bound}; at most {limits.concurrent_runs} runs at once, {limits.runs_per_owner} per "
                        f"owner, each waiting at most {wait_s:g} s for its turn")
@@ -357,26 +358,6 @@ class _Started:
     confined: bool  # False: it could not be moved into its cgroup, and exits without running anything
 
 
-class _Output:
-    """The program's output, kept up to a limit while it is read; the rest is counted and dropped."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.kept, self.dropped = limit, bytearray(), 0
-
-    def feed(self, chunk: bytes) -> None:
-        room = max(self.limit - len(self.kept), 0)
-        self.kept += chunk[:room]
-        self.dropped += max(len(chunk) - room, 0)
-
-    def text(self, note: str = "") -> str:
-        notes = [f"[output truncated: {self.dropped} more bytes not shown]"] if self.dropped else []
-        notes += [note] if note else []
-        text = self.kept.decode("utf-8", "replace")
-        if notes and text and not text.endswith("\n"):
-            text += "\n"
-        return text + "\n".join(notes)
-
-
 _UIDS = UidPool(UID_POOL)
 
 
@@ -416,20 +397,3 @@ async def _finished(proc: asyncio.subprocess.Process, timeout_s: float) -> bool:
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-
-
-def _exit_note(returncode: int) -> str:
-    if returncode > 128:  # bwrap reports a program killed by a signal as 128 + the signal's number
-        with contextlib.suppress(ValueError):
-            name = signal.Signals(returncode - 128).name
-            why = {"SIGXCPU": " (CPU time limit)", "SIGKILL": ""}.get(name, "")
-            return f"[the program was killed by {name}{why}]"
-    return ""
-
-
-def _size(n: int) -> str:
-    """A size in the largest binary unit that divides it, or MiB: 2 GiB, 240 MiB."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
-        if n % scale == 0:
-            return f"{n // scale} {unit}"
-    return f"{n / 2**20:.0f} MiB"
