@@ -10,6 +10,7 @@ import time
 import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -134,10 +135,23 @@ async def test_a_closed_mouth_hum_lets_the_model_go_on(asr: WhisperASR, f0_hz: f
     assert lets_the_model_go_on(heard), heard
 
 
-async def test_the_previous_text_reaches_the_30_s_path(asr_full: WhisperASR, say: Say) -> None:
-    assert not is_backchannel((await asr_full.transcribe(say("Yeah."))).text)  # "" without it
+async def test_the_previous_text_reaches_the_30_s_path(asr_full: WhisperASR, say: Say,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # What Whisper makes of "Yeah." without the prior differs between machines ("" on some, "Yeah." on others):
+    # only what a user notices is asserted, and that the prior is really given to faster-whisper's decoder.
+    model = asr_full._model
+    assert model is not None
+    prompts: list[str | None] = []
+    real = model.transcribe
+
+    def spy(*args: object, **kwargs: Any) -> Any:
+        prompts.append(kwargs.get("initial_prompt"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "transcribe", spy)
     heard = (await asr_full.transcribe(say("Yeah."), expect=LISTENER_WORDS)).text
     assert is_backchannel(heard), heard
+    assert prompts == [LISTENER_WORDS.strip()]
 
 
 @pytest.mark.parametrize("sample_rate_hz", [8000, 48000])
