@@ -41,9 +41,11 @@ class FakeSandbox:
 
     def __init__(self) -> None:
         self.codes: list[str] = []
+        self.owners: list[str | None] = []
 
-    async def run(self, code: str) -> Ran:
+    async def run(self, code: str, *, owner: str | None = None) -> Ran:
         self.codes.append(code)
+        self.owners.append(owner)
         return Ran("OUTCOME_OK", "5117\n")
 
 
@@ -241,6 +243,7 @@ async def test_code_execution_sends_code_and_result_then_answers_with_it() -> No
     assert {"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": "5117\n"}} in parts
     assert text_of(messages) == "The sum is 5117."
     assert sandbox.codes == ["print(5117)"]
+    assert sandbox.owners == ["anonymous"]  # runs are rationed per owner (its principal by default)
     await session.aclose()
 
 
