@@ -306,3 +306,18 @@ async def test_a_backtracking_pattern_does_not_freeze_the_server(server: Running
         messages = await turn(ws, "check this")
     assert not any("toolCall" in m for m in messages), "arguments that do not match were sent to the client"
     assert await slowest_turn_s(server, 2) < 5.0
+
+
+async def test_compressed_floods_are_read_a_message_at_a_time(server: RunningServer) -> None:
+    """900 KB of 'y' compresses to about a kilobyte: one 256 KiB read held hundreds of such messages, all
+    decompressed at once (0.25 s of the event loop), also after the server's close frame. Now the parser is fed
+    until a message waits, and a client that floods on after the close frame is cut off."""
+    frame = json.dumps({"clientContent": {"turns": [{"parts": [{"text": "y" * 900_000}]}]}})  # > the history bound
+    before = rss_bytes(server)
+    async with session(live_url(server, KEY)) as ws:
+        with pytest.raises(ConnectionClosed):
+            for _ in range(3000):
+                await ws.send(frame)
+    assert "messages after the close frame: aborted" in server.log()
+    assert rss_bytes(server) - before < 200 * 2**20
+    assert await slowest_turn_s(server, 3) < 2.0

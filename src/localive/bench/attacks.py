@@ -9,7 +9,8 @@ fast as the server takes it. Prints p50/p90/max turn latency per attack and its 
 
 With two or more cores, the server is pinned to the first core and both clients to the others, for the idle
 measurement too: a real attacker's own work (building and compressing its messages) happens on its own machine,
-and would otherwise take the server's core here.
+and would otherwise take the server's core here; the attacker also runs at the lowest CPU priority, so that it
+does not delay the victim's client either.
 The attacks are those of security findings F1, F2, F4, F6, F9, F11 and F18 (shared/security/findings-2026-12.md),
 each at the largest size the server still accepts; docs/security.md has the results.
 """
@@ -155,7 +156,9 @@ class _HostilePages(BaseHTTPRequestHandler):
 
 
 def _attacker(kind: str, url: str, base: str, stop: Event, sent: Any) -> None:
-    """The attacking client: a process of its own, so that its own work does not slow the victim's client."""
+    """The attacking client: a process of its own, at the lowest CPU priority, so that its own work (building and
+    compressing messages) does not delay the victim's client, which shares its core(s)."""
+    os.nice(19)
     if kind == "tokens":
         sent.value = _mint_forever(base, stop)
         return

@@ -17,6 +17,14 @@ descriptor, and a Live connection also holds a session slot. Here:
   ``KEEPALIVE_GRACE_S`` after its ping went unanswered, or ``CLOSE_GRACE_S`` after its handler returned, is
   aborted too: uvicorn's close would wait for ever for a client that reads nothing to take the close frame.
 
+- **Frame-by-frame reading** (security finding F2): uvicorn hands each chunk the socket gives (up to 256 KiB) to
+  the WebSocket parser at once, which decompresses and queues every message in it. With permessage-deflate a
+  256 KiB chunk can hold hundreds of highly compressed messages of up to 1 MiB each: a client flooding them made one
+  read take 0.25 s of the event loop, and after the server's close frame, such reads went on until the client's
+  close reply. Here the parser gets `FEED_BYTES` at a time and no more once a message is waiting for the session
+  (the rest waits, with the socket paused, until the session takes it); after the close frame at most
+  `DISCARDED_AFTER_CLOSE` messages are read and dropped, then the connection is aborted.
+
 These classes touch uvicorn's protocol internals (``cycle``, ``transport``, ``disconnected``, ``run_asgi``),
 which are stable across the 0.3x–0.5x releases; tests/integration/test_transport_attacks.py replays each attack
 against a real server, so a uvicorn change that breaks them fails there.
@@ -40,6 +48,8 @@ CLOSE_GRACE_S = 15.0  # after a WebSocket handler returns (uvicorn's close hands
 KEEPALIVE_GRACE_S = 5.0  # after a ping went unanswered (ws_ping_timeout) and uvicorn began to close
 FD_RESERVE = 128  # descriptors kept for everything but client connections: models, databases, the sandbox
 MIN_CONNECTIONS = 32
+FEED_BYTES = 4096  # given to the WebSocket parser at a time
+DISCARDED_AFTER_CLOSE = 16  # messages a client may still send after the server's close frame
 REPORT_EVERY_S = 10.0  # at most one warning this often about pushed-out or refused connections
 _BUSY_BODY = b"Too many connections; try again shortly.\n"
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
@@ -163,8 +173,38 @@ def websocket_protocol(guard: ConnectionGuard) -> type[WebSocketsSansIOProtocol]
 
     class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self._unread = bytearray()  # received, not yet given to the parser
+            self._discarded = 0  # messages dropped after the close frame
             super().connection_made(transport)
             guard.waiting_since[self] = None  # upgraded from a counted HTTP connection; never pushed out
+
+        def data_received(self, data: bytes) -> None:
+            self._unread += data
+            self._feed()
+
+        def _feed(self) -> None:
+            """Give the parser the unread bytes a piece at a time, until a message waits for the session."""
+            while (self._unread and not self.disconnected and not self.transport.is_closing()
+                   and not (self.read_paused and not self.queue.empty())):
+                piece = bytes(self._unread[:FEED_BYTES])
+                del self._unread[:FEED_BYTES]
+                super().data_received(piece)
+
+        async def receive(self) -> Any:
+            message = await super().receive()
+            if self._unread and self.queue.empty():  # the session took the last message: read on
+                self.loop.call_soon(self._feed)
+            return message
+
+        def send_receive_event_to_app(self) -> None:
+            if self.close_sent:
+                self._discarded += 1
+                if self._discarded > DISCARDED_AFTER_CLOSE and not self.disconnected:
+                    log.info("a WebSocket client sent %d messages after the close frame: aborted", self._discarded)
+                    self._unread.clear()
+                    self.transport.abort()
+                    return
+            super().send_receive_event_to_app()
 
         def connection_lost(self, exc: Exception | None) -> None:
             guard.waiting_since.pop(self, None)
