@@ -46,7 +46,7 @@ from localive.tools.url_context import (
     url_context_metadata,
 )
 from localive.tools.url_html import HtmlLimits, extract_html, html_to_text
-from localive.tools.url_text import ParsePool, decode_page
+from localive.tools.url_text import ParseLane, ParsePool, decode_page
 
 HTML = """<!doctype html><html><head><title> The  Test Page </title><style>p { color: red }</style>
 <script>var secret = "script text";</script></head>
@@ -806,11 +806,26 @@ async def test_one_callers_pages_cannot_take_every_parsing_thread() -> None:
         release.wait(10)
         return name
 
-    attacker_lane = asyncio.Semaphore(1)
+    attacker_lane = ParseLane()
     attacker = [asyncio.create_task(pool.run_in_lane(attacker_lane, slow, f"attacker {i}")) for i in range(6)]
     await asyncio.sleep(0.2)
     assert running == ["attacker 0"]  # one thread for the attacker's lane …
-    assert await asyncio.wait_for(pool.run_in_lane(asyncio.Semaphore(1), lambda: "victim"), 5) == "victim"
+    assert await asyncio.wait_for(pool.run_in_lane(ParseLane(), lambda: "victim"), 5) == "victim"
     release.set()
     assert [await task for task in attacker] == [f"attacker {i}" for i in range(6)]
+    pool.close()
+
+
+async def test_a_lane_counts_the_cpu_its_pages_took() -> None:
+    """What a session's pages cost is charged to its client's share of the server (server/budget.py)."""
+    pool, lane = ParsePool(2), ParseLane()
+
+    def spin() -> None:
+        started = time.thread_time()
+        while time.thread_time() - started < 0.2:
+            pass
+
+    await pool.run_in_lane(lane, spin)
+    assert 0.15 < lane.take_cpu() < 1.0
+    assert lane.take_cpu() == 0.0  # taken once
     pool.close()

@@ -19,6 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from functools import partial
 
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -118,7 +119,7 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
     session = LiveSession(registry=state.registry, engines=state.engines, session_id=session_id,
                           api_version=version, outbox_size=settings.outbox_size, store=state.store,
                           limits=state.limits, principal=credential.principal, setup_gate=credential.gate,
-                          owner=_owner(credential.principal, ws))
+                          owner=_owner(credential.principal, ws), charge_work=partial(budget.charge, 0))
     expiry = credential.watch_expiry(session.outbox)  # a token's session ends at its expireTime
     writer = asyncio.create_task(_write(ws, session, settings.write_timeout_s), name=f"writer-{session_id}")
     outcome, closed_by_peer = Close(NORMAL, ""), False

@@ -64,6 +64,7 @@ from localive.session.video_in import VideoInput
 from localive.tools.grounding import grounding_metadata
 from localive.tools.search import SearchError
 from localive.tools.url_context import find_urls, url_context_metadata
+from localive.tools.url_text import ParseLane
 
 log = logging.getLogger("localive.session")
 
@@ -136,11 +137,13 @@ class LiveSession:
     def __init__(self, *, registry: ModelRegistry, engines: Engines, session_id: str,
                  api_version: str = "v1beta", outbox_size: int = 256, principal: str = "anonymous",
                  setup_gate: SetupGate | None = None, store: SessionStore | None = None,
-                 limits: Limits = LOCAL_LIMITS, clock: Clock | None = None, owner: str | None = None) -> None:
+                 limits: Limits = LOCAL_LIMITS, clock: Clock | None = None, owner: str | None = None,
+                 charge_work: Callable[[float], object] | None = None) -> None:
         self.session_id = session_id
         self.api_version = api_version
         self.principal = principal  # who connected (a hash of the API key): resumption handles are bound to it
         self.owner = owner or principal  # whose share of rationed work (code runs) this session uses
+        self._charge_work = charge_work  # CPU seconds of work done for the client off its messages (URL pages)
         self._setup_gate = setup_gate
         self._store = store
         self._resumption: wire.SessionResumptionConfig | None = None
@@ -176,7 +179,7 @@ class LiveSession:
         self._tool_calls = ToolCalls()
         self._deferred: list[Turn] = []  # NON_BLOCKING results that arrived during a model turn
         # the session's pages take one URL-parsing thread at a time: one session cannot starve the others' URLs
-        self._url_lane = asyncio.Semaphore(1)
+        self._url_lane = ParseLane()
 
     # --- input -------------------------------------------------------------------------------------------
 
@@ -705,7 +708,11 @@ class LiveSession:
             context.visual = await self._video.context()
         tools, engines = config.tools, self._engines.tools
         if tools.url_context and engines.urls is not None and (urls := find_urls(question)):
-            pages = await engines.urls.fetch_all(urls, self._url_lane)
+            try:
+                pages = await engines.urls.fetch_all(urls, self._url_lane)
+            finally:  # also when interrupted: the work its pages took counts against the client's share
+                if self._charge_work is not None:
+                    self._charge_work(self._url_lane.take_cpu())
             await self.outbox.put(out.url_context(url_context_metadata(pages)), turn=turn_id)
             context.add_pages(pages)
         if tools.search and engines.search is not None and question:

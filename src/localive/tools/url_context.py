@@ -41,7 +41,8 @@ import httpx2
 
 from localive import __version__
 from localive.tools.url_address import HostPatterns, LocalAddresses, is_public_address, normalize_host
-from localive.tools.url_text import PageText, ParsePool, page_text
+from localive.tools.url_readers import read_page
+from localive.tools.url_text import ParseLane, ParsePool
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ PAYWALL = "URL_RETRIEVAL_STATUS_PAYWALL"  # Gemini's; never produced here
 
 USER_AGENT = f"localive/{__version__} (URL context)"
 _CONCURRENCY = 8  # fetches in flight at once in fetch_all
+READ_BYTES_PER_S = 50e6  # the event loop's cost of reading a body, estimated from its size (for a lane's account)
 PARSE_WORKERS = 2  # pages decoded and parsed at once, per fetcher (the server has one)
 
 
@@ -309,7 +311,7 @@ class UrlFetcher:
             await self._client.aclose()
             self._client = None
 
-    async def fetch_all(self, urls: list[str], lane: asyncio.Semaphore | None = None) -> list[FetchedPage]:
+    async def fetch_all(self, urls: list[str], lane: ParseLane | None = None) -> list[FetchedPage]:
         """The first `max_urls` URLs, fetched concurrently (a few at a time), in the given order. A `lane` (see
         `ParsePool.run_in_lane`) bounds how many parsing threads the caller's pages take at once."""
         gate = asyncio.Semaphore(_CONCURRENCY)
@@ -320,7 +322,7 @@ class UrlFetcher:
 
         return list(await asyncio.gather(*(one(url) for url in urls[: self.policy.max_urls])))
 
-    async def fetch(self, url: str, lane: asyncio.Semaphore | None = None) -> FetchedPage:
+    async def fetch(self, url: str, lane: ParseLane | None = None) -> FetchedPage:
         """One URL within the policy's deadline. Problems become a status, never an exception."""
         deadline = time.monotonic() + self.policy.timeout_s
         try:
@@ -346,7 +348,7 @@ class UrlFetcher:
         self._guard.check_name(url.raw_host.decode("ascii"))
         return url
 
-    async def _fetch(self, url: str, deadline: float, lane: asyncio.Semaphore | None) -> FetchedPage:
+    async def _fetch(self, url: str, deadline: float, lane: ParseLane | None) -> FetchedPage:
         current = self._check(httpx2.URL(url))
         for _hop in range(self.policy.max_redirects + 1):
             async with self._http().stream("GET", current) as response:
@@ -358,21 +360,26 @@ class UrlFetcher:
         return FetchedPage(url, ERROR, reason=f"more than {self.policy.max_redirects} redirects")
 
     async def _read(self, url: str, response: httpx2.Response, deadline: float,
-                    lane: asyncio.Semaphore | None = None) -> FetchedPage:
+                    lane: ParseLane | None = None) -> FetchedPage:
         if not 200 <= response.status_code < 300:
             return FetchedPage(url, ERROR, reason=f"HTTP {response.status_code}")
         media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type and not _is_text_type(media_type):
             return FetchedPage(url, ERROR, reason=f"content type {media_type} is not text")
         data, cut = await _read_limited(response, self.policy.max_bytes)
+        if lane is not None:  # reading the body on the event loop is work done for the caller too
+            lane.add_cpu(len(data) / READ_BYTES_PER_S)
         if not media_type and b"\x00" in data[:4096]:
             return FetchedPage(url, ERROR, reason="binary content")
         is_html = media_type in _HTML_TYPES or (not media_type and b"<html" in data[:4096].lower())
-        # reading a big page takes a tenth of a second or more: off the event loop (and the session's audio), in
-        # the fetcher's own threads, with work bounded by the page's size, max_text_chars and the deadline
-        page: PageText = await self._parser.run_in_lane(
-            lane, page_text, data, response.charset_encoding, is_html, max_chars=self.policy.max_bytes,
+        # reading a big page takes a tenth of a second or more: off the event loop (and the session's audio), in a
+        # reader process (url_readers) that a thread of the fetcher's own waits for, with work bounded by the page's
+        # size, max_text_chars and the deadline
+        page, cpu_s = await self._parser.run_in_lane(
+            lane, read_page, data, response.charset_encoding, is_html, max_chars=self.policy.max_bytes,
             max_text_chars=self.policy.max_text_chars, deadline=deadline)
+        if lane is not None:
+            lane.add_cpu(cpu_s)
         title, text = page.title, page.text
         notes = [f"body cut at {self.policy.max_bytes} bytes"] if cut else []
         notes += page.notes

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import codecs
 import re
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -163,6 +165,25 @@ def page_text(data: bytes, declared: str | None, is_html: bool, *, max_chars: in
     return PageText(page.title, page.text, page.notes)
 
 
+class ParseLane:
+    """One caller's share of the parsing threads (`places`, held until each job's thread is done), and the CPU
+    seconds its jobs have taken since the caller last asked (`take_cpu`): a session charges them to its client."""
+
+    def __init__(self, places: int = 1) -> None:
+        self.places = asyncio.Semaphore(places)
+        self._cpu_s = 0.0
+        self._lock = threading.Lock()
+
+    def add_cpu(self, seconds: float) -> None:
+        with self._lock:
+            self._cpu_s += seconds
+
+    def take_cpu(self) -> float:
+        with self._lock:
+            spent, self._cpu_s = self._cpu_s, 0.0
+        return spent
+
+
 class ParsePool:
     """A few threads of URL context's own for decoding and parsing pages.
 
@@ -181,34 +202,44 @@ class ParsePool:
     async def run(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self.run_in_lane(None, function, *args, **kwargs)
 
-    async def run_in_lane(self, lane: asyncio.Semaphore | None, function: Callable[P, T], *args: P.args,
+    async def run_in_lane(self, lane: ParseLane | None, function: Callable[P, T], *args: P.args,
                           **kwargs: P.kwargs) -> T:
         """Run a job; with a `lane` (one caller's share, e.g. a session's), the job also holds a place of that lane
-        until its thread is done, so that one caller cannot take every thread and starve the others."""
+        until its thread is done, so that one caller cannot take every thread and starve the others, and its CPU
+        time is added to the lane's."""
         if self._executor is None or self._slots is None:
             self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="localive-url-parse")
             self._slots = asyncio.Semaphore(self.workers)
         executor, slots, loop = self._executor, self._slots, asyncio.get_running_loop()
         if lane is not None:
-            await lane.acquire()
+            await lane.places.acquire()
         try:
             await slots.acquire()
         except BaseException:
             if lane is not None:
-                lane.release()
+                lane.places.release()
             raise
+
+        def timed() -> T:
+            started = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                if lane is not None:
+                    lane.add_cpu(time.thread_time() - started)
+
         try:  # after a close() meanwhile, the old executor refuses (RuntimeError): the fetch is an ERROR
-            job = executor.submit(function, *args, **kwargs)
+            job = executor.submit(timed)
         except BaseException:
             slots.release()
             if lane is not None:
-                lane.release()
+                lane.places.release()
             raise
 
         def release() -> None:
             slots.release()
             if lane is not None:
-                lane.release()
+                lane.places.release()
 
         def done(_: Future[T]) -> None:
             try:
