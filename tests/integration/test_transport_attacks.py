@@ -2,7 +2,7 @@
 
 Each test sends what the finding's script sent and checks what a user would notice: a refusal, a slot that
 frees itself, a /healthz that keeps answering, a log without secrets, private files. Findings (see
-docs/security-transport.md): F5 Host and Origin (DNS rebinding, cross-site WebSockets), F8 secrets in debug
+docs/security.md): F5 Host and Origin (DNS rebinding, cross-site WebSockets), F8 secrets in debug
 logs, F13 slots held by silent or slow clients, F14 slowloris, F16 X-Forwarded-For, F19 file modes.
 
 Some clients here are raw sockets: a browser's Host and Origin, a tiny receive buffer that is never read, and
@@ -209,6 +209,20 @@ def test_dns_rebinding_gets_no_token_no_page_and_no_websocket(keyed_server: Runn
     status, _ = http_request(keyed_server, "POST", "/playground/token", {"Host": allowed, "Origin": f"http://{allowed}"})
     assert status == 200
     assert "refused 403: Host 'rebind.attacker.example'" in keyed_server.log()
+
+
+def test_the_playground_page_cannot_be_framed_by_other_sites(open_server: RunningServer) -> None:
+    """Informational finding: the playground sent no CSP or X-Frame-Options."""
+    conn = http.client.HTTPConnection("127.0.0.1", open_server.plain_port, timeout=10)
+    try:
+        conn.request("GET", "/", headers={"Host": f"127.0.0.1:{open_server.plain_port}"})
+        response = conn.getresponse()
+        response.read()
+    finally:
+        conn.close()
+    assert response.status == 200
+    assert response.getheader("X-Frame-Options") == "DENY"
+    assert "frame-ancestors 'none'" in (response.getheader("Content-Security-Policy") or "")
 
 
 async def test_a_foreign_page_cannot_open_a_live_websocket(open_server: RunningServer) -> None:

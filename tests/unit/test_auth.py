@@ -514,3 +514,14 @@ def test_a_huge_locked_setup_is_refused_at_minting() -> None:
     body = {"bidiGenerateContentSetup": {"systemInstruction": {"parts": [{"text": "x"} for _ in range(20_000)]}}}
     with pytest.raises(BadRequest):
         parse_token_request(body, NOW)
+
+
+def test_new_sessions_cannot_outlive_the_token() -> None:
+    """Informational finding: a newSessionExpireTime after expireTime was accepted and echoed back."""
+    from datetime import UTC, datetime
+
+    def at(seconds: float) -> str:
+        return datetime.fromtimestamp(NOW + seconds, UTC).isoformat()
+
+    spec = parse_token_request({"expireTime": at(600), "newSessionExpireTime": at(3600)}, NOW)
+    assert spec.new_session_until == spec.expire_at == NOW + 600

@@ -45,3 +45,27 @@ async def test_frames_are_described_once_and_billed_by_media_resolution(vision: 
     first = await video.context()
     assert "HELLO AGAIN" in first and await video.context() == first
     assert video.take_tokens() == 2 * 66 and video.take_tokens() == 0
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A valid PNG header of `width`×`height` grey pixels with a few rows of data: a few hundred bytes that would
+    decode to width×height bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = zlib.compress(b"\0" * (width + 1) * 8)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+async def test_a_frame_of_too_many_pixels_is_refused_before_decoding(vision: EmbeddedVision) -> None:
+    """The adversarial test's 170 KB PNG of 13,300² pixels took 0.8 GB and 2.8 s in the vision thread."""
+    import psutil
+
+    before = psutil.Process().memory_info().rss
+    with pytest.raises(ValueError, match="million pixels"):
+        await vision.describe(Frame(huge_png(13_300, 13_300), "image/png"))
+    assert psutil.Process().memory_info().rss - before < 100 * 2**20

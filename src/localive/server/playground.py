@@ -65,8 +65,14 @@ def from_this_machine(request: Request) -> bool:
     return is_loopback(client) and not any(name in request.headers for name in FORWARDED_HEADERS)
 
 
+# The page may not be framed by other sites (clickjacking of its microphone and camera buttons), and files are
+# served as the type they are.
+PAGE_HEADERS = {"Cache-Control": "no-cache", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "frame-ancestors 'none'", "Referrer-Policy": "no-referrer"}
+
+
 async def index(request: Request) -> Response:
-    return FileResponse(PAGE_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    return FileResponse(PAGE_DIR / "index.html", headers=PAGE_HEADERS)
 
 
 async def page_config(request: Request) -> JSONResponse:

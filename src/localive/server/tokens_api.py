@@ -75,7 +75,9 @@ def parse_token_request(body: object, now: float) -> TokenRequest:
     if not isinstance(uses, int) or isinstance(uses, bool) or uses < 0:
         raise BadRequest("uses must be a whole number >= 0 (0: unlimited).")
     expire_at = _time(fields, "expireTime", now, now + DEFAULT_EXPIRE_S)
-    new_session_until = _time(fields, "newSessionExpireTime", now, min(now + DEFAULT_NEW_SESSION_S, expire_at))
+    # a new session cannot start after the token expires: a later newSessionExpireTime is cut to expireTime (and
+    # the answer says so), instead of being echoed back as if it held
+    new_session_until = min(_time(fields, "newSessionExpireTime", now, now + DEFAULT_NEW_SESSION_S), expire_at)
     return TokenRequest(uses, expire_at, new_session_until, _setup(fields.get("bidiGenerateContentSetup")),
                         _field_mask(fields.get("fieldMask")))
 

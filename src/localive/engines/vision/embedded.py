@@ -11,6 +11,7 @@ import asyncio
 import io
 import shutil
 import subprocess
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,6 +19,7 @@ from localive.engines.vision.base import Frame
 
 OCR_TIMEOUT_S = 10.0
 MAX_PIXELS = 1600 * 1600  # frames are scaled down to this before analysis
+MAX_FRAME_PIXELS = 40_000_000  # larger frames are refused before decoding (8K UHD is 33 million)
 # Named colours for "what colour is this" (sRGB).
 COLOURS = {
     "black": (0, 0, 0), "white": (255, 255, 255), "grey": (128, 128, 128), "red": (220, 30, 30),
@@ -69,10 +71,21 @@ class EmbeddedVision:
 
     def _open(self, frame: Frame):  # type: ignore[no-untyped-def]
         image_module = _image_module()
+        too_big = ValueError(f"the video frame has more than {MAX_FRAME_PIXELS // 10**6} million pixels")
         try:
-            image = image_module.open(io.BytesIO(frame.data))
-            image.load()
+            with warnings.catch_warnings():  # Pillow warns of "decompression bombs" from 89 million pixels
+                warnings.simplefilter("error", image_module.DecompressionBombWarning)
+                image = image_module.open(io.BytesIO(frame.data))  # reads the header only
+        except (image_module.DecompressionBombWarning, image_module.DecompressionBombError):
+            raise too_big from None
         except Exception as exc:  # Pillow raises many types for bad data
+            raise ValueError("the video frame is not a readable JPEG or PNG image") from exc
+        if image.width * image.height > MAX_FRAME_PIXELS:  # a 170 KB PNG of 13,300² pixels decoded to 0.8 GB
+            raise too_big
+        try:
+            image.draft("RGB", (1600, 1600))  # a JPEG is decoded at a reduced scale where that is enough
+            image.load()
+        except Exception as exc:
             raise ValueError("the video frame is not a readable JPEG or PNG image") from exc
         image = image.convert("RGB")
         if image.width * image.height > MAX_PIXELS:
