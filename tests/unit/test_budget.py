@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from localive.server.budget import MAX_WAIT_S, WorkBudgets
+from localive.server.budget import CONNECT_S, MAX_WAIT_S, WorkBudgets
 
 
 class Clock:
@@ -59,4 +59,14 @@ def test_debt_is_forgiven_with_time() -> None:
 @pytest.mark.parametrize("over_s", [0.05, 0.1])
 def test_the_wait_is_the_time_to_earn_the_debt_back(over_s: float) -> None:
     budget = WorkBudgets(share=0.05, burst_s=1.0, clock=Clock()).open("a")
-    assert budget.charge(0, parse_s=1.0 + over_s) == pytest.approx(over_s / 0.05)
+    assert budget.charge(0, parse_s=1.0 - CONNECT_S + over_s) == pytest.approx(over_s / 0.05)
+
+
+def test_reconnecting_costs_its_share_too() -> None:
+    """A client whose message is refused reconnects and sends it again: each connection is charged."""
+    clock = Clock()
+    budgets = WorkBudgets(share=0.05, burst_s=0.5, clock=clock)
+    for _ in range(int(0.5 / CONNECT_S) + 5):
+        budgets.close(budgets.open("churn"))
+    assert budgets.open("churn").charge(1000) > 0
+    assert budgets.open("someone else").charge(1000) == 0.0

@@ -75,7 +75,7 @@ async def text_turn(ws: ClientConnection, text: str) -> None:
 # --- the attacks: each sends one kind of message again and again --------------------------------------------------
 
 def _declarations(round_: int) -> dict[str, Any]:
-    """512 declarations (the most a message may hold), with schemas never seen before: about 600 KB."""
+    """512 declarations (the most a message may hold), with schemas never seen before: about 190 KB."""
     return {"contextUpdate": {"tools": {"tools": [{"functionDeclarations": [
         {"name": f"f{i}", "description": "d" * 200, "parametersJsonSchema": {
             "type": "object", "properties": {f"p{round_}_{i}": {"type": "string", "pattern": f"^x{i}y{round_}$"}},
@@ -186,7 +186,7 @@ def _attacker(kind: str, url: str, base: str, stop: Event, sent: Any) -> None:
 
 
 ATTACKS = {
-    "declarations": "contextUpdate with 512 new function declarations (600 KB), repeated (F2)",
+    "declarations": "contextUpdate with 512 new function declarations (190 KB), repeated (F2)",
     "parts": "clientContent of 9 turns × 999 parts (the most values a message may hold), repeated (F2)",
     "refused": "contextUpdate with 6,000 declarations: refused 1007, reconnect, again (F2)",
     "history": "900 KB unfinished turns, repeated, with compression (F6)",

@@ -4,15 +4,18 @@ Every frame a client sends costs the server time before the session sees it: rec
 proportional to its bytes), parsing it (measured in the parse worker for big frames) and applying it to the
 session (the event loop's own CPU time while the session handles it). A client that sends
 its heaviest messages back to back would otherwise take a whole core from everyone else. So each connection has
-a bucket of work seconds, refilled at `share` of a core (5 % by default), with room for a burst; a frame's cost is
+a bucket of work seconds, refilled at `share` of a core (2 % by default), with room for a burst; a frame's cost is
 taken from it, and when the bucket is empty the connection's reader waits before reading the next frame. The
 socket is not read meanwhile, so the client's own sends back up (TCP flow control): nothing piles up in the
 server, and other connections, even from the same address, are not slowed.
 
 Closing and reopening a connection must not refill the bucket (a client whose heaviest message is refused would
 reconnect and send it again): a connection that ends in debt leaves its debt with its address, and the next
-connection from that address starts from it. Real-time audio costs about 1 % of the share, a video frame a second
-a few percent; only floods of the largest messages ever wait.
+connection from that address starts from it, less the cost of a connection itself (`CONNECT_S`), so that
+reconnecting over and over is bounded by the same share. Real-time audio costs about 15 % of the share, a 200 KB
+video frame a second about 25 %; only floods of the largest messages ever wait. 2 % was chosen with
+`python -m localive.bench.attacks`: at 5 %, other sessions' 90th-percentile turns took up to 3 times their idle
+time under the heaviest floods.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 INGEST_BYTES_PER_S = 50e6  # receiving, unmasking and decoding a frame: its cost estimated from its bytes
-SHARE = 0.05  # of a CPU core, per connection
+SHARE = 0.02  # of a CPU core, per connection
 BURST_S = 0.5  # work seconds a connection may spend at once (e.g. a few 1 MiB history messages)
 MAX_WAIT_S = 5.0  # longest single wait: well below the SDKs' keepalive timeouts
 MAX_DEBTORS = 10_000  # addresses whose debt is remembered
+CONNECT_S = 0.02  # a connection's own cost (handshake, session set-up and teardown), charged when it opens
 
 
 @dataclass
@@ -67,7 +71,7 @@ class WorkBudgets:
         level = self.burst_s
         if (debt := self._debts.pop(address, None)) is not None:
             level = min(debt[0] + (now - debt[1]) * self.share, self.burst_s)
-        return WorkBudget(address, level, now, self.share, self.burst_s, self.clock)
+        return WorkBudget(address, level - CONNECT_S, now, self.share, self.burst_s, self.clock)
 
     def close(self, budget: WorkBudget) -> None:
         budget._refill()
