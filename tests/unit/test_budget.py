@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from localive.server.budget import CONNECT_S, MAX_WAIT_S, WorkBudgets
+from localive.server.budget import CARRIED_S, CONNECT_S, MAX_WAIT_S, WorkBudgets
 
 
 class Clock:
@@ -70,3 +70,17 @@ def test_reconnecting_costs_its_share_too() -> None:
         budgets.close(budgets.open("churn"))
     assert budgets.open("churn").charge(1000) > 0
     assert budgets.open("someone else").charge(1000) == 0.0
+
+
+def test_a_newcomer_on_an_indebted_address_waits_about_a_second_once() -> None:
+    """Every local client shares 127.0.0.1: a new one must not pay an attacker's whole debt."""
+    clock = Clock()
+    budgets = WorkBudgets(share=0.02, burst_s=0.5, clock=clock)
+    attacker = budgets.open("127.0.0.1")
+    attacker.charge(0, parse_s=30.0)  # deep in debt
+    budgets.close(attacker)
+    newcomer = budgets.open("127.0.0.1")
+    first = newcomer.charge(100, parse_s=0.0001)
+    assert 0 < first <= (CARRIED_S + CONNECT_S) / 0.02 + 0.1
+    clock.now += first + 2.0  # after that one wait (and a little more), it is a normal connection again
+    assert newcomer.charge(100, parse_s=0.0001) == 0.0

@@ -46,7 +46,10 @@ from localive.bench.server import RunningServer, free_port, start_server
 KEY = "bench-attacks-key"
 MODEL = "models/gemini-2.0-flash-live-001"
 TIMEOUT_S = 60.0
-SCRIPT = 'default = "{input}"\ndelay_ms = 0\n'
+# the model repeats the user's words, and "check this" makes it call `check` with arguments that backtrack
+# catastrophically against the attacker's ^(a+)+$ in Python's `re`
+SCRIPT = ('default = "{input}"\ndelay_ms = 0\n[[reply]]\nmatch = "^check this"\ncall = "check"\n'
+          f'args = {{ s = "{"a" * 40}!" }}\ntext = "checked"\n')
 COMPRESSION: dict[str, Any] = {"contextWindowCompression": {"slidingWindow": {}}}
 
 
@@ -174,7 +177,7 @@ def _attacker(kind: str, url: str, base: str, stop: Event, sent: Any) -> None:
         sent.value = asyncio.run(_attack_turns(url, stop, program, tools=[{"codeExecution": {}}]))
         return
     if kind == "redos":
-        sent.value = asyncio.run(_attack_turns(url, stop, "a" * 40 + "!", tools=[REDOS]))
+        sent.value = asyncio.run(_attack_turns(url, stop, "check this", tools=[REDOS]))
         return
     frames: dict[str, Callable[[int], str]] = {
         "declarations": lambda i: json.dumps(_declarations(i)),
