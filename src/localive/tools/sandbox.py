@@ -12,7 +12,7 @@ One run is one process tree, started as root and dropped at once to an unprivile
         exec sh -c 'read -r go && exec "$@"'                              (waits until moved into its cgroup)
         exec prlimit --as … --nproc … --fsize … --cpu … --nofile … --core=0   (util-linux: the rlimits)
         exec bwrap --unshare-all --unshare-user --disable-userns …        (namespaces, mounts, seccomp)
-            ─clone→ pid 1 of a new pid namespace: exec nice -n 10 python3 -I -u /main.py
+            ─clone→ pid 1 of a new pid namespace: exec nice -n 19 python3 -I -u /main.py
 
 * A run first gets a turn (sandbox_admission.py): at most ``concurrent_runs`` at once, ``runs_per_owner`` per owner
   (who asked: the caller passes it), the others wait in a fair line for at most ``wait_s`` and are then not run.

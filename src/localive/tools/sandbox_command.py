@@ -17,7 +17,7 @@ from localive.tools.sandbox_cgroup import GATE, SH
 PYTHON = "/usr/bin/python3"  # a system interpreter: only /usr is visible inside
 CODE_PATH = "/main.py"
 NOFILE = 64
-NICENESS = 10  # code execution must not starve the realtime audio pipeline
+NICENESS = 19  # code execution must not starve the realtime audio pipeline (nor delay other sessions)
 # MALLOC_ARENA_MAX: glibc reserves 64 MiB of address space for each thread's malloc arena, which RLIMIT_AS counts:
 # after a multiprocessing.Pool, 220 of a process's MiB were reservations and a 150 MiB bytearray failed under a
 # 240 MiB limit. One arena suffices for Python (its threads take turns anyway).
