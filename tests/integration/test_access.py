@@ -126,7 +126,12 @@ async def test_health_needs_no_key(server: RunningServer) -> None:
 
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(f"{server.plain_base_url}/healthz", timeout=5) as response:
-        assert json.loads(response.read())["status"] == "ok"
+        anonymous = json.loads(response.read())
+    assert anonymous["status"] == "ok"
+    assert "activeSessions" not in anonymous  # how busy the server is: only for key holders (informational finding)
+    request = urllib.request.Request(f"{server.plain_base_url}/healthz", headers={"x-goog-api-key": KEY})
+    with opener.open(request, timeout=5) as response:
+        assert json.loads(response.read())["activeSessions"] >= 0
 
 
 # --- ephemeral tokens ----------------------------------------------------------------------------------------

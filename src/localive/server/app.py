@@ -37,13 +37,14 @@ class CollapseSlashes:
 
 
 async def healthz(request: Request) -> JSONResponse:
+    """Liveness for anyone; with API keys configured, how busy the server is only for a caller with a key."""
     state: ServerState = request.app.state.localive
-    return JSONResponse({
-        "status": "ok",
-        "version": __version__,
-        "activeSessions": state.active_sessions,
-        "models": sorted(e.name for e in state.registry),
-    })
+    body: dict[str, object] = {"status": "ok", "version": __version__}
+    key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+    if state.access.keys.open or (key and state.access.keys.accepts(key)):
+        body["activeSessions"] = state.active_sessions
+        body["models"] = sorted(e.name for e in state.registry)
+    return JSONResponse(body)
 
 
 def create_app(state: ServerState, playground: PlaygroundMode = "local") -> Any:
