@@ -28,11 +28,11 @@ def audio_message(data: str, mime_type: str) -> str:
     (audio_message(base64.b64encode(bytes(3201)).decode(), "audio/pcm;rate=16000"), "even number of bytes"),
     (audio_message(GOOD_AUDIO, "audio/pcm;rate=fast"), "sample rate"),
     (audio_message(GOOD_AUDIO, "audio/pcm;rate=16"), "sample rate"),
-    (audio_message(GOOD_AUDIO, "audio/pcm"), "needs a sample rate"),
+    (audio_message(GOOD_AUDIO, "audio/pcm;rate="), "sample rate"),
     (audio_message(GOOD_AUDIO, "audio/mp3;rate=16000"), "mime type"),
     (audio_message("this is not base64!", "audio/pcm;rate=16000"), "base64"),
-    (json.dumps({"realtimeInput": {"mediaChunks": [{"data": GOOD_AUDIO, "mimeType": "audio/pcm"}]}}),
-     "needs a sample rate"),
+    (json.dumps({"realtimeInput": {"mediaChunks": [{"data": GOOD_AUDIO, "mimeType": "audio/pcm;rate=1"}]}}),
+     "sample rate"),
 ])
 async def test_bad_audio_is_refused_and_others_carry_on(emulator_server: RunningServer, frame: str,
                                                         fragment: str) -> None:

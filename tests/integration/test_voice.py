@@ -33,9 +33,11 @@ def llm(llm_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Cli
     return sdk_client(llm_server, monkeypatch)
 
 
-async def send_audio(session: genai.live.AsyncSession, pcm: bytes, rate: int = 16000) -> None:
+async def send_audio(session: genai.live.AsyncSession, pcm: bytes, rate: int = 16000, *,
+                     mime_type: str | None = None) -> None:
     for i in range(0, len(pcm), CHUNK):
-        await session.send_realtime_input(audio=types.Blob(data=pcm[i:i + CHUNK], mime_type=f"audio/pcm;rate={rate}"))
+        blob = types.Blob(data=pcm[i:i + CHUNK], mime_type=mime_type or f"audio/pcm;rate={rate}")
+        await session.send_realtime_input(audio=blob)
 
 
 async def one_turn(session: genai.live.AsyncSession) -> list[types.LiveServerMessage]:
@@ -124,6 +126,15 @@ async def test_text_reply_to_audio_input(emulator: genai.Client) -> None:
 async def test_other_input_rates_are_resampled(emulator: genai.Client) -> None:
     async with emulator.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as session:
         await send_audio(session, speech_pcm("what is the capital of Germany", rate_hz=48000), rate=48000)
+        messages = await one_turn(session)
+    assert "Berlin" in "".join(m.text or "" for m in messages)
+
+
+async def test_bare_audio_pcm_is_16_khz(emulator: genai.Client) -> None:
+    """Google's cookbook and the SDKs' send(input=…)/start_stream send "audio/pcm" with no rate: Gemini hears
+    16 kHz."""
+    async with emulator.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as session:
+        await send_audio(session, speech_pcm("what is the capital of Germany"), mime_type="audio/pcm")
         messages = await one_turn(session)
     assert "Berlin" in "".join(m.text or "" for m in messages)
 
