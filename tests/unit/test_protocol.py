@@ -168,3 +168,23 @@ def test_a_long_but_ordinary_conversation_fits() -> None:
              for i in range(1000)]
     message = parse_client_message(json.dumps({"clientContent": {"turns": turns, "turnComplete": True}}))
     assert isinstance(message, wire.ClientContent) and message.turns is not None and len(message.turns) == 1000
+
+
+def test_the_sdks_interim_transcript_timestamp_flag_is_accepted() -> None:
+    """SDK 3.3.0 and 3.6.1 forward realtime_input_config.interim_transcript_timestamp_enabled verbatim; it closed
+    the session with 1007 (issue 15). Built here by the SDK's own converter."""
+    from google.genai import _common, _live_converters, types
+    from google.genai._api_client import BaseApiClient
+
+    client = BaseApiClient(api_key="k")
+    config = types.LiveConnectConfig(response_modalities=["AUDIO"], realtime_input_config=types.RealtimeInputConfig(
+        interim_transcript_timestamp_enabled=True))
+    request = _common.convert_to_dict(_live_converters._LiveConnectParameters_to_mldev(  # as AsyncLive.connect does
+        api_client=client, from_object=types.LiveConnectParameters(
+            model="models/gemini-2.0-flash-live-001", config=config).model_dump(exclude_none=True)))
+    del request["config"]
+    request["setup"]["model"] = "models/gemini-2.0-flash-live-001"
+    message = parse_client_message(json.dumps(request))
+    assert isinstance(message, wire.Setup)
+    assert message.realtime_input_config is not None
+    assert message.realtime_input_config.interim_transcript_timestamp_enabled is True

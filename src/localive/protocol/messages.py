@@ -249,6 +249,9 @@ class RealtimeInputConfig(WireModel):
     automatic_activity_detection: AutomaticActivityDetection | None = None
     activity_handling: ActivityHandling | None = None
     turn_coverage: TurnCoverage | None = None
+    # Timestamps on interim input transcripts. Accepted with no effect: localive sends one input transcript per
+    # utterance, never interim ones, so there is nothing to timestamp (README, "How voice works here").
+    interim_transcript_timestamp_enabled: StrictBool | None = None
 
 
 class SessionResumptionConfig(WireModel):
