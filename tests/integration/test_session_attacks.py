@@ -13,8 +13,8 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import psutil
@@ -22,12 +22,13 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.support import raw_live
 from tests.support.server import RunningServer, start_server
 
 KEY = "key-attacks-5b1e07"
-MODEL = "models/gemini-2.0-flash-live-001"
+MODEL = raw_live.MODEL
 METHOD = "GenerativeService.BidiGenerateContent"
-TEXT = {"responseModalities": ["TEXT"]}
+TEXT = raw_live.TEXT
 TIMEOUT_S = 20.0
 SCRIPT = """
 default = "{input}"
@@ -77,18 +78,11 @@ def mint(server: RunningServer, **body: Any) -> str:
 
 
 async def recv(ws: ClientConnection) -> dict[str, Any]:
-    async with asyncio.timeout(TIMEOUT_S):
-        message = json.loads(await ws.recv())
-    assert isinstance(message, dict)
-    return message
+    return await raw_live.recv(ws, TIMEOUT_S)
 
 
-@asynccontextmanager
-async def session(url: str, **setup: Any) -> AsyncIterator[ClientConnection]:
-    async with connect(url, open_timeout=TIMEOUT_S, max_size=2**22) as ws:
-        await ws.send(json.dumps({"setup": {"model": MODEL, "generationConfig": TEXT, **setup}}))
-        assert "setupComplete" in await recv(ws)
-        yield ws
+def session(url: str, **setup: Any) -> AbstractAsyncContextManager[ClientConnection]:
+    return raw_live.session(url, TIMEOUT_S, **setup)
 
 
 async def turn(ws: ClientConnection, text: str) -> list[dict[str, Any]]:

@@ -15,19 +15,19 @@ import bz2
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
+from tests.support import raw_live
 from tests.support.server import RunningServer, start_server
 
-MODEL = "models/gemini-2.0-flash-live-001"
 TIMEOUT_S = 60.0
 SCRIPT = 'default = "{input}"\ndelay_ms = 0\n'
 DEEP_LEVELS = 190_000  # 2.09 MB: 158 s of CPU per page with the old parser
@@ -101,19 +101,11 @@ def live_url(server: RunningServer) -> str:
 
 
 async def recv(ws: ClientConnection) -> dict[str, Any]:
-    async with asyncio.timeout(TIMEOUT_S):
-        message = json.loads(await ws.recv())
-    assert isinstance(message, dict)
-    return message
+    return await raw_live.recv(ws, TIMEOUT_S)
 
 
-@asynccontextmanager
-async def session(server: RunningServer, **setup: Any) -> AsyncIterator[ClientConnection]:
-    async with connect(live_url(server), open_timeout=TIMEOUT_S, max_size=2**22) as ws:
-        await ws.send(json.dumps({"setup": {"model": MODEL, "generationConfig": {"responseModalities": ["TEXT"]},
-                                            **setup}}))
-        assert "setupComplete" in await recv(ws)
-        yield ws
+def session(server: RunningServer, **setup: Any) -> AbstractAsyncContextManager[ClientConnection]:
+    return raw_live.session(live_url(server), TIMEOUT_S, **setup)
 
 
 async def send_turn(ws: ClientConnection, text: str) -> None:

@@ -1,6 +1,6 @@
 """Does one hostile client slow everyone else down? Another session's turn latency while it attacks.
 
-    python -m localive.bench.attacks [--turns 30] [--attacks declarations,parts,...]
+    python -m localive.bench.attacks [--turns 100] [--attacks declarations,parts,...]
 
 Starts a private server (the emulator model, which repeats the user's words, so that the server's own work is
 measured; API keys on; URL context allowed to 127.0.0.1). A victim session runs text turns, first on the idle
@@ -93,7 +93,9 @@ REDOS = {"functionDeclarations": [{"name": "check", "parametersJsonSchema": {
     "type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}}}]}
 
 
-async def _attack_messages(url: str, stop: Event, frames: Callable[[int], str], **setup: Any) -> int:
+async def _attack(url: str, stop: Event, frames: Callable[[int], str], pause_s: float = 0.0, **setup: Any) -> int:
+    """Send `frames(n)` again and again (a `pause_s` apart), reconnecting whenever the server closes, as an attacker
+    would; return how many were sent."""
     sent = 0
     while not stop.is_set():
         try:
@@ -102,27 +104,19 @@ async def _attack_messages(url: str, stop: Event, frames: Callable[[int], str], 
                 while not stop.is_set():
                     await ws.send(frames(sent))
                     sent += 1
-                    await asyncio.sleep(0)
-        except ConnectionClosed:  # refused or ended by the server: come back, as an attacker would
+                    await asyncio.sleep(pause_s)
+        except ConnectionClosed:  # refused or ended by the server: come back
             sent += 1
     return sent
 
 
-async def _attack_turns(url: str, stop: Event, text: str, **setup: Any) -> int:
-    """Turns that make the server work (code runs, URL fetches, function calls), each interrupting the last."""
-    sent = 0
-    while not stop.is_set():
-        try:
-            ws = await open_session(url, **setup)
-            async with ws:
-                while not stop.is_set():
-                    await ws.send(json.dumps({"clientContent": {"turns": [{"parts": [{"text": text}]}],
-                                                                "turnComplete": True}}))
-                    sent += 1
-                    await asyncio.sleep(0.5)
-        except ConnectionClosed:
-            sent += 1
-    return sent
+def _turn(text: str) -> Callable[[int], str]:
+    """A turn that makes the server work (code runs, URL fetches, function calls), each interrupting the last."""
+    frame = json.dumps({"clientContent": {"turns": [{"parts": [{"text": text}]}], "turnComplete": True}})
+    return lambda _: frame
+
+
+TURN_PAUSE_S = 0.5
 
 
 def _mint_forever(base: str, stop: Event) -> int:
@@ -170,14 +164,14 @@ def _attacker(kind: str, url: str, base: str, stop: Event, sent: Any) -> None:
         threading.Thread(target=pages.serve_forever, daemon=True).start()
         port = pages.server_address[1]
         links = " ".join(f"http://127.0.0.1:{port}/{'bomb' if i % 2 else 'deep'}/{i}" for i in range(20))
-        sent.value = asyncio.run(_attack_turns(url, stop, links, tools=[{"urlContext": {}}]))
+        sent.value = asyncio.run(_attack(url, stop, _turn(links), TURN_PAUSE_S, tools=[{"urlContext": {}}]))
         return
     if kind == "code":
         program = "```python\nwhile True:\n    pass\n```"
-        sent.value = asyncio.run(_attack_turns(url, stop, program, tools=[{"codeExecution": {}}]))
+        sent.value = asyncio.run(_attack(url, stop, _turn(program), TURN_PAUSE_S, tools=[{"codeExecution": {}}]))
         return
     if kind == "redos":
-        sent.value = asyncio.run(_attack_turns(url, stop, "check this", tools=[REDOS]))
+        sent.value = asyncio.run(_attack(url, stop, _turn("check this"), TURN_PAUSE_S, tools=[REDOS]))
         return
     frames: dict[str, Callable[[int], str]] = {
         "declarations": lambda i: json.dumps(_declarations(i)),
@@ -185,7 +179,7 @@ def _attacker(kind: str, url: str, base: str, stop: Event, sent: Any) -> None:
         "refused": lambda i: TOO_BIG,
         "history": lambda i: HISTORY,
     }
-    sent.value = asyncio.run(_attack_messages(url, stop, frames[kind], **COMPRESSION))
+    sent.value = asyncio.run(_attack(url, stop, frames[kind], **COMPRESSION))
 
 
 ATTACKS = {
@@ -261,7 +255,8 @@ def measure(server: RunningServer, attacks: Sequence[str], turns: int, warmup_s:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localive.bench.attacks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--turns", type=int, default=30, help="victim turns per measurement (default 30)")
+    parser.add_argument("--turns", type=int, default=100,
+                        help="victim turns per measurement (default 100; with few, an attacker may not have started)")
     parser.add_argument("--attacks", default=",".join(ATTACKS),
                         help=f"comma-separated, from: {', '.join(ATTACKS)} (default: all)")
     args = parser.parse_args(argv)

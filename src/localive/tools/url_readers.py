@@ -5,8 +5,8 @@ thread of the server it holds the interpreter lock, and while one runs, every st
 the lock (a text turn of another session took 3.8 times as long while one client kept the readers busy). In a
 process of its own it takes none of the server's interpreter, and at `NICENESS` the kernel gives the server's
 threads the CPU first. The processes are started on first use (spawned: a fork of a server with loaded models
-and threads would be neither small nor safe) and shared by every fetcher of the process; a reader that dies is
-replaced at the next page.
+and threads would be neither small nor safe) and shared by every fetcher of the process, for its lifetime (the
+executor's own exit handling ends them); a reader that dies is replaced at the next page.
 """
 
 from __future__ import annotations
@@ -37,15 +37,6 @@ def read_page(data: bytes, declared: str | None, is_html: bool, *, max_chars: in
     except BrokenProcessPool:  # a reader was killed (e.g. by the OOM killer): start afresh for the next page
         _replace(executor)
         raise
-
-
-def close() -> None:
-    """Stop the readers (pages being read finish within their deadline)."""
-    global _executor
-    with _lock:
-        executor, _executor = _executor, None
-    if executor is not None:
-        executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _readers() -> ProcessPoolExecutor:
