@@ -48,13 +48,14 @@ class WorkBudget:
 
     def charge(self, frame_bytes: int, parse_s: float = 0.0) -> float:
         """Take a frame's cost from the bucket; return the seconds the reader should wait before the next read."""
-        self._refill()
+        self.refill()
         self.level_s -= frame_bytes / INGEST_BYTES_PER_S + parse_s
         if self.level_s >= 0:
             return 0.0
         return min(-self.level_s / self.share, MAX_WAIT_S)
 
-    def _refill(self) -> None:
+    def refill(self) -> None:
+        """Add what the share earned since the last look (up to the burst)."""
         now = self.clock()
         self.level_s = min(self.level_s + (now - self.updated) * self.share, self.burst_s)
         self.updated = now
@@ -77,7 +78,7 @@ class WorkBudgets:
         return WorkBudget(address, level - CONNECT_S, now, self.share, self.burst_s, self.clock)
 
     def close(self, budget: WorkBudget) -> None:
-        budget._refill()
+        budget.refill()
         if budget.level_s < self.burst_s:  # the next connection from there starts where this one ended
             if len(self._debts) >= MAX_DEBTORS:
                 self._debts.pop(next(iter(self._debts)))
