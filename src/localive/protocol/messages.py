@@ -79,6 +79,10 @@ Base64Bytes = Annotated[bytes, BeforeValidator(_bytes)]
 FreeForm = Any  # a proto Struct/Value: kept verbatim
 
 
+class Empty(WireModel):
+    pass
+
+
 # --- Content -------------------------------------------------------------------------------------------------
 
 class Blob(WireModel):
@@ -104,9 +108,59 @@ class FunctionCall(WireModel):
 Scheduling = Annotated[Literal["SCHEDULING_UNSPECIFIED", "SILENT", "WHEN_IDLE", "INTERRUPT"], UPPER]
 
 
+PartMediaResolutionLevel = Annotated[Literal[
+    "MEDIA_RESOLUTION_UNSPECIFIED",
+    "MEDIA_RESOLUTION_LOW",
+    "MEDIA_RESOLUTION_MEDIUM",
+    "MEDIA_RESOLUTION_HIGH",
+    "MEDIA_RESOLUTION_ULTRA_HIGH",
+], UPPER]
+VideoLayer = Annotated[Literal["CONTENT_LAYER_UNSPECIFIED", "FRAMES", "AUDIO", "TRANSCRIPT"], UPPER]
+DocumentLayer = Annotated[Literal["CONTENT_LAYER_UNSPECIFIED", "PAGE_IMAGE", "PAGE_TEXT"], UPPER]
+SpreadsheetLayer = Annotated[Literal["CONTENT_LAYER_UNSPECIFIED", "DATA", "FORMULAS", "VISUAL"], UPPER]
+MediaProcessing = Annotated[Literal["MEDIA_PROCESSING_UNSPECIFIED", "STATIC", "AGENTIC"], UPPER]
+
+
+class PartMediaResolution(WireModel):
+    """Per-part media resolution (Gemini 3). No effect here: frames are read at one detail (docs/conformance.md)."""
+
+    level: PartMediaResolutionLevel | None = None
+    num_tokens: int | None = None
+
+
+class VideoMetadata(WireModel):
+    start_offset: StrictStr | None = None
+    end_offset: StrictStr | None = None
+    fps: float | None = None
+    content_layers: list[VideoLayer] | None = None
+
+
+class DocumentMetadata(WireModel):
+    start_page: int | None = None
+    end_page: int | None = None
+    content_layers: list[DocumentLayer] | None = None
+
+
+class SpreadsheetMetadata(WireModel):
+    visible_cells: StrictStr | None = None
+    sheet_index: int | None = None
+    content_layers: list[SpreadsheetLayer] | None = None
+
+
+class AudioMetadata(WireModel):
+    start_offset: StrictStr | None = None
+    end_offset: StrictStr | None = None
+
+
 class FunctionResponsePart(WireModel):
     inline_data: Blob | None = None
     file_data: FileData | None = None
+    media_processing: MediaProcessing | None = None
+    media_resolution: PartMediaResolution | None = None
+    video_metadata: VideoMetadata | None = None
+    document_metadata: DocumentMetadata | None = None
+    spreadsheet_metadata: SpreadsheetMetadata | None = None
+    audio_metadata: AudioMetadata | None = None
 
 
 class FunctionResponse(WireModel):
@@ -130,10 +184,53 @@ class CodeExecutionResult(WireModel):
     output: StrictStr | None = None
 
 
-class VideoMetadata(WireModel):
+ToolType = Annotated[Literal[
+    "TOOL_TYPE_UNSPECIFIED",
+    "GOOGLE_SEARCH_WEB",
+    "GOOGLE_SEARCH_IMAGE",
+    "URL_CONTEXT",
+    "GOOGLE_MAPS",
+    "FILE_SEARCH",
+    "MEDIA_PROCESSING",
+], UPPER]
+
+
+class ServerToolCall(WireModel):
+    """A server-side tool's call in history (`Part.toolCall`)."""
+
+    id: StrictStr | None = None
+    tool_type: ToolType | None = None
+    args: dict[str, FreeForm] | None = None
+
+
+class ServerToolResponse(WireModel):
+    """A server-side tool's result in history (`Part.toolResponse`)."""
+
+    id: StrictStr | None = None
+    tool_type: ToolType | None = None
+    response: dict[str, FreeForm] | None = None
+
+
+class WordInfo(WireModel):
+    word: StrictStr | None = None
     start_offset: StrictStr | None = None
     end_offset: StrictStr | None = None
-    fps: float | None = None
+    confidence: float | None = None
+
+
+class Transcription(WireModel):
+    text: StrictStr | None = None
+    finished: StrictBool | None = None
+    language_code: StrictStr | None = None
+    speaker_label: StrictStr | None = None
+    words: list[WordInfo] | None = None
+    start_offset: StrictStr | None = None
+    end_offset: StrictStr | None = None
+
+
+class SpeechMetadata(WireModel):
+    speaker: StrictStr | None = None
+    style: StrictStr | None = None
 
 
 class Part(WireModel):
@@ -147,6 +244,17 @@ class Part(WireModel):
     thought: StrictBool | None = None
     thought_signature: Base64Bytes | None = None
     video_metadata: VideoMetadata | None = None
+    # Newer fields (SDK 3.3 – 3.6): metadata about the part; what each does here is in docs/conformance.md.
+    media_resolution: PartMediaResolution | None = None
+    part_metadata: dict[str, FreeForm] | None = None
+    tool_call: ServerToolCall | None = None
+    tool_response: ServerToolResponse | None = None
+    audio_transcription: Transcription | None = None
+    media_processing: MediaProcessing | None = None
+    speech_metadata: SpeechMetadata | None = None
+    document_metadata: DocumentMetadata | None = None
+    spreadsheet_metadata: SpreadsheetMetadata | None = None
+    audio_metadata: AudioMetadata | None = None
 
 
 MAX_PARTS = 1_000  # parts of one Content
@@ -268,13 +376,20 @@ class ContextWindowCompression(WireModel):
     sliding_window: SlidingWindow | None = None
 
 
+class LanguageHints(WireModel):
+    language_codes: list[StrictStr] | None = None
+
+
 class AudioTranscriptionConfig(WireModel):
     language_codes: list[StrictStr] | None = None
-    custom_vocabulary: list[FreeForm] | None = None
+    language_auto: Empty | None = None  # deprecated in the SDK; an empty message
+    language_hints: LanguageHints | None = None  # deprecated in the SDK, for language_codes
+    custom_vocabulary: list[StrictStr] | None = None
+    adaptation_phrases: list[StrictStr] | None = None  # deprecated in the SDK, for custom_vocabulary
     word_timestamp: StrictBool | None = None
-    diarization: FreeForm | None = None
-    mode: StrictStr | None = None
-    source_text: FreeForm | None = None
+    diarization: StrictBool | None = None
+    mode: Annotated[Literal["MODE_UNSPECIFIED", "VERBATIM", "SMART"], UPPER] | None = None
+    source_text: StrictStr | None = None
 
 
 class Proactivity(WireModel):
@@ -287,8 +402,8 @@ class HistoryConfig(WireModel):
 
 
 class SafetySetting(WireModel):
-    category: StrictStr
-    threshold: StrictStr
+    category: StrictStr | None = None
+    threshold: StrictStr | None = None
     method: StrictStr | None = None
 
 
@@ -315,10 +430,6 @@ class Setup(WireModel):
 class ClientContent(WireModel):
     turns: list[Content] | None = Field(default=None, max_length=MAX_TURNS)
     turn_complete: StrictBool = False
-
-
-class Empty(WireModel):
-    pass
 
 
 class RealtimeInput(WireModel):
