@@ -24,6 +24,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+# The conformance test drives the newest google-genai (the `test` extra's pin) and the oldest one localive supports,
+# installed beside it (the JS SDK's oldest comes from tests/js/package.json as genai-oldest).
+OLDEST_PYTHON_SDK=3.3.0
+if ! [ -d ".venv/oldest-sdk/google_genai-$OLDEST_PYTHON_SDK.dist-info" ]; then
+  rm -rf .venv/oldest-sdk
+  .venv/bin/python -m pip install --quiet --no-deps --target .venv/oldest-sdk "google-genai==$OLDEST_PYTHON_SDK"
+fi
 
 echo "test.sh: lint (ruff) and types (mypy --strict on src)"
 .venv/bin/ruff check src tests
