@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import subprocess
 import wave
@@ -28,13 +27,11 @@ from localive.engines.llm.base import ModelNotInstalled
 from localive.models.weights import WHISPER_BASE, ensure_model_dir
 from localive.session.backchannel import LISTENER_WORDS, is_backchannel, lets_the_model_go_on
 from tests.support.off_loop import runs_off_the_loop
+from tests.support.speech import CLOSE_WER, spoken_words, word_error_rate
 
 Say = Callable[..., Pcm16]
 
 # Phrases both decoding paths get right on espeak's voice (some others lose a word: "capital and France").
-# A transcript is "right" when a user would read it as what was said: at most 2 words in 9 wrong (word error
-# rate), whatever one build of Whisper makes of a word on one CPU.
-CLOSE_WER = 0.25
 PHRASES = [
     "can you tell me the weather in Paris tomorrow",
     "how many kilometers is it from London to Berlin",
@@ -42,18 +39,7 @@ PHRASES = [
 ]
 
 
-def words(text: str) -> list[str]:
-    return re.sub(r"[^\w\s']", " ", text.lower()).split()
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    ref, hyp = words(reference), words(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i in range(1, len(ref) + 1):
-        diagonal, row[0] = row[0], i
-        for j in range(1, len(hyp) + 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (ref[i - 1] != hyp[j - 1]))
-    return row[len(hyp)] / max(1, len(ref))
+words, wer = spoken_words, word_error_rate
 
 
 @pytest.fixture(scope="session")
