@@ -4,7 +4,6 @@ leave the conversation's cache alone."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Iterator
 
@@ -16,6 +15,7 @@ from localive.engines.llm.llama import LlamaLLM
 from localive.engines.llm.llama_scoring import SEQUENCES
 from localive.models.registry import QWEN_05B
 from localive.models.weights import WEIGHTS, ensure_weights
+from tests.support.off_loop import runs_off_the_loop
 
 pytestmark = pytest.mark.llm
 COOK = "You are a cooking assistant. You help the user with recipes, ingredients and kitchen techniques."
@@ -139,19 +139,7 @@ async def test_empty_text_scores_nothing(llm: LlamaLLM) -> None:
     assert await llm.continuation_logprobs(chats("x"), "") == [0.0, 0.0]
 
 
-def test_scoring_runs_off_the_event_loop(llm: LlamaLLM) -> None:
-    async def main() -> bool:
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0.001)
-
-        ticker = asyncio.create_task(tick())
-        await llm.continuation_logprobs(chats(QUESTION), QUESTION * 3)
-        ticker.cancel()
-        return ticks > 3
-
-    assert asyncio.run(main())
+async def test_scoring_runs_off_the_event_loop(llm: LlamaLLM) -> None:
+    # shown without timing: tests/support/off_loop.py
+    off_loop, scores = await runs_off_the_loop(llm, "_score", llm.continuation_logprobs(chats(QUESTION), QUESTION * 3))
+    assert off_loop and len(scores) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from google import genai
@@ -54,7 +55,8 @@ async def ask_about(client: genai.Client, frame: bytes, question: str) -> tuple[
 @pytest.mark.llm
 async def test_the_model_reads_the_text_on_the_screen(client: genai.Client) -> None:
     answer, usage = await ask_about(client, text_frame("OPEN SESAME 42"), "What does the screen say?")
-    assert "OPEN SESAME 42" in answer.upper()
+    # the words on the screen, however the model punctuates or cases them
+    assert {"OPEN", "SESAME", "42"} <= set(re.findall(r"\w+", answer.upper())), answer
     assert usage and [(d.modality, d.token_count) for d in usage.prompt_tokens_details or []
                       if d.modality == types.MediaModality.VIDEO] == [(types.MediaModality.VIDEO, 258)]
 

@@ -14,7 +14,7 @@ from google import genai
 from google.genai import errors, types
 
 from tests.support.server import RunningServer, sdk_client
-from tests.support.speech import read_wav, speech_pcm, speech_wav
+from tests.support.speech import CLOSE_WER, read_wav, speech_pcm, speech_wav, word_error_rate
 
 SEED = Path(__file__).parent.parent / "seed_programs"
 MODEL = "gemini-2.0-flash-live-001"
@@ -85,8 +85,8 @@ def test_seed_receiving_audio_example_speaks_the_reply(emulator_server: RunningS
     assert "Audio generation complete." in out
     pcm, rate = read_wav(tmp_path / "received_audio.wav")
     assert rate == 24000 and len(pcm) > 24000 * 2  # more than a second of speech
-    heard = asyncio.run(transcribe(whisper, pcm, rate))
-    assert words(heard) == words("You said: Tell me a short story.")
+    heard = asyncio.run(transcribe(whisper, pcm, rate))  # the emulator's scripted reply, spoken
+    assert word_error_rate("You said: Tell me a short story.", heard) <= CLOSE_WER, heard
 
 
 # --- spoken questions, spoken answers ---------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import shutil
 import subprocess
 import tempfile
@@ -62,3 +63,23 @@ def read_wav(path: Path) -> tuple[bytes, int]:
     with wave.open(str(path), "rb") as wav:
         assert wav.getnchannels() == 1 and wav.getsampwidth() == 2
         return wav.readframes(wav.getnframes()), wav.getframerate()
+
+
+# A transcript a user would read as what was said: at most a quarter of its words wrong (2 in 8), whatever one
+# build of Whisper makes of a word on one CPU.
+CLOSE_WER = 0.25
+
+
+def spoken_words(text: str) -> list[str]:
+    return re.sub(r"[^\w\s']", " ", text.lower()).split()
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level edit distance over the reference's length (Levenshtein on lowercased words)."""
+    ref, hyp = spoken_words(reference), spoken_words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i in range(1, len(ref) + 1):
+        diagonal, row[0] = row[0], i
+        for j in range(1, len(hyp) + 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (ref[i - 1] != hyp[j - 1]))
+    return row[len(hyp)] / max(1, len(ref))

@@ -181,7 +181,8 @@ def test_the_same_sentences_paused_mid_sentence_are_not_complete(smart_turn: Sma
     scores = {}
     for text, length_s, cut_s in CUT_MID_SENTENCE:
         audio = say(text)
-        assert abs(audio.size / RATE_HZ - length_s) < 0.02, f"{text!r} renders differently now: find new cut points"
+        # the cut points hold with the cut moved ±30 ms (docs/turn-taking.md), so a render that long apart still fits
+        assert abs(audio.size / RATE_HZ - length_s) <= 0.03, f"{text!r} renders differently now: find new cut points"
         scores[text] = (smart_turn.probability(turn(spoken(audio))),
                         smart_turn.probability(turn(audio[: round(cut_s * RATE_HZ)])))
     assert all(full > THRESHOLD > cut for full, cut in scores.values()), scores

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from localive.engines.vision.base import Frame
@@ -20,7 +22,8 @@ def vision() -> EmbeddedVision:
 
 async def test_reads_text_and_tells_colours_and_motion(vision: EmbeddedVision) -> None:
     text = await vision.describe(Frame(text_frame("OPEN SESAME 42"), "image/jpeg"))
-    assert '"OPEN SESAME 42"' in text and "white" in text
+    # the words OCR read, however Tesseract's build spaces or punctuates them; the colour is computed
+    assert {"OPEN", "SESAME", "42"} <= set(re.findall(r"\w+", text)) and "white" in text, text
     red = await vision.describe(Frame(red_frame(), "image/jpeg"), Frame(text_frame("X"), "image/jpeg"))
     assert "dominant colours: red" in red and "changed since the previous frame: a lot" in red
     assert "No readable text" in red

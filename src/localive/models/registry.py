@@ -8,7 +8,14 @@ tool-support table; `localive-emulator` is the scripted model. A TOML file can a
     family = "half-cascade"                # half-cascade | native-audio | emulator
     response_modalities = ["TEXT", "AUDIO"]
     tools = ["functionDeclarations", "googleSearch"]
+    thinking = false                       # thinks before answering unless the session turns it off
+    affective_dialog = false               # enableAffectiveDialog accepted (default: unless half-cascade)
+    proactive_audio = false                # proactivity.proactiveAudio accepted (default: unless half-cascade)
     code_llm = "qwen2.5-coder-1.5b-instruct"  # serves sessions with codeExecution or thinking, when installed
+
+The built-in names and their capabilities follow Google's model pages (ai.google.dev/gemini-api/docs/models/…,
+the Vertex Live API model pages) and the names the SDKs, Google's cookbook and popular Live clients (pipecat,
+LiveKit Agents) use by default.
 """
 
 from __future__ import annotations
@@ -41,6 +48,10 @@ class ModelEntry:
     # `llm`): the 0.5B model often writes wrong programs, the 1.5B one writes them well, and it answers reasoning
     # questions right with a reasoning pass far more often (docs/thinking.md: 11/12 vs 9/12).
     code_llm: str | None = None
+    # Native-audio features, per model: Gemini 2.5 native audio has both; Gemini 3.1 Flash Live has neither yet;
+    # Gemini 3.8 Live removed affective dialog and always listens proactively. Half-cascade models have neither.
+    affective_dialog: bool = False
+    proactive_audio: bool = False
 
 
 def _half(name: str, desc: str = "") -> ModelEntry:
@@ -48,8 +59,10 @@ def _half(name: str, desc: str = "") -> ModelEntry:
                       code_llm=QWEN_15B)
 
 
-def _native(name: str, tools: frozenset[str], thinking: bool = False, desc: str = "") -> ModelEntry:
-    return ModelEntry(name, QWEN_05B, "native-audio", frozenset({"AUDIO"}), tools, thinking, desc, code_llm=QWEN_15B)
+def _native(name: str, tools: frozenset[str], thinking: bool = False, desc: str = "", *, affective: bool = True,
+            proactive: bool = True) -> ModelEntry:
+    return ModelEntry(name, QWEN_05B, "native-audio", frozenset({"AUDIO"}), tools, thinking, desc, code_llm=QWEN_15B,
+                      affective_dialog=affective, proactive_audio=proactive)
 
 
 _NATIVE_TOOLS = frozenset({"googleSearch", "functionDeclarations"})
@@ -60,15 +73,30 @@ BUILTIN: tuple[ModelEntry, ...] = (
             desc="native-audio dialog that thinks first"),
     _half("gemini-2.0-flash-live-001", "half-cascade, TEXT or AUDIO, all tools"),
     _half("gemini-2.0-flash-exp"),
-    _half("gemini-live-2.5-flash-preview"),
+    _half("gemini-live-2.5-flash-preview", "half-cascade; the SDKs' docstring example"),
     _half("gemini-live-2.5-flash"),
+    _half("gemini-2.0-flash-live-preview-04-09", "half-cascade; the SDKs' Vertex docstring example"),
     _native("gemini-2.5-flash-native-audio-preview-09-2025", _NATIVE_TOOLS),
-    _native("gemini-2.5-flash-native-audio-preview-12-2025", _NATIVE_TOOLS),
+    _native("gemini-2.5-flash-native-audio-preview-12-2025", _NATIVE_TOOLS,
+            desc="the default of pipecat, LiveKit Agents and Google's native-audio cookbook"),
+    _native("gemini-2.5-flash-native-audio-latest", _NATIVE_TOOLS,
+            desc="alias of the newest 2.5 native-audio preview; Google's WebSocket cookbook default"),
     _native("gemini-live-2.5-flash-preview-native-audio", _NATIVE_TOOLS),
-    _native("gemini-live-2.5-flash-native-audio", _NATIVE_TOOLS),
-    _native("gemini-3.1-flash-live-preview", _NATIVE_TOOLS),
+    _native("gemini-live-2.5-flash-preview-native-audio-09-2025", _NATIVE_TOOLS),
+    _native("gemini-live-2.5-flash-native-audio", _NATIVE_TOOLS, desc="Vertex; LiveKit's and pipecat's default there"),
+    # Gemini 3.1 Flash Live: thinkingLevel (default minimal, so no reasoning pass unless asked); no proactive audio
+    # and no affective dialog yet; the SDKs' integration-test model and Google's Get_started_LiveAPI default.
+    _native("gemini-3.1-flash-live-preview", _NATIVE_TOOLS, affective=False, proactive=False,
+            desc="Gemini 3.1 Flash Live (preview)"),
+    # Gemini 3.8 Live: Google's default Live model; answers without a reasoning delay; affective dialog removed,
+    # proactive audio always on.
+    _native("gemini-3.8-live", _NATIVE_TOOLS, affective=False, desc="Gemini 3.8 Live, Google's default Live model"),
+    # Gemini 3.8 Live Extended Thinking: reasons before it speaks (thinkingLevel low/medium/high).
+    _native("gemini-3.8-live-extended-thinking", _NATIVE_TOOLS, thinking=True, affective=False,
+            desc="Gemini 3.8 Live that thinks before it speaks"),
     ModelEntry("localive-emulator", EMULATOR, "emulator", frozenset({"TEXT", "AUDIO"}), ALL_TOOLS,
-               description="scripted, deterministic replies for testing apps"),
+               description="scripted, deterministic replies for testing apps", affective_dialog=True,
+               proactive_audio=True),
 )
 
 
@@ -119,7 +147,8 @@ class ModelRegistry:
 def _entry_from_toml(name: str, spec: object, base: ModelEntry | None, source: str) -> ModelEntry:
     if not isinstance(spec, dict):
         raise RegistryError(f"{source}: models.{name} must be a table")
-    unknown = set(spec) - {"llm", "family", "response_modalities", "tools", "thinking", "description", "code_llm"}
+    unknown = set(spec) - {"llm", "family", "response_modalities", "tools", "thinking", "description", "code_llm",
+                           "affective_dialog", "proactive_audio"}
     if unknown:
         raise RegistryError(f"{source}: models.{name}: unknown keys {sorted(unknown)}")
     family = spec.get("family", base.family if base else "half-cascade")
@@ -131,6 +160,9 @@ def _entry_from_toml(name: str, spec: object, base: ModelEntry | None, source: s
     tools = frozenset(spec.get("tools", base.tools if base else ALL_TOOLS))
     if not tools <= ALL_TOOLS:
         raise RegistryError(f"{source}: models.{name}: tools must be among {sorted(ALL_TOOLS)}")
+    # the native-audio features follow the family when the file sets a family, else the entry it overrides
+    native = family != "half-cascade"
+    inherit = base is not None and "family" not in spec
     return ModelEntry(
         name=name,
         llm=str(spec.get("llm", base.llm if base else QWEN_05B)),
@@ -140,4 +172,6 @@ def _entry_from_toml(name: str, spec: object, base: ModelEntry | None, source: s
         thinking=bool(spec.get("thinking", base.thinking if base else False)),
         description=str(spec.get("description", base.description if base else "")),
         code_llm=spec.get("code_llm", base.code_llm if base else None),
+        affective_dialog=bool(spec.get("affective_dialog", base.affective_dialog if base and inherit else native)),
+        proactive_audio=bool(spec.get("proactive_audio", base.proactive_audio if base and inherit else native)),
     )
