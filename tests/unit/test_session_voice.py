@@ -105,7 +105,8 @@ async def test_spoken_answer_to_speech() -> None:
     k = kinds(messages)
     assert k[0] == "inputTranscription" and k[1] == "outputTranscription" and "audio" in k
     assert k[-2:] == ["generationComplete", "turnComplete"]
-    assert messages[0]["serverContent"]["inputTranscription"]["text"] == "hello there"
+    content = [m["serverContent"] for m in messages if "serverContent" in m]  # (and voiceActivity messages)
+    assert content[0]["inputTranscription"]["text"] == "hello there"
     assert 0.6 <= asr.heard[0] <= 1.4
     audio = [m for m in messages if "modelTurn" in m.get("serverContent", {})]
     part = audio[0]["serverContent"]["modelTurn"]["parts"][0]["inlineData"]

@@ -88,6 +88,27 @@ def output_transcription(text: str) -> ServerMessage:
     return {"serverContent": {"outputTranscription": {"text": text}}}
 
 
+def output_transcription_finished() -> ServerMessage:
+    """The end of a turn's output transcription: `finished` with no text, as Gemini sends it."""
+    return {"serverContent": {"outputTranscription": {"finished": True}}}
+
+
+def waiting_for_input() -> ServerMessage:
+    """The model is not answering because it expects the user to go on (a pause judged mid-sentence)."""
+    return {"serverContent": {"waitingForInput": True}}
+
+
+def voice_activity(kind: str, audio_offset_s: float) -> ServerMessage:
+    """`voiceActivity`: the VAD heard the user's speech start or stop (`ACTIVITY_START` / `ACTIVITY_END`) at this
+    offset in the input audio stream. The wire key is `type` (the Python SDK calls it `voice_activity_type`)."""
+    return {"voiceActivity": {"type": kind, "audioOffset": duration(audio_offset_s)}}
+
+
+def duration(seconds: float) -> str:
+    """A protobuf Duration in JSON: seconds with 3 fractional digits and an "s" ("1.250s")."""
+    return f"{max(0.0, seconds):.3f}s"
+
+
 def generation_complete() -> ServerMessage:
     return {"serverContent": {"generationComplete": True}}
 

@@ -73,8 +73,14 @@ class SpeechStarted:
 @dataclass(frozen=True)
 class SpeechEnded:
     audio: Pcm16
-    at_s: float
+    at_s: float  # where the end was decided (after the silence that ended the speech)
     forced: bool = False  # by audioStreamEnd or the length limit rather than silence
+    speech_end_s: float | None = None  # where the speech itself stopped, before that silence (None: at at_s)
+
+    @property
+    def stopped_s(self) -> float:
+        """Where the speech stopped in the stream."""
+        return self.at_s if self.speech_end_s is None else self.speech_end_s
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,15 @@ class PauseHeard:
     silence_ms: float
 
 
-ActivityEvent = SpeechStarted | SpeechEnded | PauseHeard
+@dataclass(frozen=True)
+class PauseHeld:
+    """Semantic turn-taking: the end-of-turn model judged a pause unfinished, so the user's turn stays open and
+    waits for them to go on (it ends when they finish, or after the longer silence window)."""
+
+    at_s: float
+
+
+ActivityEvent = SpeechStarted | SpeechEnded | PauseHeard | PauseHeld
 
 
 class ActivityDetector:
@@ -162,8 +176,9 @@ class ActivityDetector:
     def _end(self, drop_frames: int, forced: bool) -> SpeechEnded:
         frames = self._utterance[: len(self._utterance) - drop_frames] if drop_frames else self._utterance
         audio = Pcm16.from_float32(np.concatenate(frames), self.sample_rate_hz)
+        speech_end_s = self.position_s - self._silence_run * self._frame_ms / 1000  # before the trailing silence
         self._utterance = []
         self.speaking = False
         self._speech_run = 0
         self._silence_run = 0
-        return SpeechEnded(audio, self.position_s, forced)
+        return SpeechEnded(audio, self.position_s, forced, speech_end_s)

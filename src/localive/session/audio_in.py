@@ -25,6 +25,7 @@ from localive.session.activity import (
     ActivityEvent,
     ActivitySettings,
     PauseHeard,
+    PauseHeld,
     SpeechEnded,
     SpeechStarted,
 )
@@ -99,6 +100,8 @@ class AudioInput:
                 if isinstance(event, PauseHeard):
                     if await self._finished(event):
                         events += detector.end_at_pause()
+                    elif detector.paused:  # judged unfinished, and the user has not gone on meanwhile
+                        events.append(PauseHeld(detector.position_s))
                 else:
                     if isinstance(event, SpeechStarted):
                         self.pauses_judged = []

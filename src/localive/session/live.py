@@ -6,8 +6,8 @@ on `aclose()`. No sockets here.
 
 States: AWAITING_SETUP --setup--> ACTIVE --aclose()/failure--> CLOSED. A model turn runs as one task:
 the pending user speech is transcribed (``inputTranscription``), then the answer streams as text parts or as
-audio (with ``outputTranscription``) → ``generationComplete`` → (audio: once the client has played it)
-``turnComplete`` + ``usageMetadata``. An interruption (barge-in, new content) cancels the turn and sends
+audio (with ``outputTranscription``, closed by ``finished``) → ``generationComplete`` → (audio: once the client
+has played it) ``turnComplete`` + ``usageMetadata``. An interruption (barge-in, new content) cancels the turn and sends
 ``interrupted`` → ``turnComplete``, keeping in history only what the user was given (text) or heard (audio).
 """
 
@@ -41,7 +41,7 @@ from localive.protocol import messages as wire
 from localive.protocol import server_messages as out
 from localive.protocol.errors import ContextFull, InvalidArgument, PolicyViolation, Unimplemented, close_for
 from localive.session import snapshot
-from localive.session.activity import ActivityEvent, SpeechEnded, SpeechStarted
+from localive.session.activity import ActivityEvent, PauseHeld, SpeechEnded, SpeechStarted
 from localive.session.affect import Affect, context_note, delivery
 from localive.session.audio_in import AudioInput
 from localive.session.backchannel import BARGE_IN_AFTER_S, LISTENER_WORDS, lets_the_model_go_on
@@ -54,7 +54,7 @@ from localive.session.history import Turn, keep_after_interruption, whole_turns_
 from localive.session.lifetime import LOCAL_LIMITS, Clock, Limits, SystemClock, deadline_s, run_out
 from localive.session.outbox import Outbox
 from localive.session.proactive import ProactiveJudge
-from localive.session.speech_out import Playback, speak
+from localive.session.speech_out import Playback, finish_transcription, speak
 from localive.session.store import SessionStore, new_handle
 from localive.session.thinking import Thinking, answer_messages, reasoning_messages
 from localive.session.timings import TurnTimings
@@ -180,6 +180,7 @@ class LiveSession:
         self._deferred: list[Turn] = []  # NON_BLOCKING results that arrived during a model turn
         # the session's pages take one URL-parsing thread at a time: one session cannot starve the others' URLs
         self._url_lane = ParseLane()
+        self._seeding = False  # historyConfig.initialHistoryInClientContent: clientContent is history until complete
 
     # --- input -------------------------------------------------------------------------------------------
 
@@ -218,6 +219,9 @@ class LiveSession:
                 setup = await self._resume(setup, setup.session_resumption.handle)
                 if self._setup_gate is not None:  # the saved setup may hold fields the token locks out
                     setup = self._setup_gate.constrain(setup)
+        # a resumed session has its history already: only a new one takes a seeded history
+        seeded = setup.history_config and setup.history_config.initial_history_in_client_content
+        self._seeding = bool(seeded and not (setup.session_resumption and setup.session_resumption.handle))
         self._setup_dump = setup.model_dump(by_alias=True, exclude_none=True, mode="json")
         config = session_config(setup, self._registry, self.api_version, self._engines)
         self._llm = self._llm_for(config)
@@ -276,7 +280,11 @@ class LiveSession:
                 self._video_input().push(part.inline_data.data, part.inline_data.mime_type)
             text_parts = wire.Content(role=turn.role, parts=[p for p in turn.parts if p not in images])
             self._append(role, content_text(text_parts, "clientContent.turns"))
-        if content.turn_complete:
+        if content.turn_complete and self._seeding:  # the seeded history is complete: it is not answered
+            self._seeding = False
+            if not self.generating:
+                await self._checkpoint()
+        elif content.turn_complete:
             self._start_turn()
 
     async def _realtime_input(self, realtime: wire.RealtimeInput) -> None:
@@ -318,8 +326,16 @@ class LiveSession:
         return self._video
 
     async def _on_activity(self, events: list[ActivityEvent]) -> None:
+        automatic = self.config is not None and not self.config.manual_activity
         for event in events:
-            if isinstance(event, SpeechStarted):
+            if automatic and isinstance(event, SpeechStarted):  # what the VAD heard (none with manual activity)
+                await self.outbox.put(out.voice_activity("ACTIVITY_START", event.at_s))
+            elif automatic and isinstance(event, SpeechEnded):
+                await self.outbox.put(out.voice_activity("ACTIVITY_END", event.stopped_s))
+            if isinstance(event, PauseHeld):
+                if not self.generating:  # a pause judged mid-sentence holds the turn: the model waits for more
+                    await self.outbox.put(out.waiting_for_input())
+            elif isinstance(event, SpeechStarted):
                 if self.config and self.config.activity_interrupts:
                     if self.config.activity.semantic and self.generating:
                         self._maybe_backchannel = event.at_s  # barge-in, or only "mm-hm"? (backchannel.py)
@@ -551,6 +567,7 @@ class LiveSession:
                 await self.outbox.put(out.grounding(grounding_metadata([context.query], context.hits, reply)),
                                       turn=turn_id)
             await self._checkpoint()  # the turn is in history: a handle from here on includes it
+            await finish_transcription(self.outbox, playback, turn_id)  # outputTranscription {finished: true}
             await self.outbox.put(out.generation_complete())
             if self._judge is not None:
                 self._judge.prepare(self.history)
@@ -571,6 +588,7 @@ class LiveSession:
                 heard = "".join(pieces[: len(pieces) - unsent])
             keep_after_interruption(self.history, mark, heard, set(cancelled))
             self._take_deferred()
+            await finish_transcription(self.outbox, playback, dropped=dropped)
             if cancelled:
                 await self.outbox.put(out.tool_call_cancellation(cancelled))
             await self._end_interrupted_turn(turn_usage(llm, prompt_tokens, speech_s, heard, playback,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from localive.audio.pcm import Pcm16
@@ -29,6 +29,8 @@ class Playback:
     started_at: float | None = None
     clauses: list[tuple[str, float, float]] = field(default_factory=list)  # (text, start_s, duration_s)
     total_s: float = 0.0
+    transcribed: int = 0  # outputTranscription pieces queued for the client
+    transcription_finished: bool = False  # their closing `finished` was queued
 
     def add(self, text: str, duration_s: float) -> None:
         if self.started_at is None:
@@ -92,6 +94,7 @@ async def speak(stream: AsyncIterator[str], *, tts: TTS, voice: str, language: s
                 raise RuntimeError(f"TTS returned {audio.sample_rate_hz} Hz audio")
             if transcribe:
                 await outbox.put(out.output_transcription(clause + " "), turn=turn)
+                playback.transcribed += 1
             playback.add(clause, audio.duration_s)
             for chunk in audio_chunks(audio):
                 await outbox.put(out.model_audio(chunk, OUTPUT_SAMPLE_RATE_HZ), turn=turn)
@@ -99,3 +102,18 @@ async def speak(stream: AsyncIterator[str], *, tts: TTS, voice: str, language: s
     async with asyncio.TaskGroup() as group:
         group.create_task(write())
         group.create_task(say())
+
+
+async def finish_transcription(outbox: Outbox, playback: Playback, turn: int | None = None,
+                               dropped: Sequence[out.ServerMessage] = ()) -> None:
+    """End the turn's output transcription with `finished: true`, once, if the client was sent some of it (at the
+    end of the answer, or when it is interrupted). `dropped`: the interrupted turn's messages that never left the
+    outbox (its transcription pieces were not sent, nor perhaps its `finished`)."""
+    pieces = [m["serverContent"]["outputTranscription"] for m in dropped
+              if "outputTranscription" in m.get("serverContent", {})]
+    if any(p.get("finished") for p in pieces):
+        playback.transcription_finished = False
+    sent = playback.transcribed - sum(1 for p in pieces if "text" in p)
+    if sent > 0 and not playback.transcription_finished:
+        await outbox.put(out.output_transcription_finished(), turn=turn)
+        playback.transcription_finished = True
