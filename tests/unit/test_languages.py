@@ -177,6 +177,32 @@ async def test_without_espeak_no_other_language_is_spoken() -> None:
     tts.close()
 
 
+class FakeKakasi:
+    """pykakasi's interface: convert(text) → items with a "hira" reading."""
+
+    def convert(self, text: str) -> list[dict[str, str]]:
+        return [{"orig": text, "hira": text.replace("今日", "きょう")}]
+
+
+@needs_espeak
+async def test_japanese_is_spoken_only_with_kanji_readings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import localive.engines.tts.espeak as espeak
+
+    monkeypatch.setattr(espeak, "_kana_reader", lambda: None)
+    without = EspeakTTS()
+    without.load()
+    assert not without.speaks("ja-JP") and without.speaks("es")  # kanji would come out as "Chinese letter"
+    without.close()
+    monkeypatch.setattr(espeak, "_kana_reader", FakeKakasi)
+    with_readings = EspeakTTS()
+    with_readings.load()
+    assert with_readings.speaks("ja-JP")
+    kanji = await with_readings.synthesize("今日", "Kore", "ja")
+    kana = await with_readings.synthesize("きょう", "Kore", "ja")
+    assert kanji.data == kana.data and kana.duration_s > 0.2
+    with_readings.close()
+
+
 @needs_espeak
 async def test_espeak_speaks_spanish_off_the_event_loop_at_24_khz() -> None:
     tts = EspeakTTS()

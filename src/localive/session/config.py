@@ -155,8 +155,8 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
                                   f"translationConfig.targetLanguageCode '{translation.target[:20]}'.")
         language = translation.target
     if modality == "AUDIO" and tts is not None and not tts.speaks(language):
-        raise Unimplemented(f"No voice speaks '{(language or '')[:20]}' on this server (other languages than "
-                            "English need espeak-ng).")
+        raise Unimplemented(f"No voice speaks '{(language or '')[:20]}' on this server (non-English speech needs "
+                            "espeak-ng; Japanese also pykakasi).")
     if gen.enable_affective_dialog:
         _check_affective(model)
 

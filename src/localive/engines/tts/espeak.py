@@ -9,7 +9,9 @@ rate and pitch become espeak-ng's words per minute and pitch, its tilt the same 
 
 Which language has a voice comes from `espeak-ng --voices` (read once, at `load()`): a tag's longest matching
 prefix among the voices' languages and their "other languages" (lowest priority number first). Known gaps are
-measured in docs/languages.md (e.g. Japanese: only kana are read; kanji are spelled out as "Chinese letter").
+measured in docs/languages.md. Japanese: espeak-ng reads kana only (each kanji comes out as the English words
+"Chinese letter"), so Japanese text is first turned into hiragana with pykakasi (a dictionary reading, ~1 ms a
+clause); without pykakasi installed, Japanese is not offered (`speaks("ja")` is False).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import shutil
 import subprocess
 import wave
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +44,22 @@ _OTHER = re.compile(r"\(([A-Za-z0-9-]+)\s+(\d+)\)")
 _RAW_PHONEMES = re.compile(r"\[\[|\]\]")  # espeak-ng reads [[ … ]] as raw phonemes: not for LLM text
 # Tags whose region espeak-ng has under another name.
 _ALIASES = {"es-us": "es-419", "zh": "cmn", "zh-cn": "cmn", "cmn-cn": "cmn", "nn": "nb", "no": "nb", "fil": "tl"}
+
+
+KANA_HINT = "pip install pykakasi"
+
+
+def _kana_reader() -> Any | None:
+    """pykakasi's converter (kanji → hiragana), or None when it is not installed. Loading takes ~0.4 s."""
+    try:
+        import pykakasi  # type: ignore[import-not-found, unused-ignore]  # optional, untyped
+    except ImportError:
+        return None
+    return pykakasi.kakasi()
+
+
+def needs_kana(language: str) -> bool:
+    return language.split("-")[0] == "ja"
 
 
 class EspeakMissing(RuntimeError):
@@ -110,6 +129,7 @@ class EspeakTTS:
         self.binary = binary if binary is not None else (shutil.which(BINARY) or "")
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts-espeak")
         self._table: dict[str, EspeakVoice] | None = None
+        self._kana: Any | None = None  # pykakasi, for Japanese
         self.problem = ""  # why no language is spoken ("" once loaded fine)
 
     def voices(self) -> list[str]:
@@ -132,7 +152,11 @@ class EspeakTTS:
         except (OSError, subprocess.SubprocessError) as exc:
             self.problem = f"espeak-ng does not run: {exc}"[:200]
             return
-        self._table = parse_voices(done.stdout.decode("utf-8", "replace"))
+        table = parse_voices(done.stdout.decode("utf-8", "replace"))
+        self._kana = _kana_reader()
+        if self._kana is None:  # kanji would be read as "Chinese letter": no Japanese without pykakasi
+            table = {tag: voice for tag, voice in table.items() if not needs_kana(voice.language)}
+        self._table = table
         self.problem = "" if self._table else "espeak-ng lists no voices"
 
     def voice_for(self, language: str | None) -> str | None:
@@ -156,6 +180,8 @@ class EspeakTTS:
 
     def _render(self, text: str, espeak_voice: str, spec: VoiceSpec, delivery: Delivery) -> Pcm16:
         text = espeak_text(text)
+        if needs_kana(espeak_voice) and self._kana is not None:
+            text = "".join(item["hira"] for item in self._kana.convert(text))
         if not text.strip():
             return Pcm16(b"", OUTPUT_SAMPLE_RATE_HZ)
         done = subprocess.run(command(self.binary, espeak_voice, spec, delivery), input=text.encode("utf-8"),
