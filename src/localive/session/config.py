@@ -12,7 +12,10 @@ from localive.protocol import messages as wire
 from localive.protocol.errors import InvalidArgument, Unimplemented
 from localive.session.activity import ActivitySettings
 from localive.session.engines import Engines, ToolEngines
+from localive.session.hearing import Recognition
+from localive.session.languages import checked_tag, recognition, same_language
 from localive.session.thinking import Thinking, thinking_of
+from localive.session.translation import Translation, translation_of
 from localive.tools.functions import FunctionTool, function_tools
 
 
@@ -26,7 +29,9 @@ class SessionConfig:
     manual_activity: bool
     activity: ActivitySettings = field(default_factory=ActivitySettings)
     voice: str | None = None
-    language: str | None = None
+    language: str | None = None  # what the model speaks and writes (speechConfig.languageCode / translation target)
+    recognition: Recognition = field(default_factory=Recognition)  # what the recogniser listens for
+    translation: Translation | None = None  # generationConfig.translationConfig
     input_transcription: bool = False
     output_transcription: bool = False
     tools: SessionTools = field(default_factory=lambda: SessionTools())
@@ -142,10 +147,22 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
     if modality == "AUDIO" and tts is None:
         raise Unimplemented(f"Speech output is not installed on this server ({VOICE_HINT}).")
     voice, language = _speech(gen.speech_config, tts)
+    translation = translation_of(gen.translation_config)
+    hearing = recognition(setup.input_audio_transcription, language, translating=translation is not None)
+    if translation is not None:
+        if language is not None and not same_language(language, translation.target):
+            raise InvalidArgument(f"speechConfig.languageCode '{language[:20]}' differs from "
+                                  f"translationConfig.targetLanguageCode '{translation.target[:20]}'.")
+        language = translation.target
+    if modality == "AUDIO" and tts is not None and not tts.speaks(language):
+        raise Unimplemented(f"No voice speaks '{(language or '')[:20]}' on this server (non-English speech needs "
+                            "espeak-ng; Japanese also pykakasi).")
     if gen.enable_affective_dialog:
         _check_affective(model)
 
     tools = session_tools(setup.tools or [], model, engines)
+    if translation is not None and tools.enabled:
+        raise Unimplemented("translationConfig cannot be combined with tools in localive.")
     compression = _compression(setup.context_window_compression)
     proactive = _proactive_audio(setup.proactivity, model)
 
@@ -159,6 +176,8 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
         media_resolution=gen.media_resolution,
         voice=voice,
         language=language,
+        recognition=hearing,
+        translation=translation,
         input_transcription=setup.input_audio_transcription is not None,
         output_transcription=setup.output_audio_transcription is not None,
         model=model,
@@ -220,9 +239,10 @@ def _speech(speech: wire.SpeechConfig | None, tts: TTS | None) -> tuple[str | No
         raise Unimplemented("Voice cloning (replicatedVoiceConfig) is not supported by localive.")
     prebuilt = voice_config.prebuilt_voice_config
     name = (prebuilt.voice_name if prebuilt else None) or voice_config.voice
+    language = checked_tag(speech.language_code, "speechConfig.languageCode") if speech.language_code else None
     if tts is None:  # a text-only server: the voice is never used
-        return name, speech.language_code
+        return name, language
     try:
-        return tts.resolve_voice(name), speech.language_code
+        return tts.resolve_voice(name), language
     except UnknownVoice:
         raise InvalidArgument(f"Voice name '{(name or '')[:40]}' is not supported.") from None

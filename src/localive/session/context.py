@@ -1,16 +1,30 @@
-"""What a model turn reads besides the conversation: search results and fetched pages (googleSearch, urlContext).
+"""What a model turn reads besides the conversation: search results and fetched pages (googleSearch, urlContext),
+and the session's language.
 
-They are given to the model for the turn that asked for them, in the system prompt, and not kept in history.
+Search results and pages are given to the model for the turn that asked for them, in the system prompt, and not
+kept in history.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from localive.engines.tts.base import is_english
+from localive.session.languages import language_name
 from localive.tools.search import SearchHit
 from localive.tools.url_context import FetchedPage
 
 SUCCESS = "URL_RETRIEVAL_STATUS_SUCCESS"
+
+
+def language_instruction(language: str | None) -> str:
+    """For the system prompt of a session in another language than English (speechConfig.languageCode): answer
+    in it. "" for English or no language (the models' own default)."""
+    if is_english(language):
+        return ""
+    assert language is not None
+    name = language_name(language)
+    return f"The conversation is in {name}. Always answer in {name}, even when the user writes in another language."
 
 
 @dataclass

@@ -14,6 +14,8 @@ from localive.audio.prosody import Prosody, measure
 from localive.engines.asr.base import ASR, Transcript
 from localive.session.affect import Affect, estimate, update_baseline
 
+MAX_VOCABULARY_CHARS = 1000  # of customVocabulary in Whisper's prompt (it keeps its last ~220 tokens anyway)
+
 
 @dataclass(frozen=True)
 class Heard:
@@ -40,9 +42,35 @@ class AffectTracker:
         return estimate(measure(b"", 16000, len(text.split())), text, None)
 
 
-async def hear(asr: ASR, audio: Pcm16, language: str | None, tracker: AffectTracker | None,
+@dataclass(frozen=True)
+class Recognition:
+    """What the recogniser listens for in a session (session/languages.py builds it from the setup)."""
+
+    language: str | None = None  # the language hint (BCP-47); None: the recogniser's default
+    detect_among: tuple[str, ...] | None = None  # not None: detect each utterance's language among these (() any)
+    vocabulary: tuple[str, ...] = ()  # customVocabulary: terms to be recognised as written
+
+    def prompt(self, expect: str | None = None) -> str | None:
+        """Whisper's previous text: the vocabulary (comma-separated, within MAX_VOCABULARY_CHARS), then
+        `expect` (what typically precedes this utterance)."""
+        text = ""
+        for phrase in self.vocabulary:
+            candidate = f"{text}, {phrase}" if text else phrase
+            if len(candidate) > MAX_VOCABULARY_CHARS:
+                break
+            text = candidate
+        parts = [f"{text}." if text else "", (expect or "").strip()]
+        return " ".join(p for p in parts if p) or None
+
+
+async def hear(asr: ASR, audio: Pcm16, recognition: Recognition, tracker: AffectTracker | None,
                expect: str | None = None) -> Heard:
-    transcript = await asr.transcribe(audio, language, expect)
+    """Transcribe one utterance as `recognition` says (and, with a tracker, measure how the user sounds)."""
+    prompt = recognition.prompt(expect)
+    if recognition.detect_among is None:
+        transcript = await asr.transcribe(audio, recognition.language, prompt)
+    else:
+        transcript = await asr.transcribe(audio, None, prompt, detect_among=recognition.detect_among)
     if tracker is None or not transcript.text.strip():
         return Heard(transcript)
     return Heard(transcript, await tracker.listen(audio, transcript.text))

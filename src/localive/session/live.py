@@ -47,9 +47,9 @@ from localive.session.audio_in import AudioInput
 from localive.session.backchannel import BARGE_IN_AFTER_S, LISTENER_WORDS, lets_the_model_go_on
 from localive.session.code_blocks import CodeBlocks
 from localive.session.config import SessionConfig, content_text, session_config, session_tools
-from localive.session.context import TurnContext
+from localive.session.context import TurnContext, language_instruction
 from localive.session.engines import Engines
-from localive.session.hearing import AffectTracker, Heard, hear
+from localive.session.hearing import AffectTracker, Heard, Recognition, hear
 from localive.session.history import Turn, keep_after_interruption, whole_turns_to_drop
 from localive.session.lifetime import LOCAL_LIMITS, Clock, Limits, SystemClock, deadline_s, run_out
 from localive.session.outbox import Outbox
@@ -59,6 +59,7 @@ from localive.session.store import SessionStore, new_handle
 from localive.session.thinking import Thinking, answer_messages, reasoning_messages
 from localive.session.timings import TurnTimings
 from localive.session.tool_calls import ToolCalls, response_text, scheduling_of
+from localive.session.translation import Echo, target_speech, translation_messages
 from localive.session.usage import turn_usage
 from localive.session.video_in import VideoInput
 from localive.tools.grounding import grounding_metadata
@@ -173,6 +174,7 @@ class LiveSession:
         self._heard_affect: Affect | None = None  # how the user sounded in their last utterance
         self._delivery: Delivery = NEUTRAL  # how this turn's answer is spoken
         self._heard_last = False  # the newest user message was spoken (proactive audio judges only speech)
+        self._heard_language: str | None = None  # the language the recogniser heard it in
         self._maybe_backchannel: float | None = None  # when speech began while the model was talking (semantic)
         self._backchannel_task: asyncio.Task[None] | None = None  # judging a short utterance's words
         self._judge: ProactiveJudge | None = None  # with proactive audio
@@ -398,10 +400,10 @@ class LiveSession:
             raise Unimplemented(f"Speech recognition is not installed on this server ({VOICE_HINT}).")
         if len(self._utterances) >= MAX_PENDING_UTTERANCES:
             raise Unimplemented("Too many utterances are waiting for transcription.")
-        language = self.config.language if self.config else None
+        recognition = self.config.recognition if self.config else Recognition()
         if self.config and self.config.affective and self._affect_tracker is None:
             self._affect_tracker = AffectTracker()
-        return asyncio.create_task(hear(asr, event.audio, language, self._affect_tracker, expect),
+        return asyncio.create_task(hear(asr, event.audio, recognition, self._affect_tracker, expect),
                                    name=f"asr-{self.session_id}")
 
     async def _tool_response(self, message: wire.ToolResponse) -> None:
@@ -434,6 +436,8 @@ class LiveSession:
             self._setup_gate.check_update(update)
         if update.tools is not None:  # present, even empty: replaces the tool list
             tools = session_tools(update.tools.tools or [], self.config.model, self._engines)
+            if self.config.translation is not None and tools.enabled:
+                raise Unimplemented("translationConfig cannot be combined with tools in localive.")
             self.config = replace(self.config, tools=tools)
             self._llm = self._llm_for(self.config)
         if update.system_instruction is not None:
@@ -466,12 +470,15 @@ class LiveSession:
         """The LLM's view of the conversation: system instruction (with tool guidance and retrieved context for
         this turn), then the history."""
         assert self.config is not None
+        if self.config.translation is not None:
+            return translation_messages(self.config.translation, self.config.system_instruction, self.history)
         tools = self.config.tools
         system = [self.config.system_instruction or (DEFAULT_SYSTEM_PROMPT if tools.enabled else "")]
         if tools.functions:
             system.append(FUNCTIONS_PROMPT)
         if tools.code_execution:
             system.append(CODE_PROMPT)
+        system.append(language_instruction(self.config.language))
         system.append(context)
         messages = []
         if text := "\n\n".join(p for p in system if p):
@@ -499,6 +506,7 @@ class LiveSession:
                 if self.config.input_transcription:
                     await self.outbox.put(out.input_transcription(transcript.text))
                 self._append("user", transcript.text, spoken=True)
+                self._heard_language = transcript.language
         return speech_s
 
     async def _run_turn(self, turn_id: int) -> None:
@@ -518,8 +526,12 @@ class LiveSession:
             mark = len(self.history)
             if not self.history or self.history[-1].role not in ("user", "tool"):
                 return  # nothing new to answer (e.g. the user made a sound but said no words)
-            if self._judge is not None and spoken and not await self._judge.addressed(self.history, turn_id):
-                self.history.pop()  # side talk is not part of the conversation
+            answer_as = target_speech(config.translation, spoken, self._heard_language)  # translation sessions
+            if answer_as == "echo":
+                llm = Echo(llm, self.history[-1].text)
+            if answer_as == "silent" or (self._judge is not None and spoken
+                                     and not await self._judge.addressed(self.history, turn_id)):
+                self.history.pop()  # side talk (translating: speech already in the target language)
                 self._take_deferred()
                 await self.outbox.put(out.turn_complete(turn_usage(llm, 0, speech_s, "", playback,
                                                                    config.response_modality)))

@@ -22,11 +22,14 @@ class ASR(Protocol):
     name: str
     sample_rate_hz: int  # the rate `transcribe` expects (16000 for Whisper)
 
-    async def transcribe(self, audio: Pcm16, language: str | None = None, expect: str | None = None) -> Transcript:
+    async def transcribe(self, audio: Pcm16, language: str | None = None, expect: str | None = None, *,
+                         detect_among: tuple[str, ...] | None = None) -> Transcript:
         """Text of the utterance (empty if nothing was said). `language` is a BCP-47 hint such as 'en-US';
         `expect` is text that typically precedes such an utterance (a prior for the spelling of short words,
-        e.g. the backchannels a listener says). Cancelling the awaiting task abandons the result; the engine
-        finishes the current pass."""
+        e.g. the backchannels a listener says, or a client's vocabulary). `detect_among`, when given, overrides
+        `language`: the engine detects the utterance's language among these tags (among all it knows when the
+        tuple is empty) and reports it in `Transcript.language`. Cancelling the awaiting task abandons the
+        result; the engine finishes the current pass."""
         ...
 
     def close(self) -> None: ...

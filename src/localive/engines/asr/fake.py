@@ -20,6 +20,11 @@ class ASRCall:
     sample_rate_hz: int
     language: str | None
     expect: str | None = None
+    detect_among: tuple[str, ...] | None = None
+
+
+def _primary(tag: str | None) -> str:
+    return (tag or "").strip().lower().replace("_", "-").split("-")[0]
 
 
 class ScriptedASR:
@@ -57,11 +62,17 @@ class ScriptedASR:
         """Scripted texts not handed out yet (0 for a callable script)."""
         return len(self._texts) - self._next
 
-    async def transcribe(self, audio: Pcm16, language: str | None = None, expect: str | None = None) -> Transcript:
-        """The next scripted text. Cancelling during the delay abandons the call; the script still advances."""
+    async def transcribe(self, audio: Pcm16, language: str | None = None, expect: str | None = None, *,
+                         detect_among: tuple[str, ...] | None = None) -> Transcript:
+        """The next scripted text. Cancelling during the delay abandons the call; the script still advances.
+        With `detect_among` the "detected" language is `self.language` when it is allowed, else the first
+        allowed tag."""
         if self.closed:
             raise RuntimeError(f"ASR '{self.name}' is closed")
-        self.calls.append(ASRCall(audio.duration_s, audio.sample_rate_hz, language, expect))
+        self.calls.append(ASRCall(audio.duration_s, audio.sample_rate_hz, language, expect, detect_among))
+        if detect_among is not None:
+            allowed = not detect_among or any(_primary(t) == _primary(self.language) for t in detect_among)
+            language = self.language if allowed else detect_among[0]
         if self._respond is not None:
             text = self._respond(audio, language)
         elif self._next < len(self._texts):

@@ -20,7 +20,8 @@ short windows that start with seconds of silence; and a pass with Whisper's no-s
 
 Language: a BCP-47 hint ('en-US', 'pt-BR') maps to its primary subtag when this model knows it; no hint, or
 a language the model lacks, uses `default_language` ('en'). `default_language=None` detects the language
-from the same encoder pass instead (one extra decoder step).
+from the same encoder pass instead (one extra decoder step). `detect_among` asks for detection whatever the
+hint: among the given languages (the most probable of them), or among all of them when it is empty.
 
 Threads: everything (loading, warming, resampling, features, inference) runs on one worker thread, so
 requests from all sessions queue there, one at a time, and the event loop never waits on the model.
@@ -77,6 +78,22 @@ def _import_faster_whisper() -> Any:
             "the embedded speech recognizer is not installed: pip install 'localive[voice]' (faster-whisper)"
         ) from exc
     return faster_whisper
+
+
+def whisper_languages(hints: tuple[str, ...], known: frozenset[str]) -> frozenset[str]:
+    """Whisper's codes for BCP-47 tags it knows ('es-MX', 'fr' → {'es', 'fr'}); unknown ones are left out."""
+    codes = (whisper_language(h, known, None) for h in hints)
+    return frozenset(c for c in codes if c is not None)
+
+
+def pick_language(probabilities: list[tuple[str, float]], allowed: frozenset[str], known: frozenset[str]) -> str:
+    """The most probable language of Whisper's detection (`[("<|xx|>", p), …]`, most probable first) within
+    `allowed` (any language this model knows when empty); 'en' if none qualifies."""
+    for token, _ in probabilities:
+        code = token[2:-2] if token.startswith("<|") else token
+        if code in known and (not allowed or code in allowed):
+            return code
+    return "en"
 
 
 def whisper_language(hint: str | None, known: frozenset[str], default: str | None) -> str | None:
@@ -204,35 +221,48 @@ class WhisperASR:
 
     # --- transcription ---------------------------------------------------------------------------------
 
-    async def transcribe(self, audio: Pcm16, language: str | None = None, expect: str | None = None) -> Transcript:
+    async def transcribe(self, audio: Pcm16, language: str | None = None, expect: str | None = None, *,
+                         detect_among: tuple[str, ...] | None = None) -> Transcript:
         """Text of the utterance ("" for silence). `expect` is given to Whisper as the previous text (its
-        usual prompt), which steers how short, unclear words are spelled. Cancelling abandons the result; a pass
-        that has started finishes on the worker thread, a queued one never starts."""
+        usual prompt), which steers how short, unclear words are spelled. `detect_among` (not None): detect the
+        language, within these tags (any when empty); the transcript's `language` is the one used. Cancelling
+        abandons the result; a pass that has started finishes on the worker thread, a queued one never starts."""
         if self._closed:
             raise RuntimeError(f"ASR '{self.name}' is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, self._transcribe_on_worker, audio, language, expect)
+        return await loop.run_in_executor(self._worker, self._transcribe_on_worker, audio, language, expect,
+                                          detect_among)
 
-    def _transcribe_on_worker(self, audio: Pcm16, language: str | None, expect: str | None = None) -> Transcript:
+    def _transcribe_on_worker(self, audio: Pcm16, language: str | None, expect: str | None = None,
+                              detect_among: tuple[str, ...] | None = None) -> Transcript:
         started = time.perf_counter()
         self._load_on_worker()
         audio_s = audio.duration_s
         if audio.sample_rate_hz != SAMPLE_RATE_HZ:
             audio = resample(audio, SAMPLE_RATE_HZ)
         samples = trim_silence(audio.to_float32(), SAMPLE_RATE_HZ, self.silence_dbfs)
-        lang = whisper_language(language, self._languages, self.default_language)
+        allowed: frozenset[str] = frozenset()
+        if detect_among is not None:
+            lang = None
+            allowed = whisper_languages(detect_among, self._languages)
+        else:
+            lang = whisper_language(language, self._languages, self.default_language)
         text = ""
         if samples.size:
-            text, lang = self._decode(samples, lang, expect)
+            text, lang = self._decode(samples, lang, expect, allowed)
         return Transcript(text=text, language=lang, audio_s=audio_s, compute_s=time.perf_counter() - started)
 
-    def _decode(self, samples: npt.NDArray[np.float32], language: str | None,
-                expect: str | None = None) -> tuple[str, str | None]:
+    def _decode(self, samples: npt.NDArray[np.float32], language: str | None, expect: str | None = None,
+                allowed: frozenset[str] = frozenset()) -> tuple[str, str | None]:
+        """`language` None: detected (within `allowed`, when not empty)."""
         duration_s = samples.size / SAMPLE_RATE_HZ
         if self.short_window and duration_s <= _MAX_SHORT_AUDIO_S:
-            result = self._decode_short(samples, language, expect)
-            if result is not None:
-                return result
+            text, language = self._decode_short(samples, language, expect, allowed)
+            if text is not None:
+                return text, language
+        if language is None:
+            detected = self._model.detect_language(samples)[2]  # [(code, p), …], most probable first
+            language = pick_language(detected, allowed, self._languages)
         return self._decode_full(samples, language, expect)
 
     def _tokenizer(self, language: str | None) -> tuple[Any, tuple[int, ...]]:
@@ -247,9 +277,10 @@ class WhisperASR:
             self._suppress[language] = tuple(get_suppressed_tokens(tokenizer, [-1]) or ())
         return self._tokenizers[language], self._suppress[language]
 
-    def _decode_short(self, samples: npt.NDArray[np.float32], language: str | None,
-                      expect: str | None = None) -> tuple[str, str | None] | None:
-        """The short-window pass; None when it ran into the length cap with repetitive text."""
+    def _decode_short(self, samples: npt.NDArray[np.float32], language: str | None, expect: str | None = None,
+                      allowed: frozenset[str] = frozenset()) -> tuple[str | None, str]:
+        """The short-window pass: (text, language); text None when it ran into the length cap with repetitive
+        text (the language, detected or given, is still returned)."""
         from faster_whisper.audio import pad_or_trim
 
         model = self._model
@@ -258,8 +289,8 @@ class WhisperASR:
         features = pad_or_trim(model.feature_extractor(samples), min(frames, _MAX_WINDOW_FRAMES))
         encoded = model.encode(features)
         if language is None:
-            detected = model.model.detect_language(encoded)[0][0][0]  # "<|xx|>", most probable first
-            language = detected[2:-2] if detected[2:-2] in self._languages else "en"
+            detected = model.model.detect_language(encoded)[0]  # [("<|xx|>", p), …], most probable first
+            language = pick_language(detected, allowed, self._languages)
         tokenizer, suppress = self._tokenizer(language)
         prompt = list(tokenizer.sot_sequence)
         if expect and expect.strip():
@@ -278,7 +309,7 @@ class WhisperASR:
         segments = split_timestamped(tokens, tokenizer.timestamp_begin, tokenizer.eot)
         texts = [tokenizer.decode(t).strip() for start, t in segments if start < duration_s]
         if len(prompt) + len(tokens) >= max_length and _compression_ratio(" ".join(texts)) > _COMPRESSION_RATIO_LIMIT:
-            return None  # a repetition loop: redo on the 30 s path
+            return None, language  # a repetition loop: redo on the 30 s path
         return join_segments(texts), language
 
     def _decode_full(self, samples: npt.NDArray[np.float32], language: str | None,

@@ -30,6 +30,18 @@ class UnknownVoice(ValueError):
     """A voice name this server does not have."""
 
 
+class UnsupportedLanguage(ValueError):
+    """Speech in a language no voice of this engine can speak."""
+
+
+def is_english(language: str | None) -> bool:
+    """True for None and any English tag (en, en-US, en_GB, eng…)."""
+    if language is None:
+        return True
+    primary = language.strip().replace("_", "-").split("-")[0].lower()
+    return primary in ("", "en", "eng")
+
+
 class TTS(Protocol):
     """Speaks text in a named Live voice. Implementations run inference off the event loop."""
 
@@ -42,9 +54,15 @@ class TTS(Protocol):
         Raises UnknownVoice."""
         ...
 
+    def speaks(self, language: str | None) -> bool:
+        """Whether `synthesize` can speak text in this language (a BCP-47 tag; None: the default, English)
+        with a voice of that language, rather than reading it with another language's pronunciation."""
+        ...
+
     async def synthesize(self, text: str, voice: str, language: str | None = None,
                          delivery: Delivery = NEUTRAL) -> Pcm16:
-        """One clause or sentence → 24 kHz mono PCM, spoken with `delivery`. Cancelling abandons the result."""
+        """One clause or sentence → 24 kHz mono PCM, spoken with `delivery`. Cancelling abandons the result.
+        Raises UnsupportedLanguage for a language it does not speak (see `speaks`)."""
         ...
 
     def close(self) -> None: ...

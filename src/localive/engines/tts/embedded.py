@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import logging
 import re
 from typing import Any, Protocol
 
@@ -35,10 +34,8 @@ import numpy.typing as npt
 from localive.audio.pcm import Pcm16
 from localive.audio.resample import resample_float
 from localive.engines.llm.base import ModelNotInstalled
-from localive.engines.tts.base import NEUTRAL, OUTPUT_SAMPLE_RATE_HZ, Delivery
+from localive.engines.tts.base import NEUTRAL, OUTPUT_SAMPLE_RATE_HZ, Delivery, UnsupportedLanguage, is_english
 from localive.engines.tts.voices import BaseVoice, VoiceSpec, resolve_voice, voice_names, voice_spec
-
-log = logging.getLogger("localive.engines")
 
 Samples = npt.NDArray[np.float32]
 
@@ -47,7 +44,6 @@ PEAK_CEILING = 0.89  # −1 dBFS
 MAX_GAIN = 8.0  # +18 dB: both voices need ~1.5–2.5×; more would only lift a breath or noise to speech level
 _INSTALL_HINT = "speech synthesis is not installed: pip install 'localive[voice]'"
 _WARMUP_TEXT = "Hello, this is a warm-up sentence."
-_MAX_WARNED_LANGUAGES = 64
 
 
 # --- signal processing (pure) ---------------------------------------------------------------------------
@@ -79,14 +75,6 @@ def normalize_level(samples: Samples, sample_rate_hz: int) -> Samples:
     rms = float(np.sqrt(np.mean(active)))
     gain = min(TARGET_RMS / rms, PEAK_CEILING / peak, MAX_GAIN)
     return (samples * gain).astype(np.float32)
-
-
-def is_english(language: str | None) -> bool:
-    """True for None and any English tag (en, en-US, en_GB, eng…)."""
-    if language is None:
-        return True
-    primary = language.strip().replace("_", "-").split("-")[0].lower()
-    return primary in ("", "en", "eng")
 
 
 # --- the two base voices (worker thread only) -----------------------------------------------------------
@@ -185,13 +173,17 @@ class EmbeddedTTS:
         self._deterministic = deterministic
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts")
         self._backends: dict[BaseVoice, _Backend] = {}
-        self._warned_languages: set[str] = set()
 
     def voices(self) -> list[str]:
         return voice_names()
 
     def resolve_voice(self, name: str | None) -> str:
         return resolve_voice(name)
+
+    def speaks(self, language: str | None) -> bool:
+        """English only: other text would be read with English letter-to-sound rules (engines/tts/multilingual.py
+        routes other languages to espeak-ng)."""
+        return is_english(language)
 
     def load(self) -> None:
         """Load both voices and warm them on the worker thread; blocks the caller until done. Idempotent."""
@@ -214,9 +206,10 @@ class EmbeddedTTS:
                          delivery: Delivery = NEUTRAL) -> Pcm16:
         """One clause or sentence → 24 kHz mono PCM (empty if the text has nothing to say). Raises UnknownVoice.
         Cancel-safe: a request still queued behind others never runs; one already running finishes on the worker
-        and its result is dropped."""
+        and its result is dropped. Raises UnsupportedLanguage for a language other than English."""
         spec = voice_spec(voice)
-        self._note_language(language)
+        if not self.speaks(language):
+            raise UnsupportedLanguage(f"the embedded voices speak English only, not {language!r:.24}")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker, self._synthesize_on_worker, text, spec, delivery)
 
@@ -237,14 +230,6 @@ class EmbeddedTTS:
         if delivery.gain_db:
             samples = np.clip(samples * 10.0 ** (delivery.gain_db / 20.0), -1.0, 1.0)
         return Pcm16.from_float32(samples, OUTPUT_SAMPLE_RATE_HZ)
-
-    def _note_language(self, language: str | None) -> None:
-        if language is None or is_english(language):
-            return
-        key = language.strip().lower()
-        if key not in self._warned_languages and len(self._warned_languages) < _MAX_WARNED_LANGUAGES:
-            self._warned_languages.add(key)
-            log.warning("voices are English-only: speaking %r text with English pronunciation", key[:20])
 
     def close(self) -> None:
         self._worker.shutdown(wait=True, cancel_futures=True)

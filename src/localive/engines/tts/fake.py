@@ -8,12 +8,13 @@ duration is proportional to the text (60 ms per character by default, divided by
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from localive.audio.pcm import Pcm16
-from localive.engines.tts.base import NEUTRAL, OUTPUT_SAMPLE_RATE_HZ, Delivery
+from localive.engines.tts.base import NEUTRAL, OUTPUT_SAMPLE_RATE_HZ, Delivery, UnsupportedLanguage
 from localive.engines.tts.voices import BaseVoice, VoiceSpec, resolve_voice, voice_names, voice_spec
 
 _BASE_HZ = {BaseVoice.HEART: 220.0, BaseVoice.JOE: 120.0}
@@ -33,8 +34,11 @@ class ToneTTS:
 
     name = "tone"
 
-    def __init__(self, *, ms_per_char: float = 60.0, max_duration_s: float = 10.0, delay_s: float = 0.0) -> None:
+    def __init__(self, *, ms_per_char: float = 60.0, max_duration_s: float = 10.0, delay_s: float = 0.0,
+                 languages: Iterable[str] | None = None) -> None:
         self.ms_per_char = ms_per_char
+        # primary language subtags it "speaks" (None: every language), to test refusals of other languages
+        self.languages = None if languages is None else frozenset(lang.lower() for lang in languages)
         self.max_duration_s = max_duration_s
         self.delay_s = delay_s
         self.requests: list[SynthesisRequest] = []  # what was asked, in order (a test fake: kept in full)
@@ -45,12 +49,19 @@ class ToneTTS:
     def resolve_voice(self, name: str | None) -> str:
         return resolve_voice(name)
 
+    def speaks(self, language: str | None) -> bool:
+        if self.languages is None or language is None:
+            return True
+        return language.strip().replace("_", "-").split("-")[0].lower() in self.languages
+
     def load(self) -> None:
         """Nothing to load; present so the fake can stand wherever EmbeddedTTS does."""
 
     async def synthesize(self, text: str, voice: str, language: str | None = None,
                          delivery: Delivery = NEUTRAL) -> Pcm16:
         spec = voice_spec(voice)
+        if not self.speaks(language):
+            raise UnsupportedLanguage(f"the tone voices do not speak {language!r:.24}")
         self.requests.append(SynthesisRequest(text, spec.name, language, delivery))
         if self.delay_s > 0:
             await asyncio.sleep(self.delay_s)  # simulated inference time, not synchronisation
