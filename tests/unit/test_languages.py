@@ -114,7 +114,7 @@ def said(messages: list[dict]) -> str:
     for m in messages:
         content = m.get("serverContent", {})
         if "outputTranscription" in content:
-            out.append(content["outputTranscription"]["text"])
+            out.append(content["outputTranscription"].get("text", ""))  # the closing {finished: true} has none
         for part in content.get("modelTurn", {}).get("parts", []):
             out.append(part.get("text", ""))
     return "".join(out)

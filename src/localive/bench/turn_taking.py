@@ -452,7 +452,7 @@ class Listener:
 
     def see(self, message: LiveServerMessage, now: float) -> None:
         content = message.server_content
-        if content is None:
+        if content is None or content.waiting_for_input:  # a held pause: no model turn has started
             return
         turn = self._current
         if turn is None:

@@ -205,8 +205,8 @@ def _proactive_audio(proactivity: wire.Proactivity | None, model: ModelEntry) ->
         return False
     if proactivity.proactive_video:
         raise Unimplemented("proactivity.proactiveVideo is not supported by localive.")
-    if proactivity.proactive_audio and model.family == "half-cascade":
-        raise Unimplemented(f"proactivity is not supported by {model.name}; use a native-audio model.")
+    if proactivity.proactive_audio and not model.proactive_audio:
+        raise Unimplemented(f"proactivity is not supported by {model.name}; use a native-audio model with it.")
     return bool(proactivity.proactive_audio)
 
 
@@ -220,8 +220,8 @@ def _semantic_turns(model: ModelEntry, aad: wire.AutomaticActivityDetection | No
 
 def _check_affective(model: ModelEntry) -> None:
     """Affective dialog is a native-audio feature (accepted on every API version, see docs/affective-dialog.md)."""
-    if model.family == "half-cascade":
-        raise Unimplemented(f"enableAffectiveDialog is not supported by {model.name}; use a native-audio model.")
+    if not model.affective_dialog:
+        raise Unimplemented(f"enableAffectiveDialog is not supported by {model.name}; use a native-audio model with it.")
     try:
         import parselmouth  # noqa: F401  # Praat's pitch tracker, from localive[voice]
     except ImportError:
