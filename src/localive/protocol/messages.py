@@ -321,6 +321,24 @@ class GenerationConfig(WireModel):
     thinking_config: ThinkingConfig | None = None
     enable_affective_dialog: StrictBool | None = None
     translation_config: TranslationConfig | None = None
+    # GenerationConfig fields the SDK can still send through its deprecated `generation_config` passthrough, which
+    # Live sessions here do not support: known names (not 1007 "Unknown name"), refused by the session with 1008.
+    response_mime_type: FreeForm | None = None
+    response_schema: FreeForm | None = None
+    response_json_schema: FreeForm | None = None
+    response_logprobs: FreeForm | None = None
+    logprobs: FreeForm | None = None
+    routing_config: FreeForm | None = None
+    model_selection_config: FreeForm | None = None
+    audio_timestamp: FreeForm | None = None
+    enable_enhanced_civic_answers: FreeForm | None = None
+    response_format: FreeForm | None = None
+    audio_transcription_config: FreeForm | None = None
+
+
+UNSUPPORTED_GENERATION = ("response_mime_type", "response_schema", "response_json_schema", "response_logprobs",
+                          "logprobs", "routing_config", "model_selection_config", "audio_timestamp",
+                          "enable_enhanced_civic_answers", "response_format", "audio_transcription_config")
 
 
 class FunctionDeclaration(WireModel):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pydantic.alias_generators import to_camel
+
 from localive.engines.llm.base import SamplingParams
 from localive.engines.tts.base import TTS, UnknownVoice
 from localive.engines.voice import VOICE_HINT
@@ -113,6 +115,26 @@ def session_tools(tools: list[wire.Tool], model: ModelEntry, engines: Engines | 
     )
 
 
+def _refuse_unsupported(setup: wire.Setup) -> None:
+    """Setup fields Gemini has and localive does not do: refused by name (1008), never silently ignored.
+    docs/conformance.md lists them with the reason."""
+    gen = setup.generation_config
+    for name in wire.UNSUPPORTED_GENERATION:
+        if gen is not None and getattr(gen, name) is not None:
+            raise Unimplemented(f"generationConfig.{to_camel(name)} is not supported in localive's Live sessions.")
+    if setup.avatar_config is not None:
+        raise Unimplemented("avatarConfig is not supported by localive (no avatar video).")
+    if setup.explicit_vad_signal:
+        raise Unimplemented("explicitVadSignal is not supported by localive (Vertex AI only); "
+                            "it sends voiceActivity instead.")
+    for where, transcription in (("inputAudioTranscription", setup.input_audio_transcription),
+                                 ("outputAudioTranscription", setup.output_audio_transcription)):
+        if transcription is not None and transcription.word_timestamp:
+            raise Unimplemented(f"{where}.wordTimestamp is not supported by localive (no per-word timings).")
+        if transcription is not None and transcription.diarization:
+            raise Unimplemented(f"{where}.diarization is not supported by localive (no speaker labels).")
+
+
 def content_text(content: wire.Content, where: str) -> str:
     texts = []
     for part in content.parts:
@@ -120,6 +142,8 @@ def content_text(content: wire.Content, where: str) -> str:
             texts.append(part.text)
         elif part.thought:
             continue
+        elif part.audio_transcription is not None and part.inline_data is None:  # what was said, as history
+            texts.append(part.audio_transcription.text or "")
         else:
             kind = next(k for k, v in part.model_dump(by_alias=True).items() if v is not None)
             raise Unimplemented(f"{where}: '{kind}' parts are not supported yet by localive (text only).")
@@ -131,6 +155,7 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
     model = registry.resolve(setup.model, api_version)
     gen = setup.generation_config or wire.GenerationConfig()
 
+    _refuse_unsupported(setup)
     if gen.candidate_count not in (None, 1):
         raise InvalidArgument("Only one candidate (candidateCount 1) is supported.")
     modalities = list(dict.fromkeys(gen.response_modalities or []))
@@ -190,6 +215,8 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
             max_output_tokens=gen.max_output_tokens,
             seed=gen.seed,
             stop=tuple(gen.stop_sequences or ()),
+            presence_penalty=gen.presence_penalty,
+            frequency_penalty=gen.frequency_penalty,
         ),
         activity_interrupts=rtc.activity_handling != "NO_INTERRUPTION",
         manual_activity=bool(aad and aad.disabled),
@@ -206,7 +233,7 @@ def _proactive_audio(proactivity: wire.Proactivity | None, model: ModelEntry) ->
     if proactivity.proactive_video:
         raise Unimplemented("proactivity.proactiveVideo is not supported by localive.")
     if proactivity.proactive_audio and not model.proactive_audio:
-        raise Unimplemented(f"proactivity is not supported by {model.name}; use a native-audio model with it.")
+        raise Unimplemented(f"proactivity is not supported by {model.name}; use a native-audio model.")
     return bool(proactivity.proactive_audio)
 
 
@@ -221,7 +248,7 @@ def _semantic_turns(model: ModelEntry, aad: wire.AutomaticActivityDetection | No
 def _check_affective(model: ModelEntry) -> None:
     """Affective dialog is a native-audio feature (accepted on every API version, see docs/affective-dialog.md)."""
     if not model.affective_dialog:
-        raise Unimplemented(f"enableAffectiveDialog is not supported by {model.name}; use a native-audio model with it.")
+        raise Unimplemented(f"enableAffectiveDialog is not supported by {model.name}; use a native-audio model.")
     try:
         import parselmouth  # noqa: F401  # Praat's pitch tracker, from localive[voice]
     except ImportError:

@@ -60,6 +60,8 @@ class SamplingParams:
     max_output_tokens: int | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
 
 
 class ModelNotInstalled(RuntimeError):

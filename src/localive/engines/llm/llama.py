@@ -225,6 +225,10 @@ class LlamaLLM:
                 }
                 if params.seed is not None:
                     kwargs["seed"] = params.seed
+                if params.presence_penalty is not None:
+                    kwargs["presence_penalty"] = params.presence_penalty
+                if params.frequency_penalty is not None:
+                    kwargs["frequency_penalty"] = params.frequency_penalty
                 if grammar is not None:
                     kwargs["grammar"] = self._llama_grammar(grammar)
                 for chunk in self._llama.create_completion(prompt, **kwargs):

@@ -55,7 +55,7 @@ def _kana_reader() -> Any | None:
         import pykakasi  # type: ignore[import-not-found, unused-ignore]  # optional, untyped
     except ImportError:
         return None
-    return pykakasi.kakasi()
+    return pykakasi.kakasi()  # type: ignore[no-untyped-call, unused-ignore]
 
 
 def needs_kana(language: str) -> bool:
