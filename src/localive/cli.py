@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--max-awaiting-setup", type=int, default=256, metavar="N",
                         help="Live connections that have not sent their setup yet, before 1013; they hold no "
                              "session slot (default 256)")
+    limits.add_argument("--client-work-share", type=_percent_of_a_core, default=2.0, metavar="PERCENT",
+                        help="the share of one CPU core each connection's messages may use for parsing and "
+                             "checking, including what opening a connection costs (default 2: one client address "
+                             "opens about one connection a second after a burst of 25); raise it for trusted clients "
+                             "such as a test suite that opens many short sessions")
     limits.add_argument("--setup-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="close a Live connection with 1008 if its setup has not arrived by then (default 10)")
     limits.add_argument("--write-timeout", type=float, default=15.0, metavar="SECONDS",
@@ -319,6 +324,13 @@ def _describe_turns(families: frozenset[str]) -> str:
             "and for sessions that set silenceDurationMs")
 
 
+def _percent_of_a_core(value: str) -> float:
+    percent = float(value)
+    if not 0 < percent <= 100:
+        raise argparse.ArgumentTypeError("a share of one core: more than 0 and at most 100 (percent)")
+    return percent
+
+
 def _plain_port(value: str) -> int:
     if value == "off":
         return 0
@@ -431,6 +443,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                               max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes,
                               setup_timeout_s=args.setup_timeout, write_timeout_s=args.write_timeout,
                               max_awaiting_setup=args.max_awaiting_setup,
+                              work_share=args.client_work_share / 100,
                               max_connections_per_ip=args.max_connections_per_ip,
                               allow_hosts=tuple(args.allow_host), allow_origins=tuple(args.allow_origin))
     app = create_app(ServerState(settings=settings, registry=registry, llms=pool, engines=engines, store=store,

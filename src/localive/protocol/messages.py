@@ -16,7 +16,9 @@ from localive.protocol.b64 import decode_lenient
 
 
 class WireModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+    # bytes (base64 on the wire) dump back to base64 in JSON mode: a saved setup (sessionResumption) round-trips
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True,
+                              ser_json_bytes="base64")
 
 
 def _upper(value: Any) -> Any:

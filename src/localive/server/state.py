@@ -16,7 +16,7 @@ from localive.engines.llm.pool import LLMPool
 from localive.models.registry import ModelRegistry
 from localive.protocol.errors import Overloaded
 from localive.server.auth import Access
-from localive.server.budget import WorkBudgets
+from localive.server.budget import SHARE, WorkBudgets
 from localive.session.engines import Engines
 from localive.session.lifetime import LOCAL_LIMITS, Limits
 from localive.session.store import SessionStore
@@ -35,6 +35,7 @@ class ServerSettings:
     setup_timeout_s: float = 10.0  # from the handshake to the setup message
     write_timeout_s: float = 15.0  # one message to the client; a client that reads nothing for this long is cut
     max_awaiting_setup: int = 256  # connections that have not sent their setup yet
+    work_share: float = SHARE  # of a CPU core, per connection, for its messages' parsing (server/budget.py)
     max_connections_per_ip: int = 32  # Live connections of one client address (0: no cap; loopback is not counted)
     allow_hosts: tuple[str, ...] = ()  # --allow-host, besides localhost, 127.0.0.1, ::1 and --host
     allow_origins: tuple[str, ...] = ()  # --allow-origin, besides the server's own pages
@@ -117,6 +118,7 @@ class ServerState:
 
     def __post_init__(self) -> None:
         self.connections = Connections(self.settings.max_connections_per_ip, self.settings.max_awaiting_setup)
+        self.budgets = WorkBudgets(share=self.settings.work_share)
 
     def admit(self) -> bool:
         """Take a session slot; False when the server is full (the client gets 1013)."""
