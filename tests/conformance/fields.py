@@ -37,6 +37,7 @@ def _parts(prefix: str, where: str) -> list[Rule]:
              "tests/integration/test_conformance_session.py") if history else (
         UNSUPPORTED, f"{where} takes text only")
     return [
+        Rule(prefix, INVALID, "a part with no data at all (`{}`) is refused", "tests/unit/test_conformance_parts.py"),
         Rule(f"{prefix}.text", WORKS, "the text", "tests/integration/test_python_sdk.py"),
         Rule(f"{prefix}.thought", NO_EFFECT, "thought parts are left out of the model's context"),
         Rule(f"{prefix}.thoughtSignature", NO_EFFECT, "signatures belong to Gemini's own thoughts; nothing to check"),

@@ -359,7 +359,8 @@ def plan(only: str = "") -> list[tuple[str, dict[str, Any] | None, list[tuple[st
         ("clientContent", text, content),
         ("realtimeInput", text, [c for c in realtime if "activity" not in c[0]]),
         ("realtimeInput", manual, [c for c in realtime if "activity" in c[0]]),
-        ("toolResponse", tool, list(leaves(t.FunctionResponse, ""))),
+        # a function response carries its result (the JS SDK refuses one without it)
+        ("toolResponse", tool, [(c, {"response": {"result": "ok"}, **v}) for c, v in leaves(t.FunctionResponse, "")]),
         ("contextUpdate", text, updates),
     ]
     return [(m, config, [c for c in cases if c[0].startswith(only)]) for m, config, cases in steps]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from tests.support.server import RunningServer, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 WALK = Path(__file__).with_name("sdk_walk.py")
+JS_WALK = Path(__file__).with_name("js_walk.mjs")
 OLDEST = ROOT / ".venv" / "oldest-sdk"
 
 
@@ -74,6 +76,31 @@ def test_every_field_the_python_sdk_sends_is_handled_as_documented(server: Runni
     # the walk reached every message and the whole setup tree (over 500 leaves in 3.3 and 3.6)
     assert by_message.keys() == {"setup", "clientContent", "realtimeInput", "toolResponse", "contextUpdate"}
     assert by_message["setup"] > 500
+    problems = [problem for record in records for problem in judge(record).problems]
+    assert not problems, f"{len(problems)} field(s) not handled as docs/conformance.md says:\n" + "\n".join(
+        problems[:60])
+
+
+@pytest.mark.js
+@pytest.mark.skipif(shutil.which("node") is None and not os.environ.get("LOCALIVE_REQUIRE_NODE"),
+                    reason="node (Node.js 20+) is not installed; the JS SDK tests need it")
+@pytest.mark.parametrize("package", ["@google/genai", "genai-oldest"])
+def test_the_same_fields_through_the_js_sdk_are_handled_as_documented(server: RunningServer, package: str,
+                                                                      tmp_path: Path) -> None:
+    """The Python walk's cases (the JS SDK's types are not inspectable at run time), sent through the JS SDK's own
+    methods: what it puts on the wire must meet the same rules. Fields the JS SDK drops never reach the wire."""
+    cases = tmp_path / "cases.json"
+    subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", str(WALK), "--dump-cases", str(cases)],
+                   check=True, cwd=ROOT, timeout=120)
+    node = shutil.which("node")
+    assert node, "node is required (LOCALIVE_REQUIRE_NODE is set)"
+    done = subprocess.run([node, str(JS_WALK), str(cases), package], env=server.client_env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    package_json = json.loads((ROOT / "tests" / "js" / "package.json").read_text())["dependencies"][package]
+    assert {r["sdk"] for r in records} == {package_json.rpartition("@")[2]}
+    assert len(records) > 900
     problems = [problem for record in records for problem in judge(record).problems]
     assert not problems, f"{len(problems)} field(s) not handled as docs/conformance.md says:\n" + "\n".join(
         problems[:60])

@@ -9,7 +9,7 @@ import pytest
 
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
 from localive.models.registry import ModelRegistry
-from localive.protocol.errors import Unimplemented
+from localive.protocol.errors import InvalidArgument, Unimplemented
 from localive.protocol.parse import parse_client_message
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
@@ -56,5 +56,14 @@ async def test_binary_data_in_a_setup_is_refused_by_name_not_an_internal_error()
     setup = {"setup": {**SETUP["setup"], "systemInstruction": {"parts": [
         {"inlineData": {"mimeType": "image/png", "data": PNG_HEAD}}]}}}
     with pytest.raises(Unimplemented, match="inlineData"):
+        await send(session, setup)
+    await session.aclose()
+
+
+async def test_an_empty_part_is_an_invalid_argument_not_an_internal_error() -> None:
+    """Replays the JS walk's finding: `{parts: [{}]}` (the JS SDK sends it for a Content with no parts) gave 1011."""
+    session = make_session()
+    setup = {"setup": {**SETUP["setup"], "systemInstruction": {"role": "user", "parts": [{}]}}}
+    with pytest.raises(InvalidArgument, match="no data"):
         await send(session, setup)
     await session.aclose()

@@ -145,7 +145,9 @@ def content_text(content: wire.Content, where: str) -> str:
         elif part.audio_transcription is not None and part.inline_data is None:  # what was said, as history
             texts.append(part.audio_transcription.text or "")
         else:
-            kind = next(k for k, v in part.model_dump(by_alias=True).items() if v is not None)
+            kind = next((k for k, v in part.model_dump(by_alias=True).items() if v is not None), None)
+            if kind is None:
+                raise InvalidArgument(f"{where}: a part has no data (text, inlineData, …).")
             raise Unimplemented(f"{where}: '{kind}' parts are not supported yet by localive (text only).")
     return "\n\n".join(texts)
 
