@@ -33,7 +33,8 @@ class Rule:
 def _parts(prefix: str, where: str) -> list[Rule]:
     """The rules for the parts of a Content (clientContent turns, systemInstruction, contextUpdate)."""
     history = prefix.startswith("clientContent")
-    image = (WORKS, "an image (JPEG or PNG) is shown to the model as the latest video frame; other types 1007 or 1008",
+    image = (WORKS, "an image (JPEG, PNG or WebP) is shown to the model as the latest video frame; other types "
+             "1007 or 1008",
              "tests/integration/test_conformance_session.py") if history else (
         UNSUPPORTED, f"{where} takes text only")
     return [
@@ -176,7 +177,7 @@ CLIENT_RULES: list[Rule] = [
     # --- realtimeInput ----------------------------------------------------------------------------------------
     Rule("realtimeInput.audio.**", WORKS, "PCM at any rate 8–96 kHz; bare audio/pcm is 16 kHz",
          "tests/integration/test_voice.py"),
-    Rule("realtimeInput.video.**", WORKS, "JPEG or PNG frames", "tests/integration/test_video.py"),
+    Rule("realtimeInput.video.**", WORKS, "JPEG, PNG or WebP frames", "tests/integration/test_video.py"),
     Rule("realtimeInput.mediaChunks[].**", WORKS, "the deprecated form: audio or a frame"),
     Rule("realtimeInput.text", WORKS, "a user turn", "tests/integration/test_python_sdk.py"),
     Rule("realtimeInput.audioStreamEnd", WORKS, "ends the utterance", "tests/integration/test_voice.py"),

@@ -76,4 +76,4 @@ async def test_a_frame_that_is_not_an_image_closes_with_1007(emulator_server: Ru
         with pytest.raises(genai.errors.APIError) as error:
             async for _ in session.receive():
                 pass
-    assert error.value.code == 1007 and "not a readable JPEG or PNG" in str(error.value)
+    assert error.value.code == 1007 and "not a readable JPEG, PNG or WebP" in str(error.value)

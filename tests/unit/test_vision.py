@@ -33,7 +33,7 @@ async def test_bad_frames_are_refused(vision: EmbeddedVision) -> None:
     with pytest.raises(ValueError, match="not a readable"):
         await vision.describe(Frame(b"\xff\xd8 broken", "image/jpeg"))
     video = VideoInput(vision)
-    with pytest.raises(InvalidArgument, match="image/jpeg or image/png"):
+    with pytest.raises(InvalidArgument, match="image/jpeg, image/png or image/webp"):
         video.push(b"GIF89a", "image/gif")
     video.push(b"\xff\xd8 broken", "image/jpeg")
     with pytest.raises(InvalidArgument, match="not a readable"):
@@ -72,3 +72,17 @@ async def test_a_frame_of_too_many_pixels_is_refused_before_decoding(vision: Emb
     with pytest.raises(ValueError, match="million pixels"):
         await vision.describe(Frame(huge_png(13_300, 13_300), "image/png"))
     assert psutil.Process().memory_info().rss - before < 100 * 2**20
+
+
+async def test_webp_frames_are_read_and_other_formats_are_not_decoded(vision: EmbeddedVision) -> None:
+    """Gemini takes WebP images; a GIF (or any format a frame may not be) labelled image/png is not decoded."""
+    import io
+
+    from PIL import Image
+
+    webp, gif = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (32, 32), (20, 40, 220)).save(webp, format="WEBP")
+    Image.new("RGB", (32, 32), (20, 40, 220)).save(gif, format="GIF")
+    assert "blue" in (await vision.describe(Frame(webp.getvalue(), "image/webp"))).lower()
+    with pytest.raises(ValueError, match="not a readable"):
+        await vision.describe(Frame(gif.getvalue(), "image/png"))

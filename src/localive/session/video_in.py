@@ -10,7 +10,7 @@ from __future__ import annotations
 from localive.engines.vision.base import Frame, Vision
 from localive.protocol.errors import InvalidArgument
 
-IMAGE_TYPES = ("image/jpeg", "image/png")
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")  # Gemini also takes HEIC/HEIF: no decoder here
 TOKENS_PER_FRAME = {"MEDIA_RESOLUTION_LOW": 66}
 DEFAULT_TOKENS_PER_FRAME = 258
 
@@ -28,7 +28,7 @@ class VideoInput:
     def push(self, data: bytes, mime_type: str) -> None:
         mime = mime_type.split(";")[0].strip().lower()
         if mime not in IMAGE_TYPES:
-            raise InvalidArgument(f"Video frames must be image/jpeg or image/png, not '{mime_type[:40]}'.")
+            raise InvalidArgument(f"Video frames must be image/jpeg, image/png or image/webp, not '{mime_type[:40]}'.")
         if not data:
             raise InvalidArgument("A video frame is empty.")
         self.previous, self.latest = self.latest, Frame(data, mime)

@@ -20,6 +20,7 @@ from localive.engines.vision.base import Frame
 OCR_TIMEOUT_S = 10.0
 MAX_PIXELS = 1600 * 1600  # frames are scaled down to this before analysis
 MAX_FRAME_PIXELS = 40_000_000  # larger frames are refused before decoding (8K UHD is 33 million)
+FORMATS = ("JPEG", "PNG", "WEBP")  # what a frame may be (image/jpeg, image/png, image/webp), whatever its label
 # Named colours for "what colour is this" (sRGB).
 COLOURS = {
     "black": (0, 0, 0), "white": (255, 255, 255), "grey": (128, 128, 128), "red": (220, 30, 30),
@@ -75,18 +76,19 @@ class EmbeddedVision:
         try:
             with warnings.catch_warnings():  # Pillow warns of "decompression bombs" from 89 million pixels
                 warnings.simplefilter("error", image_module.DecompressionBombWarning)
-                image = image_module.open(io.BytesIO(frame.data))  # reads the header only
+                # the header only, and only the formats a frame may be (no TIFF, GIF, … decoders reachable)
+                image = image_module.open(io.BytesIO(frame.data), formats=FORMATS)
         except (image_module.DecompressionBombWarning, image_module.DecompressionBombError):
             raise too_big from None
         except Exception as exc:  # Pillow raises many types for bad data
-            raise ValueError("the video frame is not a readable JPEG or PNG image") from exc
+            raise ValueError("the video frame is not a readable JPEG, PNG or WebP image") from exc
         if image.width * image.height > MAX_FRAME_PIXELS:  # a 170 KB PNG of 13,300² pixels decoded to 0.8 GB
             raise too_big
         try:
             image.draft("RGB", (1600, 1600))  # a JPEG is decoded at a reduced scale where that is enough
             image.load()
         except Exception as exc:
-            raise ValueError("the video frame is not a readable JPEG or PNG image") from exc
+            raise ValueError("the video frame is not a readable JPEG, PNG or WebP image") from exc
         image = image.convert("RGB")
         if image.width * image.height > MAX_PIXELS:
             scale = (MAX_PIXELS / (image.width * image.height)) ** 0.5
