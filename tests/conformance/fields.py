@@ -56,12 +56,16 @@ def _parts(prefix: str, where: str) -> list[Rule]:
         Rule(f"{prefix}.spreadsheetMetadata.**", NO_EFFECT, "describes spreadsheet data, which localive does not take"),
         Rule(f"{prefix}.audioMetadata.**", NO_EFFECT, "describes audio data, which localive does not take in parts"),
         Rule(f"{prefix}.fileData.**", UNSUPPORTED, "files by URI are not fetched (1008 names the part)"),
-        Rule(f"{prefix}.functionCall.**", UNSUPPORTED,
-             "tool-call history cannot be replayed yet (1008 names the part)"),
-        Rule(f"{prefix}.functionResponse.**", UNSUPPORTED,
-             "tool-call history cannot be replayed yet (1008 names the part)"),
-        Rule(f"{prefix}.executableCode.**", UNSUPPORTED, "code-execution history cannot be replayed yet"),
-        Rule(f"{prefix}.codeExecutionResult.**", UNSUPPORTED, "code-execution history cannot be replayed yet"),
+        *([Rule(f"{prefix}.functionCall.**", WORKS, "a call the model made, replayed into history (model turns)",
+                "tests/unit/test_conformance_parts.py"),
+           Rule(f"{prefix}.functionResponse.**", WORKS, "its result, replayed into history",
+                "tests/unit/test_conformance_parts.py"),
+           Rule(f"{prefix}.executableCode.**", WORKS, "code the model ran, replayed into history",
+                "tests/unit/test_conformance_parts.py"),
+           Rule(f"{prefix}.codeExecutionResult.**", WORKS, "the code's output, replayed into history",
+                "tests/unit/test_conformance_parts.py")] if history else
+          [Rule(f"{prefix}.{kind}.**", UNSUPPORTED, f"{where} takes text only")
+           for kind in ("functionCall", "functionResponse", "executableCode", "codeExecutionResult")]),
         Rule(f"{prefix}.toolCall.**", UNSUPPORTED, "server-side tool history cannot be replayed yet"),
         Rule(f"{prefix}.toolResponse.**", UNSUPPORTED, "server-side tool history cannot be replayed yet"),
     ]

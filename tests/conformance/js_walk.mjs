@@ -216,16 +216,20 @@ async function runtimeCase(conn, message, value) {
 }
 
 // Sends the probe and waits for its answer: model text (concatenated over the turn) that echoes it.
+// Each probe is numbered: the answer to an earlier probe (which a later turn may repeat) does not count.
+let probes = 0;
 async function probe(conn) {
+  probes += 1;
+  const text = `${PROBE} ${probes}`;
   let heard = '';
   const answered = conn.until((msg) => {
     const parts = msg.serverContent?.modelTurn?.parts ?? [];
     heard += parts.map((p) => (typeof p.text === 'string' ? p.text : '')).join('');
-    if (heard.includes(PROBE)) return 'ok';
+    if (heard.includes(text)) return 'ok';
     if (msg.serverContent?.turnComplete) heard = '';
     return undefined;
   });
-  conn.session.sendRealtimeInput({ text: PROBE });
+  conn.session.sendRealtimeInput({ text });
   return answered;
 }
 

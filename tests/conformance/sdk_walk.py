@@ -247,6 +247,7 @@ class Runner:
         self.version = version
         self._frames: list[str] = []
         self.messages: set[str] = set()
+        self._probes = 0
 
     def emit(self, message: str, case: str, frames: list[str], outcome: str) -> None:
         frame = json.loads(frames[0]) if frames else None
@@ -305,7 +306,8 @@ class Runner:
                 self._frames = SENT[start:]
                 if message == "realtimeInput" and "activity_start" in value:
                     await session.send_realtime_input(activity_end={})
-                await session.send_realtime_input(text=PROBE)
+                self._probes += 1  # numbered: the answer to an earlier probe (a later turn may repeat it) is not this
+                await session.send_realtime_input(text=f"{PROBE} {self._probes}")
                 return await self._await_probe(session)
         except TimeoutError:
             self._frames = SENT[start:]
@@ -332,7 +334,7 @@ class Runner:
                 content = msg.server_content
                 parts = content.model_turn.parts if content and content.model_turn else None
                 heard += "".join(p.text or "" for p in parts or [])
-                if PROBE in heard:
+                if f"{PROBE} {self._probes}" in heard:
                     return "ok"
             heard = ""
 
@@ -341,7 +343,8 @@ def plan(only: str = "") -> list[tuple[str, dict[str, Any] | None, list[tuple[st
     """(message, the session's config or None for setup cases, [(case, value)]) in the order they run."""
     text = {"response_modalities": ["TEXT"]}
     setups = [(c, v) for c, v in leaves(t.LiveConnectConfig, "") if c.startswith(only)]
-    content = [(f"turns[].{c}", {"turns": v, "turn_complete": True})
+    # the model's own parts (calls it made, code it ran) come in a model turn, as in the history they replay
+    content = [(f"turns[].{c}", {"turns": {**v, "role": "model"} if _models_part(c) else v, "turn_complete": True})
                for c, v in leaves(t.Content, "") if not c.startswith("role")]
     content += [("turns[].role=user", {"turns": {"role": "user", "parts": [{"text": "hi"}]}, "turn_complete": True}),
                 ("turns[].role=model", {"turns": {"role": "model", "parts": [{"text": "hi"}]},
@@ -364,6 +367,10 @@ def plan(only: str = "") -> list[tuple[str, dict[str, Any] | None, list[tuple[st
         ("contextUpdate", text, updates),
     ]
     return [(m, config, [c for c in cases if c[0].startswith(only)]) for m, config, cases in steps]
+
+
+def _models_part(case: str) -> bool:
+    return case.startswith(("parts[].function_call", "parts[].executable_code"))
 
 
 def _jsonable(value: Any) -> Any:

@@ -67,3 +67,39 @@ async def test_an_empty_part_is_an_invalid_argument_not_an_internal_error() -> N
     with pytest.raises(InvalidArgument, match="no data"):
         await send(session, setup)
     await session.aclose()
+
+
+async def test_a_replayed_conversation_keeps_its_tool_exchanges() -> None:
+    """An app rebuilding a conversation (a reconnect without resumption) sends the model's calls and their
+    results back: they become history the model reads, as if the session had made them."""
+    session = make_session()
+    await send(session, SETUP)
+    await session.outbox.get()
+    await send(session, {"clientContent": {"turns": [
+        {"role": "user", "parts": [{"text": "weather in Paris?"}]},
+        {"role": "model", "parts": [{"functionCall": {"id": "c1", "name": "get_weather", "args": {"city": "Paris"}}}]},
+        {"role": "user", "parts": [{"functionResponse": {"id": "c1", "name": "get_weather",
+                                                         "response": {"output": "21 C and sunny"}}}]},
+        {"role": "model", "parts": [{"text": "It is 21 C."}, {"executableCode": {"code": "print(6*7)"}}]},
+        {"role": "user", "parts": [{"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": "42"}}]},
+        {"role": "user", "parts": [{"text": "thanks"}]}], "turnComplete": True}})
+    assert text_of(await drain_turn(session)) == "You said: thanks"
+    roles = [(t.role, t.name) for t in session.history]
+    assert roles[:6] == [("user", None), ("model", None), ("tool", "get_weather"), ("model", None),
+                         ("tool", "code_execution"), ("user", None)]
+    call = session.history[1].calls[0]
+    assert (call.name, call.args, session.history[1].call_ids) == ("get_weather", {"city": "Paris"}, ("c1",))
+    assert "21 C and sunny" in session.history[2].text and "print(6*7)" in session.history[3].text
+    seen = "\n".join(m.text for m in session.chat_messages())
+    assert "21 C and sunny" in seen and "42" in seen  # the model reads the replayed results
+    await session.aclose()
+
+
+async def test_a_function_call_in_a_user_turn_is_refused() -> None:
+    session = make_session()
+    await send(session, SETUP)
+    await session.outbox.get()
+    with pytest.raises(InvalidArgument, match="functionCall"):
+        await send(session, {"clientContent": {"turns": [
+            {"role": "user", "parts": [{"functionCall": {"name": "get_weather"}}]}], "turnComplete": True}})
+    await session.aclose()

@@ -47,6 +47,7 @@ from localive.session.audio_in import AudioInput
 from localive.session.backchannel import BARGE_IN_AFTER_S, LISTENER_WORDS, lets_the_model_go_on
 from localive.session.code_blocks import CodeBlocks
 from localive.session.config import SessionConfig, content_text, session_config, session_tools
+from localive.session.content_history import history_of
 from localive.session.context import TurnContext, language_instruction
 from localive.session.engines import Engines
 from localive.session.hearing import AffectTracker, Heard, Recognition, hear
@@ -280,8 +281,12 @@ class LiveSession:
             for part in images:  # an image in the conversation is shown like a video frame
                 assert part.inline_data is not None
                 self._video_input().push(part.inline_data.data, part.inline_data.mime_type)
-            text_parts = wire.Content(role=turn.role, parts=[p for p in turn.parts if p not in images])
-            self._append(role, content_text(text_parts, "clientContent.turns"))
+            rest = wire.Content(role=turn.role, parts=[p for p in turn.parts if p not in images])
+            for entry in history_of(rest, role, "clientContent.turns"):  # text, and tool exchanges replayed
+                if entry.role == "user" and not entry.calls:
+                    self._append("user", entry.text)
+                else:
+                    self.history.append(entry)
         if content.turn_complete and self._seeding:  # the seeded history is complete: it is not answered
             self._seeding = False
             if not self.generating:
