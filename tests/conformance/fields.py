@@ -242,8 +242,9 @@ SERVER_FIELDS: list[ServerField] = [
                 "tests/integration/test_python_sdk.py"),
     ServerField("serverContent.groundingMetadata", "answers that used googleSearch", "tests/integration/test_tools.py"),
     ServerField("serverContent.urlContextMetadata", "answers that read URLs", "tests/integration/test_tools.py"),
-    ServerField("serverContent.inputTranscription", "with inputAudioTranscription: once per utterance, finished",
-                "tests/integration/test_voice.py"),
+    ServerField("serverContent.inputTranscription", "with inputAudioTranscription: once per utterance, finished; "
+                "with the detected languageCode when the session asked for detection (languageAuto or several "
+                "languageCodes); never words[], speakerLabel or offsets", "tests/integration/test_voice.py"),
     ServerField("serverContent.outputTranscription", "with outputAudioTranscription: a piece per spoken clause, "
                 "then {finished: true} before generationComplete (or interrupted)",
                 "tests/integration/test_server_signals.py"),

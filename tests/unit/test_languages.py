@@ -389,3 +389,18 @@ def test_whisper_detection_is_restricted_to_the_allowed_languages() -> None:
     assert pick_language(probabilities, frozenset({"de"}), known) == "en"  # none qualifies: English
     assert pick_language([("fr", 0.9)], frozenset(), known) == "fr"  # faster-whisper's own list: bare codes
     assert whisper_languages(("es-MX", "fr", "xx-YY", "iw"), frozenset({"es", "fr", "he"})) == {"es", "fr", "he"}
+
+
+async def test_the_input_transcription_says_the_detected_language_when_detection_was_asked() -> None:
+    async def transcription(**extra: object) -> dict:
+        session, _ = make_session(asr=ScriptedASR(["hola"], language="es"))
+        await send(session, setup("TEXT", None, **extra))  # type: ignore[arg-type]
+        await session.outbox.get()
+        messages = await speak_once(session)
+        await session.aclose()
+        return next(m["serverContent"]["inputTranscription"] for m in messages
+                    if "inputTranscription" in m.get("serverContent", {}))
+
+    assert (await transcription(inputAudioTranscription={"languageAuto": {}}))["languageCode"] == "es"
+    assert (await transcription(inputAudioTranscription={"languageCodes": ["es", "fr"]}))["languageCode"] == "es"
+    assert "languageCode" not in await transcription(inputAudioTranscription={})  # nothing was detected

@@ -80,8 +80,11 @@ def model_audio(pcm: bytes, sample_rate_hz: int) -> ServerMessage:
         {"inlineData": {"mimeType": mime, "data": encode_standard(pcm)}}]}}}
 
 
-def input_transcription(text: str, finished: bool = True) -> ServerMessage:
-    return {"serverContent": {"inputTranscription": {"text": text, "finished": finished}}}
+def input_transcription(text: str, finished: bool = True, language_code: str | None = None) -> ServerMessage:
+    transcription: dict[str, Any] = {"text": text, "finished": finished}
+    if language_code:
+        transcription["languageCode"] = language_code
+    return {"serverContent": {"inputTranscription": transcription}}
 
 
 def output_transcription(text: str) -> ServerMessage:

@@ -509,7 +509,9 @@ class LiveSession:
             timings.asr_audio_s += transcript.audio_s
             if transcript.text:
                 if self.config.input_transcription:
-                    await self.outbox.put(out.input_transcription(transcript.text))
+                    # the language the recogniser detected, where the session asked it to detect one
+                    detected = transcript.language if self.config.recognition.detect_among is not None else None
+                    await self.outbox.put(out.input_transcription(transcript.text, language_code=detected))
                 self._append("user", transcript.text, spoken=True)
                 self._heard_language = transcript.language
         return speech_s
