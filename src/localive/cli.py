@@ -66,6 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
                             "an OpenAI-compatible endpoint, --vision-url), or 'off' (video is refused)")
     serve.add_argument("--vision-url", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     serve.add_argument("--vision-model", default=None, help="model name to ask at --vision-url")
+    speech = serve.add_argument_group("remote speech (OpenAI-compatible servers; docs/engines.md)")
+    speech.add_argument("--asr-url", default=None, metavar="URL",
+                        help="recognise speech at URL/audio/transcriptions, e.g. http://127.0.0.1:8000/v1 (key: "
+                             "$LOCALIVE_ASR_API_KEY)")
+    speech.add_argument("--asr-model", default=None, metavar="NAME", help="model name to ask at --asr-url")
+    speech.add_argument("--tts-url", default=None, metavar="URL",
+                        help="synthesise speech at URL/audio/speech (key: $LOCALIVE_TTS_API_KEY)")
+    speech.add_argument("--tts-model", default=None, metavar="NAME", help="model name to ask at --tts-url")
+    speech.add_argument("--tts-voice-map", type=Path, default=None, metavar="FILE",
+                        help='TOML mapping Live voice names to the server\'s voices (Puck = "onyx"; "*" = all)')
+    speech.add_argument("--tts-format", choices=["wav", "pcm"], default="wav",
+                        help="response_format to ask for: wav (any rate, default) or pcm (24 kHz, as OpenAI)")
+    speech.add_argument("--tts-languages", default="en", metavar="LIST",
+                        help="comma-separated languages the --tts-url server speaks ('*': any; default en)")
+    speech.add_argument("--speech-timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="longest wait for a remote speech server's answer (connect: 5 s; default 30)")
     sessions = serve.add_argument_group("long sessions")
     sessions.add_argument("--sessions-db", type=Path, default=None, metavar="FILE",
                           help="SQLite file for resumable session state (default: DATA_DIR/sessions.sqlite3)")
@@ -324,6 +340,18 @@ def _describe_turns(families: frozenset[str]) -> str:
             "and for sessions that set silenceDurationMs")
 
 
+def _remote_speech(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> RemoteSpeech | None
+    """The remote speech stages asked for (None: none), with --voice embedded."""
+    if not (args.asr_url or args.tts_url) or args.voice != "embedded":
+        return None
+    from localive.engines.speech_remote import RemoteSpeech
+
+    languages = tuple(lang.strip() for lang in args.tts_languages.split(",") if lang.strip()) or ("en",)
+    return RemoteSpeech(asr_url=args.asr_url, asr_model=args.asr_model, tts_url=args.tts_url,
+                        tts_model=args.tts_model, tts_voice_map=args.tts_voice_map, tts_format=args.tts_format,
+                        tts_languages=languages, timeout_s=args.speech_timeout)
+
+
 def _percent_of_a_core(value: str) -> float:
     percent = float(value)
     if not 0 < percent <= 100:
@@ -398,6 +426,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"localive {__version__}: loading models ({', '.join(sorted(registry.llm_backends()))})…",
           file=sys.stderr, flush=True)
     voice = None
+    remote_speech = _remote_speech(args)
+    if remote_speech is not None:
+        problems = remote_speech.problems()
+        if problems:
+            print(f"localive: {problems[0]}", file=sys.stderr)
+            pool.close()
+            return 2
     try:
         pool.load(registry.llm_backends())
         for line in pool.load_optional(registry.code_llm_backends()):
@@ -405,7 +440,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.voice == "embedded":
             from localive.engines.voice import load_voice_engines
 
-            voice = load_voice_engines(semantic_turns=args.turn_taking != "silence")
+            voice = load_voice_engines(semantic_turns=args.turn_taking != "silence", remote=remote_speech)
+    except ValueError as exc:  # a bad remote speech configuration (the voice map)
+        print(f"localive: {exc}", file=sys.stderr)
+        pool.close()
+        return 2
     except ModelNotInstalled as exc:
         print(f"localive: {exc}", file=sys.stderr)
         if args.voice == "embedded" and voice is None and "voice" in str(exc):

@@ -1,5 +1,6 @@
-"""Load the embedded speech engines once per server: Silero VAD, Whisper ASR, hibari + piper TTS for English and
-espeak-ng for other languages."""
+"""Load the speech engines once per server: Silero VAD, Whisper ASR, hibari + piper TTS for English and
+espeak-ng for other languages; or, stage by stage, recognition and synthesis on OpenAI-compatible servers
+(engines/speech_remote.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 from localive.engines.asr.base import ASR
 from localive.engines.llm.base import ModelNotInstalled
+from localive.engines.speech_remote import RemoteSpeech, load_voice_map
 from localive.engines.tts.base import TTS
 from localive.engines.turn.base import EndOfTurn
 from localive.engines.vad.base import VADFactory
@@ -34,9 +36,12 @@ class VoiceEngines:
         self.vad_executor.shutdown(wait=False, cancel_futures=True)
 
 
-def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True) -> VoiceEngines:
-    """Load and warm every speech model now, so no session pays for it. Raises ModelNotInstalled.
-    `semantic_turns`: also the end-of-turn model (Smart Turn v3.2)."""
+def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True,
+                       remote: RemoteSpeech | None = None) -> VoiceEngines:
+    """Load and warm every speech model now, so no session pays for it. Raises ModelNotInstalled, and ValueError
+    for a bad remote configuration. `semantic_turns`: also the end-of-turn model (Smart Turn v3.2). `remote`: the
+    stages that run on OpenAI-compatible servers instead (VAD and turn-taking stay here)."""
+    remote = remote or RemoteSpeech()
     try:
         from localive.engines.asr.whisper import WhisperASR
         from localive.engines.tts.embedded import EmbeddedTTS
@@ -48,20 +53,42 @@ def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True) ->
         raise ModelNotInstalled(f"the speech engines are not installed ({exc.name}): {VOICE_HINT}") from exc
     started = time.monotonic()
     SileroVAD()  # fail now, not in the first session, if it cannot load
-    asr = WhisperASR(ensure_model_dir(WHISPER_BASE, progress=progress))
-    asr.load()
-    fallback = EspeakTTS()
-    tts = MultilingualTTS(EmbeddedTTS(), fallback)
-    tts.load()
-    if fallback.problem:
-        log.warning("speech in other languages than English is off: %s", fallback.problem)
+    names: list[str] = ["Silero VAD"]
+    asr: ASR
+    if remote.asr_url and remote.asr_model:
+        from localive.engines.asr.openai_audio import OpenAITranscriptionASR
+
+        asr = OpenAITranscriptionASR(remote.asr_url, remote.asr_model, timeout_s=remote.timeout_s)
+        names.append(f"remote ASR {remote.asr_model}")
+    else:
+        whisper = WhisperASR(ensure_model_dir(WHISPER_BASE, progress=progress))
+        whisper.load()
+        asr = whisper
+        names.append("Whisper base")
+    tts: TTS
+    if remote.tts_url and remote.tts_model:
+        from localive.engines.tts.openai_speech import OpenAISpeechTTS
+
+        tts = OpenAISpeechTTS(remote.tts_url, remote.tts_model, voice_map=load_voice_map(remote.tts_voice_map),
+                              response_format=remote.tts_format, languages=remote.tts_languages,
+                              timeout_s=remote.timeout_s)
+        names.append(f"remote TTS {remote.tts_model}")
+    else:
+        fallback = EspeakTTS()
+        multilingual = MultilingualTTS(EmbeddedTTS(), fallback)
+        multilingual.load()
+        tts = multilingual
+        names.append("hibari + piper, espeak-ng")
+        if fallback.problem:
+            log.warning("speech in other languages than English is off: %s", fallback.problem)
     end_of_turn = None
     if semantic_turns:
         from localive.engines.turn.smart_turn import SmartTurn
 
         end_of_turn = SmartTurn()
         end_of_turn.load()
-    log.info("loaded speech engines (Silero VAD, Whisper base, hibari + piper, espeak-ng%s) in %.1f s",
-             ", Smart Turn v3.2" if end_of_turn else "", time.monotonic() - started)
+    if end_of_turn is not None:
+        names.append("Smart Turn v3.2")
+    log.info("loaded speech engines (%s) in %.1f s", ", ".join(names), time.monotonic() - started)
     return VoiceEngines(asr, tts, SileroVAD, ThreadPoolExecutor(max_workers=2, thread_name_prefix="vad"),
                         end_of_turn)

@@ -93,7 +93,19 @@ def truncate_reason(reason: str, limit: int = MAX_REASON_BYTES) -> str:
 
 
 def close_for(exc: BaseException) -> Close:
-    """Map any exception to the close frame the client sees. The only place that does this."""
+    """Map any exception to the close frame the client sees. The only place that does this. An exception group
+    (a task group's failure) closes as the first LiveError in it."""
+    if isinstance(exc, BaseExceptionGroup):
+        for leaf in _leaves(exc):
+            if isinstance(leaf, LiveError):
+                return Close(leaf.close_code, truncate_reason(leaf.reason))
     if isinstance(exc, LiveError):
         return Close(exc.close_code, truncate_reason(exc.reason))
     return Close(INTERNAL, InternalError.default_reason)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found

@@ -1,0 +1,181 @@
+"""Speech recognition and synthesis on real third-party OpenAI-compatible servers from PyPI, started here
+(faster-whisper-server on /v1/audio/transcriptions, local-tts-studio's Piper on /v1/audio/speech), driven through
+the official Python SDK; the LLM is the scripted emulator.
+
+Skipped when .venv-engines (scripts/install-test-engines.sh) is missing, unless LOCALIVE_REQUIRE_ENGINES is set
+(scripts/test.sh sets it): then a missing engine fails these tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from google import genai
+from google.genai import errors, types
+
+from localive.bench.server import free_port
+from tests.conftest import EMULATOR_SCRIPT, SILENCE_TURNS
+from tests.support.server import RunningServer, sdk_client, start_server
+from tests.support.speech import CLOSE_WER, speech_pcm, word_error_rate
+from tests.support.speech_servers import (
+    REQUIRE_ENV,
+    SpeechServer,
+    engines_installed,
+    start_speech_server,
+    start_transcription_server,
+)
+
+pytestmark = pytest.mark.skipif(not engines_installed() and not os.environ.get(REQUIRE_ENV),
+                                reason="no .venv-engines: run scripts/install-test-engines.sh")
+
+MODEL = "gemini-2.0-flash-live-001"
+CHUNK = 3200  # 100 ms of 16 kHz 16-bit audio
+TURN_TIMEOUT_S = 90
+QUESTION = "what is the capital of Germany"
+
+
+def remote_args(asr: SpeechServer | None, tts: SpeechServer | None) -> list[str]:
+    args = ["--llm", "emulator", "--emulator-script", str(EMULATOR_SCRIPT), *SILENCE_TURNS]
+    if asr is not None:
+        args += ["--asr-url", asr.url, "--asr-model", "whisper-base"]
+    if tts is not None:
+        args += ["--tts-url", tts.url, "--tts-model", "tts-1"]
+    return args
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SpeechServer, SpeechServer]]:
+    workdir = tmp_path_factory.mktemp("speech-engines")
+    asr = start_transcription_server(workdir)
+    try:
+        tts = start_speech_server(workdir)
+    except BaseException:
+        asr.stop()
+        raise
+    yield asr, tts
+    tts.stop()
+    asr.stop()
+
+
+@pytest.fixture(scope="module")
+def remote_server(engines: tuple[SpeechServer, SpeechServer],
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    server = start_server(tmp_path_factory.mktemp("remote-speech"), *remote_args(*engines))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(remote_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+    return sdk_client(remote_server, monkeypatch)
+
+
+async def send_audio(session: genai.live.AsyncSession, pcm: bytes) -> None:
+    for i in range(0, len(pcm), CHUNK):
+        await session.send_realtime_input(audio=types.Blob(data=pcm[i:i + CHUNK], mime_type="audio/pcm;rate=16000"))
+
+
+async def one_turn(session: genai.live.AsyncSession) -> list[types.LiveServerMessage]:
+    async with asyncio.timeout(TURN_TIMEOUT_S):
+        return [m async for m in session.receive()]
+
+
+def transcripts(messages: list[types.LiveServerMessage], kind: str) -> str:
+    parts = [getattr(m.server_content, kind) for m in messages if m.server_content]
+    return "".join(p.text or "" for p in parts if p is not None)
+
+
+def audio_parts(messages: list[types.LiveServerMessage]) -> list[types.Blob]:
+    return [p.inline_data for m in messages if m.server_content and m.server_content.model_turn
+            for p in m.server_content.model_turn.parts or [] if p.inline_data]
+
+
+def words(text: str) -> str:
+    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
+
+
+async def test_a_spoken_question_is_heard_and_answered_in_speech_by_the_remote_servers(
+        client: genai.Client, engines: tuple[SpeechServer, SpeechServer], whisper: object) -> None:
+    from localive.audio.pcm import Pcm16
+
+    asr, tts = engines
+    config = {"response_modalities": ["AUDIO"], "input_audio_transcription": {}, "output_audio_transcription": {}}
+    async with client.aio.live.connect(model=MODEL, config=config) as session:
+        await send_audio(session, speech_pcm(QUESTION))
+        messages = await one_turn(session)
+    heard = transcripts(messages, "input_transcription")
+    assert word_error_rate(QUESTION, heard) <= CLOSE_WER, heard
+    assert "berlin" in words(transcripts(messages, "output_transcription"))
+    blobs = audio_parts(messages)
+    assert blobs and {b.mime_type for b in blobs} == {"audio/pcm;rate=24000"}
+    audio = b"".join(b.data or b"" for b in blobs)
+    assert len(audio) > 24000 * 2  # more than a second of speech
+    spoken = (await whisper.transcribe(Pcm16(audio, 24000))).text  # type: ignore[attr-defined]
+    assert word_error_rate("The capital of Germany is Berlin.", spoken) <= CLOSE_WER, spoken
+    # The speech came from the servers: each logged the requests.
+    assert "/v1/audio/transcriptions" in asr.log()
+    assert "speech reply" in tts.log() or "synthesized" in tts.log(), tts.log()
+
+
+async def test_barge_in_stops_the_remote_speech(client: genai.Client) -> None:
+    config = {"response_modalities": ["AUDIO"], "output_audio_transcription": {}}
+    async with client.aio.live.connect(model=MODEL, config=config) as session:
+        await session.send_client_content(turns={"role": "user", "parts": [{"text": "count slowly"}]})
+        first: list[types.LiveServerMessage] = []
+        async with asyncio.timeout(TURN_TIMEOUT_S):
+            async for message in session.receive():
+                first.append(message)
+                if message.data and len(first) < 3:  # the model is talking: the user starts to speak
+                    await send_audio(session, speech_pcm(QUESTION))
+        flags = [i for i, m in enumerate(first) if m.server_content and m.server_content.interrupted]
+        assert len(flags) == 1
+        assert not any(m.data for m in first[flags[0]:]), "no audio of the interrupted turn after interrupted"
+        assert "twenty" not in words(transcripts(first, "output_transcription"))
+        second = await one_turn(session)
+    assert "berlin" in words(transcripts(second, "output_transcription"))
+
+
+async def test_a_server_that_dies_mid_session_closes_it_with_1011_naming_the_stage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asr, tts = start_transcription_server(tmp_path), start_speech_server(tmp_path)
+    server = start_server(tmp_path / "serve", *remote_args(asr, tts))
+    try:
+        client = sdk_client(server, monkeypatch)
+        config = {"response_modalities": ["AUDIO"]}
+        tts.kill()
+        async with client.aio.live.connect(model=MODEL, config=config) as session:
+            await session.send_client_content(turns={"role": "user", "parts": [{"text": "count slowly"}]})
+            with pytest.raises(errors.APIError) as caught:
+                await one_turn(session)
+        assert caught.value.code == 1011
+        assert "speech synthesis" in str(caught.value) and tts.url not in str(caught.value)
+
+        asr.kill()
+        async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as session:
+            await send_audio(session, speech_pcm(QUESTION))
+            with pytest.raises(errors.APIError) as caught:
+                await one_turn(session)
+        assert caught.value.code == 1011
+        assert "speech recognition" in str(caught.value) and asr.url not in str(caught.value)
+    finally:
+        server.stop()
+        asr.stop()
+        tts.stop()
+
+
+@pytest.mark.parametrize("stage", ["asr", "tts"])
+def test_serve_refuses_to_start_when_a_remote_stage_is_down(stage: str, tmp_path: Path) -> None:
+    down = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    flags = ["--asr-url", down, "--asr-model", "m"] if stage == "asr" else ["--tts-url", down, "--tts-model", "m"]
+    result = subprocess.run([sys.executable, "-m", "localive", "serve", "--llm", "emulator", "--port",
+                             str(free_port()), "--data-dir", str(tmp_path), *flags],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if "backend" in line]
+    name = "speech recognition" if stage == "asr" else "speech synthesis"
+    assert len(lines) == 1 and name in lines[0] and "not reachable" in lines[0], result.stderr

