@@ -32,10 +32,15 @@ if ! [ -d ".venv/oldest-sdk/google_genai-$OLDEST_PYTHON_SDK.dist-info" ]; then
   .venv/bin/python -m pip install --quiet --no-deps --target .venv/oldest-sdk "google-genai==$OLDEST_PYTHON_SDK"
 fi
 
+# Third-party OpenAI-compatible speech servers from PyPI (tests/integration/test_remote_speech.py), in their own
+# virtualenv .venv-engines: they pin versions of their own.
+bash scripts/install-test-engines.sh
+
 echo "test.sh: lint (ruff) and types (mypy --strict on src)"
 .venv/bin/ruff check src tests
 .venv/bin/mypy
 
 export LOCALIVE_REQUIRE_NODE=1  # a missing Node.js fails the JS tests instead of skipping them
+export LOCALIVE_REQUIRE_ENGINES=1  # missing third-party engine servers fail their tests instead of skipping them
 export LOCALIVE_REQUIRE_BROWSER=1  # a missing Chromium fails the playground tests instead of skipping them
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
