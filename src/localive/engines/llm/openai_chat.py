@@ -317,7 +317,7 @@ def chat_payload(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     for index, message in enumerate(messages):
         if message.role == "assistant" and message.calls:
             ids = [call_id(index, n) for n in range(len(message.calls))]
-            out.append({"role": "assistant", "content": message.text or None, "tool_calls": [
+            out.append({"role": "assistant", "content": message.text, "tool_calls": [
                 {"id": i, "type": "function", "function": {"name": c.name, "arguments": c.args_json()}}
                 for i, c in zip(ids, message.calls, strict=True)]})
             open_calls = [(i, c.name) for i, c in zip(ids, message.calls, strict=True)]
