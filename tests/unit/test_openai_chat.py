@@ -114,3 +114,20 @@ def test_remote_keys_and_the_models_file(tmp_path) -> None:  # type: ignore[no-u
     path.write_text('[models.x]\nllm_model = "big"\n')
     with pytest.raises(RegistryError):
         ModelRegistry().merged(path)
+
+
+def test_requests_carry_the_sessions_stable_id_and_the_declared_tools() -> None:
+    from localive.engines.llm.base import SESSION_ID
+    from localive.engines.llm.openai_chat import OpenAIChatLLM, RemoteSettings
+
+    llm = OpenAIChatLLM(RemoteSettings("http://h:1/v1", model="m", api_key="sk-x"))
+    assert "user" not in llm.request_body([ChatMessage("user", "hi")], SamplingParams())
+    token = SESSION_ID.set("session-key")
+    try:
+        body = llm.request_body([ChatMessage("user", "hi")], SamplingParams(), [WEATHER])
+        assert body["user"] == session_tag("session-key") and llm._headers() == {"X-Session-Id": body["user"]}
+    finally:
+        SESSION_ID.reset(token)
+    assert body["stream"] and body["stream_options"] == {"include_usage": True} and body["model"] == "m"
+    assert body["tools"][0]["function"]["name"] == "get_weather" and body["tool_choice"] == "auto"
+    assert "sk-x" not in repr(llm.settings)

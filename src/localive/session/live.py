@@ -26,6 +26,7 @@ from typing import Protocol
 from localive.engines.llm.base import (
     LLM,
     PENDING_RESULT,
+    REPORTED_PROMPT_TOKENS,
     RESULT_NUDGE,
     SESSION_ID,
     CalledFunction,
@@ -578,8 +579,14 @@ class LiveSession:
                     thoughts = await self._think(llm, messages, config.thinking, turn_id)
                     thought_tokens = llm.count_tokens(thoughts)
                     messages = answer_messages(messages, thoughts)
+                REPORTED_PROMPT_TOKENS.set(None)
                 result = await self._model_round(llm.stream(messages, config.sampling, offered), turn_id,
                                                  playback, timings, pieces)
+                reported = REPORTED_PROMPT_TOKENS.get()  # a remote backend's own count, where it sent one
+                if reported is not None and round_no == 0:
+                    prompt_tokens = reported
+                elif reported is not None:
+                    tool_prompt_tokens = max(tool_prompt_tokens, reported - prompt_tokens)
                 if result.code is not None:
                     self.history.append(Turn("model", f"{result.text}```python\n{result.code}\n```"))
                     await self._execute(result.code, turn_id)

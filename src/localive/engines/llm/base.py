@@ -87,6 +87,10 @@ class BackendError(InternalError):
 # thinking, the proactive judge) happens inside the session's tasks, and no embedded engine needs it.
 SESSION_ID: ContextVar[str | None] = ContextVar("localive_session_id", default=None)
 
+# The prompt's token count as the backend reported it for the last stream of this task (remote backends that send
+# `usage`); None where it did not. The session uses it in usageMetadata instead of its own estimate.
+REPORTED_PROMPT_TOKENS: ContextVar[int | None] = ContextVar("localive_reported_prompt_tokens", default=None)
+
 
 class SessionSlots:
     """A backend's limit on concurrent sessions: a session takes a slot at setup and gives it back at its end;

@@ -13,7 +13,9 @@ a JSON object, a ```json fence); that text is recognised as the embedded engine 
 it does not parse, the call is asked for again under a JSON Schema (`response_format` json_object with `schema`).
 
 Token counts: `count_tokens` and `count_prompt_tokens` run on the event loop, so they cannot ask the server; they
-estimate (4 characters a token, documented in docs/engines.md).
+estimate (4 characters a token, documented in docs/engines.md). Where the server streams `usage`
+(`stream_options.include_usage`: vLLM, SGLang, llama.cpp's server; not llama-cpp-python's), its prompt count is
+left in REPORTED_PROMPT_TOKENS for the session's usageMetadata.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 import httpx2
 
 from localive.engines.llm.base import (
+    REPORTED_PROMPT_TOKENS,
     SESSION_ID,
     BackendError,
     CalledFunction,
@@ -243,6 +246,9 @@ class OpenAIChatLLM:
                             if data == "[DONE]":
                                 return
                             event = _event(data)
+                            usage = event.get("usage")
+                            if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+                                REPORTED_PROMPT_TOKENS.set(usage["prompt_tokens"])  # the caller's context
                             if first and _has_output(event):
                                 first = False
                                 deadline.reschedule(None)  # read timeouts between pieces are httpx2's
