@@ -51,6 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--llm", default=None, metavar="BACKEND",
                        help="serve every model name with this LLM backend: 'emulator' (scripted, instant) or "
                             "'qwen2.5-coder-0.5b-instruct' (default: as the registry says)")
+    remote = serve.add_argument_group(
+        "remote LLM", "an OpenAI-compatible /v1/chat/completions server (vLLM, SGLang, Ollama, llama.cpp); its API "
+                      "key, if it needs one, is read from the environment variable LOCALIVE_LLM_API_KEY")
+    remote.add_argument("--llm-url", default=None, metavar="URL",
+                        help="serve every model name with the LLM at this base URL, e.g. http://127.0.0.1:8000/v1 "
+                             "(per model: llm_url in the --models file). Checked at start (GET /models)")
+    remote.add_argument("--llm-model", default=None, metavar="NAME",
+                        help="the model name to ask --llm-url for (default: the first it lists)")
+    remote.add_argument("--llm-max-concurrency", type=int, default=None, metavar="N",
+                        help="sessions each remote LLM backend serves at once; more are refused with 1013 "
+                             "(default: no limit besides --max-sessions)")
+    remote.add_argument("--llm-connect-timeout-s", type=float, default=5.0, metavar="S",
+                        help="connecting to a remote LLM (default 5)")
+    remote.add_argument("--llm-timeout-s", type=float, default=30.0, metavar="S",
+                        help="from a request to its first token, and between streamed pieces (default 30)")
+    remote.add_argument("--llm-context-tokens", type=int, default=32768, metavar="N",
+                        help="the remote model's context window (default 32768)")
     serve.add_argument("--voice", choices=["embedded", "off"], default="embedded",
                        help="speech engines: 'embedded' (Silero VAD, Whisper base, hibari/piper voices; needs "
                             "localive[voice]) or 'off' (text only: audio is refused with a clear close)")
@@ -384,8 +401,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.plain_port is None:
         args.plain_port = args.port + 1 if _is_loopback(args.host) else 0
     args.plain_port = args.plain_port or None
-    from localive.engines.llm.base import ModelNotInstalled
+    from localive.engines.llm.base import BackendError, ModelNotInstalled
     from localive.engines.llm.emulator import EmulatorScript, ScriptError
+    from localive.engines.llm.openai_chat import API_KEY_ENV, RemoteSettings
     from localive.engines.llm.pool import LLMPool
     from localive.engines.vision.loader import load_vision
     from localive.server.app import create_app
@@ -404,6 +422,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"localive: {exc}", file=sys.stderr)
         return 2
     registry = _registry(args.models)
+    if args.llm and args.llm_url:
+        print("localive: --llm and --llm-url exclude each other", file=sys.stderr)
+        return 2
+    if args.llm_model and not args.llm_url:
+        print("localive: --llm-model needs --llm-url", file=sys.stderr)
+        return 2
+    if args.llm_url:
+        from localive.models.registry import remote_key
+
+        if not args.llm_url.startswith(("http://", "https://")):
+            print(f"localive: --llm-url must be an http(s) URL, not {args.llm_url!r}", file=sys.stderr)
+            return 2
+        args.llm = remote_key(args.llm_url, args.llm_model)
     if args.llm:
         registry = registry.with_llm(args.llm)
     try:
@@ -422,8 +453,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if store is None:
         return 2
     tls = ensure_tls(data_dir, [args.host])
-    pool = LLMPool(emulator_script=script)
-    print(f"localive {__version__}: loading models ({', '.join(sorted(registry.llm_backends()))})…",
+    pool = LLMPool(emulator_script=script, remote=RemoteSettings(
+        "", api_key=os.environ.get(API_KEY_ENV) or None, connect_timeout_s=args.llm_connect_timeout_s,
+        first_token_timeout_s=args.llm_timeout_s, read_timeout_s=args.llm_timeout_s,
+        max_sessions=args.llm_max_concurrency, context_tokens=args.llm_context_tokens))
+    print(f"localive {__version__}: loading models ({', '.join(sorted(map(_shown, registry.llm_backends())))})…",
           file=sys.stderr, flush=True)
     voice = None
     remote_speech = _remote_speech(args)
@@ -441,6 +475,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from localive.engines.voice import load_voice_engines
 
             voice = load_voice_engines(semantic_turns=args.turn_taking != "silence", remote=remote_speech)
+    except BackendError as exc:  # a remote LLM that is down or misconfigured: one line, no fallback
+        print(f"localive: {exc}", file=sys.stderr)
+        pool.close()
+        return 1
     except ValueError as exc:  # a bad remote speech configuration (the voice map)
         print(f"localive: {exc}", file=sys.stderr)
         pool.close()
@@ -510,6 +548,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if voice is not None:
             voice.close()
     return 0
+
+
+def _shown(backend: str) -> str:
+    """A backend key as printed (a remote URL without credentials)."""
+    from localive.engines.llm.openai_chat import redact_url
+
+    return redact_url(backend)
 
 
 def banner(args: argparse.Namespace, ca: Path) -> str:

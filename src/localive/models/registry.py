@@ -12,6 +12,8 @@ tool-support table; `localive-emulator` is the scripted model. A TOML file can a
     affective_dialog = false               # enableAffectiveDialog accepted (default: unless half-cascade)
     proactive_audio = false                # proactivity.proactiveAudio accepted (default: unless half-cascade)
     code_llm = "qwen2.5-coder-1.5b-instruct"  # serves sessions with codeExecution or thinking, when installed
+    llm_url = "http://127.0.0.1:8000/v1"   # instead of `llm`: an OpenAI-compatible chat completions server
+    llm_model = "Qwen/Qwen2.5-7B-Instruct"  # the model name to ask it for (default: the first it lists)
 
 The built-in names and their capabilities follow Google's model pages (ai.google.dev/gemini-api/docs/models/…,
 the Vertex Live API model pages) and the names the SDKs, Google's cookbook and popular Live clients (pipecat,
@@ -32,6 +34,22 @@ QWEN_15B = "qwen2.5-coder-1.5b-instruct"
 DEFAULT_MODEL = "gemini-2.5-flash-preview-native-audio-dialog"
 ALL_TOOLS = frozenset({"functionDeclarations", "codeExecution", "googleSearch", "urlContext"})
 FAMILIES = ("half-cascade", "native-audio", "emulator")
+REMOTE_PREFIX = "remote:"  # LLM backend keys of OpenAI-compatible servers: remote:<model>@<base URL>
+
+
+def remote_key(url: str, model: str | None) -> str:
+    """The LLM backend key of a remote server (and model) — the same key for the same pair."""
+    return f"{REMOTE_PREFIX}{model or ''}@{url.rstrip('/')}"
+
+
+def split_remote_key(key: str) -> tuple[str, str | None]:
+    """(base URL, model or None) of a remote backend key."""
+    model, _, url = key.removeprefix(REMOTE_PREFIX).partition("@")
+    return url, model or None
+
+
+def is_remote(key: str) -> bool:
+    return key.startswith(REMOTE_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -148,7 +166,7 @@ def _entry_from_toml(name: str, spec: object, base: ModelEntry | None, source: s
     if not isinstance(spec, dict):
         raise RegistryError(f"{source}: models.{name} must be a table")
     unknown = set(spec) - {"llm", "family", "response_modalities", "tools", "thinking", "description", "code_llm",
-                           "affective_dialog", "proactive_audio"}
+                           "affective_dialog", "proactive_audio", "llm_url", "llm_model"}
     if unknown:
         raise RegistryError(f"{source}: models.{name}: unknown keys {sorted(unknown)}")
     family = spec.get("family", base.family if base else "half-cascade")
@@ -160,18 +178,29 @@ def _entry_from_toml(name: str, spec: object, base: ModelEntry | None, source: s
     tools = frozenset(spec.get("tools", base.tools if base else ALL_TOOLS))
     if not tools <= ALL_TOOLS:
         raise RegistryError(f"{source}: models.{name}: tools must be among {sorted(ALL_TOOLS)}")
+    llm = str(spec.get("llm", base.llm if base else QWEN_05B))
+    code_llm = spec.get("code_llm", base.code_llm if base else None)
+    if "llm_model" in spec and "llm_url" not in spec:
+        raise RegistryError(f"{source}: models.{name}: llm_model needs llm_url")
+    if "llm_url" in spec:
+        url = spec["llm_url"]
+        if "llm" in spec or not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise RegistryError(f"{source}: models.{name}: llm_url must be an http(s) URL, instead of llm")
+        model = spec.get("llm_model")
+        llm = remote_key(url, str(model) if model else None)
+        code_llm = spec.get("code_llm")  # a remote model serves code and thinking too unless the file says
     # the native-audio features follow the family when the file sets a family, else the entry it overrides
     native = family != "half-cascade"
     inherit = base is not None and "family" not in spec
     return ModelEntry(
         name=name,
-        llm=str(spec.get("llm", base.llm if base else QWEN_05B)),
+        llm=llm,
         family=family,
         response_modalities=modalities,
         tools=tools,
         thinking=bool(spec.get("thinking", base.thinking if base else False)),
         description=str(spec.get("description", base.description if base else "")),
-        code_llm=spec.get("code_llm", base.code_llm if base else None),
+        code_llm=code_llm,
         affective_dialog=bool(spec.get("affective_dialog", base.affective_dialog if base and inherit else native)),
         proactive_audio=bool(spec.get("proactive_audio", base.proactive_audio if base and inherit else native)),
     )

@@ -26,12 +26,15 @@ from typing import Protocol
 from localive.engines.llm.base import (
     LLM,
     PENDING_RESULT,
+    REPORTED_PROMPT_TOKENS,
     RESULT_NUDGE,
+    SESSION_ID,
     CalledFunction,
     ChatMessage,
     FunctionCalls,
     FunctionSpec,
     Role,
+    SessionSlots,
 )
 from localive.engines.tts.base import NEUTRAL, Delivery
 from localive.engines.vision.loader import VISION_HINT
@@ -39,7 +42,14 @@ from localive.engines.voice import VOICE_HINT
 from localive.models.registry import ModelRegistry
 from localive.protocol import messages as wire
 from localive.protocol import server_messages as out
-from localive.protocol.errors import ContextFull, InvalidArgument, PolicyViolation, Unimplemented, close_for
+from localive.protocol.errors import (
+    ContextFull,
+    InvalidArgument,
+    Overloaded,
+    PolicyViolation,
+    Unimplemented,
+    close_for,
+)
 from localive.session import snapshot
 from localive.session.activity import ActivityEvent, PauseHeld, SpeechEnded, SpeechStarted
 from localive.session.affect import Affect, context_note, delivery
@@ -150,6 +160,7 @@ class LiveSession:
         self._store = store
         self._resumption: wire.SessionResumptionConfig | None = None
         self._session_key = session_id  # stays the same across resumptions (names the snapshot chain)
+        self._slots: SessionSlots | None = None  # the slot taken on a remote LLM backend, given back at the end
         self._setup_dump: dict[str, object] = {}  # the setup in force, as saved with each snapshot
         self._consumed = -1  # index of the last client message handled (setup is 0)
         self._limits = limits
@@ -228,6 +239,11 @@ class LiveSession:
         self._setup_dump = setup.model_dump(by_alias=True, exclude_none=True, mode="json")
         config = session_config(setup, self._registry, self.api_version, self._engines)
         self._llm = self._llm_for(config)
+        slots = getattr(self._llm, "slots", None)  # a remote backend's limit on concurrent sessions
+        if isinstance(slots, SessionSlots) and self._slots is None:
+            if not slots.take():
+                raise Overloaded("The model's LLM backend is serving as many sessions as it may; try again later.")
+            self._slots = slots
         if self._engines.hears or config.manual_activity:
             self._audio = AudioInput(config.activity, manual=config.manual_activity,
                                      vad_factory=self._engines.vad_factory, executor=self._engines.vad_executor,
@@ -518,6 +534,7 @@ class LiveSession:
 
     async def _run_turn(self, turn_id: int) -> None:
         assert self.config is not None and self._llm is not None
+        SESSION_ID.set(self._session_key)  # this task's context: remote backends send it (engines/llm/base.py)
         self._started_turn = turn_id
         config, llm = self.config, self._llm
         playback = Playback()
@@ -562,8 +579,14 @@ class LiveSession:
                     thoughts = await self._think(llm, messages, config.thinking, turn_id)
                     thought_tokens = llm.count_tokens(thoughts)
                     messages = answer_messages(messages, thoughts)
+                REPORTED_PROMPT_TOKENS.set(None)
                 result = await self._model_round(llm.stream(messages, config.sampling, offered), turn_id,
                                                  playback, timings, pieces)
+                reported = REPORTED_PROMPT_TOKENS.get()  # a remote backend's own count, where it sent one
+                if reported is not None and round_no == 0:
+                    prompt_tokens = reported
+                elif reported is not None:
+                    tool_prompt_tokens = max(tool_prompt_tokens, reported - prompt_tokens)
                 if result.code is not None:
                     self.history.append(Turn("model", f"{result.text}```python\n{result.code}\n```"))
                     await self._execute(result.code, turn_id)
@@ -837,6 +860,9 @@ class LiveSession:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._utterances.clear()
         self._tool_calls.cancel_all()
+        if self._slots is not None:
+            self._slots.give_back()
+            self._slots = None
         if self._resumption is not None and self._store is not None:
             await self._store.session_ended(self._session_key)
 

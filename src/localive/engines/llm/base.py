@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from localive.protocol.errors import InternalError
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -66,6 +70,47 @@ class SamplingParams:
 
 class ModelNotInstalled(RuntimeError):
     """The weights or runtime for a model are not installed; the message says what to install."""
+
+
+class BackendError(InternalError):
+    """A remote serving engine failed (unreachable, timed out, an HTTP error, a broken stream). The session ends
+    with 1011 and this reason, which names the stage and never carries a key or a URL's credentials."""
+
+    def __init__(self, stage: str, problem: str) -> None:
+        super().__init__(f"{stage} failed: {problem}")
+        self.stage = stage
+
+
+# A stable, opaque id of the session whose turn is running (the same across resumptions). Set by the session in
+# its turn tasks; remote backends send it with their requests so that prefix caches and routers keep the session
+# on one replica. A context variable rather than a `stream()` argument: every LLM call of a turn (the answer,
+# thinking, the proactive judge) happens inside the session's tasks, and no embedded engine needs it.
+SESSION_ID: ContextVar[str | None] = ContextVar("localive_session_id", default=None)
+
+# The prompt's token count as the backend reported it for the last stream of this task (remote backends that send
+# `usage`); None where it did not. The session uses it in usageMetadata instead of its own estimate.
+REPORTED_PROMPT_TOKENS: ContextVar[int | None] = ContextVar("localive_reported_prompt_tokens", default=None)
+
+
+class SessionSlots:
+    """A backend's limit on concurrent sessions: a session takes a slot at setup and gives it back at its end;
+    when none is free the new session is refused (1013) instead of slowing every session down."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self._taken = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.limit is not None and self._taken >= self.limit:
+                return False
+            self._taken += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self._taken = max(0, self._taken - 1)
 
 
 class LLM(Protocol):

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from localive.engines.llm.base import LLM, ModelNotInstalled
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
-from localive.models.registry import EMULATOR, QWEN_05B, ModelEntry
+from localive.engines.llm.openai_chat import RemoteSettings
+from localive.models.registry import EMULATOR, QWEN_05B, ModelEntry, is_remote, split_remote_key
 from localive.models.weights import WEIGHTS, ensure_weights
 
 log = logging.getLogger("localive.engines")
 
 
 class LLMPool:
-    def __init__(self, *, emulator_script: EmulatorScript | None = None, model_dir: Path | None = None) -> None:
+    def __init__(self, *, emulator_script: EmulatorScript | None = None, model_dir: Path | None = None,
+                 remote: RemoteSettings | None = None) -> None:
         self._emulator_script = emulator_script
         self._model_dir = model_dir
+        self._remote = remote or RemoteSettings("")  # timeouts and limits of remote backends (their URL: the key)
         self._llms: dict[str, LLM] = {}
 
     def load(self, backends: set[str], *, progress: bool = True) -> None:
@@ -29,6 +33,14 @@ class LLMPool:
     def _create(self, key: str, progress: bool) -> LLM:
         if key == EMULATOR:
             return EmulatorLLM(self._emulator_script)
+        if is_remote(key):
+            from localive.engines.llm.openai_chat import OpenAIChatLLM, check_backend, redact_url
+
+            url, model = split_remote_key(key)
+            settings = replace(self._remote, base_url=url, model=model)
+            settings = replace(settings, model=check_backend(settings))  # raises BackendError: down, wrong model
+            log.info("LLM backend %s serves %s", redact_url(url), settings.model)
+            return OpenAIChatLLM(settings)
         if key in WEIGHTS:
             from localive.engines.llm.llama import LlamaLLM
 

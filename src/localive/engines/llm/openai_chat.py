@@ -1,0 +1,527 @@
+"""An LLM behind any OpenAI-compatible `/v1/chat/completions` endpoint (vLLM, SGLang, Ollama, llama.cpp's server,
+llama-cpp-python's server, a hosted API), streamed over server-sent events.
+
+One `httpx2.AsyncClient` per backend keeps connections pooled. A turn is one streaming request; closing the
+iterator (the user barged in, the session ended) closes the HTTP response at once, which is how every one of these
+servers learns that it should stop generating. Failures of the backend (unreachable, a timeout on connect or on
+the first token, an HTTP error, a broken stream) raise `BackendError`, which closes the session with 1011 and a
+reason naming the stage; the API key is only ever sent in the Authorization header, never logged or reported.
+
+Function calls: the backend's native `tools` (streamed `tool_calls` deltas). Servers without a tool-call parser
+(llama-cpp-python's default chat handler) return a call as text, the way the model writes it (`<tool_call>{…}`,
+a JSON object, a ```json fence); that text is recognised as the embedded engine does (calls.call_intent) and, when
+it does not parse, the call is asked for again under a JSON Schema (`response_format` json_object with `schema`).
+
+Token counts: `count_tokens` and `count_prompt_tokens` run on the event loop, so they cannot ask the server; they
+estimate (4 characters a token, documented in docs/engines.md). Where the server streams `usage`
+(`stream_options.include_usage`: vLLM, SGLang, llama.cpp's server; not llama-cpp-python's), its prompt count is
+left in REPORTED_PROMPT_TOKENS for the session's usageMetadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+
+from localive.engines.llm.base import (
+    REPORTED_PROMPT_TOKENS,
+    SESSION_ID,
+    BackendError,
+    CalledFunction,
+    ChatMessage,
+    FunctionCalls,
+    FunctionSpec,
+    SamplingParams,
+    SessionSlots,
+)
+from localive.engines.llm.calls import CALL_MAX_TOKENS, MAX_PARALLEL_CALLS, call_intent
+
+log = logging.getLogger("localive.engines")
+
+STAGE = "LLM backend"
+CHARS_PER_TOKEN = 4  # the estimate where the server cannot be asked (see module docstring)
+MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators of a chat template, per message
+DEFAULT_MAX_TOKENS = 1024
+API_KEY_ENV = "LOCALIVE_LLM_API_KEY"
+
+
+@dataclass(frozen=True)
+class RemoteSettings:
+    """Where a remote LLM is and how long to wait for it."""
+
+    base_url: str  # e.g. http://127.0.0.1:8000/v1
+    model: str | None = None  # the served model's name (None: the first the server lists at /v1/models)
+    api_key: str | None = field(default=None, repr=False)
+    connect_timeout_s: float = 5.0
+    first_token_timeout_s: float = 30.0  # from sending the request to its first streamed piece
+    read_timeout_s: float = 30.0  # between two streamed pieces afterwards
+    max_sessions: int | None = None  # concurrent sessions on this backend; more are refused with 1013
+    context_tokens: int = 32768
+
+    @property
+    def chat_url(self) -> str:
+        return self.base_url.rstrip("/") + "/chat/completions"
+
+    @property
+    def models_url(self) -> str:
+        return self.base_url.rstrip("/") + "/models"
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password (safe to print)."""
+    return re.sub(r"//[^/@]*@", "//", url)
+
+
+def check_backend(settings: RemoteSettings) -> str:
+    """Ask the backend for its models (GET /v1/models, synchronously, at start). Returns the model name to use;
+    raises BackendError with one clear line when the backend is down, refuses the key, or lacks the model."""
+    where = redact_url(settings.base_url)
+    try:
+        response = httpx2.get(settings.models_url, headers=_auth(settings.api_key),
+                              timeout=httpx2.Timeout(settings.first_token_timeout_s,
+                                                     connect=settings.connect_timeout_s))
+    except httpx2.HTTPError as exc:
+        raise BackendError(STAGE, f"cannot reach {where}: {_describe(exc)}") from None
+    if response.status_code in (401, 403):
+        raise BackendError(STAGE, f"{where} refused the API key (HTTP {response.status_code}); set "
+                                  f"{API_KEY_ENV}")
+    if response.status_code != 200:
+        raise BackendError(STAGE, f"{where}/models answered HTTP {response.status_code}; is it an "
+                                  "OpenAI-compatible /v1 URL?")
+    try:
+        names = [str(m["id"]) for m in response.json()["data"]]
+    except (ValueError, KeyError, TypeError):
+        raise BackendError(STAGE, f"{where}/models did not answer an OpenAI model list") from None
+    if settings.model is None:
+        if not names:
+            raise BackendError(STAGE, f"{where} serves no model")
+        return names[0]
+    if names and settings.model not in names:
+        raise BackendError(STAGE, f"{where} does not serve model '{settings.model}' (it serves: "
+                                  f"{', '.join(names[:5])})")
+    return settings.model
+
+
+class OpenAIChatLLM:
+    """Implements the LLM interface over a remote OpenAI-compatible chat completions endpoint."""
+
+    def __init__(self, settings: RemoteSettings, *, name: str | None = None) -> None:
+        self.settings = settings
+        self.model = settings.model or ""
+        self.name = name or f"{self.model}@{redact_url(settings.base_url)}"
+        self.context_tokens = settings.context_tokens
+        self.slots = SessionSlots(settings.max_sessions)
+        self._client: httpx2.AsyncClient | None = None
+
+    def _http(self) -> httpx2.AsyncClient:
+        if self._client is None:  # created on the serving loop, at first use
+            s = self.settings
+            self._client = httpx2.AsyncClient(
+                timeout=httpx2.Timeout(s.read_timeout_s, connect=s.connect_timeout_s),
+                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=32),
+                headers=_auth(s.api_key))
+        return self._client
+
+    # --- token counts (estimates: these run on the event loop) ------------------------------------------
+
+    def count_tokens(self, text: str) -> int:
+        return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+    def count_prompt_tokens(self, messages: list[ChatMessage], functions: Sequence[FunctionSpec] = ()) -> int:
+        text = sum(self.count_tokens(m.text) + MESSAGE_OVERHEAD_TOKENS for m in messages)
+        calls = sum(self.count_tokens(c.name + c.args_json()) for m in messages for c in m.calls)
+        declared = sum(self.count_tokens(json.dumps(t)) for t in tools_payload(functions))
+        return text + calls + declared
+
+    # --- generation ------------------------------------------------------------------------------------
+
+    def request_body(self, messages: list[ChatMessage], params: SamplingParams,
+                     functions: Sequence[FunctionSpec] = (), *, stream: bool = True) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "messages": chat_payload(messages), "stream": stream,
+                                "max_tokens": params.max_output_tokens or DEFAULT_MAX_TOKENS}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        body.update(sampling_payload(params))
+        if functions:
+            body["tools"] = tools_payload(functions)
+            body["tool_choice"] = "auto"
+        session = SESSION_ID.get()
+        if session:
+            body["user"] = session_tag(session)
+        return body
+
+    def _headers(self) -> dict[str, str]:
+        session = SESSION_ID.get()
+        return {"X-Session-Id": session_tag(session)} if session else {}
+
+    async def stream(self, messages: list[ChatMessage], params: SamplingParams,
+                     functions: Sequence[FunctionSpec] = ()) -> AsyncIterator[str | FunctionCalls]:
+        body = self.request_body(messages, params, functions)
+        calls = ToolCallCollector()
+        held, decided, calling = "", not functions, False
+        async for delta in self._deltas(body):
+            calls.add(delta.get("tool_calls"))
+            piece = delta.get("content")
+            if not isinstance(piece, str) or not piece:
+                continue
+            if decided and not calling:
+                yield piece
+                continue
+            held += piece
+            if calling:
+                continue  # a call written as text: read it to its end
+            intent = call_intent(held)
+            if intent is None:
+                continue
+            decided, calling = True, intent
+            if not calling:
+                yield held
+        native = calls.calls()
+        if calling:
+            text_calls = parse_text_calls(held, functions)
+            if text_calls is None:
+                text_calls = await self._constrained_calls(messages, params, functions)
+            yield FunctionCalls(_unique((*native, *text_calls)))
+            return
+        if held and not decided:
+            yield held
+        if native:
+            yield FunctionCalls(native)
+
+    async def _constrained_calls(self, messages: list[ChatMessage], params: SamplingParams,
+                                 functions: Sequence[FunctionSpec]) -> tuple[CalledFunction, ...]:
+        """The call asked for again, its output held to the declared schemas (servers without a tool parser)."""
+        body = self.request_body(messages, params, functions, stream=False)
+        body["max_tokens"] = CALL_MAX_TOKENS
+        body.pop("stop", None)
+        body["response_format"] = {"type": "json_object", "schema": calls_schema(functions)}
+        data = await self._post(body)
+        try:
+            text = str(data["choices"][0]["message"].get("content") or "")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise BackendError(STAGE, "answered a malformed chat completion") from None
+        return parse_text_calls(text, functions) or ()
+
+    async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(self.settings.first_token_timeout_s):
+                response = await self._http().post(self.settings.chat_url, json=body, headers=self._headers())
+        except TimeoutError:
+            raise BackendError(STAGE, f"no answer within {self.settings.first_token_timeout_s:g} s") from None
+        except httpx2.HTTPError as exc:
+            raise BackendError(STAGE, _describe(exc)) from None
+        if response.status_code != 200:
+            raise BackendError(STAGE, f"HTTP {response.status_code}{self._detail(response.text)}")
+        try:
+            data = response.json()
+        except ValueError:
+            raise BackendError(STAGE, "answered something that is not JSON") from None
+        if not isinstance(data, dict):
+            raise BackendError(STAGE, "answered something that is not a chat completion")
+        return data
+
+    async def _deltas(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The choice deltas of a streaming request. The response is closed when the caller stops iterating."""
+        client = self._http()
+        first = True
+        try:
+            async with asyncio.timeout(self.settings.first_token_timeout_s) as deadline:
+                async with client.stream("POST", self.settings.chat_url, json=body,
+                                         headers=self._headers()) as response:
+                    if response.status_code != 200:
+                        text = (await response.aread()).decode("utf-8", "replace")
+                        raise BackendError(STAGE, f"HTTP {response.status_code}{self._detail(text)}")
+                    parser = SSEParser()
+                    async for chunk in response.aiter_text():
+                        for data in parser.feed(chunk):
+                            if data == "[DONE]":
+                                return
+                            event = _event(data)
+                            usage = event.get("usage")
+                            if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+                                REPORTED_PROMPT_TOKENS.set(usage["prompt_tokens"])  # the caller's context
+                            if first and _has_output(event):
+                                first = False
+                                deadline.reschedule(None)  # read timeouts between pieces are httpx2's
+                            for choice in event.get("choices") or ():
+                                delta = choice.get("delta") if isinstance(choice, dict) else None
+                                if isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls")):
+                                    yield delta  # only after the first-token deadline is off (above)
+                    if not parser.done:
+                        raise BackendError(STAGE, "the stream ended before [DONE]")
+        except TimeoutError:
+            raise BackendError(STAGE, f"no first token within {self.settings.first_token_timeout_s:g} s") from None
+        except httpx2.HTTPError as exc:
+            raise BackendError(STAGE, _describe(exc)) from None
+
+    def _detail(self, text: str) -> str:
+        key = self.settings.api_key
+        return _detail(text.replace(key, "***") if key else text)
+
+    # --- proactive-audio scoring ----------------------------------------------------------------------
+
+    async def continuation_logprobs(self, chats: Sequence[list[ChatMessage]], text: str) -> list[float]:
+        raise BackendError(STAGE, "cannot score a continuation over chat completions (proactive audio needs "
+                                  "the embedded LLM)")
+
+    async def reply_start_logprobs(self, chat: list[ChatMessage], starts: Sequence[Sequence[str]]) -> list[float]:
+        """From the first generated token's top logprobs (`logprobs: true`, `top_logprobs: 20`, one token): each
+        group's words that appear there, summed as probabilities; absent words count as impossible."""
+        body = self.request_body(chat, SamplingParams(temperature=0.0, max_output_tokens=1), stream=False)
+        body.update(logprobs=True, top_logprobs=20)
+        data = await self._post(body)
+        try:
+            top = data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+            seen = {str(t["token"]).strip(): float(t["logprob"]) for t in top}
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise BackendError(STAGE, "returned no logprobs (the server does not support them)") from None
+        result = []
+        for group in starts:
+            total = sum(math.exp(seen[w]) for w in dict.fromkeys(w.strip() for w in group) if w in seen)
+            result.append(math.log(total) if total > 0 else -math.inf)
+        return result
+
+    async def prepare_scoring(self, chats: Sequence[list[ChatMessage]],
+                              question: list[ChatMessage] | None = None) -> None:
+        return None  # nothing to prepare: the server keeps its own prefix cache
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+# --- the wire format (pure functions; unit-tested with recorded bytes) -------------------------------------
+
+
+def session_tag(session_key: str) -> str:
+    """An opaque, stable id for a session (a hash: the server's own session key stays inside localive)."""
+    return "localive-" + hashlib.sha256(session_key.encode("utf-8")).hexdigest()[:24]
+
+
+def call_id(message_index: int, call_index: int) -> str:
+    """A call's id from its place in the history: stable from turn to turn, so a server's prefix cache holds."""
+    return f"call_{message_index}_{call_index}"
+
+
+def chat_payload(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """ChatMessages as OpenAI chat messages: an assistant's calls as `tool_calls` with ids, each tool result
+    with the `tool_call_id` of the call it answers (the earliest unanswered call of that name before it). A
+    result with no such call (a history that lost it) is told as a user message instead, which every server
+    takes."""
+    out: list[dict[str, Any]] = []
+    open_calls: list[tuple[str, str]] = []  # (id, name) of calls not yet answered
+    for index, message in enumerate(messages):
+        if message.role == "assistant" and message.calls:
+            ids = [call_id(index, n) for n in range(len(message.calls))]
+            out.append({"role": "assistant", "content": message.text, "tool_calls": [
+                {"id": i, "type": "function", "function": {"name": c.name, "arguments": c.args_json()}}
+                for i, c in zip(ids, message.calls, strict=True)]})
+            open_calls = [(i, c.name) for i, c in zip(ids, message.calls, strict=True)]
+        elif message.role == "tool":
+            match = next((k for k, (_, name) in enumerate(open_calls) if name == message.name), None)
+            if match is None:
+                out.append({"role": "user", "content": f"(result of {message.name or 'a tool'}) {message.text}"})
+            else:
+                answered, _ = open_calls.pop(match)
+                out.append({"role": "tool", "tool_call_id": answered, "content": message.text})
+        else:
+            out.append({"role": message.role, "content": message.text})
+            open_calls = []
+    return out
+
+
+def tools_payload(functions: Sequence[FunctionSpec]) -> list[dict[str, Any]]:
+    return [{"type": "function", "function": {"name": f.name, "description": f.description,
+                                              "parameters": f.parameters}} for f in functions]
+
+
+def sampling_payload(params: SamplingParams) -> dict[str, Any]:
+    """The set SamplingParams as request fields (top_k is not OpenAI's, but vLLM, SGLang and llama.cpp take it)."""
+    fields: dict[str, Any] = {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k,
+                              "seed": params.seed, "presence_penalty": params.presence_penalty,
+                              "frequency_penalty": params.frequency_penalty,
+                              "stop": list(params.stop) or None}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def calls_schema(functions: Sequence[FunctionSpec]) -> dict[str, Any]:
+    """A JSON Schema for one call of a declared function: {"name": …, "arguments": {…}}."""
+    alternatives = [{"type": "object", "properties": {"name": {"const": f.name}, "arguments": f.parameters},
+                     "required": ["name", "arguments"]} for f in functions]
+    return alternatives[0] if len(alternatives) == 1 else {"oneOf": alternatives}
+
+
+_TAGS = re.compile(r"</?tool_call>|```(?:json|tool_call)?", re.IGNORECASE)
+
+
+def parse_text_calls(text: str, functions: Sequence[FunctionSpec]) -> tuple[CalledFunction, ...] | None:
+    """Calls a model wrote as text (JSON objects, bare or in <tool_call> tags or a ```json fence), when each
+    names a declared function with an object of arguments; None when the text does not parse so."""
+    declared = {f.name for f in functions}
+    decoder = json.JSONDecoder()
+    rest = _TAGS.sub("\n", text)
+    calls: list[CalledFunction] = []
+    position = 0
+    while True:
+        start = min((i for i in (rest.find("{", position), rest.find("[", position)) if i >= 0), default=-1)
+        if start < 0:
+            break
+        if rest[position:start].strip():
+            return None
+        try:
+            value, position = decoder.raw_decode(rest, start)
+        except json.JSONDecodeError:
+            return None
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, dict) or item.get("name") not in declared:
+                return None
+            args = item.get("arguments", item.get("parameters", {}))
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args)
+                except json.JSONDecodeError:
+                    return None
+            if not isinstance(args, dict):
+                return None
+            calls.append(CalledFunction(str(item["name"]), args))
+    if rest[position:].strip() or not calls:
+        return None
+    return _unique(calls)[:MAX_PARALLEL_CALLS]
+
+
+class ToolCallCollector:
+    """Streamed `tool_calls` deltas (by index: the id and name once, the arguments in fragments) into calls."""
+
+    def __init__(self) -> None:
+        self._parts: dict[int, dict[str, str]] = {}
+
+    def add(self, deltas: object) -> None:
+        if not isinstance(deltas, list):
+            return
+        for delta in deltas:
+            if not isinstance(delta, dict):
+                continue
+            index = delta.get("index")
+            part = self._parts.setdefault(index if isinstance(index, int) else len(self._parts),
+                                          {"name": "", "arguments": ""})
+            function = delta.get("function") or {}
+            if isinstance(function, dict):
+                if function.get("name"):
+                    part["name"] = str(function["name"])
+                if function.get("arguments"):
+                    part["arguments"] += str(function["arguments"])
+
+    def calls(self) -> tuple[CalledFunction, ...]:
+        """The calls; one whose arguments are not a JSON object comes out under a name no function has, so that
+        the session reports it as a malformed call (MALFORMED_FUNCTION_CALL) instead of calling with guesses."""
+        found: list[CalledFunction] = []
+        for _, part in sorted(self._parts.items()):
+            if not part["name"]:
+                continue
+            try:
+                args = json.loads(part["arguments"] or "{}")
+            except json.JSONDecodeError:
+                args = None
+            if isinstance(args, dict):
+                found.append(CalledFunction(part["name"], args))
+            else:
+                found.append(CalledFunction(f"{part['name']} (arguments are not a JSON object)", {}))
+        return _unique(found)
+
+
+class SSEParser:
+    """Server-sent events: `data:` lines joined per event (a blank line ends one); comments and other fields
+    are skipped. `feed` takes text as it arrives, in any split."""
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._data: list[str] = []
+        self.done = False
+
+    def feed(self, text: str) -> list[str]:
+        self._buffer += text
+        events: list[str] = []
+        while True:
+            cut = re.search(r"\r\n|\r|\n", self._buffer)
+            if cut is None:
+                break
+            line, self._buffer = self._buffer[:cut.start()], self._buffer[cut.end():]
+            if not line:
+                if self._data:
+                    events.append("\n".join(self._data))
+                    self._data = []
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            if name == "data":
+                self._data.append(value.removeprefix(" "))
+        if "[DONE]" in events:
+            self.done = True
+        return events
+
+
+def _event(data: str) -> dict[str, Any]:
+    try:
+        event = json.loads(data)
+    except json.JSONDecodeError:
+        raise BackendError(STAGE, "streamed something that is not JSON") from None
+    if not isinstance(event, dict):
+        raise BackendError(STAGE, "streamed something that is not a chat completion chunk")
+    if "error" in event:
+        error = event["error"]
+        message = error.get("message") if isinstance(error, dict) else error
+        raise BackendError(STAGE, f"reported an error{_detail(str(message))}")
+    return event
+
+
+def _has_output(event: dict[str, Any]) -> bool:
+    for choice in event.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls")):
+            return True
+    return False
+
+
+def _unique(calls: Sequence[CalledFunction]) -> tuple[CalledFunction, ...]:
+    """The calls without repeats (arguments are dicts: compared, not hashed)."""
+    kept: list[CalledFunction] = []
+    for call in calls:
+        if call not in kept:
+            kept.append(call)
+    return tuple(kept)
+
+
+def _auth(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def _describe(exc: httpx2.HTTPError) -> str:
+    """What went wrong, in words, without the exception's text (which may quote a URL with credentials)."""
+    if isinstance(exc, httpx2.ConnectTimeout):
+        return "connect timed out"
+    if isinstance(exc, httpx2.ConnectError):
+        return "connection refused or unreachable"
+    if isinstance(exc, httpx2.ReadTimeout):
+        return "stopped streaming (read timed out)"
+    if isinstance(exc, httpx2.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx2.RemoteProtocolError | httpx2.ReadError):
+        return "the connection broke mid-answer"
+    return type(exc).__name__
+
+
+def _detail(text: str) -> str:
+    """A short, single-line excerpt of a server's error text (it never holds our key: only we send that)."""
+    line = " ".join(text.split())[:60]
+    return f": {line}" if line else ""

@@ -1,0 +1,229 @@
+"""A remote LLM (`serve --llm-url`) behind the official Python SDK: the backend is llama-cpp-python's own
+OpenAI-compatible server (`python -m llama_cpp.server`, a third-party server, not a mock), serving the embedded
+GGUF, started here on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema_rs
+import pytest
+from google import genai
+from google.genai import errors, types
+
+from localive.bench.server import free_port
+from tests.integration.test_tools import WEATHER, WEATHER_JSON_SCHEMA, calls_of, text_of, turn
+from tests.integration.test_voice import audio_of, one_turn, send_audio, transcripts
+from tests.support.server import RunningServer, sdk_client, start_server
+from tests.support.speech import speech_pcm
+from tests.support.turns import ask
+
+pytestmark = pytest.mark.llm
+MODEL = "gemini-2.0-flash-live-001"
+NATIVE = "gemini-2.5-flash-preview-native-audio-dialog"
+TEXT = {"response_modalities": ["TEXT"], "temperature": 0.0}
+DISCONNECTED = "Disconnected from client"  # what llama-cpp-python's server logs when it stops a stream
+
+
+@dataclass
+class Backend:
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+def start_backend(workdir: Path, port: int | None = None) -> Backend:
+    """llama-cpp-python's server on the embedded Qwen2.5-Coder-0.5B GGUF; returns once /v1/models answers."""
+    from localive.models.weights import QWEN_05B, ensure_weights
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    log_path = workdir / f"llama-server-{port}.log"
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(ensure_weights(QWEN_05B, progress=False)),
+             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192", "--n_threads", "2"],
+            stdout=log_file, stderr=subprocess.STDOUT)
+    backend = Backend(port, process, log_path)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited with {process.returncode}:\n{backend.log()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{backend.url}/models", timeout=2) as response:
+                if response.status == 200:
+                    return backend
+        except OSError:
+            time.sleep(0.5)
+    backend.kill()
+    raise RuntimeError("llama_cpp.server did not start in 120 s")
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    started = start_backend(tmp_path_factory.mktemp("llama-server"))
+    yield started
+    started.kill()
+
+
+@pytest.fixture(scope="module")
+def remote_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    server = start_server(tmp_path_factory.mktemp("remote-llm"), "--llm-url", backend.url,
+                          "--turn-taking", "silence")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(remote_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+    return sdk_client(remote_server, monkeypatch)
+
+
+async def test_text_turn_is_answered_by_the_backend(client: genai.Client, backend: Backend) -> None:
+    requests = backend.log().count("POST /v1/chat/completions")
+    async with client.aio.live.connect(model=MODEL, config=TEXT) as session:
+        answer, _ = await ask(session, "What is the capital of France?")
+    assert "Paris" in answer
+    assert backend.log().count("POST /v1/chat/completions") > requests  # it was the backend that answered
+
+
+async def test_audio_turn_is_answered_with_speech(client: genai.Client) -> None:
+    config = {"response_modalities": ["AUDIO"], "input_audio_transcription": {},
+              "output_audio_transcription": {}, "temperature": 0.0}
+    async with client.aio.live.connect(model=NATIVE, config=config) as session:
+        await send_audio(session, speech_pcm("What is the capital of France?"))
+        messages = await one_turn(session)
+    assert "Paris" in transcripts(messages, "output_transcription")
+    assert len(audio_of(messages)) > 24000  # at least half a second at 24 kHz
+    assert messages[-1].server_content and messages[-1].server_content.turn_complete
+
+
+async def test_history_carries_over_turns(client: genai.Client) -> None:
+    async with client.aio.live.connect(model=MODEL, config=TEXT) as session:
+        first, _ = await ask(session, "What is the capital of France?")
+        second, _ = await ask(session, "And of Germany?")
+    assert "Paris" in first and "Berlin" in second
+
+
+async def test_function_call_round_trip(client: genai.Client) -> None:
+    config = {**TEXT, "tools": [{"function_declarations": [WEATHER]}]}
+    async with client.aio.live.connect(model=MODEL, config=config) as session:
+        messages = await turn(session, "What's the weather in Paris?",
+                              lambda call: {"temperature": 17, "sky": "light rain"})
+    calls = calls_of(messages)
+    assert [c.name for c in calls] == ["get_weather"]
+    jsonschema_rs.validate(WEATHER_JSON_SCHEMA, calls[0].args)
+    answer = text_of(messages)
+    assert "17" in answer or "rain" in answer.lower()  # the answer uses the function's result
+
+
+async def test_interruption_stops_the_backends_generation(client: genai.Client, backend: Backend) -> None:
+    before = backend.log().count(DISCONNECTED)
+    async with client.aio.live.connect(model=MODEL, config=TEXT) as session:
+        await session.send_client_content(turns={"role": "user", "parts": [
+            {"text": "Count from 1 to 400, one number per line."}]})
+        seen: list[types.LiveServerMessage] = []
+        interrupted_at = None
+        async for message in session.receive():
+            seen.append(message)
+            if interrupted_at is None and len(text_of(seen)) > 20:
+                await session.send_client_content(turns={"role": "user", "parts": [{"text": "Stop. Say hi."}]})
+                interrupted_at = time.monotonic()
+        assert interrupted_at is not None
+        assert any(m.server_content and m.server_content.interrupted for m in seen)
+        while time.monotonic() - interrupted_at < 5:  # the server logs it when it stops the stream
+            if backend.log().count(DISCONNECTED) > before:
+                break
+            await asyncio.sleep(0.05)
+        stopped_s = time.monotonic() - interrupted_at
+        assert backend.log().count(DISCONNECTED) > before, "the backend went on generating"
+        print(f"backend stopped generating {stopped_s * 1000:.0f} ms after the interrupting message")
+        answer = "".join([m.text or "" async for m in session.receive()])  # the next turn is answered
+    assert answer.strip()
+
+
+async def test_proactive_audio_is_refused_on_a_remote_backend(client: genai.Client) -> None:
+    config = {"response_modalities": ["AUDIO"], "proactivity": {"proactive_audio": True}}
+    with pytest.raises(errors.APIError) as refused:
+        async with client.aio.live.connect(model=NATIVE, config=config) as session:
+            _ = [m async for m in session.receive()]
+    assert refused.value.code == 1008 and "remote" in str(refused.value)
+
+
+# --- failures: a backend of their own, killed and started again --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fragile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Backend, RunningServer, Path]]:
+    workdir = tmp_path_factory.mktemp("fragile")
+    backend = start_backend(workdir)
+    server = start_server(workdir / "server", "--llm-url", backend.url, "--voice", "off",
+                          "--llm-max-concurrency", "1", "--llm-timeout-s", "20")
+    yield backend, server, workdir
+    server.stop()
+    backend.kill()
+
+
+async def test_a_full_backend_refuses_new_sessions_with_1013(
+        fragile: tuple[Backend, RunningServer, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    client = sdk_client(fragile[1], monkeypatch)
+    async with client.aio.live.connect(model=MODEL, config=TEXT):
+        with pytest.raises(errors.APIError) as refused:
+            async with client.aio.live.connect(model=MODEL, config=TEXT) as second:
+                _ = [m async for m in second.receive()]
+        assert refused.value.code == 1013 and "LLM backend" in str(refused.value)
+    async with client.aio.live.connect(model=MODEL, config=TEXT) as session:  # the slot is free again
+        assert "Paris" in (await ask(session, "What is the capital of France?"))[0]
+
+
+async def test_a_backend_that_dies_closes_the_session_with_1011_and_it_resumes(
+        fragile: tuple[Backend, RunningServer, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    backend, server, workdir = fragile
+    client = sdk_client(server, monkeypatch)
+    config = {**TEXT, "session_resumption": {}}
+    async with client.aio.live.connect(model=MODEL, config=config) as session:
+        first, handle = await ask(session, "What is the capital of France?")
+        assert "Paris" in first and handle
+        backend.kill()
+        with pytest.raises(errors.APIError) as closed:
+            await ask(session, "And of Germany?")
+    assert closed.value.code == 1011 and "LLM backend" in str(closed.value)
+    assert "Internal error" not in str(closed.value)
+    restarted = start_backend(workdir, backend.port)  # the same URL comes back
+    fragile[0].process, fragile[0].log_path = restarted.process, restarted.log_path
+    async with client.aio.live.connect(model=MODEL, config={**TEXT, "session_resumption": {"handle": handle}}) as s:
+        answer, _ = await ask(s, "And of Germany?")
+    assert "Berlin" in answer  # the conversation before the failure is still there
+
+
+def test_serve_refuses_to_start_without_its_backend(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    env = {**os.environ, "LOCALIVE_LLM_API_KEY": "sk-secret-not-to-be-shown"}
+    result = subprocess.run([sys.executable, "-m", "localive", "serve", "--llm-url", dead, "--voice", "off",
+                             "--port", str(free_port()), "--plain-port", "off", "--data-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode != 0
+    errors_said = [line for line in result.stderr.splitlines() if "LLM backend" in line]
+    assert errors_said == [f"localive: LLM backend failed: cannot reach {dead}: connection refused or unreachable"]
+    assert "Traceback" not in result.stderr and "sk-secret" not in result.stderr + result.stdout

@@ -1,0 +1,133 @@
+"""The OpenAI chat wire format of the remote LLM: messages, tool calls, SSE framing (recorded bytes). Behaviour
+against a real server: tests/integration/test_remote_llm.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from localive.engines.llm.base import CalledFunction, ChatMessage, FunctionSpec, SamplingParams
+from localive.engines.llm.openai_chat import (
+    SSEParser,
+    ToolCallCollector,
+    chat_payload,
+    parse_text_calls,
+    redact_url,
+    sampling_payload,
+    session_tag,
+)
+from localive.models.registry import ModelRegistry, RegistryError, is_remote, remote_key, split_remote_key
+
+WEATHER = FunctionSpec("get_weather", "weather", {"type": "object", "properties": {"city": {"type": "string"}},
+                                                  "required": ["city"]})
+
+# Recorded from llama-cpp-python 0.3.36's server (`python -m llama_cpp.server`), split mid-line on purpose.
+RECORDED = (b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":'
+            b'"assistant"},"finish_reason":null}]}\r\n\r\ndata: {"id":"chatcmpl-1","object":"chat.completion.chunk",'
+            b'"choices":[{"index":0,"delta":{"content":"The"},"finish_reason":null}]}\r\n\r\n: ping - 2024\r\n\r\n'
+            b'data: {"choices":[{"index":0,"delta":{"content":" capital"},"finish_reason":null}]}\r\n\r\n'
+            b'data: [DONE]\r\n\r\n')
+
+
+def test_sse_events_survive_any_split() -> None:
+    text = RECORDED.decode()
+    for size in (1, 7, 64, len(text)):
+        parser = SSEParser()
+        events = [e for i in range(0, len(text), size) for e in parser.feed(text[i:i + size])]
+        pieces = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-1]]
+        assert pieces == [None, "The", " capital"] and events[-1] == "[DONE]" and parser.done
+
+
+def test_multi_line_data_is_one_event() -> None:
+    assert SSEParser().feed("data: a\ndata: b\n\n") == ["a\nb"]
+
+
+def test_history_with_calls_and_results_gets_matching_ids() -> None:
+    calls = (CalledFunction("get_weather", {"city": "Paris"}), CalledFunction("get_weather", {"city": "Rome"}))
+    messages = [ChatMessage("system", "Be brief."), ChatMessage("user", "Weather in Paris and Rome?"),
+                ChatMessage("assistant", "", calls), ChatMessage("tool", '{"t": 17}', name="get_weather"),
+                ChatMessage("tool", '{"t": 25}', name="get_weather"), ChatMessage("assistant", "17 and 25.")]
+    payload = chat_payload(messages)
+    assert [m["role"] for m in payload] == ["system", "user", "assistant", "tool", "tool", "assistant"]
+    ids = [c["id"] for c in payload[2]["tool_calls"]]
+    assert len(set(ids)) == 2 and [payload[3]["tool_call_id"], payload[4]["tool_call_id"]] == ids
+    assert json.loads(payload[2]["tool_calls"][1]["function"]["arguments"]) == {"city": "Rome"}
+    assert payload[2]["content"] == ""  # not null: llama-cpp-python refuses null content
+    assert chat_payload(messages) == payload  # stable: the same history gives the same ids (prefix caches)
+
+
+def test_a_result_without_its_call_is_told_as_user_text() -> None:
+    payload = chat_payload([ChatMessage("user", "hi"), ChatMessage("tool", "42", name="answer")])
+    assert payload[1] == {"role": "user", "content": "(result of answer) 42"}
+
+
+def test_streamed_tool_call_fragments_become_calls() -> None:
+    collector = ToolCallCollector()
+    collector.add([{"index": 0, "id": "c1", "type": "function", "function": {"name": "get_weather",
+                                                                            "arguments": ""}}])
+    collector.add([{"index": 0, "function": {"arguments": '{"city": '}}])
+    collector.add([{"index": 0, "function": {"arguments": '"Paris"}'}}])
+    collector.add([{"index": 1, "function": {"name": "get_weather", "arguments": "{not json"}}])
+    calls = collector.calls()
+    assert calls[0] == CalledFunction("get_weather", {"city": "Paris"})
+    assert calls[1].name != "get_weather"  # undeclared: the session reports MALFORMED_FUNCTION_CALL
+
+
+@pytest.mark.parametrize("text", [
+    '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+    '```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```',
+    '{"name": "get_weather", "arguments": "{\\"city\\": \\"Paris\\"}"}',
+])
+def test_calls_written_as_text_are_read(text: str) -> None:
+    assert parse_text_calls(text, [WEATHER]) == (CalledFunction("get_weather", {"city": "Paris"}),)
+
+
+@pytest.mark.parametrize("text", ['{"name": "launch", "arguments": {}}', '{"name": "get_weather", "argu',
+                                  'Sure: {"name": "get_weather", "arguments": {}}'])
+def test_text_that_is_not_a_declared_call_is_not_one(text: str) -> None:
+    assert parse_text_calls(text, [WEATHER]) is None
+
+
+def test_sampling_fields_only_when_set() -> None:
+    assert sampling_payload(SamplingParams()) == {}
+    assert sampling_payload(SamplingParams(temperature=0.0, top_k=5, stop=("x",), seed=3)) == {
+        "temperature": 0.0, "top_k": 5, "stop": ["x"], "seed": 3}
+
+
+def test_session_tag_is_stable_and_opaque() -> None:
+    assert session_tag("abc") == session_tag("abc") != session_tag("abd")
+    assert "abc" not in session_tag("abc")
+
+
+def test_urls_are_shown_without_credentials() -> None:
+    assert redact_url("https://user:pw@host:8000/v1") == "https://host:8000/v1"
+
+
+def test_remote_keys_and_the_models_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    key = remote_key("http://h:1/v1/", "m")
+    assert is_remote(key) and split_remote_key(key) == ("http://h:1/v1", "m")
+    path = tmp_path / "models.toml"
+    path.write_text('[models."gemini-2.0-flash-live-001"]\nllm_url = "http://h:1/v1"\nllm_model = "big"\n')
+    entry = ModelRegistry().merged(path).resolve("gemini-2.0-flash-live-001")
+    assert entry.llm == remote_key("http://h:1/v1", "big") and entry.code_llm is None
+    path.write_text('[models.x]\nllm_model = "big"\n')
+    with pytest.raises(RegistryError):
+        ModelRegistry().merged(path)
+
+
+def test_requests_carry_the_sessions_stable_id_and_the_declared_tools() -> None:
+    from localive.engines.llm.base import SESSION_ID
+    from localive.engines.llm.openai_chat import OpenAIChatLLM, RemoteSettings
+
+    llm = OpenAIChatLLM(RemoteSettings("http://h:1/v1", model="m", api_key="sk-x"))
+    assert "user" not in llm.request_body([ChatMessage("user", "hi")], SamplingParams())
+    token = SESSION_ID.set("session-key")
+    try:
+        body = llm.request_body([ChatMessage("user", "hi")], SamplingParams(), [WEATHER])
+        assert body["user"] == session_tag("session-key") and llm._headers() == {"X-Session-Id": body["user"]}
+    finally:
+        SESSION_ID.reset(token)
+    assert body["stream"] and body["stream_options"] == {"include_usage": True} and body["model"] == "m"
+    assert body["tools"][0]["function"]["name"] == "get_weather" and body["tool_choice"] == "auto"
+    assert "sk-x" not in repr(llm.settings)
