@@ -131,3 +131,17 @@ def test_requests_carry_the_sessions_stable_id_and_the_declared_tools() -> None:
     assert body["stream"] and body["stream_options"] == {"include_usage": True} and body["model"] == "m"
     assert body["tools"][0]["function"]["name"] == "get_weather" and body["tool_choice"] == "auto"
     assert "sk-x" not in repr(llm.settings)
+
+
+def test_a_text_call_with_invented_arguments_does_not_fit_and_is_asked_again() -> None:
+    """What llama-cpp-python's server returned for "Turn on the lights please" at temperature 0: the function takes
+    no arguments, the model invented some; the session would have ended the turn MALFORMED_FUNCTION_CALL."""
+    from localive.engines.llm.openai_chat import calls_schema, fit_their_schemas, parse_text_calls
+
+    lights = [FunctionSpec("turn_on_the_lights", "", {"type": "object", "properties": {}})]
+    written = '{"name": "turn_on_the_lights", "arguments": {"type": "object", "properties": {"on": true}}}'
+    calls = parse_text_calls(written, lights)
+    assert calls is not None and not fit_their_schemas(calls, lights)
+    fitting = parse_text_calls('{"name": "turn_on_the_lights", "arguments": {}}', lights)
+    assert fitting is not None and fit_their_schemas(fitting, lights)
+    assert calls_schema(lights)["properties"]["arguments"]["additionalProperties"] is False  # the retry is closed

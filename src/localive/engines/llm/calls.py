@@ -46,7 +46,7 @@ def calls_grammar(functions: Sequence[FunctionSpec]) -> str:
 
     alternatives = [{
         "type": "object",
-        "properties": {"name": {"const": f.name}, "arguments": _strict(f.parameters)},
+        "properties": {"name": {"const": f.name}, "arguments": strict(f.parameters)},
         "required": ["name", "arguments"],
         "additionalProperties": False,
     } for f in functions]
@@ -57,7 +57,7 @@ def calls_grammar(functions: Sequence[FunctionSpec]) -> str:
     return f"root ::= call{more}\n{gbnf}"
 
 
-def _strict(schema: dict[str, object]) -> dict[str, object]:
+def strict(schema: dict[str, object]) -> dict[str, object]:
     """The arguments schema, closed to undeclared properties (a small model otherwise invents some)."""
     if schema.get("type") == "object" and "additionalProperties" not in schema:
         return {**schema, "additionalProperties": False}

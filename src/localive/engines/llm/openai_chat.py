@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
+import jsonschema_rs
 
 from localive.engines.llm.base import (
     REPORTED_PROMPT_TOKENS,
@@ -43,7 +44,7 @@ from localive.engines.llm.base import (
     SamplingParams,
     SessionSlots,
 )
-from localive.engines.llm.calls import CALL_MAX_TOKENS, MAX_PARALLEL_CALLS, call_intent
+from localive.engines.llm.calls import CALL_MAX_TOKENS, MAX_PARALLEL_CALLS, call_intent, strict
 
 log = logging.getLogger("localive.engines")
 
@@ -188,7 +189,9 @@ class OpenAIChatLLM:
         native = calls.calls()
         if calling:
             text_calls = parse_text_calls(held, functions)
-            if text_calls is None:
+            if text_calls is None or not fit_their_schemas(text_calls, functions):
+                # a call that does not parse, or whose arguments do not fit (a small model invents some): asked
+                # again with the output held to the declared schemas, as the embedded engine's grammar does
                 text_calls = await self._constrained_calls(messages, params, functions)
             yield FunctionCalls(_unique((*native, *text_calls)))
             return
@@ -356,9 +359,16 @@ def sampling_payload(params: SamplingParams) -> dict[str, Any]:
 
 def calls_schema(functions: Sequence[FunctionSpec]) -> dict[str, Any]:
     """A JSON Schema for one call of a declared function: {"name": …, "arguments": {…}}."""
-    alternatives = [{"type": "object", "properties": {"name": {"const": f.name}, "arguments": f.parameters},
-                     "required": ["name", "arguments"]} for f in functions]
+    alternatives = [{"type": "object", "properties": {"name": {"const": f.name}, "arguments": strict(f.parameters)},
+                     "required": ["name", "arguments"], "additionalProperties": False} for f in functions]
     return alternatives[0] if len(alternatives) == 1 else {"oneOf": alternatives}
+
+
+def fit_their_schemas(calls: Sequence[CalledFunction], functions: Sequence[FunctionSpec]) -> bool:
+    """Whether each call's arguments fit its function's parameters, closed to undeclared properties."""
+    schemas = {f.name: f.parameters for f in functions}
+    return all(c.name in schemas and jsonschema_rs.validator_for(strict(schemas[c.name])).is_valid(c.args)
+               for c in calls)
 
 
 _TAGS = re.compile(r"</?tool_call>|```(?:json|tool_call)?", re.IGNORECASE)
