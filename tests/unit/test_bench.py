@@ -12,6 +12,16 @@ import pytest
 
 from localive.bench import speech
 from localive.bench.cli import listen_levels
+from localive.bench.engines import (
+    CONFIG_LABELS,
+    BargeIn,
+    EngineRun,
+    EnginesResult,
+    ratio,
+    render_engines,
+    summarize_barge_ins,
+)
+from localive.bench.engines import to_json as to_engines_json
 from localive.bench.llm import LlmResult, prompt_for
 from localive.bench.load import LoadResult
 from localive.bench.machine import MachineInfo, cpu_model
@@ -312,3 +322,35 @@ def test_backchannel_report_counts_right_outcomes_and_names_what_was_heard_inste
     assert "| backchannels let the answer go on | 1/2 | 0/2 |" in text
     assert "| requests interrupt | 1/2 | 2/2 |" in text
     assert "| Mm-hm. | 0/1 | Kore: 'Mama.' |" in text
+
+
+def _engine_run(key: str, first_audio_ms: float) -> EngineRun:
+    turns = [VoiceTurn(question="What is two plus two?", session_id=f"{key}{i}", speech_s=1.5,
+                       first_audio_ms=first_audio_ms + i, generation_ms=2000.0, response_audio_s=2.0,
+                       heard="What is two plus two?", said="Four.", first_clause="Four.", first_clause_audio_s=0.5,
+                       stages=StageTimings(200.0, 400.0, first_audio_ms - 5 + i, 0.1, 0.2))
+             for i in range(3)]
+    return EngineRun(key, CONFIG_LABELS[key], "(defaults)", summarize_run("manual", "Puck", "joe", None, 20, turns))
+
+
+def test_engines_report_gives_ratios_stages_and_barge_in_verdicts() -> None:
+    runs = [_engine_run("embedded", 1000.0), _engine_run("remote-llm", 1100.0), _engine_run("all-remote", 1500.0)]
+    assert ratio(runs[1], runs[0]) == pytest.approx(1101.0 / 1001.0)
+    barge = summarize_barge_ins([BargeIn(50.0, 5.0, False), BargeIn(70.0, 4.0, False), BargeIn(None, None, True),
+                                 BargeIn(None, 6.0, False)])
+    assert barge.stopped_ms is not None and barge.stopped_ms.p50 == pytest.approx(60.0)
+    assert (barge.finished_before, barge.not_seen) == (1, 1)
+    result = EnginesResult(turns=3, chunk_ms=20, max_tokens=48, voice="Puck", runs=runs, same_answers=3,
+                           barge_in=barge, background_cpu_pct=25.0, steal_pct=0.0, skipped=[])
+    machine = _results().machine
+    text = render_engines(result, machine, "localive bench --engines")
+    assert "Command: `localive bench --engines`" in text and "Test CPU, 2 logical cores" in text
+    assert "|           1.10 |     yes |" in text  # remote LLM: 1,101 / 1,001 at p50, within 1.15×
+    assert "|           1.50 |       - |" in text
+    assert "| remote-llm    | 200 / 200 | 200 / 200 |       400 / 400 |    596 / 597 |" in text  # LLM TTFT = 400 − 200
+    assert "| activityStart → backend stopped generating |  60 |" in text and "|          yes |" in text
+    assert "1 answers complete before the barge-in; 1 with no stop line" in text
+    assert "a noisy machine" in text
+    assert json.loads(to_engines_json(result, machine, "x"))["engines"]["runs"][1]["key"] == "remote-llm"
+    args = build_parser().parse_args(["bench", "--engines", "--engines-turns", "12"])
+    assert (args.engines, args.engines_turns, args.barge_ins) == (True, 12, 10)
