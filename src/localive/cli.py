@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="from a request to its first token, and between streamed pieces (default 30)")
     remote.add_argument("--llm-context-tokens", type=int, default=32768, metavar="N",
                         help="the remote model's context window (default 32768)")
+    remote.add_argument("--llm-may-start-down", action="store_true",
+                        help="start even when a remote LLM does not answer yet (needs --llm-model or llm_model): "
+                             "its sessions are refused with 1013 until it answers (checked again at most every "
+                             "2 s); without it, serve stops with one line")
     serve.add_argument("--voice", choices=["embedded", "off"], default="embedded",
                        help="speech engines: 'embedded' (Silero VAD, Whisper base, hibari/piper voices; needs "
                             "localive[voice]) or 'off' (text only: audio is refused with a clear close)")
@@ -456,7 +460,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     pool = LLMPool(emulator_script=script, remote=RemoteSettings(
         "", api_key=os.environ.get(API_KEY_ENV) or None, connect_timeout_s=args.llm_connect_timeout_s,
         first_token_timeout_s=args.llm_timeout_s, read_timeout_s=args.llm_timeout_s,
-        max_sessions=args.llm_max_concurrency, context_tokens=args.llm_context_tokens))
+        max_sessions=args.llm_max_concurrency, context_tokens=args.llm_context_tokens,
+        may_start_down=args.llm_may_start_down))
     print(f"localive {__version__}: loading models ({', '.join(sorted(map(_shown, registry.llm_backends())))})…",
           file=sys.stderr, flush=True)
     voice = None

@@ -227,3 +227,36 @@ def test_serve_refuses_to_start_without_its_backend(tmp_path: Path) -> None:
     errors_said = [line for line in result.stderr.splitlines() if "LLM backend" in line]
     assert errors_said == [f"localive: LLM backend failed: cannot reach {dead}: connection refused or unreachable"]
     assert "Traceback" not in result.stderr and "sk-secret" not in result.stderr + result.stdout
+
+
+async def test_a_backend_down_at_start_refuses_sessions_with_1013_until_it_answers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--llm-may-start-down`: serve starts without its backend; sessions get 1013 (try later), not a session that
+    fails mid-turn; once the backend answers, sessions work — nothing restarts."""
+    from localive.models.weights import QWEN_05B, ensure_weights
+
+    port = free_port()
+    server = start_server(tmp_path / "localive", "--llm-url", f"http://127.0.0.1:{port}/v1", "--llm-model",
+                          str(ensure_weights(QWEN_05B, progress=False)), "--llm-may-start-down", "--voice", "off")
+    backend: Backend | None = None
+    try:
+        client = sdk_client(server, monkeypatch)
+        with pytest.raises(errors.APIError) as refused:
+            async with client.aio.live.connect(model=MODEL, config=TEXT) as session:
+                await ask(session, "What is the capital of France?")
+        assert refused.value.code == 1013 and "not reachable" in str(refused.value)
+        backend = start_backend(tmp_path / "llm", port)
+        answer = ""
+        deadline = time.monotonic() + 30
+        while not answer and time.monotonic() < deadline:
+            try:
+                async with client.aio.live.connect(model=MODEL, config=TEXT) as session:
+                    answer, _ = await ask(session, "What is the capital of France?")
+            except errors.APIError as exc:
+                assert exc.code == 1013, exc  # at most a recheck away (2 s)
+                await asyncio.sleep(1)
+        assert answer.strip()
+    finally:
+        server.stop()
+        if backend is not None:
+            backend.kill()

@@ -239,6 +239,9 @@ class LiveSession:
         self._setup_dump = setup.model_dump(by_alias=True, exclude_none=True, mode="json")
         config = session_config(setup, self._registry, self.api_version, self._engines)
         self._llm = self._llm_for(config)
+        reachable = getattr(self._llm, "reachable", None)  # a remote backend known to be down: 1013, try later
+        if reachable is not None and not await reachable():
+            raise Overloaded("The model's LLM backend is not reachable now; try again later.")
         slots = getattr(self._llm, "slots", None)  # a remote backend's limit on concurrent sessions
         if isinstance(slots, SessionSlots) and self._slots is None:
             if not slots.take():

@@ -50,6 +50,7 @@ log = logging.getLogger("localive.engines")
 
 STAGE = "LLM backend"
 CHARS_PER_TOKEN = 4  # the estimate where the server cannot be asked (see module docstring)
+RECHECK_S = 2.0  # how often a backend known to be down is asked again, at most (a new session asks)
 MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators of a chat template, per message
 DEFAULT_MAX_TOKENS = 1024
 API_KEY_ENV = "LOCALIVE_LLM_API_KEY"
@@ -67,6 +68,7 @@ class RemoteSettings:
     read_timeout_s: float = 30.0  # between two streamed pieces afterwards
     max_sessions: int | None = None  # concurrent sessions on this backend; more are refused with 1013
     context_tokens: int = 32768
+    may_start_down: bool = False  # a backend down at start: serve starts, its sessions get 1013 until it answers
 
     @property
     def chat_url(self) -> str:
@@ -122,6 +124,25 @@ class OpenAIChatLLM:
         self.context_tokens = settings.context_tokens
         self.slots = SessionSlots(settings.max_sessions)
         self._client: httpx2.AsyncClient | None = None
+        self.down = False  # known unreachable (at start, or a connection failed): sessions are refused with 1013
+        self._checked_at = -math.inf
+
+    async def reachable(self) -> bool:
+        """Whether a new session may use the backend: yes unless it is known to be down, and then it is asked
+        again (GET /models) at most every RECHECK_S — a session is refused with 1013 rather than failing later."""
+        if not self.down:
+            return True
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._checked_at < RECHECK_S:
+            return False
+        self._checked_at = loop.time()
+        try:
+            async with asyncio.timeout(self.settings.connect_timeout_s):
+                response = await self._http().get(self.settings.models_url)
+            self.down = response.status_code != 200
+        except (TimeoutError, httpx2.HTTPError):
+            self.down = True
+        return not self.down
 
     def _http(self) -> httpx2.AsyncClient:
         if self._client is None:  # created on the serving loop, at first use
@@ -221,6 +242,8 @@ class OpenAIChatLLM:
         except TimeoutError:
             raise BackendError(STAGE, f"no answer within {self.settings.first_token_timeout_s:g} s") from None
         except httpx2.HTTPError as exc:
+            if isinstance(exc, httpx2.ConnectError):
+                self.down = True  # new sessions are refused (1013) until it answers again
             raise BackendError(STAGE, _describe(exc)) from None
         if response.status_code != 200:
             raise BackendError(STAGE, f"HTTP {response.status_code}{self._detail(response.text)}")
@@ -264,6 +287,8 @@ class OpenAIChatLLM:
         except TimeoutError:
             raise BackendError(STAGE, f"no first token within {self.settings.first_token_timeout_s:g} s") from None
         except httpx2.HTTPError as exc:
+            if isinstance(exc, httpx2.ConnectError):
+                self.down = True  # new sessions are refused (1013) until it answers again
             raise BackendError(STAGE, _describe(exc)) from None
 
     def _detail(self, text: str) -> str:

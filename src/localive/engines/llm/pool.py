@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from localive.engines.llm.base import LLM, ModelNotInstalled
+from localive.engines.llm.base import LLM, BackendError, ModelNotInstalled
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
 from localive.engines.llm.openai_chat import RemoteSettings
 from localive.models.registry import EMULATOR, QWEN_05B, ModelEntry, is_remote, split_remote_key
@@ -38,7 +38,15 @@ class LLMPool:
 
             url, model = split_remote_key(key)
             settings = replace(self._remote, base_url=url, model=model)
-            settings = replace(settings, model=check_backend(settings))  # raises BackendError: down, wrong model
+            try:
+                settings = replace(settings, model=check_backend(settings))  # BackendError: down, wrong model
+            except BackendError as exc:
+                if not (settings.may_start_down and settings.model and _unreachable(exc)):
+                    raise
+                log.warning("%s; starting anyway: its sessions are refused (1013) until it answers", exc)
+                remote = OpenAIChatLLM(settings)
+                remote.down = True
+                return remote
             log.info("LLM backend %s serves %s", redact_url(url), settings.model)
             return OpenAIChatLLM(settings)
         if key in WEIGHTS:
@@ -88,6 +96,11 @@ class LLMPool:
             if close is not None:
                 close()
         self._llms.clear()
+
+
+def _unreachable(exc: BackendError) -> bool:
+    """A backend that does not answer (not one that answers wrongly: a refused key or a missing model stay fatal)."""
+    return "cannot reach" in str(exc)
 
 
 __all__ = ["QWEN_05B", "LLMPool"]
