@@ -260,3 +260,23 @@ async def test_a_backend_down_at_start_refuses_sessions_with_1013_until_it_answe
         server.stop()
         if backend is not None:
             backend.kill()
+
+
+async def test_thinking_runs_on_the_remote_backend(client: genai.Client, backend: Backend) -> None:
+    """A thinking model's reasoning pass and its answer both come from the backend; thoughts only when asked."""
+    config = {"response_modalities": ["AUDIO"], "output_audio_transcription": {}, "temperature": 0.0,
+              "thinking_config": {"thinking_budget": 128, "include_thoughts": True}}
+    requests = backend.log().count("POST /v1/chat/completions")
+    async with client.aio.live.connect(model="gemini-2.5-flash-exp-native-audio-thinking-dialog",
+                                       config=config) as session:
+        await session.send_client_content(turns={"role": "user", "parts": [
+            {"text": "Is 91 a prime number? Answer yes or no."}]})
+        async with asyncio.timeout(120):
+            messages = [m async for m in session.receive()]
+    parts = [p for m in messages if m.server_content and m.server_content.model_turn
+             for p in m.server_content.model_turn.parts or []]
+    assert any(p.thought and p.text for p in parts)  # the reasoning pass, shown as thoughts
+    assert audio_of(messages) and transcripts(messages, "output_transcription").strip()  # then a spoken answer
+    usage = messages[-1].usage_metadata
+    assert usage is not None and (usage.thoughts_token_count or 0) > 0
+    assert backend.log().count("POST /v1/chat/completions") >= requests + 2  # both passes on the backend
