@@ -20,6 +20,7 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
+from localive.bench.engines import llama_server_argv
 from localive.bench.server import free_port
 from tests.integration.test_tools import WEATHER, WEATHER_JSON_SCHEMA, calls_of, text_of, turn
 from tests.integration.test_voice import audio_of, one_turn, send_audio, transcripts
@@ -62,8 +63,7 @@ def start_backend(workdir: Path, port: int | None = None) -> Backend:
     log_path = workdir / f"llama-server-{port}.log"
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(ensure_weights(QWEN_05B, progress=False)),
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192", "--n_threads", "2"],
+            llama_server_argv(ensure_weights(QWEN_05B, progress=False), port),  # as the engines bench starts it
             stdout=log_file, stderr=subprocess.STDOUT)
     backend = Backend(port, process, log_path)
     deadline = time.monotonic() + 120

