@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import base64
-import json
 
 import pytest
 
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
 from localive.models.registry import ModelRegistry
 from localive.protocol.errors import InvalidArgument, Unimplemented
-from localive.protocol.parse import parse_client_message
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
+from tests.support.session_driver import send
 from tests.unit.test_session import SETUP, drain_turn, text_of
 
 PNG_HEAD = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()  # not UTF-8: a setup holding it must still work
@@ -21,10 +20,6 @@ PNG_HEAD = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()  # not UTF-8: a setup
 def make_session() -> LiveSession:
     llm = EmulatorLLM(EmulatorScript.from_dict({"reply": []}))
     return LiveSession(registry=ModelRegistry(), engines=Engines(llm_for=lambda entry: llm), session_id="s1")
-
-
-async def send(session: LiveSession, frame: dict) -> None:
-    await session.handle(parse_client_message(json.dumps(frame)))
 
 
 async def test_an_audio_transcription_part_is_what_was_said() -> None:

@@ -4,15 +4,12 @@ translation sessions (translationConfig), with the shipped fakes (tone TTS, ener
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import shutil
 from collections.abc import AsyncIterator, Sequence
 
 import numpy as np
 import pytest
 
-from localive.audio.pcm import Pcm16
 from localive.engines.asr.fake import ScriptedASR
 from localive.engines.asr.whisper import pick_language, whisper_languages
 from localive.engines.llm.base import ChatMessage, FunctionCalls, FunctionSpec, SamplingParams
@@ -24,11 +21,11 @@ from localive.engines.tts.multilingual import MultilingualTTS
 from localive.engines.tts.voices import voice_spec
 from localive.engines.vad.energy import EnergyVAD
 from localive.models.registry import ModelRegistry
-from localive.protocol.errors import Close, InvalidArgument, LiveError, Unimplemented
-from localive.protocol.parse import parse_client_message
+from localive.protocol.errors import InvalidArgument, LiveError, Unimplemented
 from localive.session.engines import Engines
 from localive.session.hearing import MAX_VOCABULARY_CHARS, Recognition
 from localive.session.live import LiveSession
+from tests.support.session_driver import drain_turn, send, tone
 
 MODEL = "gemini-2.0-flash-live-001"
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -72,27 +69,6 @@ def make_session(*, tts: ToneTTS | MultilingualTTS | None = None, asr: ScriptedA
 def setup(modality: str = "TEXT", generation: dict | None = None, **extra: object) -> dict:
     return {"setup": {"model": MODEL, "generationConfig": {"responseModalities": [modality], **(generation or {})},
                       **extra}}
-
-
-async def send(session: LiveSession, frame: dict) -> None:
-    await session.handle(parse_client_message(json.dumps(frame)))
-
-
-async def drain_turn(session: LiveSession) -> list[dict]:
-    messages = []
-    while True:
-        message = await asyncio.wait_for(session.outbox.get(), 10)
-        assert not isinstance(message, Close), message
-        messages.append(message)
-        if message.get("serverContent", {}).get("turnComplete"):
-            return messages
-
-
-def tone(seconds: float, loud: bool) -> dict:
-    t = np.arange(int(16000 * seconds)) / 16000
-    samples = (0.3 * np.sin(2 * np.pi * 220 * t)) if loud else np.zeros_like(t)
-    data = Pcm16.from_float32(samples.astype(np.float32), 16000).data
-    return {"realtimeInput": {"audio": {"data": base64.b64encode(data).decode(), "mimeType": "audio/pcm;rate=16000"}}}
 
 
 async def speak_once(session: LiveSession) -> list[dict]:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
 from localive.models.registry import ModelRegistry
 from localive.protocol.errors import Close
-from localive.protocol.parse import parse_client_message
 from localive.session.engines import Engines
 from localive.session.lifetime import DEADLINE_REASON, GEMINI_LIMITS, LOCAL_LIMITS, Limits
 from localive.session.live import LiveSession
 from localive.session.store import SqliteStore
+from tests.support.session_driver import send
 
 
 class VirtualClock:
@@ -45,10 +44,6 @@ def make_session(*, context_tokens: int = 32768, limits: Limits = LOCAL_LIMITS, 
     llm = EmulatorLLM(EmulatorScript(context_tokens=context_tokens))
     return LiveSession(registry=ModelRegistry(), engines=Engines(llm_for=lambda entry: llm), session_id="s",
                        limits=limits, clock=clock, store=store)
-
-
-async def send(session: LiveSession, frame: dict) -> None:
-    await session.handle(parse_client_message(json.dumps(frame)))
 
 
 def setup(**fields: object) -> dict:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 
 from localive.engines.llm.emulator import EmulatorLLM
 from localive.models.registry import ModelRegistry
 from localive.protocol.errors import Close, PolicyViolation
-from localive.protocol.parse import parse_client_message
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
 from localive.session.store import SqliteStore
+from tests.support.session_driver import send
 
 
 class Clock:
@@ -28,10 +27,6 @@ def make_session(store: SqliteStore, principal: str = "key-a") -> LiveSession:
     llm = EmulatorLLM()
     return LiveSession(registry=ModelRegistry(), engines=Engines(llm_for=lambda entry: llm), session_id="s",
                        principal=principal, store=store)
-
-
-async def send(session: LiveSession, frame: dict) -> None:
-    await session.handle(parse_client_message(json.dumps(frame)))
 
 
 def setup(handle: str | None = None, **resumption: object) -> dict:

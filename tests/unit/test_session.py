@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-
 import pytest
 
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
 from localive.models.registry import ModelRegistry
-from localive.protocol.errors import Close, InvalidArgument, NotFound, Unimplemented
-from localive.protocol.parse import parse_client_message
+from localive.protocol.errors import InvalidArgument, NotFound, Unimplemented
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
+from tests.support.session_driver import drain_turn, send
 
 SCRIPT = EmulatorScript.from_dict({"reply": [
     {"match": "slow", "text": "a b c d e f g h i j", "delay_ms": 20},
@@ -22,20 +19,6 @@ SCRIPT = EmulatorScript.from_dict({"reply": [
 def make_session() -> LiveSession:
     llm = EmulatorLLM(SCRIPT)
     return LiveSession(registry=ModelRegistry(), engines=Engines(llm_for=lambda entry: llm), session_id="s1")
-
-
-async def send(session: LiveSession, frame: dict) -> None:
-    await session.handle(parse_client_message(json.dumps(frame)))
-
-
-async def drain_turn(session: LiveSession) -> list[dict]:
-    messages = []
-    while True:
-        message = await asyncio.wait_for(session.outbox.get(), 5)
-        assert not isinstance(message, Close), message
-        messages.append(message)
-        if message.get("serverContent", {}).get("turnComplete"):
-            return messages
 
 
 SETUP = {"setup": {"model": "models/gemini-2.0-flash-live-001", "generationConfig": {"responseModalities": ["TEXT"]}}}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 
 import pytest
@@ -11,9 +10,9 @@ import pytest
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
 from localive.models.registry import ModelEntry, ModelRegistry
 from localive.protocol.errors import Close, InvalidArgument, Unimplemented
-from localive.protocol.parse import parse_client_message
 from localive.session.engines import Engines, ToolEngines
 from localive.session.live import LiveSession
+from tests.support.session_driver import send
 
 SCRIPT = EmulatorScript.from_dict({"reply": [
     {"match": "lights", "call": "turn_on_the_lights", "text": "Done: {result}"},
@@ -53,10 +52,6 @@ def make_session(sandbox: FakeSandbox | None = None) -> LiveSession:
     llm = EmulatorLLM(SCRIPT)
     engines = Engines(llm_for=lambda entry: llm, tools=ToolEngines(sandbox=sandbox))  # type: ignore[arg-type]
     return LiveSession(registry=ModelRegistry(), engines=engines, session_id="s1")
-
-
-async def send(session: LiveSession, frame: dict) -> None:
-    await session.handle(parse_client_message(json.dumps(frame)))
 
 
 async def start(session: LiveSession, tools: list[dict]) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 
-import numpy as np
 import pytest
 
 from localive.audio.pcm import Pcm16
@@ -18,11 +16,10 @@ from localive.engines.tts.fake import ToneTTS
 from localive.engines.turn.base import FakeEndOfTurn
 from localive.engines.vad.energy import EnergyVAD
 from localive.models.registry import ModelRegistry
-from localive.protocol.errors import Close
-from localive.protocol.parse import parse_client_message
 from localive.session.backchannel import LISTENER_WORDS, is_backchannel, lets_the_model_go_on
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
+from tests.support.session_driver import drain_turn, send, tone
 
 SCRIPT = EmulatorScript.from_dict({"reply": [
     {"match": "slow", "text": "one, two, three, four, five, six, seven, eight, nine, ten.", "delay_ms": 30},
@@ -54,30 +51,9 @@ def make_session(asr: ListASR, ms_per_char: float = 2.0) -> LiveSession:
     return LiveSession(registry=ModelRegistry(), engines=engines, session_id="v1")
 
 
-async def send(session: LiveSession, frame: dict) -> None:
-    await session.handle(parse_client_message(json.dumps(frame)))
-
-
-async def drain_turn(session: LiveSession) -> list[dict]:
-    messages = []
-    while True:
-        message = await asyncio.wait_for(session.outbox.get(), 10)
-        assert not isinstance(message, Close), message
-        messages.append(message)
-        if message.get("serverContent", {}).get("turnComplete"):
-            return messages
-
-
 def setup(modality: str = "AUDIO", **extra: object) -> dict:
     return {"setup": {"model": "gemini-2.0-flash-live-001", "generationConfig": {"responseModalities": [modality]},
                       "outputAudioTranscription": {}, "inputAudioTranscription": {}, **extra}}
-
-
-def tone(seconds: float, loud: bool) -> dict:
-    t = np.arange(int(16000 * seconds)) / 16000
-    samples = (0.3 * np.sin(2 * np.pi * 220 * t)) if loud else np.zeros_like(t)
-    data = Pcm16.from_float32(samples.astype(np.float32), 16000).data
-    return {"realtimeInput": {"audio": {"data": base64.b64encode(data).decode(), "mimeType": "audio/pcm;rate=16000"}}}
 
 
 def kinds(messages: list[dict]) -> list[str]:
