@@ -103,6 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated languages the --tts-url server speaks ('*': any; default en)")
     speech.add_argument("--speech-timeout", type=float, default=30.0, metavar="SECONDS",
                         help="longest wait for a remote speech server's answer (connect: 5 s; default 30)")
+    speech.add_argument("--asr-max-concurrency", type=_positive, default=None, metavar="N",
+                        help="sessions the --asr-url server serves at once (every session counts: any may send "
+                             "audio); more are refused with 1013 (default: no limit besides --max-sessions)")
+    speech.add_argument("--tts-max-concurrency", type=_positive, default=None, metavar="N",
+                        help="sessions the --tts-url server serves at once (those that answer in AUDIO); more are "
+                             "refused with 1013 (default: no limit besides --max-sessions)")
+    speech.add_argument("--asr-may-start-down", action="store_true",
+                        help="start even when the --asr-url server does not answer yet: every session is refused "
+                             "with 1013 until it answers (checked again at most every 2 s); without it, serve "
+                             "stops with one line")
+    speech.add_argument("--tts-may-start-down", action="store_true",
+                        help="start even when the --tts-url server does not answer yet: sessions that answer in "
+                             "AUDIO are refused with 1013 until it answers (checked again at most every 2 s); "
+                             "without it, serve stops with one line")
     sessions = serve.add_argument_group("long sessions")
     sessions.add_argument("--sessions-db", type=Path, default=None, metavar="FILE",
                           help="SQLite file for resumable session state (default: DATA_DIR/sessions.sqlite3)")
@@ -370,7 +384,16 @@ def _remote_speech(args: argparse.Namespace):  # type: ignore[no-untyped-def]  #
     languages = tuple(lang.strip() for lang in args.tts_languages.split(",") if lang.strip()) or ("en",)
     return RemoteSpeech(asr_url=args.asr_url, asr_model=args.asr_model, tts_url=args.tts_url,
                         tts_model=args.tts_model, tts_voice_map=args.tts_voice_map, tts_format=args.tts_format,
-                        tts_languages=languages, timeout_s=args.speech_timeout)
+                        tts_languages=languages, timeout_s=args.speech_timeout,
+                        asr_may_start_down=args.asr_may_start_down, tts_may_start_down=args.tts_may_start_down,
+                        asr_max_sessions=args.asr_max_concurrency, tts_max_sessions=args.tts_max_concurrency)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"at least 1, not {number}")
+    return number
 
 
 def _percent_of_a_core(value: str) -> float:
@@ -441,6 +464,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.llm = remote_key(args.llm_url, args.llm_model)
     if args.llm:
         registry = registry.with_llm(args.llm)
+    for stage in ("asr", "tts"):
+        given = [flag for flag, value in ((f"--{stage}-may-start-down", getattr(args, f"{stage}_may_start_down")),
+                                          (f"--{stage}-max-concurrency", getattr(args, f"{stage}_max_concurrency")))
+                 if value]
+        if given and not getattr(args, f"{stage}_url"):
+            print(f"localive: {given[0]} needs --{stage}-url", file=sys.stderr)
+            return 2
     try:
         script = EmulatorScript.load(args.emulator_script) if args.emulator_script else None
     except ScriptError as exc:
@@ -466,12 +496,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
           file=sys.stderr, flush=True)
     voice = None
     remote_speech = _remote_speech(args)
+    speech_down: frozenset[str] = frozenset()
     if remote_speech is not None:
-        problems = remote_speech.problems()
-        if problems:
-            print(f"localive: {problems[0]}", file=sys.stderr)
+        start = remote_speech.check()
+        if start.problems:
+            print(f"localive: {start.problems[0]}", file=sys.stderr)
             pool.close()
             return 2
+        speech_down = start.down
+        for line in start.down_lines:
+            print(f"localive: {line}; starting anyway: the sessions that need it are refused (1013) until it "
+                  "answers", file=sys.stderr, flush=True)
     try:
         pool.load(registry.llm_backends())
         for line in pool.load_optional(registry.code_llm_backends()):
@@ -479,7 +514,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.voice == "embedded":
             from localive.engines.voice import load_voice_engines
 
-            voice = load_voice_engines(semantic_turns=args.turn_taking != "silence", remote=remote_speech)
+            voice = load_voice_engines(semantic_turns=args.turn_taking != "silence", remote=remote_speech,
+                                       down=speech_down)
     except BackendError as exc:  # a remote LLM that is down or misconfigured: one line, no fallback
         print(f"localive: {exc}", file=sys.stderr)
         pool.close()

@@ -1,6 +1,7 @@
 """Speech recognition and synthesis on real third-party OpenAI-compatible servers from PyPI, started here
 (faster-whisper-server on /v1/audio/transcriptions, local-tts-studio's Piper on /v1/audio/speech), driven through
-the official Python SDK; the LLM is the scripted emulator.
+the official Python SDK; the LLM is the scripted emulator. Also what a speech server that is down at start
+(`--tts-may-start-down`) or full (`--asr-max-concurrency`, `--tts-max-concurrency`) means for new sessions: 1013.
 
 Skipped when .venv-engines (scripts/install-test-engines.sh) is missing, unless LOCALIVE_REQUIRE_ENGINES is set
 (scripts/test.sh sets it): then a missing engine fails these tests."""
@@ -11,6 +12,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +39,8 @@ MODEL = "gemini-2.0-flash-live-001"
 CHUNK = 3200  # 100 ms of 16 kHz 16-bit audio
 TURN_TIMEOUT_S = 90
 QUESTION = "what is the capital of Germany"
+AUDIO = {"response_modalities": ["AUDIO"], "output_audio_transcription": {}}
+TEXT = {"response_modalities": ["TEXT"]}
 
 
 def remote_args(asr: SpeechServer | None, tts: SpeechServer | None) -> list[str]:
@@ -97,6 +101,41 @@ def audio_parts(messages: list[types.LiveServerMessage]) -> list[types.Blob]:
 
 def words(text: str) -> str:
     return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
+
+
+async def ask(session: genai.live.AsyncSession) -> list[types.LiveServerMessage]:
+    await session.send_client_content(turns={"role": "user", "parts": [{"text": QUESTION}]})
+    return await one_turn(session)
+
+
+def answered(messages: list[types.LiveServerMessage], config: dict[str, object]) -> bool:
+    """The question was answered in the session's modality: speech (with its transcription) or text."""
+    if config["response_modalities"] == ["TEXT"]:
+        return "berlin" in words("".join(m.text or "" for m in messages))
+    return bool(audio_parts(messages)) and "berlin" in words(transcripts(messages, "output_transcription"))
+
+
+async def refusal(client: genai.Client, config: dict[str, object]) -> errors.APIError:
+    """The error a new session gets (it must get one)."""
+    with pytest.raises(errors.APIError) as refused:
+        async with client.aio.live.connect(model=MODEL, config=config) as session:
+            await ask(session)
+    return refused.value
+
+
+async def admitted_turn(client: genai.Client, config: dict[str, object],
+                        within_s: float = 30.0) -> list[types.LiveServerMessage]:
+    """One turn of a new session, tried again while it is refused with 1013: a backend back up is known at the next
+    recheck (at most 2 s), a slot is given back once the server has seen the last session's close."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            async with client.aio.live.connect(model=MODEL, config=config) as session:
+                return await ask(session)
+        except errors.APIError as exc:
+            if exc.code != 1013 or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def test_a_spoken_question_is_heard_and_answered_in_speech_by_the_remote_servers(
@@ -179,3 +218,57 @@ def test_serve_refuses_to_start_when_a_remote_stage_is_down(stage: str, tmp_path
     lines = [line for line in result.stderr.splitlines() if "backend" in line]
     name = "speech recognition" if stage == "asr" else "speech synthesis"
     assert len(lines) == 1 and name in lines[0] and "not reachable" in lines[0], result.stderr
+
+
+async def test_a_synthesis_server_down_at_start_refuses_spoken_sessions_with_1013_until_it_answers(
+        engines: tuple[SpeechServer, SpeechServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--tts-may-start-down`: serve starts without its speech synthesis server; sessions that answer in AUDIO are
+    refused with 1013 naming it, text sessions work; once the server answers, spoken sessions work — nothing
+    restarts. A server that then stops answering fails its session (1011) and is down again for new ones."""
+    asr, _ = engines
+    port = free_port()
+    server = start_server(tmp_path / "serve", *remote_args(asr, None), "--tts-url", f"http://127.0.0.1:{port}/v1",
+                          "--tts-model", "tts-1", "--tts-may-start-down")
+    tts: SpeechServer | None = None
+    try:
+        assert "speech synthesis backend" in server.log() and "starting anyway" in server.log()
+        client = sdk_client(server, monkeypatch)
+        refused = await refusal(client, AUDIO)
+        assert refused.code == 1013 and "speech synthesis" in str(refused) and str(port) not in str(refused)
+        async with client.aio.live.connect(model=MODEL, config=TEXT) as session:  # text needs no synthesis
+            assert answered(await ask(session), TEXT)
+
+        tts = start_speech_server(tmp_path / "tts", port)
+        assert answered(await admitted_turn(client, AUDIO), AUDIO)
+
+        tts.kill()
+        failed = await refusal(client, AUDIO)  # admitted (it was up), fails mid-turn
+        assert failed.code == 1011 and "speech synthesis" in str(failed)
+        refused = await refusal(client, AUDIO)
+        assert refused.code == 1013 and "speech synthesis" in str(refused)
+    finally:
+        server.stop()
+        if tts is not None:
+            tts.stop()
+
+
+async def test_a_speech_server_at_its_concurrency_limit_refuses_new_sessions_with_1013(
+        engines: tuple[SpeechServer, SpeechServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--asr-max-concurrency 2 --tts-max-concurrency 1`: every session needs recognition (any may send audio),
+    only spoken ones synthesis; a session beyond a limit gets 1013 naming the stage; closed sessions free it."""
+    server = start_server(tmp_path / "serve", *remote_args(*engines), "--asr-max-concurrency", "2",
+                          "--tts-max-concurrency", "1")
+    try:
+        client = sdk_client(server, monkeypatch)
+        async with client.aio.live.connect(model=MODEL, config=AUDIO) as speaking:  # recognition 1/2, synthesis 1/1
+            refused = await refusal(client, AUDIO)
+            assert refused.code == 1013 and "speech synthesis" in str(refused) and "try again later" in str(refused)
+            # the refused session's recognition slot was given back: a text session still gets one (2/2)
+            async with client.aio.live.connect(model=MODEL, config=TEXT) as writing:
+                refused = await refusal(client, TEXT)
+                assert refused.code == 1013 and "speech recognition" in str(refused)
+                assert answered(await ask(writing), TEXT)
+            assert answered(await ask(speaking), AUDIO)  # the admitted sessions work as usual
+        assert answered(await admitted_turn(client, AUDIO), AUDIO)  # both slots are free again
+    finally:
+        server.stop()

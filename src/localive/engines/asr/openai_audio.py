@@ -11,7 +11,8 @@ Detection among several languages: the server detects among all it knows; a dete
 session's list is reported as detected (the endpoint has no way to restrict it).
 
 The request runs on the event loop as non-blocking I/O (httpx2); cancelling the awaiting task closes the
-connection. Failures raise BackendFailed (the session closes 1011 naming the stage).
+connection. Failures raise BackendFailed (the session closes 1011 naming the stage); a refused connection also
+marks the server down, so that new sessions are refused with 1013 until it answers (speech_remote.py).
 """
 
 from __future__ import annotations
@@ -33,9 +34,8 @@ from localive.engines.speech_remote import (
     ASR_KEY_ENV,
     ASR_STAGE,
     BackendFailed,
+    RemoteSpeechEngine,
     auth_headers,
-    describe_failure,
-    timeouts,
 )
 
 log = logging.getLogger("localive.engines")
@@ -79,26 +79,19 @@ def wav_bytes(audio: Pcm16) -> bytes:
     return buffer.getvalue()
 
 
-class OpenAITranscriptionASR:
-    """Implements the ASR interface over HTTP. `base_url` ends with the API root, e.g. http://host:8000/v1."""
+class OpenAITranscriptionASR(RemoteSpeechEngine):
+    """Implements the ASR interface over HTTP. `base_url` ends with the API root, e.g. http://host:8000/v1.
+    `max_sessions`: how many sessions may use it at once (None: no limit)."""
 
     sample_rate_hz = SAMPLE_RATE_HZ
 
-    def __init__(self, base_url: str, model: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, base_url: str, model: str, *, timeout_s: float = 30.0,
+                 max_sessions: int | None = None) -> None:
+        super().__init__(base_url, ASR_STAGE, ASR_KEY_ENV, timeout_s=timeout_s, max_sessions=max_sessions)
         self.name = f"openai-transcriptions:{model}"
-        self._url = base_url.rstrip("/") + "/audio/transcriptions"
+        self._url = self._base_url + "/audio/transcriptions"
         self._model = model
-        self._timeout = timeouts(timeout_s)
         self._verbose = True
-        self._client: httpx2.AsyncClient | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _http(self) -> httpx2.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:  # one client (its connection pool) per event loop
-            self._client = httpx2.AsyncClient(timeout=self._timeout)
-            self._loop = loop
-        return self._client
 
     async def transcribe(self, audio: Pcm16, language: str | None = None, expect: str | None = None, *,
                          detect_among: tuple[str, ...] | None = None) -> Transcript:
@@ -138,16 +131,10 @@ class OpenAITranscriptionASR:
                 response.raise_for_status()
                 payload = response.json()
             except httpx2.HTTPError as exc:
-                log.warning("speech recognition backend: %s", describe_failure(exc))
-                raise BackendFailed(ASR_STAGE, describe_failure(exc)) from exc
+                raise self._failed(exc) from exc
             except ValueError as exc:  # not JSON
                 raise BackendFailed(ASR_STAGE, "the answer was not JSON") from exc
             if not isinstance(payload, dict):
                 raise BackendFailed(ASR_STAGE, "unexpected answer")
             return payload
         raise BackendFailed(ASR_STAGE, "the request was refused")
-
-    def close(self) -> None:
-        """Forget the client: `serve` closes its event loop (and with it the connections) before this."""
-        self._client = None
-        self._loop = None

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from localive.engines.remote_backend import SessionSlots as SessionSlots  # also importable from here, as before
 from localive.protocol.errors import InternalError
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -90,27 +90,6 @@ SESSION_ID: ContextVar[str | None] = ContextVar("localive_session_id", default=N
 # The prompt's token count as the backend reported it for the last stream of this task (remote backends that send
 # `usage`); None where it did not. The session uses it in usageMetadata instead of its own estimate.
 REPORTED_PROMPT_TOKENS: ContextVar[int | None] = ContextVar("localive_reported_prompt_tokens", default=None)
-
-
-class SessionSlots:
-    """A backend's limit on concurrent sessions: a session takes a slot at setup and gives it back at its end;
-    when none is free the new session is refused (1013) instead of slowing every session down."""
-
-    def __init__(self, limit: int | None) -> None:
-        self.limit = limit
-        self._taken = 0
-        self._lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self._lock:
-            if self.limit is not None and self._taken >= self.limit:
-                return False
-            self._taken += 1
-            return True
-
-    def give_back(self) -> None:
-        with self._lock:
-            self._taken = max(0, self._taken - 1)
 
 
 class LLM(Protocol):

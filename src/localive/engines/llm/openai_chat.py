@@ -42,15 +42,14 @@ from localive.engines.llm.base import (
     FunctionCalls,
     FunctionSpec,
     SamplingParams,
-    SessionSlots,
 )
 from localive.engines.llm.calls import CALL_MAX_TOKENS, MAX_PARALLEL_CALLS, call_intent, strict
+from localive.engines.remote_backend import BackendHealth, SessionSlots
 
 log = logging.getLogger("localive.engines")
 
 STAGE = "LLM backend"
 CHARS_PER_TOKEN = 4  # the estimate where the server cannot be asked (see module docstring)
-RECHECK_S = 2.0  # how often a backend known to be down is asked again, at most (a new session asks)
 MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators of a chat template, per message
 DEFAULT_MAX_TOKENS = 1024
 API_KEY_ENV = "LOCALIVE_LLM_API_KEY"
@@ -124,25 +123,16 @@ class OpenAIChatLLM:
         self.context_tokens = settings.context_tokens
         self.slots = SessionSlots(settings.max_sessions)
         self._client: httpx2.AsyncClient | None = None
-        self.down = False  # known unreachable (at start, or a connection failed): sessions are refused with 1013
-        self._checked_at = -math.inf
+        # known down (at start, or a connection failed): new sessions are refused with 1013 until it answers
+        self.health = BackendHealth(self._answers, timeout_s=settings.connect_timeout_s)
 
     async def reachable(self) -> bool:
-        """Whether a new session may use the backend: yes unless it is known to be down, and then it is asked
-        again (GET /models) at most every RECHECK_S — a session is refused with 1013 rather than failing later."""
-        if not self.down:
-            return True
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._checked_at < RECHECK_S:
-            return False
-        self._checked_at = loop.time()
-        try:
-            async with asyncio.timeout(self.settings.connect_timeout_s):
-                response = await self._http().get(self.settings.models_url)
-            self.down = response.status_code != 200
-        except (TimeoutError, httpx2.HTTPError):
-            self.down = True
-        return not self.down
+        """Whether a new session may use the backend (remote_backend.BackendHealth): a session is refused with
+        1013 rather than failing later."""
+        return await self.health.reachable()
+
+    async def _answers(self) -> bool:
+        return (await self._http().get(self.settings.models_url)).status_code == 200
 
     def _http(self) -> httpx2.AsyncClient:
         if self._client is None:  # created on the serving loop, at first use
@@ -242,8 +232,7 @@ class OpenAIChatLLM:
         except TimeoutError:
             raise BackendError(STAGE, f"no answer within {self.settings.first_token_timeout_s:g} s") from None
         except httpx2.HTTPError as exc:
-            if isinstance(exc, httpx2.ConnectError):
-                self.down = True  # new sessions are refused (1013) until it answers again
+            self.health.failed(exc)  # a refused connection: new sessions get 1013 until it answers again
             raise BackendError(STAGE, _describe(exc)) from None
         if response.status_code != 200:
             raise BackendError(STAGE, f"HTTP {response.status_code}{self._detail(response.text)}")
@@ -287,8 +276,7 @@ class OpenAIChatLLM:
         except TimeoutError:
             raise BackendError(STAGE, f"no first token within {self.settings.first_token_timeout_s:g} s") from None
         except httpx2.HTTPError as exc:
-            if isinstance(exc, httpx2.ConnectError):
-                self.down = True  # new sessions are refused (1013) until it answers again
+            self.health.failed(exc)  # a refused connection: new sessions get 1013 until it answers again
             raise BackendError(STAGE, _describe(exc)) from None
 
     def _detail(self, text: str) -> str:

@@ -45,7 +45,7 @@ class LLMPool:
                     raise
                 log.warning("%s; starting anyway: its sessions are refused (1013) until it answers", exc)
                 remote = OpenAIChatLLM(settings)
-                remote.down = True
+                remote.health.down = True
                 return remote
             log.info("LLM backend %s serves %s", redact_url(url), settings.model)
             return OpenAIChatLLM(settings)

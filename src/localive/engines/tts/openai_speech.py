@@ -13,6 +13,9 @@ shimmer, coral, sage) and the male ones to its male voices (onyx, echo, ash, fab
 Delivery: the rate is sent as `speed`, the gain applied here; a pitch change is not available through the
 endpoint and is left out.
 
+Failures raise BackendFailed (the session closes 1011 naming the stage); a refused connection also marks the
+server down, so that new sessions that speak are refused with 1013 until it answers (speech_remote.py).
+
 Languages: the server is assumed to speak the languages given (`--tts-languages`, English by default);
 `speaks()` answers for those, so a session in another language is refused at setup as with the embedded voices.
 """
@@ -20,7 +23,6 @@ Languages: the server is assumed to speak the languages given (`--tts-languages`
 from __future__ import annotations
 
 import asyncio
-import logging
 import struct
 from collections.abc import Mapping
 
@@ -33,14 +35,11 @@ from localive.engines.speech_remote import (
     TTS_KEY_ENV,
     TTS_STAGE,
     BackendFailed,
+    RemoteSpeechEngine,
     auth_headers,
-    describe_failure,
-    timeouts,
 )
 from localive.engines.tts.base import NEUTRAL, OUTPUT_SAMPLE_RATE_HZ, Delivery, UnsupportedLanguage
 from localive.engines.tts.voices import CATALOG, resolve_voice, voice_names, voice_spec
-
-log = logging.getLogger("localive.engines")
 
 FEMALE_VOICES = ("nova", "shimmer", "coral", "sage")
 MALE_VOICES = ("onyx", "echo", "ash", "fable")
@@ -124,19 +123,21 @@ def to_output(samples: np.ndarray, rate_hz: int, gain_db: float) -> Pcm16:
     return Pcm16.from_float32(out, OUTPUT_SAMPLE_RATE_HZ)
 
 
-class OpenAISpeechTTS:
-    """Implements the TTS interface over HTTP. `base_url` ends with the API root, e.g. http://host:8880/v1."""
+class OpenAISpeechTTS(RemoteSpeechEngine):
+    """Implements the TTS interface over HTTP. `base_url` ends with the API root, e.g. http://host:8880/v1.
+    `max_sessions`: how many sessions may use it at once (None: no limit)."""
 
     def __init__(self, base_url: str, model: str, *, voice_map: Mapping[str, str] | None = None,
-                 response_format: str = "wav", languages: tuple[str, ...] = ("en",), timeout_s: float = 30.0) -> None:
+                 response_format: str = "wav", languages: tuple[str, ...] = ("en",), timeout_s: float = 30.0,
+                 max_sessions: int | None = None) -> None:
         if response_format not in FORMATS:
             raise ValueError(f"response format must be one of {', '.join(FORMATS)}, not {response_format!r}")
+        super().__init__(base_url, TTS_STAGE, TTS_KEY_ENV, timeout_s=timeout_s, max_sessions=max_sessions)
         self.name = f"openai-speech:{model}"
-        self._url = base_url.rstrip("/") + "/audio/speech"
+        self._url = self._base_url + "/audio/speech"
         self._model = model
         self._format = response_format
         self._languages = frozenset(lang.strip().lower() for lang in languages if lang.strip())
-        self._timeout = timeouts(timeout_s)
         overrides = dict(voice_map or {})
         everyone = overrides.pop("*", None)
         known = {name.casefold(): name for name in voice_names()}
@@ -146,8 +147,6 @@ class OpenAISpeechTTS:
         base = default_voice_map() if everyone is None else dict.fromkeys(voice_names(), everyone)
         base.update({known[name.casefold()]: server for name, server in overrides.items()})
         self.voice_map = base
-        self._client: httpx2.AsyncClient | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def voices(self) -> list[str]:
         return voice_names()
@@ -160,13 +159,6 @@ class OpenAISpeechTTS:
             return True
         tag = language.strip().replace("_", "-").lower()
         return tag in self._languages or tag.split("-")[0] in self._languages
-
-    def _http(self) -> httpx2.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client = httpx2.AsyncClient(timeout=self._timeout)
-            self._loop = loop
-        return self._client
 
     async def synthesize(self, text: str, voice: str, language: str | None = None,
                          delivery: Delivery = NEUTRAL) -> Pcm16:
@@ -210,8 +202,7 @@ class OpenAISpeechTTS:
                         if header is None and len(received) > _MAX_HEADER_BYTES:
                             raise WavError("no WAV header in the answer")
         except httpx2.HTTPError as exc:
-            log.warning("speech synthesis backend: %s", describe_failure(exc))
-            raise BackendFailed(TTS_STAGE, describe_failure(exc)) from exc
+            raise self._failed(exc) from exc
         except WavError as exc:
             raise BackendFailed(TTS_STAGE, str(exc)) from exc
         if self._format == "pcm":
@@ -224,7 +215,3 @@ class OpenAISpeechTTS:
         if rate <= 0 or channels <= 0 or bits <= 0:
             raise BackendFailed(TTS_STAGE, "the answer's WAV header is invalid")
         return bytes(received[offset:]), rate, channels, bits, tag
-
-    def close(self) -> None:
-        self._client = None
-        self._loop = None
