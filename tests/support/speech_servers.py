@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx2
 
-from localive.bench.engines import local_tts_data_dir
+from localive.bench.engines import local_tts_data_dir, transcription_server_argv
 from localive.bench.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,15 +88,11 @@ def _start(name: str, argv: list[str], env: dict[str, str], workdir: Path, port:
 
 
 def start_transcription_server(workdir: Path, port: int | None = None) -> SpeechServer:
-    """faster-whisper-server (single-model mode: the `model` form field is not read) on Whisper base, on `port`
-    (default: a free one)."""
-    from localive.models.weights import WHISPER_BASE, ensure_model_dir
-
-    model_dir = ensure_model_dir(WHISPER_BASE, progress=False)
+    """faster-whisper-server on Whisper base with the engines bench's config file (transcription_server_argv: the
+    recipe docs/engines.md gives), on `port` (default: a free one)."""
     port = port or free_port()
-    argv = [str(ENGINES_VENV / "bin" / "faster-whisper-server"), str(model_dir), "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "info"]
-    return _start("faster-whisper-server", argv, _offline_env(OMP_NUM_THREADS="1"), workdir, port, "/health")
+    argv = transcription_server_argv(ENGINES_VENV, workdir, port)
+    return _start("faster-whisper-server", argv, _offline_env(), workdir, port, "/health")
 
 
 def start_speech_server(workdir: Path, port: int | None = None) -> SpeechServer:
