@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(per model: llm_url in the --models file). Checked at start (GET /models)")
     remote.add_argument("--llm-model", default=None, metavar="NAME",
                         help="the model name to ask --llm-url for (default: the first it lists)")
-    remote.add_argument("--llm-max-concurrency", type=int, default=None, metavar="N",
+    remote.add_argument("--llm-max-concurrency", type=_positive, default=None, metavar="N",
                         help="sessions each remote LLM backend serves at once; more are refused with 1013 "
                              "(default: no limit besides --max-sessions)")
     remote.add_argument("--llm-connect-timeout-s", type=float, default=5.0, metavar="S",
