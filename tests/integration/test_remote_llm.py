@@ -126,16 +126,28 @@ async def test_history_carries_over_turns(client: genai.Client) -> None:
     assert "Paris" in first and "Berlin" in second
 
 
-async def test_function_call_round_trip(client: genai.Client) -> None:
+async def weather_round_trip(client: genai.Client) -> list[types.LiveServerMessage]:
+    """Ask for the weather; answer the call; return the turn's messages once it is complete."""
     config = {**TEXT, "tools": [{"function_declarations": [WEATHER]}]}
     async with client.aio.live.connect(model=MODEL, config=config) as session:
-        messages = await turn(session, "What's the weather in Paris?",
+        async with asyncio.timeout(120):
+            return await turn(session, "What's the weather in Paris?",
                               lambda call: {"temperature": 17, "sky": "light rain"})
+
+
+def assert_called_then_answered(messages: list[types.LiveServerMessage]) -> None:
+    """What the user of a function-calling app notices: one toolCall of the declared function with arguments that
+    fit its schema, then, after the toolResponse, an answer and turnComplete (its wording is the model's)."""
     calls = calls_of(messages)
     assert [c.name for c in calls] == ["get_weather"]
     jsonschema_rs.validate(WEATHER_JSON_SCHEMA, calls[0].args)
-    answer = text_of(messages)
-    assert "17" in answer or "rain" in answer.lower()  # the answer uses the function's result
+    after = messages[next(i for i, m in enumerate(messages) if m.tool_call) + 1:]
+    assert text_of(after).strip()
+    assert after[-1].server_content and after[-1].server_content.turn_complete
+
+
+async def test_function_call_round_trip(client: genai.Client) -> None:
+    assert_called_then_answered(await weather_round_trip(client))
 
 
 async def test_interruption_stops_the_backends_generation(client: genai.Client, backend: Backend) -> None:
@@ -280,3 +292,23 @@ async def test_thinking_runs_on_the_remote_backend(client: genai.Client, backend
     usage = messages[-1].usage_metadata
     assert usage is not None and (usage.thoughts_token_count or 0) > 0
     assert backend.log().count("POST /v1/chat/completions") >= requests + 2  # both passes on the backend
+
+
+# --- a server whose `tools` are not used: --llm-tools json-schema --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def schema_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    server = start_server(tmp_path_factory.mktemp("json-schema-tools"), "--llm-url", backend.url,
+                          "--llm-tools", "json-schema", "--voice", "off")
+    yield server
+    server.stop()
+
+
+async def test_function_call_round_trip_without_the_servers_tools(
+        schema_server: RunningServer, backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The functions are described in the prompt instead of sent as `tools` (for servers started without a tool
+    parser): the SDK sees the same toolCall and answer."""
+    requests = backend.log().count("POST /v1/chat/completions")
+    assert_called_then_answered(await weather_round_trip(sdk_client(schema_server, monkeypatch)))
+    assert backend.log().count("POST /v1/chat/completions") >= requests + 2  # the call, then the answer
