@@ -22,7 +22,7 @@ from google.genai import errors, types
 
 from localive.bench.engines import llama_server_argv
 from localive.bench.server import free_port
-from tests.integration.test_tools import WEATHER, WEATHER_JSON_SCHEMA, calls_of, text_of, turn
+from tests.integration.test_tools import WEATHER, WEATHER_JSON_SCHEMA, calls_of, parts_of, text_of, turn
 from tests.integration.test_voice import audio_of, one_turn, send_audio, transcripts
 from tests.support.server import RunningServer, sdk_client, start_server
 from tests.support.speech import speech_pcm
@@ -148,6 +148,50 @@ def assert_called_then_answered(messages: list[types.LiveServerMessage]) -> None
 
 async def test_function_call_round_trip(client: genai.Client) -> None:
     assert_called_then_answered(await weather_round_trip(client))
+
+
+async def test_code_execution_runs_what_the_remote_model_writes(client: genai.Client, backend: Backend) -> None:
+    """With --llm-url the remote backend writes the code too (no embedded code LLM is loaded): the SDK sees the
+    program, its sandboxed run and an answer that uses what it printed. The 0.5B model behind the server writes
+    this date program reliably; its sums of primes are often wrong (test_tools.py uses the 1.5B for those)."""
+    config = {**TEXT, "tools": [{"code_execution": {}}]}
+    requests = backend.log().count("POST /v1/chat/completions")
+    async with client.aio.live.connect(model=MODEL, config=config) as session:
+        async with asyncio.timeout(180):
+            messages = await turn(session, "How many days are there between 2024-01-01 and 2024-12-25?")
+    parts = parts_of(messages)
+    code = [p.executable_code for p in parts if p.executable_code]
+    results = [p.code_execution_result for p in parts if p.code_execution_result]
+    assert code and code[0].code and code[0].language == types.Language.PYTHON
+    assert results and results[0].outcome == types.Outcome.OUTCOME_OK and (results[0].output or "").strip()
+    assert results[0].output.strip() in text_of(messages)  # the answer comes from the run
+    assert messages[-1].server_content and messages[-1].server_content.turn_complete
+    assert backend.log().count("POST /v1/chat/completions") >= requests + 2  # the code, then the answer
+
+
+async def test_non_blocking_call_lets_the_conversation_go_on(client: genai.Client) -> None:
+    """A NON_BLOCKING function (as test_tools.py checks with the emulator): its turn ends without waiting for the
+    response, the user is answered meanwhile, and the final result (WHEN_IDLE; a SILENT progress report before it)
+    makes the model speak up on its own."""
+    long_task = {"name": "long_task", "description": "Start the long task.", "behavior": "NON_BLOCKING"}
+    config = {**TEXT, "tools": [{"function_declarations": [long_task]}]}
+    async with client.aio.live.connect(model=MODEL, config=config) as session:
+        async with asyncio.timeout(240):
+            started = await turn(session, "start the long task")  # returns at turnComplete: nothing answered
+            assert [c.name for c in calls_of(started)] == ["long_task"]
+            assert started[-1].server_content and started[-1].server_content.turn_complete
+            call = calls_of(started)[0]
+            meanwhile = await turn(session, "hello")
+            assert text_of(meanwhile).strip() and meanwhile[-1].server_content.turn_complete
+            await session.send_tool_response(function_responses=[types.FunctionResponse(
+                id=call.id, name=call.name, response={"result": "80%"}, will_continue=True,
+                scheduling=types.FunctionResponseScheduling.SILENT)])
+            await session.send_tool_response(function_responses=[types.FunctionResponse(
+                id=call.id, name=call.name, response={"result": "done"},
+                scheduling=types.FunctionResponseScheduling.WHEN_IDLE)])
+            report = [m async for m in session.receive()]  # a turn the user did not ask for
+    assert text_of(report).strip()
+    assert report[-1].server_content and report[-1].server_content.turn_complete
 
 
 async def test_interruption_stops_the_backends_generation(client: genai.Client, backend: Backend) -> None:
