@@ -92,8 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--vision", choices=["embedded", "openai", "off"], default="embedded",
                        help="video frames: 'embedded' OCR + colour facts (Tesseract, Pillow), 'openai' (a VLM behind "
                             "an OpenAI-compatible endpoint, --vision-url), or 'off' (video is refused)")
-    serve.add_argument("--vision-url", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    serve.add_argument("--vision-url", default=None,
+                       help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (key: $LOCALIVE_VISION_API_KEY)")
     serve.add_argument("--vision-model", default=None, help="model name to ask at --vision-url")
+    serve.add_argument("--vision-timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="longest wait for --vision-url's description of a frame (connect: 5 s; default 30)")
     speech = serve.add_argument_group("remote speech (OpenAI-compatible servers; docs/engines.md)")
     speech.add_argument("--asr-url", default=None, metavar="URL",
                         help="recognise speech at URL/audio/transcriptions, e.g. http://127.0.0.1:8000/v1 (key: "
@@ -517,7 +520,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for line in tool_lines:
         print(f"localive: tool {line}", file=sys.stderr, flush=True)
     try:
-        vision, vision_line = load_vision(args.vision, url=args.vision_url, model=args.vision_model)
+        vision, vision_line = load_vision(args.vision, url=args.vision_url, model=args.vision_model,
+                                          timeout_s=args.vision_timeout)
     except ValueError as exc:
         print(f"localive: {exc}", file=sys.stderr)
         pool.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from google.genai import errors, types
 from localive.bench.engines import llama_server_argv
 from localive.bench.server import free_port
 from tests.integration.test_tools import WEATHER, WEATHER_JSON_SCHEMA, calls_of, parts_of, text_of, turn
+from tests.integration.test_video import ask_about, text_frame
 from tests.integration.test_voice import audio_of, one_turn, send_audio, transcripts
 from tests.support.server import RunningServer, sdk_client, start_server
 from tests.support.speech import speech_pcm
@@ -192,6 +194,30 @@ async def test_non_blocking_call_lets_the_conversation_go_on(client: genai.Clien
             report = [m async for m in session.receive()]  # a turn the user did not ask for
     assert text_of(report).strip()
     assert report[-1].server_content and report[-1].server_content.turn_complete
+
+
+async def test_the_remote_model_answers_about_a_video_frame(client: genai.Client, backend: Backend) -> None:
+    """Frames become text in localive's own vision stage (embedded OCR here), which the remote LLM answers from."""
+    requests = backend.log().count("POST /v1/chat/completions")
+    answer, usage = await ask_about(client, text_frame("OPEN SESAME 42"), "What does the screen say?")
+    assert {"OPEN", "SESAME", "42"} <= set(re.findall(r"\w+", answer.upper())), answer
+    assert usage and any(d.modality == types.MediaModality.VIDEO for d in usage.prompt_tokens_details or [])
+    assert backend.log().count("POST /v1/chat/completions") > requests
+
+
+async def test_a_vision_backend_that_fails_closes_with_1011_naming_it(
+        backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--vision openai` pointed at a chat server whose model cannot see (the 0.5B on llama-cpp-python's server
+    answers HTTP 500 to an image): the session ends with 1011 naming the vision stage, not an internal error."""
+    server = start_server(tmp_path, "--llm-url", backend.url, "--voice", "off", "--vision", "openai",
+                          "--vision-url", backend.url)
+    try:
+        with pytest.raises(errors.APIError) as closed:
+            await ask_about(sdk_client(server, monkeypatch), text_frame("HI"), "What does the screen say?")
+    finally:
+        server.stop()
+    assert closed.value.code == 1011 and "The vision backend failed: HTTP 500" in str(closed.value)
+    assert backend.url not in str(closed.value)
 
 
 async def test_interruption_stops_the_backends_generation(client: genai.Client, backend: Backend) -> None:
