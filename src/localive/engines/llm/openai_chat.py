@@ -126,6 +126,12 @@ def check_backend(settings: RemoteSettings) -> str:
     return settings.model
 
 
+# What a call asked for again reads as when the server's answer is still not a declared call (a server that honours
+# `json_object` but not its `schema`): a name no function has, so that the session ends the turn with
+# MALFORMED_FUNCTION_CALL instead of an empty answer.
+UNREADABLE_CALL = CalledFunction("(a call that names no declared function)", {})
+
+
 class OpenAIChatLLM:
     """Implements the LLM interface over a remote OpenAI-compatible chat completions endpoint."""
 
@@ -247,7 +253,7 @@ class OpenAIChatLLM:
             text = str(data["choices"][0]["message"].get("content") or "")
         except (KeyError, IndexError, TypeError, AttributeError):
             raise BackendError(STAGE, "answered a malformed chat completion") from None
-        return parse_text_calls(text, functions) or ()
+        return parse_text_calls(text, functions) or (UNREADABLE_CALL,)
 
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
