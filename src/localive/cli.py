@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="A self-hosted Gemini Live API server on local models. Point the official google-genai "
                     "(Python) or @google/genai (JS) SDKs at it with `eval \"$(localive env)\"`.",
     )
+    from localive.engines.llm.base import TOOL_MODES
+
     parser.add_argument("--version", action="version", version=f"localive {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -59,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "(per model: llm_url in the --models file). Checked at start (GET /models)")
     remote.add_argument("--llm-model", default=None, metavar="NAME",
                         help="the model name to ask --llm-url for (default: the first it lists)")
+    remote.add_argument("--llm-tools", choices=TOOL_MODES, default="native",
+                        help="how --llm-url is asked for function calls: 'native' (default) sends the server's "
+                             "`tools` (a server without a tool-call parser may answer 400); 'json-schema' describes "
+                             "the functions in the system prompt and holds a call that does not parse to a JSON "
+                             "Schema (per model: llm_tools in the --models file)")
     remote.add_argument("--llm-max-concurrency", type=_positive, default=None, metavar="N",
                         help="sessions each remote LLM backend serves at once; more are refused with 1013 "
                              "(default: no limit besides --max-sessions)")
@@ -85,8 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--vision", choices=["embedded", "openai", "off"], default="embedded",
                        help="video frames: 'embedded' OCR + colour facts (Tesseract, Pillow), 'openai' (a VLM behind "
                             "an OpenAI-compatible endpoint, --vision-url), or 'off' (video is refused)")
-    serve.add_argument("--vision-url", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    serve.add_argument("--vision-url", default=None,
+                       help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (key: $LOCALIVE_VISION_API_KEY)")
     serve.add_argument("--vision-model", default=None, help="model name to ask at --vision-url")
+    serve.add_argument("--vision-timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="longest wait for --vision-url's description of a frame (connect: 5 s; default 30)")
     speech = serve.add_argument_group("remote speech (OpenAI-compatible servers; docs/engines.md)")
     speech.add_argument("--asr-url", default=None, metavar="URL",
                         help="recognise speech at URL/audio/transcriptions, e.g. http://127.0.0.1:8000/v1 (key: "
@@ -455,13 +465,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.llm_model and not args.llm_url:
         print("localive: --llm-model needs --llm-url", file=sys.stderr)
         return 2
+    if args.llm_tools != "native" and not args.llm_url:
+        print("localive: --llm-tools needs --llm-url (per model: llm_tools in the --models file)", file=sys.stderr)
+        return 2
     if args.llm_url:
         from localive.models.registry import remote_key
 
         if not args.llm_url.startswith(("http://", "https://")):
             print(f"localive: --llm-url must be an http(s) URL, not {args.llm_url!r}", file=sys.stderr)
             return 2
-        args.llm = remote_key(args.llm_url, args.llm_model)
+        args.llm = remote_key(args.llm_url, args.llm_model, args.llm_tools)
     if args.llm:
         registry = registry.with_llm(args.llm)
     for stage in ("asr", "tts"):
@@ -543,7 +556,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for line in tool_lines:
         print(f"localive: tool {line}", file=sys.stderr, flush=True)
     try:
-        vision, vision_line = load_vision(args.vision, url=args.vision_url, model=args.vision_model)
+        vision, vision_line = load_vision(args.vision, url=args.vision_url, model=args.vision_model,
+                                          timeout_s=args.vision_timeout)
     except ValueError as exc:
         print(f"localive: {exc}", file=sys.stderr)
         pool.close()

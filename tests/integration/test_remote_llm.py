@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,8 @@ from google.genai import errors, types
 
 from localive.bench.engines import llama_server_argv
 from localive.bench.server import free_port
-from tests.integration.test_tools import WEATHER, WEATHER_JSON_SCHEMA, calls_of, text_of, turn
+from tests.integration.test_tools import WEATHER, WEATHER_JSON_SCHEMA, calls_of, parts_of, text_of, turn
+from tests.integration.test_video import ask_about, text_frame
 from tests.integration.test_voice import audio_of, one_turn, send_audio, transcripts
 from tests.support.server import RunningServer, sdk_client, start_server
 from tests.support.speech import speech_pcm
@@ -126,16 +128,96 @@ async def test_history_carries_over_turns(client: genai.Client) -> None:
     assert "Paris" in first and "Berlin" in second
 
 
-async def test_function_call_round_trip(client: genai.Client) -> None:
+async def weather_round_trip(client: genai.Client) -> list[types.LiveServerMessage]:
+    """Ask for the weather; answer the call; return the turn's messages once it is complete."""
     config = {**TEXT, "tools": [{"function_declarations": [WEATHER]}]}
     async with client.aio.live.connect(model=MODEL, config=config) as session:
-        messages = await turn(session, "What's the weather in Paris?",
+        async with asyncio.timeout(120):
+            return await turn(session, "What's the weather in Paris?",
                               lambda call: {"temperature": 17, "sky": "light rain"})
+
+
+def assert_called_then_answered(messages: list[types.LiveServerMessage]) -> None:
+    """What the user of a function-calling app notices: one toolCall of the declared function with arguments that
+    fit its schema, then, after the toolResponse, an answer and turnComplete (its wording is the model's)."""
     calls = calls_of(messages)
     assert [c.name for c in calls] == ["get_weather"]
     jsonschema_rs.validate(WEATHER_JSON_SCHEMA, calls[0].args)
-    answer = text_of(messages)
-    assert "17" in answer or "rain" in answer.lower()  # the answer uses the function's result
+    after = messages[next(i for i, m in enumerate(messages) if m.tool_call) + 1:]
+    assert text_of(after).strip()
+    assert after[-1].server_content and after[-1].server_content.turn_complete
+
+
+async def test_function_call_round_trip(client: genai.Client) -> None:
+    assert_called_then_answered(await weather_round_trip(client))
+
+
+async def test_code_execution_runs_what_the_remote_model_writes(client: genai.Client, backend: Backend) -> None:
+    """With --llm-url the remote backend writes the code too (no embedded code LLM is loaded): the SDK sees the
+    program, its sandboxed run and an answer that uses what it printed. The 0.5B model behind the server writes
+    this date program reliably; its sums of primes are often wrong (test_tools.py uses the 1.5B for those)."""
+    config = {**TEXT, "tools": [{"code_execution": {}}]}
+    requests = backend.log().count("POST /v1/chat/completions")
+    async with client.aio.live.connect(model=MODEL, config=config) as session:
+        async with asyncio.timeout(180):
+            messages = await turn(session, "How many days are there between 2024-01-01 and 2024-12-25?")
+    parts = parts_of(messages)
+    code = [p.executable_code for p in parts if p.executable_code]
+    results = [p.code_execution_result for p in parts if p.code_execution_result]
+    assert code and code[0].code and code[0].language == types.Language.PYTHON
+    assert results and results[0].outcome == types.Outcome.OUTCOME_OK and (results[0].output or "").strip()
+    assert results[0].output.strip() in text_of(messages)  # the answer comes from the run
+    assert messages[-1].server_content and messages[-1].server_content.turn_complete
+    assert backend.log().count("POST /v1/chat/completions") >= requests + 2  # the code, then the answer
+
+
+async def test_non_blocking_call_lets_the_conversation_go_on(client: genai.Client) -> None:
+    """A NON_BLOCKING function (as test_tools.py checks with the emulator): its turn ends without waiting for the
+    response, the user is answered meanwhile, and the final result (WHEN_IDLE; a SILENT progress report before it)
+    makes the model speak up on its own."""
+    long_task = {"name": "long_task", "description": "Start the long task.", "behavior": "NON_BLOCKING"}
+    config = {**TEXT, "tools": [{"function_declarations": [long_task]}]}
+    async with client.aio.live.connect(model=MODEL, config=config) as session:
+        async with asyncio.timeout(240):
+            started = await turn(session, "start the long task")  # returns at turnComplete: nothing answered
+            assert [c.name for c in calls_of(started)] == ["long_task"]
+            assert started[-1].server_content and started[-1].server_content.turn_complete
+            call = calls_of(started)[0]
+            meanwhile = await turn(session, "hello")
+            assert text_of(meanwhile).strip() and meanwhile[-1].server_content.turn_complete
+            await session.send_tool_response(function_responses=[types.FunctionResponse(
+                id=call.id, name=call.name, response={"result": "80%"}, will_continue=True,
+                scheduling=types.FunctionResponseScheduling.SILENT)])
+            await session.send_tool_response(function_responses=[types.FunctionResponse(
+                id=call.id, name=call.name, response={"result": "done"},
+                scheduling=types.FunctionResponseScheduling.WHEN_IDLE)])
+            report = [m async for m in session.receive()]  # a turn the user did not ask for
+    assert text_of(report).strip()
+    assert report[-1].server_content and report[-1].server_content.turn_complete
+
+
+async def test_the_remote_model_answers_about_a_video_frame(client: genai.Client, backend: Backend) -> None:
+    """Frames become text in localive's own vision stage (embedded OCR here), which the remote LLM answers from."""
+    requests = backend.log().count("POST /v1/chat/completions")
+    answer, usage = await ask_about(client, text_frame("OPEN SESAME 42"), "What does the screen say?")
+    assert {"OPEN", "SESAME", "42"} <= set(re.findall(r"\w+", answer.upper())), answer
+    assert usage and any(d.modality == types.MediaModality.VIDEO for d in usage.prompt_tokens_details or [])
+    assert backend.log().count("POST /v1/chat/completions") > requests
+
+
+async def test_a_vision_backend_that_fails_closes_with_1011_naming_it(
+        backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--vision openai` pointed at a chat server whose model cannot see (the 0.5B on llama-cpp-python's server
+    answers HTTP 500 to an image): the session ends with 1011 naming the vision stage, not an internal error."""
+    server = start_server(tmp_path, "--llm-url", backend.url, "--voice", "off", "--vision", "openai",
+                          "--vision-url", backend.url)
+    try:
+        with pytest.raises(errors.APIError) as closed:
+            await ask_about(sdk_client(server, monkeypatch), text_frame("HI"), "What does the screen say?")
+    finally:
+        server.stop()
+    assert closed.value.code == 1011 and "The vision backend failed: HTTP 500" in str(closed.value)
+    assert backend.url not in str(closed.value)
 
 
 async def test_interruption_stops_the_backends_generation(client: genai.Client, backend: Backend) -> None:
@@ -280,3 +362,23 @@ async def test_thinking_runs_on_the_remote_backend(client: genai.Client, backend
     usage = messages[-1].usage_metadata
     assert usage is not None and (usage.thoughts_token_count or 0) > 0
     assert backend.log().count("POST /v1/chat/completions") >= requests + 2  # both passes on the backend
+
+
+# --- a server whose `tools` are not used: --llm-tools json-schema --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def schema_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    server = start_server(tmp_path_factory.mktemp("json-schema-tools"), "--llm-url", backend.url,
+                          "--llm-tools", "json-schema", "--voice", "off")
+    yield server
+    server.stop()
+
+
+async def test_function_call_round_trip_without_the_servers_tools(
+        schema_server: RunningServer, backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The functions are described in the prompt instead of sent as `tools` (for servers started without a tool
+    parser): the SDK sees the same toolCall and answer."""
+    requests = backend.log().count("POST /v1/chat/completions")
+    assert_called_then_answered(await weather_round_trip(sdk_client(schema_server, monkeypatch)))
+    assert backend.log().count("POST /v1/chat/completions") >= requests + 2  # the call, then the answer

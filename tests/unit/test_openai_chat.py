@@ -106,7 +106,8 @@ def test_urls_are_shown_without_credentials() -> None:
 
 def test_remote_keys_and_the_models_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
     key = remote_key("http://h:1/v1/", "m")
-    assert is_remote(key) and split_remote_key(key) == ("http://h:1/v1", "m")
+    assert is_remote(key) and split_remote_key(key) == ("http://h:1/v1", "m", "native")
+    assert split_remote_key(remote_key("http://h:1/v1", None, "json-schema")) == ("http://h:1/v1", None, "json-schema")
     path = tmp_path / "models.toml"
     path.write_text('[models."gemini-2.0-flash-live-001"]\nllm_url = "http://h:1/v1"\nllm_model = "big"\n')
     entry = ModelRegistry().merged(path).resolve("gemini-2.0-flash-live-001")
@@ -114,6 +115,12 @@ def test_remote_keys_and_the_models_file(tmp_path) -> None:  # type: ignore[no-u
     path.write_text('[models.x]\nllm_model = "big"\n')
     with pytest.raises(RegistryError):
         ModelRegistry().merged(path)
+    path.write_text('[models.x]\nllm_url = "http://h:1/v1"\nllm_tools = "json-schema"\n')
+    assert split_remote_key(ModelRegistry().merged(path).resolve("x").llm)[2] == "json-schema"
+    for wrong in ('llm_url = "http://h:1/v1"\nllm_tools = "grammar"\n', 'llm_tools = "json-schema"\n'):
+        path.write_text(f"[models.x]\n{wrong}")
+        with pytest.raises(RegistryError):
+            ModelRegistry().merged(path)
 
 
 def test_requests_carry_the_sessions_stable_id_and_the_declared_tools() -> None:
@@ -145,3 +152,44 @@ def test_a_text_call_with_invented_arguments_does_not_fit_and_is_asked_again() -
     fitting = parse_text_calls('{"name": "turn_on_the_lights", "arguments": {}}', lights)
     assert fitting is not None and fit_their_schemas(fitting, lights)
     assert calls_schema(lights)["properties"]["arguments"]["additionalProperties"] is False  # the retry is closed
+
+
+def test_json_schema_mode_sends_no_tools_and_describes_them_as_the_chat_template_would() -> None:
+    from localive.engines.llm.openai_chat import OpenAIChatLLM, RemoteSettings
+
+    llm = OpenAIChatLLM(RemoteSettings("http://h:1/v1", model="m", tools="json-schema"))
+    history = [ChatMessage("system", "Be brief."), ChatMessage("user", "Weather in Paris?"),
+               ChatMessage("assistant", "Let me look.", (CalledFunction("get_weather", {"city": "Paris"}),)),
+               ChatMessage("tool", '{"t": 17}', name="get_weather"), ChatMessage("user", "Answer from that.")]
+    body = llm.request_body(history, SamplingParams(), [WEATHER])
+    assert "tools" not in body and "tool_choice" not in body
+    messages = body["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]  # no tool role, no tool_calls
+    system = messages[0]["content"]
+    assert system.startswith("Be brief.\n\n# Tools") and "<tools>\n" in system and "<tool_call>" in system
+    declared = json.loads(system.split("<tools>\n")[1].split("\n</tools>")[0])
+    assert declared["function"]["name"] == "get_weather" and declared["function"]["parameters"] == WEATHER.parameters
+    assert parse_text_calls(messages[2]["content"].removeprefix("Let me look."), [WEATHER]) == history[2].calls
+    assert messages[3]["content"] == '<tool_response>\n{"t": 17}\n</tool_response>\nAnswer from that.'
+    assert "tools" in OpenAIChatLLM(RemoteSettings("http://h:1/v1", model="m")).request_body(
+        history, SamplingParams(), [WEATHER])  # native (the default) sends them
+
+
+def test_a_result_without_its_call_stays_plain_text_in_json_schema_mode() -> None:
+    from localive.engines.llm.openai_chat import text_chat_payload
+
+    payload = text_chat_payload([ChatMessage("user", "sum?"), ChatMessage("assistant", "```python\nprint(1)\n```"),
+                                 ChatMessage("tool", "1", name="code_execution")])
+    assert payload[-1] == {"role": "user", "content": "(result of code_execution) 1"}
+    assert payload[0] == {"role": "user", "content": "sum?"}  # no functions: no tools prompt, no system message
+
+
+def test_a_400_to_tools_says_what_to_do_and_nothing_else_does() -> None:
+    from localive.engines.llm.openai_chat import OpenAIChatLLM, RemoteSettings
+
+    llm = OpenAIChatLLM(RemoteSettings("http://u:pw@h:1/v1", model="m", api_key="sk-x"))
+    vllm = '{"error": {"message": "\\"auto\\" tool choice requires --enable-auto-tool-choice"}}'
+    refused = str(llm._refusal(400, vllm, {"tools": []}))
+    assert "--llm-tools json-schema" in refused and "tool-call parser" in refused
+    assert len(f"{refused}".encode()) <= 123  # fits a WebSocket close reason
+    assert "json-schema" not in str(llm._refusal(400, "bad", {})) and "HTTP 400" in str(llm._refusal(400, "x", {}))

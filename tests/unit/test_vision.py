@@ -86,3 +86,56 @@ async def test_webp_frames_are_read_and_other_formats_are_not_decoded(vision: Em
     assert "blue" in (await vision.describe(Frame(webp.getvalue(), "image/webp"))).lower()
     with pytest.raises(ValueError, match="not a readable"):
         await vision.describe(Frame(gif.getvalue(), "image/png"))
+
+
+# --- a VLM over chat completions (--vision openai). No vision-capable model ships on PyPI, so no VLM server runs
+# in the tests: the request is checked here, failures against real servers (a closed port here; a chat server
+# whose model cannot see in tests/integration/test_remote_llm.py).
+
+
+def test_the_vlm_request_carries_the_frame_and_the_key_only_in_its_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    from localive.engines.speech_remote import VISION_KEY_ENV, auth_headers
+    from localive.engines.vision.openai import PROMPT, request_body
+
+    frame = Frame(text_frame("OPEN SESAME 42"), "image/jpeg")
+    body = request_body(frame, "Qwen/Qwen2.5-VL-7B-Instruct")
+    assert body["model"] == "Qwen/Qwen2.5-VL-7B-Instruct" and body["temperature"] == 0.0 and not body["stream"]
+    [message] = body["messages"]
+    text, image = message["content"]
+    assert message["role"] == "user" and text == {"type": "text", "text": PROMPT}
+    url = image["image_url"]["url"]
+    assert image["type"] == "image_url" and url.startswith("data:image/jpeg;base64,")
+    assert base64.b64decode(url.removeprefix("data:image/jpeg;base64,")) == frame.data
+    monkeypatch.setenv(VISION_KEY_ENV, "sk-vision")
+    assert auth_headers(VISION_KEY_ENV) == {"Authorization": "Bearer sk-vision"} and "sk-vision" not in str(body)
+
+
+def test_an_answer_that_is_not_a_description_fails_naming_the_stage() -> None:
+    from localive.engines.speech_remote import BackendFailed
+    from localive.engines.vision.openai import answer_text
+
+    assert answer_text({"choices": [{"message": {"content": " A red square. "}}]}) == "A red square."
+    for payload in ({}, {"choices": []}, {"choices": [{"message": {"content": None}}]}, ["x"]):
+        with pytest.raises(BackendFailed, match=r"^The vision backend failed: "):
+            answer_text(payload)
+
+
+async def test_an_unreachable_vlm_fails_the_turn_naming_the_stage_not_the_url(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from localive.bench.server import free_port
+    from localive.engines.speech_remote import VISION_KEY_ENV, BackendFailed
+    from localive.engines.vision.loader import load_vision
+    from localive.engines.vision.openai import OpenAIVision
+    from localive.protocol.errors import INTERNAL
+
+    monkeypatch.setenv(VISION_KEY_ENV, "sk-vision")
+    url = f"http://user:pw@127.0.0.1:{free_port()}/v1"  # nothing listens there
+    with pytest.raises(BackendFailed) as failed:
+        await OpenAIVision(url, "vlm", timeout_s=5).describe(Frame(text_frame("HI"), "image/jpeg"))
+    assert failed.value.close_code == INTERNAL
+    assert str(failed.value) == "The vision backend failed: connection failed."
+    with pytest.raises(ValueError, match=r"vision backend .* is not reachable") as refused:  # checked at start
+        load_vision("openai", url=url, model="vlm")
+    assert "pw" not in str(refused.value) and "sk-vision" not in str(refused.value)

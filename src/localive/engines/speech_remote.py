@@ -1,11 +1,11 @@
-"""What the remote speech engines share: the failure a session reports, API keys from the environment, the
-start-up reachability check, their HTTP client, admission of new sessions, and the stages `serve` was asked to
-run remotely.
+"""What the remote speech engines (and the remote vision stage, engines/vision/openai.py) share: the failure a
+session reports, API keys from the environment, the start-up reachability check, their HTTP client, admission of
+new sessions, and the stages `serve` was asked to run remotely.
 
 A remote stage that fails mid-turn raises `BackendFailed`: the session closes with 1011 and a reason that names
 the stage and the kind of failure (HTTP status, timeout, unreachable), never the URL, a key or the server's reply
-text. Keys come only from environment variables (LOCALIVE_ASR_API_KEY, LOCALIVE_TTS_API_KEY) and are never
-logged.
+text. Keys come only from environment variables (LOCALIVE_ASR_API_KEY, LOCALIVE_TTS_API_KEY,
+LOCALIVE_VISION_API_KEY) and are never logged.
 
 Admission, as for a remote LLM (engines/remote_backend.py): a stage that is down (it did not answer at start,
 with --asr-may-start-down / --tts-may-start-down, or a connection to it was refused during a turn) refuses the new
@@ -33,6 +33,8 @@ ASR_STAGE = "speech recognition"
 TTS_STAGE = "speech synthesis"
 ASR_KEY_ENV = "LOCALIVE_ASR_API_KEY"
 TTS_KEY_ENV = "LOCALIVE_TTS_API_KEY"
+VISION_STAGE = "vision"
+VISION_KEY_ENV = "LOCALIVE_VISION_API_KEY"
 CONNECT_TIMEOUT_S = 5.0
 
 

@@ -14,6 +14,7 @@ tool-support table; `localive-emulator` is the scripted model. A TOML file can a
     code_llm = "qwen2.5-coder-1.5b-instruct"  # serves sessions with codeExecution or thinking, when installed
     llm_url = "http://127.0.0.1:8000/v1"   # instead of `llm`: an OpenAI-compatible chat completions server
     llm_model = "Qwen/Qwen2.5-7B-Instruct"  # the model name to ask it for (default: the first it lists)
+    llm_tools = "json-schema"              # function calls without the server's `tools` (default: "native")
 
 The built-in names and their capabilities follow Google's model pages (ai.google.dev/gemini-api/docs/models/…,
 the Vertex Live API model pages) and the names the SDKs, Google's cookbook and popular Live clients (pipecat,
@@ -26,6 +27,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from localive.engines.llm.base import TOOL_MODES
 from localive.protocol.errors import NotFound
 
 EMULATOR = "emulator"
@@ -34,18 +36,23 @@ QWEN_15B = "qwen2.5-coder-1.5b-instruct"
 DEFAULT_MODEL = "gemini-2.5-flash-preview-native-audio-dialog"
 ALL_TOOLS = frozenset({"functionDeclarations", "codeExecution", "googleSearch", "urlContext"})
 FAMILIES = ("half-cascade", "native-audio", "emulator")
-REMOTE_PREFIX = "remote:"  # LLM backend keys of OpenAI-compatible servers: remote:<model>@<base URL>
+# LLM backend keys of OpenAI-compatible servers: remote:<model>@<base URL>[ tools=<mode>] (a URL has no spaces)
+REMOTE_PREFIX = "remote:"
+_TOOLS_SUFFIX = " tools="
 
 
-def remote_key(url: str, model: str | None) -> str:
-    """The LLM backend key of a remote server (and model) — the same key for the same pair."""
-    return f"{REMOTE_PREFIX}{model or ''}@{url.rstrip('/')}"
+def remote_key(url: str, model: str | None, tools: str = "native") -> str:
+    """The LLM backend key of a remote server, model and way of calling functions (base.TOOL_MODES) — the same
+    key for the same three."""
+    suffix = "" if tools == "native" else f"{_TOOLS_SUFFIX}{tools}"
+    return f"{REMOTE_PREFIX}{model or ''}@{url.rstrip('/')}{suffix}"
 
 
-def split_remote_key(key: str) -> tuple[str, str | None]:
-    """(base URL, model or None) of a remote backend key."""
-    model, _, url = key.removeprefix(REMOTE_PREFIX).partition("@")
-    return url, model or None
+def split_remote_key(key: str) -> tuple[str, str | None, str]:
+    """(base URL, model or None, tool mode) of a remote backend key."""
+    model, _, rest = key.removeprefix(REMOTE_PREFIX).partition("@")
+    url, _, tools = rest.partition(_TOOLS_SUFFIX)
+    return url, model or None, tools or "native"
 
 
 def is_remote(key: str) -> bool:
@@ -166,7 +173,7 @@ def _entry_from_toml(name: str, spec: object, base: ModelEntry | None, source: s
     if not isinstance(spec, dict):
         raise RegistryError(f"{source}: models.{name} must be a table")
     unknown = set(spec) - {"llm", "family", "response_modalities", "tools", "thinking", "description", "code_llm",
-                           "affective_dialog", "proactive_audio", "llm_url", "llm_model"}
+                           "affective_dialog", "proactive_audio", "llm_url", "llm_model", "llm_tools"}
     if unknown:
         raise RegistryError(f"{source}: models.{name}: unknown keys {sorted(unknown)}")
     family = spec.get("family", base.family if base else "half-cascade")
@@ -180,14 +187,18 @@ def _entry_from_toml(name: str, spec: object, base: ModelEntry | None, source: s
         raise RegistryError(f"{source}: models.{name}: tools must be among {sorted(ALL_TOOLS)}")
     llm = str(spec.get("llm", base.llm if base else QWEN_05B))
     code_llm = spec.get("code_llm", base.code_llm if base else None)
-    if "llm_model" in spec and "llm_url" not in spec:
-        raise RegistryError(f"{source}: models.{name}: llm_model needs llm_url")
+    for remote_only in ("llm_model", "llm_tools"):
+        if remote_only in spec and "llm_url" not in spec:
+            raise RegistryError(f"{source}: models.{name}: {remote_only} needs llm_url")
     if "llm_url" in spec:
         url = spec["llm_url"]
         if "llm" in spec or not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise RegistryError(f"{source}: models.{name}: llm_url must be an http(s) URL, instead of llm")
         model = spec.get("llm_model")
-        llm = remote_key(url, str(model) if model else None)
+        tools_mode = spec.get("llm_tools", "native")
+        if tools_mode not in TOOL_MODES:
+            raise RegistryError(f"{source}: models.{name}: llm_tools must be one of {TOOL_MODES}")
+        llm = remote_key(url, str(model) if model else None, tools_mode)
         code_llm = spec.get("code_llm")  # a remote model serves code and thinking too unless the file says
     # the native-audio features follow the family when the file sets a family, else the entry it overrides
     native = family != "half-cascade"

@@ -7,10 +7,20 @@ servers learns that it should stop generating. Failures of the backend (unreacha
 the first token, an HTTP error, a broken stream) raise `BackendError`, which closes the session with 1011 and a
 reason naming the stage; the API key is only ever sent in the Authorization header, never logged or reported.
 
-Function calls: the backend's native `tools` (streamed `tool_calls` deltas). Servers without a tool-call parser
-(llama-cpp-python's default chat handler) return a call as text, the way the model writes it (`<tool_call>{…}`,
-a JSON object, a ```json fence); that text is recognised as the embedded engine does (calls.call_intent) and, when
-it does not parse, the call is asked for again under a JSON Schema (`response_format` json_object with `schema`).
+Function calls, per backend (`--llm-tools`, `llm_tools` in the models file):
+
+- `native` (default): the backend's own `tools` (streamed `tool_calls` deltas). A server started without a
+  tool-call parser either answers HTTP 400 to `tools` (vLLM), which fails the turn with a reason saying what to do,
+  or lets the chat template render them and returns the model's call as text (llama-cpp-python's default chat
+  handler; see below).
+- `json-schema`: no `tools` are sent. The functions are described in the system message as Qwen's/hermes chat
+  templates render them (`<tools>…</tools>`, answer with `<tool_call>{…}</tool_call>`), and the history's calls and
+  results are written as text the same way (`tool_call`s in the assistant's text, `<tool_response>` as the user),
+  which any chat server takes.
+
+Either way a call written as text (`<tool_call>{…}`, a JSON object, a ```json fence) is recognised as the embedded
+engine does (calls.call_intent) and, when it does not parse or fit, asked for again under a JSON Schema
+(`response_format` json_object with `schema`).
 
 Token counts: `count_tokens` and `count_prompt_tokens` run on the event loop, so they cannot ask the server; they
 estimate (4 characters a token, documented in docs/engines.md). Where the server streams `usage`
@@ -26,7 +36,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +63,7 @@ CHARS_PER_TOKEN = 4  # the estimate where the server cannot be asked (see module
 MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators of a chat template, per message
 DEFAULT_MAX_TOKENS = 1024
 API_KEY_ENV = "LOCALIVE_LLM_API_KEY"
+TOOLS_REFUSED = "HTTP 400 to tools; start the server with its tool-call parser or use --llm-tools json-schema"
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,7 @@ class RemoteSettings:
     max_sessions: int | None = None  # concurrent sessions on this backend; more are refused with 1013
     context_tokens: int = 32768
     may_start_down: bool = False  # a backend down at start: serve starts, its sessions get 1013 until it answers
+    tools: str = "native"  # base.TOOL_MODES: the server's `tools`, or functions described in the prompt
 
     @property
     def chat_url(self) -> str:
@@ -111,6 +123,12 @@ def check_backend(settings: RemoteSettings) -> str:
         raise BackendError(STAGE, f"{where} does not serve model '{settings.model}' (it serves: "
                                   f"{', '.join(names[:5])})")
     return settings.model
+
+
+# What a call asked for again reads as when the server's answer is still not a declared call (a server that honours
+# `json_object` but not its `schema`): a name no function has, so that the session ends the turn with
+# MALFORMED_FUNCTION_CALL instead of an empty answer.
+UNREADABLE_CALL = CalledFunction("(a call that names no declared function)", {})
 
 
 class OpenAIChatLLM:
@@ -158,12 +176,14 @@ class OpenAIChatLLM:
 
     def request_body(self, messages: list[ChatMessage], params: SamplingParams,
                      functions: Sequence[FunctionSpec] = (), *, stream: bool = True) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "messages": chat_payload(messages), "stream": stream,
+        native = self.settings.tools == "native"
+        payload = chat_payload(messages) if native else text_chat_payload(messages, functions)
+        body: dict[str, Any] = {"model": self.model, "messages": payload, "stream": stream,
                                 "max_tokens": params.max_output_tokens or DEFAULT_MAX_TOKENS}
         if stream:
             body["stream_options"] = {"include_usage": True}
         body.update(sampling_payload(params))
-        if functions:
+        if functions and native:
             body["tools"] = tools_payload(functions)
             body["tool_choice"] = "auto"
         session = SESSION_ID.get()
@@ -223,7 +243,7 @@ class OpenAIChatLLM:
             text = str(data["choices"][0]["message"].get("content") or "")
         except (KeyError, IndexError, TypeError, AttributeError):
             raise BackendError(STAGE, "answered a malformed chat completion") from None
-        return parse_text_calls(text, functions) or ()
+        return parse_text_calls(text, functions) or (UNREADABLE_CALL,)
 
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -235,7 +255,7 @@ class OpenAIChatLLM:
             self.health.failed(exc)  # a refused connection: new sessions get 1013 until it answers again
             raise BackendError(STAGE, _describe(exc)) from None
         if response.status_code != 200:
-            raise BackendError(STAGE, f"HTTP {response.status_code}{self._detail(response.text)}")
+            raise self._refusal(response.status_code, response.text, body)
         try:
             data = response.json()
         except ValueError:
@@ -254,7 +274,7 @@ class OpenAIChatLLM:
                                          headers=self._headers()) as response:
                     if response.status_code != 200:
                         text = (await response.aread()).decode("utf-8", "replace")
-                        raise BackendError(STAGE, f"HTTP {response.status_code}{self._detail(text)}")
+                        raise self._refusal(response.status_code, text, body)
                     parser = SSEParser()
                     async for chunk in response.aiter_text():
                         for data in parser.feed(chunk):
@@ -282,6 +302,16 @@ class OpenAIChatLLM:
     def _detail(self, text: str) -> str:
         key = self.settings.api_key
         return _detail(text.replace(key, "***") if key else text)
+
+    def _refusal(self, status: int, text: str, body: dict[str, Any]) -> BackendError:
+        """The error for a request the server answered with `status`. A 400 to a request with `tools` is a server
+        started without a tool-call parser (vLLM answers so): said plainly, with what to do — never retried
+        without the tools, which would silently change what the model can do."""
+        if status == 400 and "tools" in body:
+            log.warning("LLM backend %s answered HTTP 400 to a request with tools%s",
+                        redact_url(self.settings.base_url), self._detail(text))
+            return BackendError(STAGE, TOOLS_REFUSED)
+        return BackendError(STAGE, f"HTTP {status}{self._detail(text)}")
 
     # --- proactive-audio scoring ----------------------------------------------------------------------
 
@@ -332,33 +362,104 @@ def call_id(message_index: int, call_index: int) -> str:
 def chat_payload(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     """ChatMessages as OpenAI chat messages: an assistant's calls as `tool_calls` with ids, each tool result
     with the `tool_call_id` of the call it answers (the earliest unanswered call of that name before it). A
-    result with no such call (a history that lost it) is told as a user message instead, which every server
-    takes."""
+    result with no such call (a history that lost it; code execution's output) is told as a user message
+    instead, which every server takes."""
     out: list[dict[str, Any]] = []
-    open_calls: list[tuple[str, str]] = []  # (id, name) of calls not yet answered
-    for index, message in enumerate(messages):
+    for index, message, answered in _matched(messages):
         if message.role == "assistant" and message.calls:
-            ids = [call_id(index, n) for n in range(len(message.calls))]
             out.append({"role": "assistant", "content": message.text, "tool_calls": [
-                {"id": i, "type": "function", "function": {"name": c.name, "arguments": c.args_json()}}
-                for i, c in zip(ids, message.calls, strict=True)]})
-            open_calls = [(i, c.name) for i, c in zip(ids, message.calls, strict=True)]
+                {"id": call_id(index, n), "type": "function", "function": {"name": c.name,
+                                                                          "arguments": c.args_json()}}
+                for n, c in enumerate(message.calls)]})
+        elif message.role == "tool" and answered is not None:
+            out.append({"role": "tool", "tool_call_id": answered, "content": message.text})
         elif message.role == "tool":
-            match = next((k for k, (_, name) in enumerate(open_calls) if name == message.name), None)
-            if match is None:
-                out.append({"role": "user", "content": f"(result of {message.name or 'a tool'}) {message.text}"})
-            else:
-                answered, _ = open_calls.pop(match)
-                out.append({"role": "tool", "tool_call_id": answered, "content": message.text})
+            out.append({"role": "user", "content": _unmatched_result(message)})
         else:
             out.append({"role": message.role, "content": message.text})
-            open_calls = []
     return out
+
+
+def _matched(messages: Sequence[ChatMessage]) -> Iterator[tuple[int, ChatMessage, str | None]]:
+    """Each message with its index and, for a tool result, the id of the call it answers (None: no such call)."""
+    open_calls: list[tuple[str, str]] = []  # (id, name) of calls not yet answered
+    for index, message in enumerate(messages):
+        answered = None
+        if message.role == "assistant" and message.calls:
+            open_calls = [(call_id(index, n), c.name) for n, c in enumerate(message.calls)]
+        elif message.role == "tool":
+            match = next((k for k, (_, name) in enumerate(open_calls) if name == message.name), None)
+            if match is not None:
+                answered, _ = open_calls.pop(match)
+        else:
+            open_calls = []
+        yield index, message, answered
+
+
+def _unmatched_result(message: ChatMessage) -> str:
+    return f"(result of {message.name or 'a tool'}) {message.text}"
 
 
 def tools_payload(functions: Sequence[FunctionSpec]) -> list[dict[str, Any]]:
     return [{"type": "function", "function": {"name": f.name, "description": f.description,
                                               "parameters": f.parameters}} for f in functions]
+
+
+TOOLS_PROMPT = """# Tools
+
+You may call one or more functions to assist with the user query.
+
+You are provided with function signatures within <tools></tools> XML tags:
+<tools>
+{tools}
+</tools>
+
+For each function call, return a json object with function name and arguments within <tool_call></tool_call> \
+XML tags:
+<tool_call>
+{{"name": <function-name>, "arguments": <args-json-object>}}
+</tool_call>"""
+
+
+def tools_prompt(functions: Sequence[FunctionSpec]) -> str:
+    """The declared functions as Qwen's and hermes chat templates put them in the system message."""
+    return TOOLS_PROMPT.format(tools="\n".join(json.dumps(t, ensure_ascii=False) for t in tools_payload(functions)))
+
+
+def text_chat_payload(messages: Sequence[ChatMessage],
+                      functions: Sequence[FunctionSpec] = ()) -> list[dict[str, Any]]:
+    """ChatMessages for a server that is not given `tools` (`--llm-tools json-schema`): only system, user and
+    assistant messages with text, as the chat templates of Qwen and hermes render tool use — the functions in the
+    system message, each call as `<tool_call>{…}</tool_call>` after the assistant's text, a call's result as the
+    user's `<tool_response>…</tool_response>` (other results as in `chat_payload`). Consecutive user messages are
+    joined (some templates insist on turns that alternate)."""
+    out: list[dict[str, Any]] = []
+    for _, message, answered in _matched(messages):
+        if message.role == "assistant" and message.calls:
+            written = [f'<tool_call>\n{{"name": {json.dumps(c.name)}, "arguments": {c.args_json()}}}\n</tool_call>'
+                       for c in message.calls]
+            out.append({"role": "assistant", "content": "\n".join(p for p in (message.text, *written) if p)})
+        elif message.role == "tool":
+            _add_user_text(out, f"<tool_response>\n{message.text}\n</tool_response>" if answered is not None
+                           else _unmatched_result(message))
+        elif message.role == "user":
+            _add_user_text(out, message.text)
+        else:
+            out.append({"role": message.role, "content": message.text})
+    if functions:
+        described = tools_prompt(functions)
+        if out and out[0]["role"] == "system":
+            out[0] = {"role": "system", "content": f"{out[0]['content']}\n\n{described}"}
+        else:
+            out.insert(0, {"role": "system", "content": described})
+    return out
+
+
+def _add_user_text(out: list[dict[str, Any]], text: str) -> None:
+    if out and out[-1]["role"] == "user":
+        out[-1] = {"role": "user", "content": f"{out[-1]['content']}\n{text}"}
+    else:
+        out.append({"role": "user", "content": text})
 
 
 def sampling_payload(params: SamplingParams) -> dict[str, Any]:

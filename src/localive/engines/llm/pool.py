@@ -36,8 +36,8 @@ class LLMPool:
         if is_remote(key):
             from localive.engines.llm.openai_chat import OpenAIChatLLM, check_backend, redact_url
 
-            url, model = split_remote_key(key)
-            settings = replace(self._remote, base_url=url, model=model)
+            url, model, tools = split_remote_key(key)
+            settings = replace(self._remote, base_url=url, model=model, tools=tools)
             try:
                 settings = replace(settings, model=check_backend(settings))  # BackendError: down, wrong model
             except BackendError as exc:
