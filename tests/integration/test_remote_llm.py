@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from google.genai import errors, types
 
 from localive.bench.engines import llama_server_argv
 from localive.bench.server import free_port
+from localive.models.weights import QWEN_05B, WeightSpec, ensure_weights
 from tests.integration.test_tools import WEATHER, WEATHER_JSON_SCHEMA, calls_of, parts_of, text_of, turn
 from tests.integration.test_video import ask_about, text_frame
 from tests.integration.test_voice import audio_of, one_turn, send_audio, transcripts
@@ -56,16 +57,16 @@ class Backend:
             self.process.wait(timeout=10)
 
 
-def start_backend(workdir: Path, port: int | None = None) -> Backend:
-    """llama-cpp-python's server on the embedded Qwen2.5-Coder-0.5B GGUF; returns once /v1/models answers."""
-    from localive.models.weights import QWEN_05B, ensure_weights
-
+def start_backend(workdir: Path, port: int | None = None, *, weights: WeightSpec = QWEN_05B,
+                  extra: Sequence[str] = ()) -> Backend:
+    """llama-cpp-python's server on an embedded GGUF (the Qwen2.5-Coder-0.5B unless `weights` says), with `extra`
+    server options; returns once /v1/models answers."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log_path = workdir / f"llama-server-{port}.log"
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
-            llama_server_argv(ensure_weights(QWEN_05B, progress=False), port),  # as the engines bench starts it
+            [*llama_server_argv(ensure_weights(weights, progress=False), port), *extra],  # as the engines bench
             stdout=log_file, stderr=subprocess.STDOUT)
     backend = Backend(port, process, log_path)
     deadline = time.monotonic() + 120
@@ -245,13 +246,6 @@ async def test_interruption_stops_the_backends_generation(client: genai.Client, 
     assert answer.strip()
 
 
-async def test_proactive_audio_is_refused_on_a_remote_backend(client: genai.Client) -> None:
-    config = {"response_modalities": ["AUDIO"], "proactivity": {"proactive_audio": True}}
-    with pytest.raises(errors.APIError) as refused:
-        async with client.aio.live.connect(model=NATIVE, config=config) as session:
-            _ = [m async for m in session.receive()]
-    assert refused.value.code == 1008 and "remote" in str(refused.value)
-
 
 # --- failures: a backend of their own, killed and started again --------------------------------------------
 
@@ -315,8 +309,6 @@ async def test_a_backend_down_at_start_refuses_sessions_with_1013_until_it_answe
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--llm-may-start-down`: serve starts without its backend; sessions get 1013 (try later), not a session that
     fails mid-turn; once the backend answers, sessions work — nothing restarts."""
-    from localive.models.weights import QWEN_05B, ensure_weights
-
     port = free_port()
     server = start_server(tmp_path / "localive", "--llm-url", f"http://127.0.0.1:{port}/v1", "--llm-model",
                           str(ensure_weights(QWEN_05B, progress=False)), "--llm-may-start-down", "--voice", "off")

@@ -9,7 +9,7 @@ from pydantic.alias_generators import to_camel
 from localive.engines.llm.base import SamplingParams
 from localive.engines.tts.base import TTS, UnknownVoice
 from localive.engines.voice import VOICE_HINT
-from localive.models.registry import ModelEntry, ModelRegistry, is_remote
+from localive.models.registry import ModelEntry, ModelRegistry
 from localive.protocol import messages as wire
 from localive.protocol.errors import InvalidArgument, Unimplemented
 from localive.session.activity import ActivitySettings
@@ -236,10 +236,6 @@ def _proactive_audio(proactivity: wire.Proactivity | None, model: ModelEntry) ->
         raise Unimplemented("proactivity.proactiveVideo is not supported by localive.")
     if proactivity.proactive_audio and not model.proactive_audio:
         raise Unimplemented(f"proactivity is not supported by {model.name}; use a native-audio model.")
-    if proactivity.proactive_audio and is_remote(model.llm):
-        # its judge scores how likely the utterance is as the next user message (continuation_logprobs), which
-        # chat completions cannot return
-        raise Unimplemented("proactivity.proactiveAudio needs the embedded LLM; this model's LLM is a remote backend.")
     return bool(proactivity.proactive_audio)
 
 

@@ -684,7 +684,8 @@ class LiveSession:
         return "".join(said)
 
     def _judge_llm(self, config: SessionConfig) -> LLM:
-        """Proactive audio's judge: the larger LLM where it is installed."""
+        """Proactive audio's judge: the larger embedded LLM where it is installed; a remote LLM (whose models have
+        no code LLM unless a models file names one) judges with itself."""
         code_llm_for = self._engines.code_llm_for
         return code_llm_for(config.model) if code_llm_for is not None else self._engines.llm_for(config.model)
 

@@ -23,16 +23,22 @@ def conversation(turns: Sequence[Turn]) -> list[ChatMessage]:
 async def judge(llm: LLM, instruction: str | None, utterance: str, earlier: Sequence[ChatMessage], *,
                 ask: bool = True) -> Verdict:
     """The verdict on `utterance` after the conversation `earlier`: the channel hypotheses and (`ask`) the yes/no
-    question, scored on `llm` (benchmarks/proactive.py measures exactly this)."""
+    question, scored on `llm` (benchmarks/proactive.py measures exactly this). An LLM that cannot score
+    continuations (a remote one: chat completions give no prompt log-probabilities) is asked the question alone,
+    whatever `ask` says."""
     prompt = judge_prompt(instruction, utterance, earlier)
-    scores = await llm.continuation_logprobs([list(h.messages) for h in prompt.hypotheses], prompt.utterance)
-    answers = await llm.reply_start_logprobs(list(prompt.question), ANSWERS) if ask else None
-    return decide({h.name: score for h, score in zip(prompt.hypotheses, scores, strict=True)}, answers)
+    channel = None
+    if llm.can_score_continuations:
+        scores = await llm.continuation_logprobs([list(h.messages) for h in prompt.hypotheses], prompt.utterance)
+        channel = {h.name: score for h, score in zip(prompt.hypotheses, scores, strict=True)}
+    answers = await llm.reply_start_logprobs(list(prompt.question), ANSWERS) if ask or channel is None else None
+    return decide(channel, answers)
 
 
 class ProactiveJudge:
     """One session's judge, on `llm` (the larger embedded model where installed: the 0.5B lets through ordinary
-    talk for broad roles). Owns at most one task, the preparation of the next judgement."""
+    talk for broad roles; a remote LLM judges its own sessions). Owns at most one task, the preparation of the
+    next judgement."""
 
     def __init__(self, llm: LLM, instruction: str | None, session_id: str) -> None:
         self.llm = llm
@@ -43,9 +49,9 @@ class ProactiveJudge:
     async def addressed(self, history: Sequence[Turn], turn_id: int) -> bool:
         """Is the last turn of `history` (what the user just said) meant for the model?"""
         verdict = await judge(self.llm, self.instruction, history[-1].text, conversation(history[:-1]))
-        log.info("proactive session=%s turn=%d judge=%s respond=%s margin=%.2f channel=%.2f yes_no=%.2f",
-                 self.session_id, turn_id, self.llm.name, verdict.respond, verdict.margin, verdict.channel,
-                 verdict.yes_no)
+        channel = "-" if verdict.channel is None else f"{verdict.channel:.2f}"  # "-": the yes/no question alone
+        log.info("proactive session=%s turn=%d judge=%s respond=%s margin=%.2f channel=%s yes_no=%.2f",
+                 self.session_id, turn_id, self.llm.name, verdict.respond, verdict.margin, channel, verdict.yes_no)
         return verdict.respond
 
     def prepare(self, history: Sequence[Turn]) -> None:

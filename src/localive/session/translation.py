@@ -84,6 +84,7 @@ class Echo:
         self._text = text
         self.name = llm.name
         self.context_tokens = llm.context_tokens
+        self.can_score_continuations = llm.can_score_continuations
 
     def count_tokens(self, text: str) -> int:
         return self._llm.count_tokens(text)

@@ -77,6 +77,11 @@ on-topic side talk) 109/120 (90.8 %) vs 100/120 — these were looked at when th
 fresh set written blind after the rule was fixed (proactive_set_fresh2.toml) 96/120 (80.0 %) vs 87/120. The
 question costs ~180 ms more (p50 ~400 ms with the 1.5B). Numbers and discussion: docs/proactive-audio.md.
 
+On a remote LLM (`serve --llm-url`) the channel cannot be computed: chat completions return no log-probabilities
+of the prompt (`LLM.can_score_continuations` is False), so the backend itself judges with the yes/no question
+alone — its first reply token's top logprobs where it returns them, else a constrained answer (yes or no, no
+probabilities: `decide` then gets 0 and -inf, and the answer decides). Measured: docs/proactive-audio.md.
+
 How an engine computes the channel: for each hypothesis, render `messages + [ChatMessage("user", SENTINEL)]` with
 the model's chat template and cut at SENTINEL (`prompt_prefix`): that is the prefix; the continuation is the
 utterance, tokenized without special tokens (the concatenation tokenizes exactly as the full rendering does for
@@ -86,6 +91,7 @@ the last, and sum log_softmax(logits[i])[token[i + 1]] over the utterance tokens
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -140,8 +146,8 @@ class JudgePrompt:
 class Verdict:
     respond: bool
     margin: float  # channel + YES_NO_WEIGHT * yes_no - THRESHOLD; > 0 means respond
-    channel: float = 0.0  # log P(u | assistant) - log P(u | background)
-    yes_no: float = 0.0  # log P(answer starts "yes") - log P(answer starts "no")
+    channel: float | None = 0.0  # log P(u | assistant) - log P(u | background); None: not scored (remote LLM)
+    yes_no: float = 0.0  # log P(answer starts "yes") - log P(answer starts "no"); ±inf: a bare answer
 
 
 def judge_prompt(system_instruction: str | None, utterance: str,
@@ -174,13 +180,18 @@ def prompt_prefix(rendered_with_sentinel: str) -> str:
     return prefix
 
 
-def decide(logprobs: Mapping[str, float], answers: Sequence[float] | None = None,
+def decide(logprobs: Mapping[str, float] | None, answers: Sequence[float] | None = None,
            threshold: float = THRESHOLD) -> Verdict:
-    """The verdict from each hypothesis' log P(utterance | hypothesis) (summed over the utterance's tokens) and,
-    when given, the log-probabilities of the question's answers in ANSWERS order (yes, no)."""
-    channel = logprobs[ASSISTANT] - logprobs[BACKGROUND]
+    """The verdict from each hypothesis' log P(utterance | hypothesis) (summed over the utterance's tokens; None
+    where the LLM cannot score continuations: a remote one) and, when given, the log-probabilities of the
+    question's answers in ANSWERS order (yes, no). A backend that gives no probabilities answers 0 (certain) for
+    its choice and -inf for the other: the answer then decides alone. Answers that are both impossible say
+    nothing (0)."""
+    channel = logprobs[ASSISTANT] - logprobs[BACKGROUND] if logprobs is not None else None
     yes_no = answers[0] - answers[1] if answers else 0.0
-    margin = channel + YES_NO_WEIGHT * yes_no - threshold
+    if math.isnan(yes_no):  # -inf - -inf: neither answer was likely at all
+        yes_no = 0.0
+    margin = (channel or 0.0) + YES_NO_WEIGHT * yes_no - threshold
     return Verdict(respond=margin > 0, margin=margin, channel=channel, yes_no=yes_no)
 
 

@@ -101,6 +101,9 @@ class LLM(Protocol):
 
     name: str
     context_tokens: int  # the prompt and the answer must fit in this many tokens
+    # Whether `continuation_logprobs` works: an embedded model scores any text; a chat-completions backend gives
+    # no prompt log-probabilities, so proactive audio's judge asks it the yes/no question alone (session/proactive.py).
+    can_score_continuations: bool
 
     def count_tokens(self, text: str) -> int:
         """Tokens in a plain text, with this model's tokenizer (cheap; may run on the event loop)."""
@@ -119,7 +122,8 @@ class LLM(Protocol):
     async def reply_start_logprobs(self, chat: list[ChatMessage], starts: Sequence[Sequence[str]]) -> list[float]:
         """For each group of words: log P(the assistant's reply to `chat` starts with one of them), from the first
         token's distribution (e.g. [("yes", "Yes"), ("no", "No")]). Generates nothing, leaves the conversation's
-        cache alone; runs off the event loop."""
+        cache alone; runs off the event loop. A backend that returns no probabilities answers with its choice
+        instead: 0.0 (certain) for the chosen group, -inf for the others."""
         ...
 
     async def prepare_scoring(self, chats: Sequence[list[ChatMessage]],

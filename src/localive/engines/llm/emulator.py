@@ -151,6 +151,7 @@ class EmulatorLLM:
         self.script = script or EmulatorScript()
         self.name = name
         self.context_tokens = self.script.context_tokens
+        self.can_score_continuations = True
 
     def count_tokens(self, text: str) -> int:
         return len(_TOKEN.findall(text))

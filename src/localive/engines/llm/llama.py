@@ -88,6 +88,7 @@ class LlamaLLM:
         self.model_path = model_path
         self.n_ctx = n_ctx
         self.context_tokens = n_ctx
+        self.can_score_continuations = True  # any text, in a KV sequence of its own (llama_scoring.py)
         self._n_threads = n_threads or max(1, min(4, os.cpu_count() or 1))
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llm-{name}")
         self._llama: Any = None

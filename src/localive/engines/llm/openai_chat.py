@@ -22,6 +22,12 @@ Either way a call written as text (`<tool_call>{…}`, a JSON object, a ```json 
 engine does (calls.call_intent) and, when it does not parse or fit, asked for again under a JSON Schema
 (`response_format` json_object with `schema`).
 
+Proactive audio: chat completions give no log-probabilities of the prompt, so the judge cannot compare how likely
+the utterance is under two system prompts (`can_score_continuations` is False) and asks the yes/no question alone
+(session/proactive.py): log P(yes) - log P(no) from the first reply token's top logprobs, where the backend
+returns them; where it returns none or refuses them (found out on the first question, remembered and logged once;
+or `--llm-no-logprobs`), a greedy answer held to a JSON Schema that allows only {"answer": "yes"|"no"}.
+
 Token counts: `count_tokens` and `count_prompt_tokens` run on the event loop, so they cannot ask the server; they
 estimate (4 characters a token, documented in docs/engines.md). Where the server streams `usage`
 (`stream_options.include_usage`: vLLM, SGLang, llama.cpp's server; not llama-cpp-python's), its prompt count is
@@ -37,7 +43,7 @@ import logging
 import math
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx2
@@ -62,6 +68,8 @@ STAGE = "LLM backend"
 CHARS_PER_TOKEN = 4  # the estimate where the server cannot be asked (see module docstring)
 MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators of a chat template, per message
 DEFAULT_MAX_TOKENS = 1024
+TOP_LOGPROBS = 20  # the most OpenAI's API returns (vLLM's default limit too)
+CHOICE_MAX_TOKENS = 32  # {"answer": "yes"} with room for the whitespace a grammar allows
 API_KEY_ENV = "LOCALIVE_LLM_API_KEY"
 TOOLS_REFUSED = "HTTP 400 to tools; start the server with its tool-call parser or use --llm-tools json-schema"
 
@@ -80,6 +88,7 @@ class RemoteSettings:
     context_tokens: int = 32768
     may_start_down: bool = False  # a backend down at start: serve starts, its sessions get 1013 until it answers
     tools: str = "native"  # base.TOOL_MODES: the server's `tools`, or functions described in the prompt
+    logprobs: bool = True  # ask for the first token's logprobs (proactive audio); False: a constrained answer
 
     @property
     def chat_url(self) -> str:
@@ -143,6 +152,8 @@ class OpenAIChatLLM:
         self._client: httpx2.AsyncClient | None = None
         # known down (at start, or a connection failed): new sessions are refused with 1013 until it answers
         self.health = BackendHealth(self._answers, timeout_s=settings.connect_timeout_s)
+        self.can_score_continuations = False  # chat completions give no prompt logprobs
+        self.logprobs = settings.logprobs  # False once the backend turned out to return none (reply_start_logprobs)
 
     async def reachable(self) -> bool:
         """Whether a new session may use the backend (remote_backend.BackendHealth): a session is refused with
@@ -246,14 +257,21 @@ class OpenAIChatLLM:
         return parse_text_calls(text, functions) or (UNREADABLE_CALL,)
 
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._completion(await self._send(body), body)
+
+    async def _send(self, body: dict[str, Any]) -> httpx2.Response:
+        """A non-streamed request; failures to get any answer raise BackendError."""
         try:
             async with asyncio.timeout(self.settings.first_token_timeout_s):
-                response = await self._http().post(self.settings.chat_url, json=body, headers=self._headers())
+                return await self._http().post(self.settings.chat_url, json=body, headers=self._headers())
         except TimeoutError:
             raise BackendError(STAGE, f"no answer within {self.settings.first_token_timeout_s:g} s") from None
         except httpx2.HTTPError as exc:
             self.health.failed(exc)  # a refused connection: new sessions get 1013 until it answers again
             raise BackendError(STAGE, _describe(exc)) from None
+
+    def _completion(self, response: httpx2.Response, body: dict[str, Any]) -> dict[str, Any]:
+        """The chat completion a response holds; BackendError for an HTTP error or anything else."""
         if response.status_code != 200:
             raise self._refusal(response.status_code, response.text, body)
         try:
@@ -316,25 +334,55 @@ class OpenAIChatLLM:
     # --- proactive-audio scoring ----------------------------------------------------------------------
 
     async def continuation_logprobs(self, chats: Sequence[list[ChatMessage]], text: str) -> list[float]:
-        raise BackendError(STAGE, "cannot score a continuation over chat completions (proactive audio needs "
-                                  "the embedded LLM)")
+        raise BackendError(STAGE, "cannot score a continuation over chat completions (can_score_continuations is "
+                                  "False: the judge asks the yes/no question alone)")
 
     async def reply_start_logprobs(self, chat: list[ChatMessage], starts: Sequence[Sequence[str]]) -> list[float]:
         """From the first generated token's top logprobs (`logprobs: true`, `top_logprobs: 20`, one token): each
-        group's words that appear there, summed as probabilities; absent words count as impossible."""
+        group's words that appear there (with or without a leading space), summed as probabilities; absent words
+        count as impossible. Where the backend returns no logprobs (found out once, then remembered and logged) or
+        `settings.logprobs` is off, or none of the words is among the top tokens: the constrained answer (see
+        `_constrained_choice`), 0.0 for the chosen group and -inf for the others."""
+        if self.logprobs:
+            top = await self._first_token_logprobs(chat)
+            if top is None:
+                self.logprobs = False
+                log.warning("%s returned no logprobs: proactive audio's judge asks it a constrained yes/no "
+                            "question from now on (docs/proactive-audio.md)", self.name)
+            else:
+                scores = reply_start_scores(top, starts)
+                if any(score > -math.inf for score in scores):
+                    return scores
+                log.info("%s: none of %s among the first token's top logprobs; asking for a constrained answer",
+                         self.name, "/".join(g[0] for g in starts if g))
+        return await self._constrained_choice(chat, starts)
+
+    async def _first_token_logprobs(self, chat: list[ChatMessage]) -> list[tuple[str, float]] | None:
+        """The first reply token's top logprobs; None when the backend returns none or refuses to (an HTTP error
+        whose text names logprobs, as llama-cpp-python's server started with --logits_all false answers)."""
         body = self.request_body(chat, SamplingParams(temperature=0.0, max_output_tokens=1), stream=False)
-        body.update(logprobs=True, top_logprobs=20)
+        body.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
+        response = await self._send(body)
+        if refuses_logprobs(response.status_code, response.text):
+            return None
+        return first_token_top_logprobs(self._completion(response, body))
+
+    async def _constrained_choice(self, chat: list[ChatMessage], starts: Sequence[Sequence[str]]) -> list[float]:
+        """Which group the reply starts with, asked for as JSON held to a schema that allows only each group's
+        first word (`response_format` json_object with `schema`, as for function calls), greedily."""
+        body = self.request_body(choice_messages(chat, starts),
+                                 SamplingParams(temperature=0.0, max_output_tokens=CHOICE_MAX_TOKENS), stream=False)
+        body["response_format"] = {"type": "json_object", "schema": choice_schema(starts)}
         data = await self._post(body)
         try:
-            top = data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
-            seen = {str(t["token"]).strip(): float(t["logprob"]) for t in top}
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise BackendError(STAGE, "returned no logprobs (the server does not support them)") from None
-        result = []
-        for group in starts:
-            total = sum(math.exp(seen[w]) for w in dict.fromkeys(w.strip() for w in group) if w in seen)
-            result.append(math.log(total) if total > 0 else -math.inf)
-        return result
+            text = str(data["choices"][0]["message"].get("content") or "")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise BackendError(STAGE, "answered a malformed chat completion") from None
+        chosen = chosen_group(text, starts)
+        if chosen is None:
+            raise BackendError(STAGE, f"answered the {'/'.join(g[0] for g in starts if g)} question with "
+                                      f"something else{_detail(text)}")
+        return [0.0 if index == chosen else -math.inf for index in range(len(starts))]
 
     async def prepare_scoring(self, chats: Sequence[list[ChatMessage]],
                               question: list[ChatMessage] | None = None) -> None:
@@ -476,6 +524,74 @@ def calls_schema(functions: Sequence[FunctionSpec]) -> dict[str, Any]:
     alternatives = [{"type": "object", "properties": {"name": {"const": f.name}, "arguments": strict(f.parameters)},
                      "required": ["name", "arguments"], "additionalProperties": False} for f in functions]
     return alternatives[0] if len(alternatives) == 1 else {"oneOf": alternatives}
+
+
+def refuses_logprobs(status: int, text: str) -> bool:
+    """Whether an answer to a request for logprobs is the server refusing them: an HTTP error that names them
+    (llama-cpp-python's server without logits_all: 500 "logprobs is not supported …"; a server whose limit is
+    below TOP_LOGPROBS: 400)."""
+    return status in (400, 422, 500, 501) and "logprobs" in text.lower()
+
+
+def first_token_top_logprobs(data: dict[str, Any]) -> list[tuple[str, float]] | None:
+    """(token, logprob) of the first reply token's top alternatives in a chat completion; None when it carries no
+    logprobs (the server ignores or withholds them)."""
+    try:
+        choice = data["choices"][0]
+        logprobs = choice.get("logprobs")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise BackendError(STAGE, "answered a malformed chat completion") from None
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not content or not isinstance(content, list) or not isinstance(content[0], dict):
+        return None
+    top = content[0].get("top_logprobs")
+    if not top:
+        return None
+    try:
+        return [(str(t["token"]), float(t["logprob"])) for t in top]
+    except (KeyError, TypeError, ValueError):
+        raise BackendError(STAGE, "answered malformed logprobs") from None
+
+
+def reply_start_scores(top: Sequence[tuple[str, float]], starts: Sequence[Sequence[str]]) -> list[float]:
+    """For each group of words: log of the summed probability of the top tokens that are one of its words, with
+    or without surrounding spaces ("Yes", " Yes"); -inf where none is among them."""
+    seen = dict(top)  # one entry per distinct token
+    result = []
+    for group in starts:
+        words = {w.strip() for w in group}
+        total = sum(math.exp(logprob) for token, logprob in seen.items() if token.strip() in words)
+        result.append(math.log(total) if total > 0 else -math.inf)
+    return result
+
+
+def choice_schema(starts: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """A JSON Schema for {"answer": <the first word of one group>}, nothing else."""
+    return {"type": "object", "properties": {"answer": {"enum": [g[0] for g in starts if g]}},
+            "required": ["answer"], "additionalProperties": False}
+
+
+def choice_messages(chat: Sequence[ChatMessage], starts: Sequence[Sequence[str]]) -> list[ChatMessage]:
+    """`chat` with the JSON form of the answer asked for at the end of its last message (for servers that take
+    no schema, and so that the model is not surprised by the one it is held to)."""
+    forms = " or ".join(json.dumps({"answer": g[0]}) for g in starts if g)
+    *earlier, last = chat
+    return [*earlier, replace(last, text=f"{last.text}\nReply in JSON: {forms}.")]
+
+
+def chosen_group(text: str, starts: Sequence[Sequence[str]]) -> int | None:
+    """Which group a constrained answer chose: {"answer": word} (or, from a server that ignored the schema, a
+    reply that starts with the word); None when it is none of them."""
+    try:
+        value = json.loads(text)
+        answer = str(value.get("answer", "")) if isinstance(value, dict) else str(value)
+    except json.JSONDecodeError:
+        match = re.match(r"\W*(\w+)", text)
+        answer = match.group(1) if match else ""
+    for index, group in enumerate(starts):
+        if answer.strip().lower() in {w.strip().lower() for w in group}:
+            return index
+    return None
 
 
 def fit_their_schemas(calls: Sequence[CalledFunction], functions: Sequence[FunctionSpec]) -> bool:
