@@ -100,8 +100,10 @@ async def test_a_backend_without_logprobs_is_found_out_once_and_judges_by_a_cons
         assert not llm.logprobs
         told = [r.getMessage() for r in caplog.records if "returned no logprobs" in r.getMessage()]
         assert len(told) == 1 and plain.url in told[0]
-        assert plain.log().count(f'{REQUEST} HTTP/1.1" 500') == 1  # asked for logprobs once, not every time
-        assert plain.log().count(REQUEST) == 3
+        # refused once each, not every time: the logprobs, then OpenAI's json_schema form of the constrained answer
+        assert plain.log().count(f'{REQUEST} HTTP/1.1" 500') == 2
+        assert plain.log().count(f'{REQUEST} HTTP/1.1" 200') == 2  # the constrained answers, llama-cpp-python's form
+        assert llm.schema_form == "json_object"
     finally:
         await llm.aclose()
         plain.kill()

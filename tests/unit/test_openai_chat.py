@@ -14,6 +14,8 @@ from localive.engines.llm.openai_chat import (
     chat_payload,
     parse_text_calls,
     redact_url,
+    refuses_schema_form,
+    response_format,
     sampling_payload,
     session_tag,
 )
@@ -193,3 +195,21 @@ def test_a_400_to_tools_says_what_to_do_and_nothing_else_does() -> None:
     assert "--llm-tools json-schema" in refused and "tool-call parser" in refused
     assert len(f"{refused}".encode()) <= 123  # fits a WebSocket close reason
     assert "json-schema" not in str(llm._refusal(400, "bad", {})) and "HTTP 400" in str(llm._refusal(400, "x", {}))
+
+
+def test_a_schema_goes_in_openais_form_or_in_llama_cpp_pythons() -> None:
+    schema = {"type": "object", "properties": {"answer": {"enum": ["yes", "no"]}}}
+    assert response_format(schema, "json_schema") == {
+        "type": "json_schema", "json_schema": {"name": "answer", "strict": True, "schema": schema}}
+    assert response_format(schema, "json_object") == {"type": "json_object", "schema": schema}
+
+
+def test_a_refusal_of_the_json_schema_form_is_told_from_other_errors() -> None:
+    # llama-cpp-python 0.3's server, as recorded
+    recorded = ('{"error":{"message":"1 validation error:\\n  {\'type\': \'literal_error\', \'loc\': (\'body\', '
+                '\'response_format\', \'type\'), \'msg\': \"Input should be \'text\' or \'json_object\'\"'
+                '","type":"internal_server_error"}}')
+    assert refuses_schema_form(500, recorded)
+    assert refuses_schema_form(400, '{"error": "json_schema is not supported"}')
+    assert not refuses_schema_form(500, '{"error": "out of memory"}')
+    assert not refuses_schema_form(200, '{"response_format": "…"}')

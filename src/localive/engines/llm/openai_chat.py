@@ -20,7 +20,8 @@ Function calls, per backend (`--llm-tools`, `llm_tools` in the models file):
 
 Either way a call written as text (`<tool_call>{…}`, a JSON object, a ```json fence) is recognised as the embedded
 engine does (calls.call_intent) and, when it does not parse or fit, asked for again under a JSON Schema
-(`response_format` json_object with `schema`).
+(`response_format`: OpenAI's `json_schema` form, which vLLM, SGLang and llama.cpp's server enforce; a server that
+refuses it by name, as llama-cpp-python's does, is asked in its `json_object`-with-`schema` form from then on).
 
 Proactive audio: chat completions give no log-probabilities of the prompt, so the judge cannot compare how likely
 the utterance is under two system prompts (`can_score_continuations` is False) and asks the yes/no question alone
@@ -153,6 +154,7 @@ class OpenAIChatLLM:
         # known down (at start, or a connection failed): new sessions are refused with 1013 until it answers
         self.health = BackendHealth(self._answers, timeout_s=settings.connect_timeout_s)
         self.can_score_continuations = False  # chat completions give no prompt logprobs
+        self.schema_form = "json_schema"  # how response_format carries a schema ("json_object": llama-cpp-python's)
         self.logprobs = settings.logprobs  # False once the backend turned out to return none (reply_start_logprobs)
 
     async def reachable(self) -> bool:
@@ -248,13 +250,25 @@ class OpenAIChatLLM:
         body = self.request_body(messages, params, functions, stream=False)
         body["max_tokens"] = CALL_MAX_TOKENS
         body.pop("stop", None)
-        body["response_format"] = {"type": "json_object", "schema": calls_schema(functions)}
-        data = await self._post(body)
+        data = await self._post_constrained(body, calls_schema(functions))
         try:
             text = str(data["choices"][0]["message"].get("content") or "")
         except (KeyError, IndexError, TypeError, AttributeError):
             raise BackendError(STAGE, "answered a malformed chat completion") from None
         return parse_text_calls(text, functions) or (UNREADABLE_CALL,)
+
+    async def _post_constrained(self, body: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+        """A request whose answer is held to `schema`: in OpenAI's `json_schema` form, or — once the server has
+        refused that form by name (llama-cpp-python's: HTTP 500 "Input should be 'text' or 'json_object'") — in
+        the `json_object`-with-`schema` form it takes, remembered for this backend and logged once."""
+        if self.schema_form == "json_schema":
+            response = await self._send({**body, "response_format": response_format(schema, "json_schema")})
+            if not refuses_schema_form(response.status_code, response.text):
+                return self._completion(response, body)
+            self.schema_form = "json_object"
+            log.warning("%s refused response_format json_schema; asking with json_object and a schema from now on",
+                        self.name)
+        return await self._post({**body, "response_format": response_format(schema, "json_object")})
 
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._completion(await self._send(body), body)
@@ -372,8 +386,7 @@ class OpenAIChatLLM:
         first word (`response_format` json_object with `schema`, as for function calls), greedily."""
         body = self.request_body(choice_messages(chat, starts),
                                  SamplingParams(temperature=0.0, max_output_tokens=CHOICE_MAX_TOKENS), stream=False)
-        body["response_format"] = {"type": "json_object", "schema": choice_schema(starts)}
-        data = await self._post(body)
+        data = await self._post_constrained(body, choice_schema(starts))
         try:
             text = str(data["choices"][0]["message"].get("content") or "")
         except (KeyError, IndexError, TypeError, AttributeError):
@@ -524,6 +537,21 @@ def calls_schema(functions: Sequence[FunctionSpec]) -> dict[str, Any]:
     alternatives = [{"type": "object", "properties": {"name": {"const": f.name}, "arguments": strict(f.parameters)},
                      "required": ["name", "arguments"], "additionalProperties": False} for f in functions]
     return alternatives[0] if len(alternatives) == 1 else {"oneOf": alternatives}
+
+
+def response_format(schema: dict[str, Any], form: str) -> dict[str, Any]:
+    """`response_format` holding the output to `schema`: OpenAI's form (`json_schema`, strict) or the
+    `json_object`-with-`schema` form of llama-cpp-python's server (llama.cpp's server takes both)."""
+    if form == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": "answer", "strict": True, "schema": schema}}
+    return {"type": "json_object", "schema": schema}
+
+
+def refuses_schema_form(status: int, text: str) -> bool:
+    """Whether an answer to a `json_schema` response_format is the server refusing that form (an HTTP error that
+    names it: llama-cpp-python's 500 "Input should be 'text' or 'json_object'", or a 400/422 from another)."""
+    lowered = text.lower()
+    return status in (400, 422, 500, 501) and ("json_schema" in lowered or "response_format" in lowered)
 
 
 def refuses_logprobs(status: int, text: str) -> bool:
