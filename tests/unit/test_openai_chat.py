@@ -60,8 +60,16 @@ def test_history_with_calls_and_results_gets_matching_ids() -> None:
 
 
 def test_a_result_without_its_call_is_told_as_user_text() -> None:
-    payload = chat_payload([ChatMessage("user", "hi"), ChatMessage("tool", "42", name="answer")])
-    assert payload[1] == {"role": "user", "content": "(result of answer) 42"}
+    payload = chat_payload([ChatMessage("system", "be brief"), ChatMessage("assistant", "hello"),
+                            ChatMessage("tool", "42", name="answer")])
+    assert payload[2] == {"role": "user", "content": "(result of answer) 42"}
+
+
+def test_consecutive_user_messages_are_joined_for_templates_that_want_roles_to_alternate() -> None:
+    payload = chat_payload([ChatMessage("user", "hi"), ChatMessage("tool", "42", name="answer"),
+                            ChatMessage("user", "so?"), ChatMessage("assistant", "42."), ChatMessage("user", "ok")])
+    assert payload == [{"role": "user", "content": "hi\n\n(result of answer) 42\n\nso?"},
+                       {"role": "assistant", "content": "42."}, {"role": "user", "content": "ok"}]
 
 
 def test_streamed_tool_call_fragments_become_calls() -> None:

@@ -424,7 +424,8 @@ def chat_payload(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     """ChatMessages as OpenAI chat messages: an assistant's calls as `tool_calls` with ids, each tool result
     with the `tool_call_id` of the call it answers (the earliest unanswered call of that name before it). A
     result with no such call (a history that lost it; code execution's output) is told as a user message
-    instead, which every server takes."""
+    instead, which every server takes. Consecutive user messages (a code result and what follows it, turns the
+    model did not answer) are joined into one: chat templates that insist on alternating roles refuse them."""
     out: list[dict[str, Any]] = []
     for index, message, answered in _matched(messages):
         if message.role == "assistant" and message.calls:
@@ -438,7 +439,19 @@ def chat_payload(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
             out.append({"role": "user", "content": _unmatched_result(message)})
         else:
             out.append({"role": message.role, "content": message.text})
-    return out
+    return _alternating(out)
+
+
+def _alternating(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`messages` with each run of plain user messages joined into one (by a blank line)."""
+    joined: list[dict[str, Any]] = []
+    for message in messages:
+        if joined and message.keys() == {"role", "content"} and message["role"] == "user" \
+                and joined[-1].keys() == {"role", "content"} and joined[-1]["role"] == "user":
+            joined[-1] = {"role": "user", "content": f"{joined[-1]['content']}\n\n{message['content']}"}
+        else:
+            joined.append(message)
+    return joined
 
 
 def _matched(messages: Sequence[ChatMessage]) -> Iterator[tuple[int, ChatMessage, str | None]]:
