@@ -1,6 +1,7 @@
 """Errors of the Live protocol and the one place that maps them to WebSocket close codes.
 
-The real service reports errors by closing the socket with a code and a short reason (live-protocol.md §8);
+The real service reports errors by closing the socket with a code and a short reason
+(docs/protocol-notes.md#errors-close-codes-and-reasons);
 it never sends a JSON error message. Reasons must fit a close frame (123 bytes) and never carry secrets or
 exception details.
 """

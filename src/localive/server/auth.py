@@ -1,4 +1,6 @@
-"""Who may connect: API keys, ephemeral tokens, and the setup fields a token locks (live-protocol.md §1.3, §9).
+"""Who may connect: API keys, ephemeral tokens, and the setup fields a token locks (docs/access.md).
+
+Where each SDK puts the credential, and what a token request holds: docs/protocol-notes.md.
 
 API keys are kept only as SHA-256 digests and compared in constant time against every configured key. With no
 keys configured the server is open: any key, or none, is accepted. An ephemeral token (``auth_tokens/…``) is
@@ -61,7 +63,7 @@ class Unauthenticated(LiveError):
 
 
 class TokenUsedUp(LiveError):
-    """A token's uses are spent: Gemini closes with 1011 and this wording (live-protocol.md §8)."""
+    """A token's uses are spent: Gemini closes with 1011 and this wording (docs/protocol-notes.md)."""
 
     close_code = INTERNAL
     default_reason = "Token has been used too many times"

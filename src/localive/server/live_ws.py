@@ -51,7 +51,7 @@ class PeerClosed(Exception):
 
 
 def api_key_of(ws: WebSocket) -> str | None:
-    """The credential, from where each SDK puts it (live-protocol.md §1.3). Never logged."""
+    """The credential, from where each SDK puts it (docs/protocol-notes.md). Never logged."""
     for name in ("key", "access_token"):
         if value := ws.query_params.get(name):
             return value

@@ -16,7 +16,7 @@ from localive.protocol import server_messages as out
 from localive.protocol.errors import INTERNAL, Close
 from localive.session.outbox import Outbox
 
-DEADLINE_REASON = "Deadline expired before operation could complete."  # Gemini's words (live-protocol.md §7)
+DEADLINE_REASON = "Deadline expired before operation could complete."  # Gemini's (docs/protocol-notes.md#lifetimes)
 
 
 class Clock(Protocol):
