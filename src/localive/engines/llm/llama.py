@@ -25,11 +25,11 @@ from localive.engines.llm.base import (
     ChatMessage,
     FunctionCalls,
     FunctionSpec,
-    ModelNotInstalled,
     SamplingParams,
 )
 from localive.engines.llm.calls import CALL_MAX_TOKENS, call_intent, calls_grammar
 from localive.engines.llm.llama_scoring import N_SEQ_MAX, SEQUENCES, Choice, SequenceScorer
+from localive.models.errors import ModelNotInstalled
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 MAX_SCORED_TOKENS = 128  # continuation_logprobs scores at most this many tokens of the text
