@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from localive.protocol import messages as wire
-from localive.protocol.errors import INTERNAL, POLICY, Close, InvalidArgument, LiveError, PolicyViolation
+from localive.protocol.errors import INTERNAL, POLICY, Close, InvalidArgument, LiveError, PolicyViolation, close_for
 from localive.protocol.keys import snake_to_camel
 from localive.protocol.parse import describe_validation_error
 
@@ -60,6 +60,7 @@ class Unauthenticated(LiveError):
 
     close_code = POLICY
     default_reason = INVALID_KEY
+    blame = "client"
 
 
 class TokenUsedUp(LiveError):
@@ -67,6 +68,15 @@ class TokenUsedUp(LiveError):
 
     close_code = INTERNAL
     default_reason = "Token has been used too many times"
+    blame = "client"
+
+
+class TokenExpired(LiveError):
+    """A token's session reached the token's expireTime: a planned end (1011, like Gemini's session deadline)."""
+
+    close_code = INTERNAL
+    default_reason = TOKEN_EXPIRED
+    blame = "nobody"
 
 
 class TokenStoreFull(Exception):
@@ -408,7 +418,7 @@ class TokenGate:
 
     async def expire(self, outbox: CloseSink) -> None:
         await asyncio.sleep(max(0.0, self._token.expire_at - self._clock()))
-        await outbox.put(Close(INTERNAL, TOKEN_EXPIRED))
+        await outbox.put(close_for(TokenExpired()))
 
 
 class Access:
