@@ -280,7 +280,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from localive.engines.llm.base import ModelNotInstalled
+    from localive.models.errors import ModelNotInstalled
     from localive.models.registry import QWEN_05B, QWEN_15B
     from localive.models.weights import (
         MODEL_DIRS,
@@ -324,7 +324,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _installed(spec: object) -> bool:
-    from localive.engines.llm.base import ModelNotInstalled
+    from localive.models.errors import ModelNotInstalled
 
     try:
         spec.part_paths()  # type: ignore[attr-defined]
@@ -441,11 +441,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.plain_port is None:
         args.plain_port = args.port + 1 if _is_loopback(args.host) else 0
     args.plain_port = args.plain_port or None
-    from localive.engines.llm.base import BackendError, ModelNotInstalled
+    from localive.engines.llm.base import BackendError
     from localive.engines.llm.emulator import EmulatorScript, ScriptError
     from localive.engines.llm.openai_chat import API_KEY_ENV, RemoteSettings
     from localive.engines.llm.pool import LLMPool
     from localive.engines.vision.loader import load_vision
+    from localive.models.errors import ModelNotInstalled
     from localive.server.app import create_app
     from localive.server.auth import Access, KeyRing
     from localive.server.origins import OriginPolicy

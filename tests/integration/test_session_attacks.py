@@ -1,5 +1,5 @@
 """Attacks on the Live session and its credentials, replayed against a real server (security findings F2, F3, F6,
-F9, F15, F16, F18 of shared/security/findings-2026-12.md).
+F9, F15, F16, F18 in docs/security.md).
 
 Each test sends what the adversarial pass sent and asserts the outcome a user would notice: a clear close code, a
 refused token, a server whose memory stays put, and other sessions that keep being answered promptly. The

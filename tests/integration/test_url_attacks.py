@@ -1,5 +1,5 @@
-"""Hostile pages for URL context, replayed against a real server (security findings F1 and F4 of
-shared/security/findings-2026-12.md).
+"""Hostile pages for URL context, replayed against a real server (security findings F1 and F4 in
+docs/security.md).
 
 A hostile HTTP server in the test process serves a bz2 "charset" bomb and a page of 190,000 nested `<div>`s; the
 localive server (emulator model, `--url-allow 127.0.0.1` standing in for a public host) is asked to read them.

@@ -23,7 +23,7 @@ from localive.engines.asr.whisper import (
     trim_silence,
     whisper_language,
 )
-from localive.engines.llm.base import ModelNotInstalled
+from localive.models.errors import ModelNotInstalled
 from localive.models.weights import WHISPER_BASE, ensure_model_dir
 from localive.session.backchannel import LISTENER_WORDS, is_backchannel, lets_the_model_go_on
 from tests.support.off_loop import runs_off_the_loop

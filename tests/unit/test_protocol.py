@@ -1,4 +1,4 @@
-"""The wire layer, driven with the exact frames both SDKs send (live-protocol.md §2.2)."""
+"""The wire layer, driven with the exact frames both SDKs send (docs/protocol-notes.md#key-names-and-values)."""
 
 from __future__ import annotations
 

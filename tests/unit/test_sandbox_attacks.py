@@ -1,4 +1,4 @@
-"""The attacks of the security findings F7, F10 and F11 (findings-2026-12.md, rows 39–41), replayed on the sandbox.
+"""The attacks of the security findings F7, F10 and F11 (docs/security.md), replayed on the sandbox.
 
 F7: one run took 10 GB of host RAM (24 children × 480 MB). F10: an unprivileged local user squatted the uid pool's
 abstract sockets, and every run, and the server's start, hung. F11: 32 sleeping runs of one client made everybody

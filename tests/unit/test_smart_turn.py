@@ -18,7 +18,6 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from localive.engines.llm.base import ModelNotInstalled
 from localive.engines.turn import EndOfTurn, FakeEndOfTurn, to_float32
 from localive.engines.turn.smart_turn import (
     INSTALL_HINT,
@@ -30,6 +29,7 @@ from localive.engines.turn.smart_turn import (
     log_mel_features,
     model_path,
 )
+from localive.models.errors import ModelNotInstalled
 from tests.support.neural_speech import CUT_MID_SENTENCE, erinome, silence, spoken
 
 RATE_HZ = 16000

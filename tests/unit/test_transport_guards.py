@@ -118,6 +118,30 @@ def test_websocket_origins(origin: str | None, allowed: bool) -> None:
     assert (POLICY.refusal(scope("websocket", **headers)) is None) is allowed
 
 
+@pytest.mark.parametrize("denial_response", [True, False])
+async def test_a_refused_websocket_gets_a_403_and_never_reaches_the_app(denial_response: bool) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("a refused request reached the app")
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    request = scope("websocket", host="127.0.0.1:8766", origin="http://evil.example")
+    if denial_response:
+        request["extensions"] = {"websocket.http.response": {}}
+    await origins.HostOriginGuard(app, POLICY)(request, receive, send)
+    reason = "Pages from 'http://evil.example' may not use this server"
+    if denial_response:  # the reason as the 403's body
+        assert sent[0]["status"] == 403 and reason in sent[1]["body"].decode()
+    else:  # a close before accept, which the server answers with a bare 403: through close_for, as every close
+        assert [(m["type"], m["code"]) for m in sent] == [("websocket.close", 1008)] and reason in sent[0]["reason"]
+
+
 def test_same_origin_with_default_ports() -> None:
     assert is_same_origin("https://example.org", "example.org")
     assert is_same_origin("http://example.org:80", "example.org")

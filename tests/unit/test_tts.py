@@ -40,7 +40,7 @@ from tests.support.off_loop import runs_off_the_loop
 
 SR = OUTPUT_SAMPLE_RATE_HZ
 ORIGINAL_8 = ["Puck", "Charon", "Kore", "Fenrir", "Aoede", "Leda", "Orus", "Zephyr"]
-# live-protocol.md §10.2: name → Google's style label
+# name → Google's style label (docs/voices.md#the-table)
 TABLE_30 = {
     "Zephyr": "Bright", "Puck": "Upbeat", "Charon": "Informative", "Kore": "Firm", "Fenrir": "Excitable",
     "Leda": "Youthful", "Orus": "Firm", "Aoede": "Breezy", "Callirrhoe": "Easy-going", "Autonoe": "Bright",

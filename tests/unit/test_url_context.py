@@ -1,5 +1,5 @@
 """The URL context fetcher against a local HTTP server: content handling, limits, redirects and the address policy,
-and the hostile pages of shared/security/findings-2026-12.md (F1 codec bombs, F4 deep HTML, F12 this host's own
+and the hostile pages of the security findings in docs/security.md (F1 codec bombs, F4 deep HTML, F12 this host's own
 addresses, F17 IPv4-translated addresses and CIDR denies), replayed.
 
 Every test here talks only to 127.0.0.1: an autouse fixture fails any attempt to connect elsewhere, so a policy bug

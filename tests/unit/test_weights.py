@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from localive.engines.llm.base import ModelNotInstalled
+from localive.models.errors import ModelNotInstalled
 from localive.models.weights import (
     MANIFEST,
     MODEL_DIRS,

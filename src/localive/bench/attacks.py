@@ -11,8 +11,8 @@ With two or more cores, the server is pinned to the first core and both clients 
 measurement too: a real attacker's own work (building and compressing its messages) happens on its own machine,
 and would otherwise take the server's core here; the attacker also runs at the lowest CPU priority, so that it
 does not delay the victim's client either.
-The attacks are those of security findings F1, F2, F4, F6, F9, F11 and F18 (shared/security/findings-2026-12.md),
-each at the largest size the server still accepts; docs/security.md has the results.
+The attacks are those of security findings F1, F2, F4, F6, F9, F11 and F18, each at the largest
+size the server still accepts; docs/security.md describes them and has the results.
 """
 
 from __future__ import annotations

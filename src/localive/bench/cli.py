@@ -222,7 +222,7 @@ def _run_load(workdir: Path, args: argparse.Namespace) -> LoadResult:
 
 def _run_llm(workdir: Path, args: argparse.Namespace) -> LlmResult:
     from localive.bench.llm import run_llm
-    from localive.engines.llm.base import ModelNotInstalled
+    from localive.models.errors import ModelNotInstalled
 
     try:
         return run_llm(workdir, repeats=args.repeats, max_tokens=args.max_tokens, timeout_s=args.timeout)

@@ -10,11 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from localive.engines.asr.base import ASR
-from localive.engines.llm.base import ModelNotInstalled
 from localive.engines.speech_remote import ASR_STAGE, TTS_STAGE, RemoteSpeech, load_voice_map
 from localive.engines.tts.base import TTS
 from localive.engines.turn.base import EndOfTurn
 from localive.engines.vad.base import VADFactory
+from localive.models.errors import ModelNotInstalled
 
 log = logging.getLogger("localive.engines")
 VOICE_HINT = "pip install 'localive[voice]'"

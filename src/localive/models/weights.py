@@ -24,7 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from localive.engines.llm.base import ModelNotInstalled
+from localive.models.errors import ModelNotInstalled
 
 _CHUNK = 8 * 1024 * 1024
 MANIFEST = ".sha256"  # inside an assembled model directory: written last, marks it complete

@@ -1,4 +1,4 @@
-"""Base64 as the Live API uses it (live-protocol.md §0.2, §0.5).
+"""Base64 as the Live API uses it (docs/protocol-notes.md#base64).
 
 Incoming byte fields may use the standard or the URL-safe alphabet, padded or not (the Python SDK sends
 URL-safe). Outgoing byte fields always use the standard alphabet with padding and no newlines: the JS SDK's

@@ -1,13 +1,21 @@
 """Errors of the Live protocol and the one place that maps them to WebSocket close codes.
 
-The real service reports errors by closing the socket with a code and a short reason (live-protocol.md §8);
+The real service reports errors by closing the socket with a code and a short reason
+(docs/protocol-notes.md#errors-close-codes-and-reasons);
 it never sends a JSON error message. Reasons must fit a close frame (123 bytes) and never carry secrets or
 exception details.
+
+Every close the server sends is made by `close_for`, from an error or from None (a normal end). Each error says
+who is to blame for it, which chooses the level its close is logged at (`log_close`): the client (a malformed or
+refused request: INFO), the server or one of its backends (WARNING; an unexpected exception also has its
+traceback logged, at ERROR, where it is caught), or nobody (a normal or planned end: DEBUG).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 MAX_REASON_BYTES = 123
 
@@ -18,12 +26,16 @@ MESSAGE_TOO_BIG = 1009
 INTERNAL = 1011
 OVERLOADED = 1013
 
+Blame = Literal["client", "server", "nobody"]
+LOG_LEVELS: dict[Blame, int] = {"client": logging.INFO, "server": logging.WARNING, "nobody": logging.DEBUG}
+
 
 class LiveError(Exception):
     """A failure that ends a Live session with a specific close code and a short, safe reason."""
 
     close_code: int = INTERNAL
     default_reason: str = "Internal error encountered."
+    blame: ClassVar[Blame] = "server"
 
     def __init__(self, reason: str | None = None) -> None:
         self.reason = reason or self.default_reason
@@ -35,12 +47,14 @@ class InvalidArgument(LiveError):
 
     close_code = INVALID_ARGUMENT
     default_reason = "Request contains an invalid argument."
+    blame = "client"
 
 
 class NotFound(LiveError):
     """A model or resource that does not exist (1008, as Gemini reports NOT_FOUND)."""
 
     close_code = POLICY
+    blame = "client"
 
 
 class Unimplemented(LiveError):
@@ -48,16 +62,19 @@ class Unimplemented(LiveError):
 
     close_code = POLICY
     default_reason = "Operation is not implemented, or supported, or enabled."
+    blame = "client"
 
 
 class PolicyViolation(LiveError):
     close_code = POLICY
     default_reason = "The operation was aborted."
+    blame = "client"
 
 
 class MessageTooBig(LiveError):
     close_code = MESSAGE_TOO_BIG
     default_reason = "Message too big."
+    blame = "client"
 
 
 class Overloaded(LiveError):
@@ -72,6 +89,7 @@ class ContextFull(LiveError):
 
     close_code = INTERNAL
     default_reason = "The session's context window is full; use contextWindowCompression to continue longer."
+    blame = "client"
 
 
 class InternalError(LiveError):
@@ -80,8 +98,11 @@ class InternalError(LiveError):
 
 @dataclass(frozen=True)
 class Close:
+    """A close frame: its code and reason, and who is to blame (never sent; not part of equality)."""
+
     code: int
     reason: str
+    blame: Blame = field(default="nobody", compare=False)
 
 
 def truncate_reason(reason: str, limit: int = MAX_REASON_BYTES) -> str:
@@ -92,16 +113,28 @@ def truncate_reason(reason: str, limit: int = MAX_REASON_BYTES) -> str:
     return encoded[:limit].decode("utf-8", errors="ignore")
 
 
-def close_for(exc: BaseException) -> Close:
-    """Map any exception to the close frame the client sees. The only place that does this. An exception group
-    (a task group's failure) closes as the first LiveError in it."""
+def close_for(exc: BaseException | None) -> Close:
+    """The close frame the client sees for an exception, or for None: a normal end (1000, no reason). The only
+    place that makes one. An exception group (a task group's failure) closes as the first LiveError in it; any
+    other exception as an internal error, with none of its details."""
+    if exc is None:
+        return Close(NORMAL, "", "nobody")
     if isinstance(exc, BaseExceptionGroup):
         for leaf in _leaves(exc):
             if isinstance(leaf, LiveError):
-                return Close(leaf.close_code, truncate_reason(leaf.reason))
+                return _close_of(leaf)
     if isinstance(exc, LiveError):
-        return Close(exc.close_code, truncate_reason(exc.reason))
-    return Close(INTERNAL, InternalError.default_reason)
+        return _close_of(exc)
+    return Close(INTERNAL, InternalError.default_reason, "server")
+
+
+def log_close(logger: logging.Logger, session_id: str, close: Close) -> None:
+    """Say why a session ends, at the level its blame calls for (LOG_LEVELS)."""
+    logger.log(LOG_LEVELS[close.blame], "session %s closed %d: %s", session_id, close.code, close.reason or "-")
+
+
+def _close_of(error: LiveError) -> Close:
+    return Close(error.close_code, truncate_reason(error.reason), error.blame)
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -1,4 +1,4 @@
-"""Key normalisation for incoming JSON (live-protocol.md §0.1, §2.3).
+"""Key normalisation for incoming JSON (docs/protocol-notes.md#key-names-and-values).
 
 Google's service parses proto3 JSON, which accepts both the proto field name (snake_case) and the JSON name
 (lowerCamelCase) for every field, and the Python SDK really does send a mix of both. We normalise every key to

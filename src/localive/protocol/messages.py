@@ -1,4 +1,4 @@
-"""Client → server wire messages (live-protocol.md §3), validated after key normalisation.
+"""Client → server wire messages (docs/protocol-notes.md#client-messages), validated after key normalisation.
 
 We own these models instead of reusing google-genai's types: those are client-side types, incomplete as a server
 schema (e.g. ``LiveClientSetup`` has no ``realtimeInputConfig``) and lenient about unknown fields. Here unknown

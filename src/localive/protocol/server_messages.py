@@ -1,4 +1,4 @@
-"""Server → client messages (live-protocol.md §4): camelCase, standard base64, well under 1 MiB."""
+"""Server → client messages (docs/protocol-notes.md#server-messages): camelCase, standard base64, well under 1 MiB."""
 
 from __future__ import annotations
 

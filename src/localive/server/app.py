@@ -23,7 +23,7 @@ _SLASHES = re.compile(r"/{2,}")
 
 
 class CollapseSlashes:
-    """Both SDKs request ``//ws/…`` (live-protocol.md §1.1): collapse repeated slashes before routing."""
+    """Both SDKs request ``//ws/…``: collapse repeated slashes before routing (docs/protocol-notes.md)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -51,7 +51,7 @@ def create_app(state: ServerState, playground: PlaygroundMode = "local") -> Any:
     app = Starlette(routes=[
         Route("/healthz", healthz),
         WebSocketRoute(LIVE_PATH, live_endpoint),
-        WebSocketRoute(LIVE_PATH + "Constrained", live_endpoint),  # ephemeral tokens (live-protocol.md §1.1)
+        WebSocketRoute(LIVE_PATH + "Constrained", live_endpoint),  # ephemeral tokens (docs/protocol-notes.md)
         Route("/{version}/auth_tokens", create_token, methods=["POST"]),
         *playground_routes(playground),
     ])

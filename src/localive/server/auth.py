@@ -1,4 +1,6 @@
-"""Who may connect: API keys, ephemeral tokens, and the setup fields a token locks (live-protocol.md §1.3, §9).
+"""Who may connect: API keys, ephemeral tokens, and the setup fields a token locks (docs/access.md).
+
+Where each SDK puts the credential, and what a token request holds: docs/protocol-notes.md.
 
 API keys are kept only as SHA-256 digests and compared in constant time against every configured key. With no
 keys configured the server is open: any key, or none, is accepted. An ephemeral token (``auth_tokens/…``) is
@@ -33,7 +35,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from localive.protocol import messages as wire
-from localive.protocol.errors import INTERNAL, POLICY, Close, InvalidArgument, LiveError, PolicyViolation
+from localive.protocol.errors import INTERNAL, POLICY, Close, InvalidArgument, LiveError, PolicyViolation, close_for
 from localive.protocol.keys import snake_to_camel
 from localive.protocol.parse import describe_validation_error
 
@@ -58,13 +60,23 @@ class Unauthenticated(LiveError):
 
     close_code = POLICY
     default_reason = INVALID_KEY
+    blame = "client"
 
 
 class TokenUsedUp(LiveError):
-    """A token's uses are spent: Gemini closes with 1011 and this wording (live-protocol.md §8)."""
+    """A token's uses are spent: Gemini closes with 1011 and this wording (docs/protocol-notes.md)."""
 
     close_code = INTERNAL
     default_reason = "Token has been used too many times"
+    blame = "client"
+
+
+class TokenExpired(LiveError):
+    """A token's session reached the token's expireTime: a planned end (1011, like Gemini's session deadline)."""
+
+    close_code = INTERNAL
+    default_reason = TOKEN_EXPIRED
+    blame = "nobody"
 
 
 class TokenStoreFull(Exception):
@@ -406,7 +418,7 @@ class TokenGate:
 
     async def expire(self, outbox: CloseSink) -> None:
         await asyncio.sleep(max(0.0, self._token.expire_at - self._clock()))
-        await outbox.put(Close(INTERNAL, TOKEN_EXPIRED))
+        await outbox.put(close_for(TokenExpired()))
 
 
 class Access:

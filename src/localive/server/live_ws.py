@@ -1,8 +1,9 @@
 """The Live WebSocket endpoint: a thin transport between a socket and a `LiveSession`.
 
 One reader loop (frames → parsed messages → session) and one writer task (session outbox → frames), both owned
-by this handler and cancelled when either side ends. Every failure becomes a close frame through
-`protocol.errors.close_for`, the single place that maps errors to codes.
+by this handler and cancelled when either side ends. Every close, a failure's or a normal end's, is made by
+`protocol.errors.close_for`, the single place that maps errors to codes, and logged once when the connection ends,
+at the level its blame calls for (`log_close`).
 
 Every wait is bounded (security finding F13). A connection must send its setup within `setup_timeout_s`, and
 holds no session slot until it does (the counters are in server/state.py). Each message to the client must be
@@ -24,7 +25,17 @@ from functools import partial
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from localive.protocol.errors import NORMAL, Close, InternalError, LiveError, Overloaded, PolicyViolation, close_for
+from localive.protocol.errors import (
+    INTERNAL,
+    NORMAL,
+    Close,
+    LiveError,
+    NotFound,
+    Overloaded,
+    PolicyViolation,
+    close_for,
+    log_close,
+)
 from localive.protocol.messages import ClientMessage, ContextUpdate
 from localive.protocol.server_messages import dumps
 from localive.server.auth import ANONYMOUS
@@ -42,6 +53,13 @@ API_VERSIONS = ("v1", "v1beta", "v1alpha")
 REFUSE_WAIT_S = 5.0  # a refused credential: how long to wait for the setup frame before closing
 
 
+class SlowReader(LiveError):
+    """The client took none of our messages within the write timeout: its connection is aborted (1011)."""
+
+    close_code = INTERNAL
+    blame = "client"
+
+
 class PeerClosed(Exception):
     """The socket was closed by the client or by the WebSocket protocol layer; nothing more can be sent."""
 
@@ -51,7 +69,7 @@ class PeerClosed(Exception):
 
 
 def api_key_of(ws: WebSocket) -> str | None:
-    """The credential, from where each SDK puts it (live-protocol.md §1.3). Never logged."""
+    """The credential, from where each SDK puts it (docs/protocol-notes.md). Never logged."""
     for name in ("key", "access_token"):
         if value := ws.query_params.get(name):
             return value
@@ -69,8 +87,10 @@ async def live_endpoint(ws: WebSocket) -> None:
     version = ws.path_params["version"]
     client = f"{ws.client.host}:{ws.client.port}" if ws.client else "-"
     path = ws.url.path  # no query string: it may hold the API key
-    if version not in API_VERSIONS:
-        await ws.close(code=1008, reason=f"API version {version} is not supported."[:123])
+    if version not in API_VERSIONS:  # refused at the handshake (a close before accept is an HTTP 403)
+        outcome = close_for(NotFound(f"API version {version} is not supported."))
+        await ws.close(code=outcome.code, reason=outcome.reason)
+        _ended(client, path, "-", outcome)
         return
     try:  # its address's share and the queue of connections waiting for their setup (server/state.py)
         connection = state.connections.open(ws.client.host if ws.client else None)
@@ -79,7 +99,7 @@ async def live_endpoint(ws: WebSocket) -> None:
         with contextlib.suppress(Exception):  # the client may already be gone
             await ws.accept()
             await _close(ws, outcome, state.settings.write_timeout_s)
-        access.info('%s "WS %s" session=- close=%d %s', client, path, outcome.code, outcome.reason)
+        _ended(client, path, "-", outcome)
         return
     budget = state.budgets.open(ws.client.host if ws.client else "-")  # its share of server work (budget.py)
     try:
@@ -98,22 +118,22 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
     except LiveError as exc:
         outcome = close_for(exc)
         await _refuse(ws, outcome, settings.write_timeout_s)
-        access.info('%s "WS %s" session=- close=%d %s', client, path, outcome.code, outcome.reason)
+        _ended(client, path, "-", outcome)
         return
     try:
         first = await _first_message(ws, settings.setup_timeout_s, budget.charge)
     except PeerClosed as exc:
-        access.info('%s "WS %s" session=- close=%d %s', client, path, exc.close.code, exc.close.reason)
+        _ended(client, path, "-", exc.close)
         return
     state.connections.setup_arrived(connection)
     if isinstance(first, Close):  # no setup in time, or a first frame that is not a message
         await _close(ws, first, settings.write_timeout_s)
-        access.info('%s "WS %s" session=- close=%d %s', client, path, first.code, first.reason)
+        _ended(client, path, "-", first)
         return
     if not state.admit():  # the session slot is taken only now, with the setup in hand
         outcome = close_for(Overloaded())
         await _close(ws, outcome, settings.write_timeout_s)
-        access.info('%s "WS %s" session=- close=%d', client, path, outcome.code)
+        _ended(client, path, "-", outcome)
         return
     session_id = secrets.token_hex(8)
     session = LiveSession(registry=state.registry, engines=state.engines, session_id=session_id,
@@ -122,7 +142,7 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
                           owner=_owner(credential.principal, ws), charge_work=partial(budget.charge, 0))
     expiry = credential.watch_expiry(session.outbox)  # a token's session ends at its expireTime
     writer = asyncio.create_task(_write(ws, session, settings.write_timeout_s), name=f"writer-{session_id}")
-    outcome, closed_by_peer = Close(NORMAL, ""), False
+    outcome, closed_by_peer = close_for(None), False
     try:
         outcome = await _read(ws, session, writer, first, budget.charge)
     except PeerClosed as exc:
@@ -137,7 +157,13 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
         state.release()
         if not closed_by_peer:
             await _close(ws, outcome, settings.write_timeout_s)
-        access.info('%s "WS %s" session=%s close=%d %s', client, path, session_id, outcome.code, outcome.reason)
+        _ended(client, path, session_id, outcome)
+
+
+def _ended(client: str, path: str, session_id: str, close: Close) -> None:
+    """Log a connection's end: its access line, and why it ended at the level the close's blame calls for."""
+    access.info('%s "WS %s" session=%s close=%d %s', client, path, session_id, close.code, close.reason)
+    log_close(log, session_id, close)
 
 
 def _owner(principal: str, ws: WebSocket) -> str:
@@ -163,6 +189,7 @@ async def _parse(event: Message, session_id: str, meter: Meter) -> ClientMessage
     """The frame's message, or the Close it calls for. Its cost is taken from the client's work budget, and when
     that is spent this waits before returning: the socket is not read meanwhile (backpressure on the client)."""
     if event["type"] == "websocket.disconnect":  # the client closed, or the protocol layer did (e.g. 1009)
+        # the close that came in, recorded for the log (nothing is sent back): not one of ours, so no close_for
         raise PeerClosed(Close(int(event.get("code") or NORMAL), str(event.get("reason") or "")))
     text, data = event.get("text"), event.get("bytes")
     frame: str | bytes = text if text is not None else (data or b"")
@@ -170,7 +197,6 @@ async def _parse(event: Message, session_id: str, meter: Meter) -> ClientMessage
         message, cost_s = await parse_frame_metered(frame)
     except FrameRefused as refused:
         meter(len(frame), refused.cost_s)  # charged: a client that reconnects after each refusal still pays
-        log.info("session %s closed: %s", session_id, refused.error.reason)
         return close_for(refused.error)
     except Exception as exc:  # an unexpected failure of ours: logged, reported as 1011
         log.exception("session %s failed", session_id)
@@ -195,7 +221,6 @@ async def _read(ws: WebSocket, session: LiveSession, writer: asyncio.Task[Close 
             if isinstance(message, ContextUpdate) and (wait_s := meter(0, time.thread_time() - started)) > 0:
                 await asyncio.sleep(wait_s)
         except LiveError as exc:
-            log.info("session %s closed: %s", session.session_id, exc.reason)
             return close_for(exc)
         except Exception as exc:  # an unexpected failure of ours: logged, reported as 1011
             log.exception("session %s failed", session.session_id)
@@ -204,7 +229,7 @@ async def _read(ws: WebSocket, session: LiveSession, writer: asyncio.Task[Close 
         await asyncio.wait({receive, writer}, return_when=asyncio.FIRST_COMPLETED)
         if writer.done():
             receive.cancel()
-            return writer.result() or Close(NORMAL, "")
+            return writer.result() or close_for(None)
         message = await _parse(receive.result(), session.session_id, meter)
 
 
@@ -219,10 +244,8 @@ async def _write(ws: WebSocket, session: LiveSession, write_timeout_s: float) ->
             async with asyncio.timeout(write_timeout_s):
                 await ws.send_text(dumps(message))
         except TimeoutError:
-            log.info("session %s: the client read nothing for %.0f s: connection aborted", session.session_id,
-                     write_timeout_s)
             _abort(ws)
-            return close_for(InternalError(f"The client did not read for {write_timeout_s:.0f} s."))
+            return close_for(SlowReader(f"The client did not read for {write_timeout_s:.0f} s."))
         except (WebSocketDisconnect, RuntimeError, OSError):
             return None
 

@@ -32,6 +32,8 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from localive.protocol.errors import PolicyViolation, close_for
+
 log = logging.getLogger("localive.access")
 
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -230,10 +232,11 @@ def _forbidden(reason: str) -> JSONResponse:
 
 async def _refuse_handshake(scope: Scope, send: Send, reason: str) -> None:
     """Answer the upgrade with 403 and the reason as the body, where the server can (ASGI's denial response);
-    else a bare 403 (a close before accept)."""
+    else a bare 403 (a close before accept). Logged by the caller, at WARNING for HTTP and WebSocket alike."""
     extensions: dict[str, Any] = scope.get("extensions") or {}
     if "websocket.http.response" not in extensions:
-        await send({"type": "websocket.close", "code": 1008})
+        close = close_for(PolicyViolation(reason))
+        await send({"type": "websocket.close", "code": close.code, "reason": close.reason})
         return
     body = reason.encode()
     await send({"type": "websocket.http.response.start", "status": 403,

@@ -1,4 +1,4 @@
-"""``POST /{version}/auth_tokens``: mint an ephemeral token (live-protocol.md §9).
+"""``POST /{version}/auth_tokens``: mint an ephemeral token (docs/protocol-notes.md#ephemeral-tokens).
 
 The body is an AuthToken as the SDKs send it (``client.auth_tokens.create``, ``ai.authTokens.create``): ``uses``,
 ``expireTime``, ``newSessionExpireTime``, ``bidiGenerateContentSetup`` and ``fieldMask``. Errors are Google REST

@@ -13,7 +13,8 @@ from localive.session.hearing import Recognition
 # BCP-47 as the Live API takes it: a 2-3 letter language, then optional script/region/variant subtags.
 _TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,3}")
 
-# English names of the languages the Live models list (live-protocol.md §10) and a few more, for instructions.
+# English names of the languages the Live models list (docs/protocol-notes.md#voices-and-languages) and a few more,
+# for instructions.
 NAMES = {
     "ar": "Arabic", "bn": "Bengali", "cmn": "Mandarin Chinese", "cs": "Czech", "da": "Danish", "de": "German",
     "el": "Greek", "en": "English", "es": "Spanish", "fa": "Persian", "fi": "Finnish", "fil": "Filipino",

@@ -13,10 +13,18 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from localive.protocol import server_messages as out
-from localive.protocol.errors import INTERNAL, Close
+from localive.protocol.errors import INTERNAL, LiveError, close_for
 from localive.session.outbox import Outbox
 
-DEADLINE_REASON = "Deadline expired before operation could complete."  # Gemini's words (live-protocol.md §7)
+DEADLINE_REASON = "Deadline expired before operation could complete."  # Gemini's (docs/protocol-notes.md#lifetimes)
+
+
+class DeadlineExpired(LiveError):
+    """The connection's or the session's time is up: a planned end, resumable (1011 and Gemini's words)."""
+
+    close_code = INTERNAL
+    default_reason = DEADLINE_REASON
+    blame = "nobody"
 
 
 class Clock(Protocol):
@@ -65,4 +73,4 @@ async def run_out(deadline: float, limits: Limits, clock: Clock, outbox: Outbox)
     await outbox.put(out.go_away(round(left)))
     if left > 0:
         await clock.sleep(left)
-    await outbox.put(Close(INTERNAL, DEADLINE_REASON))
+    await outbox.put(close_for(DeadlineExpired()))

@@ -46,6 +46,7 @@ from localive.protocol import server_messages as out
 from localive.protocol.errors import (
     ContextFull,
     InvalidArgument,
+    LiveError,
     Overloaded,
     PolicyViolation,
     Unimplemented,
@@ -650,8 +651,9 @@ class LiveSession:
             await self._end_interrupted_turn(turn_usage(llm, prompt_tokens, speech_s, heard, playback,
                                                         config.response_modality))
             raise
-        except Exception as exc:  # any engine failure ends the session with 1011, logged here
-            log.exception("session %s: turn failed", self.session_id)
+        except Exception as exc:  # any failure ends the session: a LiveError with its code (1011 for a backend)
+            if not isinstance(exc, LiveError):  # an unexpected one (a bug, an engine's crash): its traceback
+                log.exception("session %s: turn failed", self.session_id)
             await self.outbox.put(close_for(exc))
             return
         self._take_deferred()

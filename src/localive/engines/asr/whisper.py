@@ -50,7 +50,7 @@ import numpy.typing as npt
 from localive.audio.pcm import Pcm16
 from localive.audio.resample import resample
 from localive.engines.asr.base import Transcript
-from localive.engines.llm.base import ModelNotInstalled
+from localive.models.errors import ModelNotInstalled
 
 SAMPLE_RATE_HZ = 16000
 _FRAMES_PER_S = 100  # log-Mel frames (10 ms hop)

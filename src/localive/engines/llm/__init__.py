@@ -1,3 +1,3 @@
-from localive.engines.llm.base import LLM, ChatMessage, ModelNotInstalled, SamplingParams
+from localive.engines.llm.base import LLM, ChatMessage, SamplingParams
 
-__all__ = ["LLM", "ChatMessage", "ModelNotInstalled", "SamplingParams"]
+__all__ = ["LLM", "ChatMessage", "SamplingParams"]

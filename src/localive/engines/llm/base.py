@@ -72,10 +72,6 @@ class SamplingParams:
     frequency_penalty: float | None = None
 
 
-class ModelNotInstalled(RuntimeError):
-    """The weights or runtime for a model are not installed; the message says what to install."""
-
-
 class BackendError(InternalError):
     """A remote serving engine failed (unreachable, timed out, an HTTP error, a broken stream). The session ends
     with 1011 and this reason, which names the stage and never carries a key or a URL's credentials."""

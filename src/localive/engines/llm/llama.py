@@ -2,7 +2,7 @@
 
 All inference runs on one dedicated worker thread that also loaded and warmed the model: llama.cpp's OpenMP
 threads slow down by about a third when called from a different thread than the one that warmed them
-(MODELS.md). Requests from different sessions queue on that thread, one generation at a time. A stream that is
+(docs/models.md). Requests from different sessions queue on that thread, one generation at a time. A stream that is
 abandoned (cancelled task, closed iterator) sets a flag the worker checks after every token, so a dead turn
 stops within one token.
 """
@@ -25,11 +25,11 @@ from localive.engines.llm.base import (
     ChatMessage,
     FunctionCalls,
     FunctionSpec,
-    ModelNotInstalled,
     SamplingParams,
 )
 from localive.engines.llm.calls import CALL_MAX_TOKENS, call_intent, calls_grammar
 from localive.engines.llm.llama_scoring import N_SEQ_MAX, SEQUENCES, Choice, SequenceScorer
+from localive.models.errors import ModelNotInstalled
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 MAX_SCORED_TOKENS = 128  # continuation_logprobs scores at most this many tokens of the text
@@ -50,7 +50,7 @@ def load_llama(model_path: Path, *, n_ctx: int, n_threads: int) -> Any:
     """A `llama_cpp.Llama` on `model_path` as the engine needs it.
 
     use_extra_bufts=False: with extra buffer types (AMX repacking) a -march=native build segfaults at the first
-    decode on CPUs with AMX (MODELS.md). n_seq_max + kv_unified: scoring keeps its prompts in KV sequences of their
+    decode on CPUs with AMX (docs/models.md). n_seq_max + kv_unified: scoring keeps its prompts in KV sequences of their
     own (llama_scoring.py). `Llama()` has no arguments for these, so the default params it starts from are
     adjusted for the duration of the constructor (call it from one thread at a time).
     """

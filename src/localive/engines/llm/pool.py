@@ -7,9 +7,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from localive.engines.llm.base import LLM, BackendError, ModelNotInstalled
+from localive.engines.llm.base import LLM, BackendError
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
 from localive.engines.llm.openai_chat import RemoteSettings
+from localive.models.errors import ModelNotInstalled
 from localive.models.registry import EMULATOR, QWEN_05B, ModelEntry, is_remote, split_remote_key
 from localive.models.weights import WEIGHTS, ensure_weights
 

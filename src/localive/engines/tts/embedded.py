@@ -33,9 +33,9 @@ import numpy.typing as npt
 
 from localive.audio.pcm import Pcm16
 from localive.audio.resample import resample_float
-from localive.engines.llm.base import ModelNotInstalled
 from localive.engines.tts.base import NEUTRAL, OUTPUT_SAMPLE_RATE_HZ, Delivery, UnsupportedLanguage, is_english
 from localive.engines.tts.voices import BaseVoice, VoiceSpec, resolve_voice, voice_names, voice_spec
+from localive.models.errors import ModelNotInstalled
 
 Samples = npt.NDArray[np.float32]
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from localive.engines.llm.base import ModelNotInstalled
 from localive.engines.turn.base import SAMPLE_RATE_HZ, Pcm, Samples, to_float32
+from localive.models.errors import ModelNotInstalled
 
 THRESHOLD = 0.5  # pipecat's: the turn is complete when probability > 0.5
 WINDOW_S = 8  # the model sees the last 8 s

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from localive.engines.llm.base import ModelNotInstalled
+from localive.models.errors import ModelNotInstalled
 
 
 class SileroVAD:
