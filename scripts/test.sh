@@ -36,9 +36,10 @@ fi
 # virtualenv .venv-engines: they pin versions of their own.
 bash scripts/install-test-engines.sh
 
-echo "test.sh: lint (ruff) and types (mypy --strict on src)"
+echo "test.sh: lint (ruff), types (mypy --strict on src) and layers (lint-imports: docs/architecture.md)"
 .venv/bin/ruff check src tests
 .venv/bin/mypy
+PYTHONPATH=src .venv/bin/lint-imports  # PYTHONPATH: this checkout's source, whichever one .venv was installed from
 
 export LOCALIVE_REQUIRE_NODE=1  # a missing Node.js fails the JS tests instead of skipping them
 export LOCALIVE_REQUIRE_ENGINES=1  # missing third-party engine servers fail their tests instead of skipping them

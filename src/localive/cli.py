@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A self-hosted Gemini Live API server on local models. Point the official google-genai "
                     "(Python) or @google/genai (JS) SDKs at it with `eval \"$(localive env)\"`.",
     )
-    from localive.engines.llm.base import TOOL_MODES
+    from localive.models.registry import TOOL_MODES
 
     parser.add_argument("--version", action="version", version=f"localive {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

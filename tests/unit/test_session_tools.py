@@ -10,8 +10,9 @@ import pytest
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
 from localive.models.registry import ModelEntry, ModelRegistry
 from localive.protocol.errors import Close, InvalidArgument, Unimplemented
-from localive.session.engines import Engines, ToolEngines
+from localive.session.engines import Engines
 from localive.session.live import LiveSession
+from localive.tools.loader import ToolEngines
 from tests.support.session_driver import send
 
 SCRIPT = EmulatorScript.from_dict({"reply": [

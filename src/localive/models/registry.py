@@ -27,7 +27,6 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from localive.engines.llm.base import TOOL_MODES
 from localive.protocol.errors import NotFound
 
 EMULATOR = "emulator"
@@ -38,11 +37,14 @@ ALL_TOOLS = frozenset({"functionDeclarations", "codeExecution", "googleSearch", 
 FAMILIES = ("half-cascade", "native-audio", "emulator")
 # LLM backend keys of OpenAI-compatible servers: remote:<model>@<base URL>[ tools=<mode>] (a URL has no spaces)
 REMOTE_PREFIX = "remote:"
+# How a remote LLM is asked for function calls (`--llm-tools`, `llm_tools`; engines/llm/openai_chat.py): the
+# server's own `tools`, or the functions described in the prompt and calls constrained by a JSON Schema.
+TOOL_MODES = ("native", "json-schema")
 _TOOLS_SUFFIX = " tools="
 
 
 def remote_key(url: str, model: str | None, tools: str = "native") -> str:
-    """The LLM backend key of a remote server, model and way of calling functions (base.TOOL_MODES) — the same
+    """The LLM backend key of a remote server, model and way of calling functions (TOOL_MODES) — the same
     key for the same three."""
     suffix = "" if tools == "native" else f"{_TOOLS_SUFFIX}{tools}"
     return f"{REMOTE_PREFIX}{model or ''}@{url.rstrip('/')}{suffix}"

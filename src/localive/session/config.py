@@ -13,12 +13,13 @@ from localive.models.registry import ModelEntry, ModelRegistry
 from localive.protocol import messages as wire
 from localive.protocol.errors import InvalidArgument, Unimplemented
 from localive.session.activity import ActivitySettings
-from localive.session.engines import Engines, ToolEngines
+from localive.session.engines import Engines
 from localive.session.hearing import Recognition
 from localive.session.languages import checked_tag, recognition, same_language
 from localive.session.thinking import Thinking, thinking_of
 from localive.session.translation import Translation, translation_of
 from localive.tools.functions import FunctionTool, function_tools
+from localive.tools.loader import ToolEngines
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from localive.engines.asr.base import ASR
 from localive.engines.llm.base import LLM
@@ -14,21 +13,7 @@ from localive.engines.turn.base import EndOfTurn
 from localive.engines.vad.base import VADFactory
 from localive.engines.vision.base import Vision
 from localive.models.registry import ModelEntry
-
-if TYPE_CHECKING:
-    from localive.tools.sandbox import PythonSandbox
-    from localive.tools.search import SearchProvider
-    from localive.tools.url_context import UrlFetcher
-
-
-@dataclass(frozen=True)
-class ToolEngines:
-    """What the built-in tools run on; a tool whose engine is missing is refused at setup, with the reason."""
-
-    sandbox: PythonSandbox | None = None
-    sandbox_problem: str = "code execution is off"
-    search: SearchProvider | None = None
-    urls: UrlFetcher | None = None
+from localive.tools.loader import ToolEngines
 
 
 @dataclass(frozen=True)

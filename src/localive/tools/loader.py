@@ -6,12 +6,21 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from localive.session.engines import ToolEngines
 from localive.tools.sandbox import PythonSandbox, SandboxLimits, SandboxUnavailable
 from localive.tools.search import LocalSearch, SearchProvider, SearxngSearch
 from localive.tools.url_context import UrlFetcher, UrlPolicy
 
 log = logging.getLogger("localive.tools")
+
+
+@dataclass(frozen=True)
+class ToolEngines:
+    """What the built-in tools run on; a tool whose engine is missing is refused at setup, with the reason."""
+
+    sandbox: PythonSandbox | None = None
+    sandbox_problem: str = "code execution is off"
+    search: SearchProvider | None = None
+    urls: UrlFetcher | None = None
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,6 @@ from localive.protocol.errors import InternalError
 
 Role = Literal["system", "user", "assistant", "tool"]
 
-# How a remote LLM is asked for function calls (`--llm-tools`, `llm_tools`; engines/llm/openai_chat.py): the
-# server's own `tools`, or the functions described in the prompt and calls constrained by a JSON Schema.
-TOOL_MODES = ("native", "json-schema")
-
 # The text a NON_BLOCKING call's result stands in with until the client reports it.
 PENDING_RESULT = '{"status": "running in the background; the result will be reported when it is ready"}'
 

@@ -88,7 +88,7 @@ class RemoteSettings:
     max_sessions: int | None = None  # concurrent sessions on this backend; more are refused with 1013
     context_tokens: int = 32768
     may_start_down: bool = False  # a backend down at start: serve starts, its sessions get 1013 until it answers
-    tools: str = "native"  # base.TOOL_MODES: the server's `tools`, or functions described in the prompt
+    tools: str = "native"  # models.registry.TOOL_MODES: the server's `tools`, or functions described in the prompt
     logprobs: bool = True  # ask for the first token's logprobs (proactive audio); False: a constrained answer
 
     @property
