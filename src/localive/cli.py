@@ -186,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--write-timeout", type=float, default=15.0, metavar="SECONDS",
                         help="abort a Live connection whose client has not taken one message in this time (it "
                              "stopped reading), freeing its session slot (default 15)")
+    limits.add_argument("--turn-watchdog-s", type=_seconds_or_off, default=60.0, metavar="SECONDS",
+                        help="end a session with 1011, naming the stage that hung, when a turn produces nothing "
+                             "(no message, no model token) for this long while it is working, not while it "
+                             "waits for the client (a function response, audio playing out); counted as 'stalls' "
+                             "in /healthz (default 60; 0: off; raise it for very long prompts on a slow CPU)")
     limits.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="close an HTTP connection whose request (headers, and body if any) has not all "
                              "arrived this long after it opened or after its previous response (default 10)")
@@ -416,6 +421,13 @@ def _percent_of_a_core(value: str) -> float:
     return percent
 
 
+def _seconds_or_off(value: str) -> float:
+    seconds = float(value)
+    if not seconds >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"seconds, 0 or more (0: off), not {value}")
+    return seconds
+
+
 def _plain_port(value: str) -> int:
     if value == "off":
         return 0
@@ -578,6 +590,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,
                               max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes,
                               setup_timeout_s=args.setup_timeout, write_timeout_s=args.write_timeout,
+                              turn_watchdog_s=args.turn_watchdog_s or None,
                               max_awaiting_setup=args.max_awaiting_setup,
                               work_share=args.client_work_share / 100,
                               max_connections_per_ip=args.max_connections_per_ip,

@@ -11,32 +11,8 @@ from localive.session.engines import Engines
 from localive.session.lifetime import DEADLINE_REASON, GEMINI_LIMITS, LOCAL_LIMITS, Limits
 from localive.session.live import LiveSession
 from localive.session.store import SqliteStore
+from tests.support.clock import VirtualClock
 from tests.support.session_driver import send
-
-
-class VirtualClock:
-    """Time moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
-
-    def time(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sleepers.append((self.now + seconds, wake))
-        await wake
-
-    async def advance(self, seconds: float) -> None:
-        self.now += seconds
-        for at, wake in list(self._sleepers):
-            if at <= self.now and not wake.done():
-                wake.set_result(None)
-                self._sleepers.remove((at, wake))
-        for _ in range(5):
-            await asyncio.sleep(0)
 
 
 def make_session(*, context_tokens: int = 32768, limits: Limits = LOCAL_LIMITS, clock: VirtualClock | None = None,

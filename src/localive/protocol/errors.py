@@ -96,6 +96,17 @@ class InternalError(LiveError):
     close_code = INTERNAL
 
 
+class StageFailed(InternalError):
+    """A stage of a turn (speech recognition, the language model, speech synthesis, code execution, the session
+    store) failed unexpectedly: 1011 with a reason that names the stage, never the exception's details (those are
+    logged where it is caught). Remote backends raise their own, more precise errors (BackendFailed, BackendError),
+    which name their stage too."""
+
+    def __init__(self, stage: str, what: str = "internal error") -> None:
+        self.stage = stage
+        super().__init__(f"The {stage} stage failed: {what}.")
+
+
 @dataclass(frozen=True)
 class Close:
     """A close frame: its code and reason, and who is to blame (never sent; not part of equality)."""

@@ -37,12 +37,14 @@ class CollapseSlashes:
 
 
 async def healthz(request: Request) -> JSONResponse:
-    """Liveness for anyone; with API keys configured, how busy the server is only for a caller with a key."""
+    """Liveness for anyone; with API keys configured, how busy the server is only for a caller with a key, and how
+    many turns its watchdog has ended since it started (`stalls`: a turn that produced nothing for too long)."""
     state: ServerState = request.app.state.localive
     body: dict[str, object] = {"status": "ok", "version": __version__}
     key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
     if state.access.keys.open or (key and state.access.keys.accepts(key)):
         body["activeSessions"] = state.active_sessions
+        body["stalls"] = state.stalls
         body["models"] = sorted(e.name for e in state.registry)
     return JSONResponse(body)
 

@@ -139,7 +139,8 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
     session = LiveSession(registry=state.registry, engines=state.engines, session_id=session_id,
                           api_version=version, outbox_size=settings.outbox_size, store=state.store,
                           limits=state.limits, principal=credential.principal, setup_gate=credential.gate,
-                          owner=_owner(credential.principal, ws), charge_work=partial(budget.charge, 0))
+                          owner=_owner(credential.principal, ws), charge_work=partial(budget.charge, 0),
+                          turn_watchdog_s=settings.turn_watchdog_s, on_stall=state.count_stall)
     expiry = credential.watch_expiry(session.outbox)  # a token's session ends at its expireTime
     writer = asyncio.create_task(_write(ws, session, settings.write_timeout_s), name=f"writer-{session_id}")
     outcome, closed_by_peer = close_for(None), False

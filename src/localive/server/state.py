@@ -20,6 +20,7 @@ from localive.server.budget import SHARE, WorkBudgets
 from localive.session.engines import Engines
 from localive.session.lifetime import LOCAL_LIMITS, Limits
 from localive.session.store import SessionStore
+from localive.session.watchdog import DEFAULT_TURN_WATCHDOG_S
 
 IPV6_PREFIX = 64  # one IPv6 client usually holds a whole /64: count it as one address
 
@@ -34,6 +35,7 @@ class ServerSettings:
     outbox_size: int = 256
     setup_timeout_s: float = 10.0  # from the handshake to the setup message
     write_timeout_s: float = 15.0  # one message to the client; a client that reads nothing for this long is cut
+    turn_watchdog_s: float | None = DEFAULT_TURN_WATCHDOG_S  # a turn silent this long ends its session (None: off)
     max_awaiting_setup: int = 256  # connections that have not sent their setup yet
     work_share: float = SHARE  # of a CPU core, per connection, for its messages' parsing (server/budget.py)
     max_connections_per_ip: int = 32  # Live connections of one client address (0: no cap; loopback is not counted)
@@ -113,6 +115,7 @@ class ServerState:
     access: Access = field(default_factory=Access)  # API keys and ephemeral tokens (default: open)
     active_sessions: int = 0
     sessions_served: int = field(default=0)
+    stalls: int = 0  # turns (and session-store calls) the watchdog ended: session/watchdog.py
     connections: Connections = field(init=False)
     budgets: WorkBudgets = field(default_factory=WorkBudgets)  # server work per client address (server/budget.py)
 
@@ -130,3 +133,6 @@ class ServerState:
 
     def release(self) -> None:
         self.active_sessions -= 1
+
+    def count_stall(self) -> None:
+        self.stalls += 1

@@ -32,12 +32,19 @@ class Clock(Protocol):
         """Seconds since the epoch (wall time: session ages survive a restart)."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary start, never going back (for spans within one process: the turn watchdog)."""
+        ...
+
     async def sleep(self, seconds: float) -> None: ...
 
 
 class SystemClock:
     def time(self) -> float:
         return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

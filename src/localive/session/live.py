@@ -75,6 +75,7 @@ from localive.session.tool_calls import ToolCalls, response_text, scheduling_of
 from localive.session.translation import Echo, target_speech, translation_messages
 from localive.session.usage import turn_usage
 from localive.session.video_in import VideoInput
+from localive.session.watchdog import CODE_STAGE, DEFAULT_TURN_WATCHDOG_S, LLM_STAGE, STORE_STAGE, Watchdog
 from localive.tools.grounding import grounding_metadata
 from localive.tools.search import SearchError
 from localive.tools.url_context import find_urls, url_context_metadata
@@ -152,7 +153,9 @@ class LiveSession:
                  api_version: str = "v1beta", outbox_size: int = 256, principal: str = "anonymous",
                  setup_gate: SetupGate | None = None, store: SessionStore | None = None,
                  limits: Limits = LOCAL_LIMITS, clock: Clock | None = None, owner: str | None = None,
-                 charge_work: Callable[[float], object] | None = None) -> None:
+                 charge_work: Callable[[float], object] | None = None,
+                 turn_watchdog_s: float | None = DEFAULT_TURN_WATCHDOG_S,
+                 on_stall: Callable[[], None] | None = None) -> None:
         self.session_id = session_id
         self.api_version = api_version
         self.principal = principal  # who connected (a hash of the API key): resumption handles are bound to it
@@ -172,6 +175,8 @@ class LiveSession:
         self._lifetime: asyncio.Task[None] | None = None
         self._video: VideoInput | None = None
         self.outbox = Outbox(outbox_size)
+        # a turn that produces nothing for turn_watchdog_s ends the session (1011), counted by on_stall
+        self._watchdog = Watchdog(session_id, self.outbox, self._clock, turn_watchdog_s, on_stall)
         self.state = State.AWAITING_SETUP
         self.config: SessionConfig | None = None
         self.history: list[Turn] = []
@@ -279,7 +284,7 @@ class LiveSession:
     async def _resume(self, setup: wire.Setup, handle: str) -> wire.Setup:
         """Restore a saved conversation; the new setup's fields override the saved setup's."""
         assert self._store is not None
-        saved = await self._store.load(handle, self.principal)
+        saved = await self._watchdog.bounded(STORE_STAGE, self._store.load(handle, self.principal))
         if saved is None:
             raise PolicyViolation("Session resumption handle is invalid or has expired.")
         state = snapshot.loads(saved)
@@ -297,8 +302,13 @@ class LiveSession:
         handle = new_handle()
         state = snapshot.State(self._setup_dump, self.history, self._deferred, self._session_key, self._consumed,
                                self._started_at)
-        await self._store.save(handle, session_key=self._session_key, principal=self.principal,
-                               state=snapshot.dumps(state))
+        save = self._store.save(handle, session_key=self._session_key, principal=self.principal,
+                                state=snapshot.dumps(state))
+        if self.generating:  # in a turn, which the watchdog bounds
+            with self._watchdog.stage(STORE_STAGE):
+                await save
+        else:
+            await self._watchdog.bounded(STORE_STAGE, save)
         consumed = self._consumed if self._resumption.transparent else None
         await self.outbox.put(out.resumption_update(handle, True, consumed))
 
@@ -404,10 +414,14 @@ class LiveSession:
 
         async def judge() -> None:
             try:
-                words = (await asyncio.shield(heard)).transcript.text
+                with self._watchdog.stage(ASR_STAGE):
+                    words = (await asyncio.shield(heard)).transcript.text
             except asyncio.CancelledError:
                 heard.cancel()
                 raise
+            except LiveError as exc:  # the recogniser failed: the session ends, saying so (not a lost task)
+                await self.outbox.put(close_for(exc))
+                return
             if lets_the_model_go_on(words) and self.generating:
                 log.info("session %s: backchannel %r while the model talks: not an interruption",
                          self.session_id, words[:40])
@@ -501,6 +515,7 @@ class LiveSession:
     def _start_turn(self) -> None:
         self._turn_id += 1
         self._turn_task = asyncio.create_task(self._run_turn(self._turn_id), name=f"turn-{self._turn_id}")
+        self._watchdog.watch(self._turn_task)
 
     def chat_messages(self, context: str = "") -> list[ChatMessage]:
         """The LLM's view of the conversation: system instruction (with tool guidance and retrieved context for
@@ -530,7 +545,8 @@ class LiveSession:
         assert self.config is not None
         speech_s = 0.0
         while self._utterances:
-            heard = await asyncio.shield(self._utterances[0])  # survives the turn's cancellation
+            with self._watchdog.stage(ASR_STAGE):
+                heard = await asyncio.shield(self._utterances[0])  # survives the turn's cancellation
             self._utterances.popleft()
             transcript = heard.transcript
             if heard.affect is not None:
@@ -569,7 +585,7 @@ class LiveSession:
             if answer_as == "echo":
                 llm = Echo(llm, self.history[-1].text)
             if answer_as == "silent" or (self._judge is not None and spoken
-                                     and not await self._judge.addressed(self.history, turn_id)):
+                                     and not await self._addressed(self._judge, turn_id)):
                 self.history.pop()  # side talk (translating: speech already in the target language)
                 self._take_deferred()
                 await self.outbox.put(out.turn_complete(turn_usage(llm, 0, speech_s, "", playback,
@@ -595,8 +611,8 @@ class LiveSession:
                     thought_tokens = llm.count_tokens(thoughts)
                     messages = answer_messages(messages, thoughts)
                 REPORTED_PROMPT_TOKENS.set(None)
-                result = await self._model_round(llm.stream(messages, config.sampling, offered), turn_id,
-                                                 playback, timings, pieces)
+                stream = self._watchdog.stream(LLM_STAGE, llm.stream(messages, config.sampling, offered))
+                result = await self._model_round(stream, turn_id, playback, timings, pieces)
                 reported = REPORTED_PROMPT_TOKENS.get()  # a remote backend's own count, where it sent one
                 if reported is not None and round_no == 0:
                     prompt_tokens = reported
@@ -628,13 +644,15 @@ class LiveSession:
             await self.outbox.put(out.generation_complete())
             if self._judge is not None:
                 self._judge.prepare(self.history)
-            await asyncio.sleep(playback.remaining_s())  # the client is still playing: the turn is not over
+            with self._watchdog.waiting():
+                await asyncio.sleep(playback.remaining_s())  # the client is still playing: the turn is not over
             usage = turn_usage(llm, prompt_tokens, speech_s, reply, playback, config.response_modality,
                                self._video.take_tokens() if self._video else 0)
             await self.outbox.put(out.turn_complete(replace(usage, tool_use_prompt_tokens=tool_prompt_tokens,
                                                             thoughts_tokens=thought_tokens), reason))
         except asyncio.CancelledError:
-            if self.state is State.CLOSED:  # the session is ending: nobody will read the outbox
+            # the session is ending (nobody will read the outbox), or the watchdog ended it (its close is sent)
+            if self.state is State.CLOSED or self._watchdog.expired is not None:
                 raise
             dropped = await self.outbox.drop_turn(turn_id)
             cancelled = self._tool_calls.cancel_turn(turn_id)
@@ -668,7 +686,7 @@ class LiveSession:
         params = replace(self.config.sampling, max_output_tokens=thinking.budget, stop=())
         said: list[str] = []
         pending = ""
-        stream = llm.stream(reasoning_messages(messages), params)
+        stream = self._watchdog.stream(LLM_STAGE, llm.stream(reasoning_messages(messages), params))
         try:
             async for item in stream:
                 if not isinstance(item, str):
@@ -684,6 +702,10 @@ class LiveSession:
         if thinking.include_thoughts and pending.strip():
             await self.outbox.put(out.model_thought(pending), turn=turn_id)
         return "".join(said)
+
+    async def _addressed(self, judge: ProactiveJudge, turn_id: int) -> bool:
+        with self._watchdog.stage(LLM_STAGE):
+            return await judge.addressed(self.history, turn_id)
 
     def _judge_llm(self, config: SessionConfig) -> LLM:
         """Proactive audio's judge: the larger embedded LLM where it is installed; a remote LLM (whose models have
@@ -740,7 +762,8 @@ class LiveSession:
             assert self._engines.tts is not None and config.voice is not None
             await speak(prose(), tts=self._engines.tts, voice=config.voice, language=config.language,
                         outbox=self.outbox, turn=turn_id, playback=playback,
-                        transcribe=config.output_transcription, timings=timings, delivery=self._delivery)
+                        transcribe=config.output_transcription, timings=timings, delivery=self._delivery,
+                        watchdog=self._watchdog)
         else:
             async for piece in prose():
                 pieces.append(piece)
@@ -753,7 +776,8 @@ class LiveSession:
         sandbox = self._engines.tools.sandbox
         assert sandbox is not None  # checked at setup
         await self.outbox.put(out.executable_code(code), turn=turn_id)
-        result = await sandbox.run(code, owner=self.owner)
+        with self._watchdog.stage(CODE_STAGE):
+            result = await sandbox.run(code, owner=self.owner)
         await self.outbox.put(out.code_execution_result(result.outcome, result.output), turn=turn_id)
         text = result.output if result.outcome == "OUTCOME_OK" else f"{result.outcome}: {result.output}"
         self.history.append(Turn("tool", text or "(no output)", name="code_execution"))
@@ -771,7 +795,8 @@ class LiveSession:
                                           turn=turn_id) for c in result.calls]
         self.history.append(Turn("model", result.text, result.calls, tuple(p.id for p in pending)))
         await self.outbox.put(out.tool_call([(p.id, p.call.name, p.call.args) for p in pending]))
-        answers = await asyncio.gather(*(p.answer for p in pending if not p.non_blocking))
+        with self._watchdog.waiting():
+            answers = await asyncio.gather(*(p.answer for p in pending if not p.non_blocking))
         by_id = {p.id: a for p, a in zip([p for p in pending if not p.non_blocking], answers, strict=True)}
         for p in pending:
             text = response_text(by_id[p.id]) if p.id in by_id else PENDING_RESULT
@@ -869,7 +894,7 @@ class LiveSession:
     async def aclose(self) -> None:
         """End the session: cancel the turn and transcriptions in progress. Safe to call twice."""
         self.state = State.CLOSED
-        tasks = [t for t in (self._turn_task, self._lifetime, self._backchannel_task,
+        tasks = [t for t in (self._turn_task, self._lifetime, self._backchannel_task, self._watchdog.stop(),
                              self._judge.cancel() if self._judge is not None else None, *self._utterances)
                  if t is not None and not t.done()]
         for task in tasks:
@@ -882,7 +907,10 @@ class LiveSession:
         self._utterances.clear()
         self._tool_calls.cancel_all()
         if self._resumption is not None and self._store is not None:
-            await self._store.session_ended(self._session_key)
+            try:  # the handles' expiry clock; a store that fails or hangs here must not keep the session open
+                await self._watchdog.bounded(STORE_STAGE, self._store.session_ended(self._session_key))
+            except LiveError as exc:
+                log.warning("session %s: at its end: %s", self.session_id, exc.reason)
 
 
 def _text_part(message: out.ServerMessage) -> str | None:

@@ -2,13 +2,15 @@
 
 Overflow policy: producers wait (backpressure reaches the model stream, which pauses). Items are tagged with the
 turn they belong to, so an interrupted turn's unsent output can be dropped at once instead of being delivered.
-A `Close` item asks the transport to close the socket after what precedes it has been sent.
+A `Close` item asks the transport to close the socket after what precedes it has been sent. `on_put`, when set, is
+called with each message queued (the turn watchdog counts them as progress: session/watchdog.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from localive.protocol.errors import Close
@@ -26,9 +28,15 @@ class Outbox:
         self._items: deque[Item] = deque()
         self._maxsize = maxsize
         self._changed = asyncio.Condition()
+        self.on_put: Callable[[], None] | None = None
 
     def __len__(self) -> int:
         return len(self._items)
+
+    @property
+    def full(self) -> bool:
+        """Whether a message (other than a Close) would have to wait: the client is not taking them."""
+        return len(self._items) >= self._maxsize
 
     async def put(self, message: ServerMessage | Close, turn: int | None = None) -> None:
         """Queue a message; waits while the outbox is full. Cancelling is safe (nothing is queued)."""
@@ -36,6 +44,8 @@ class Outbox:
             await self._changed.wait_for(lambda: len(self._items) < self._maxsize or isinstance(message, Close))
             self._items.append(Item(message, turn))
             self._changed.notify_all()
+        if self.on_put is not None:
+            self.on_put()
 
     async def get(self) -> ServerMessage | Close:
         """Take the next message; waits while empty. Cancelling is safe (nothing is taken)."""

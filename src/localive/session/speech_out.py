@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from localive.audio.pcm import Pcm16
+from localive.engines.speech_remote import TTS_STAGE
 from localive.engines.tts.base import NEUTRAL, OUTPUT_SAMPLE_RATE_HZ, TTS, Delivery
 from localive.protocol import server_messages as out
 from localive.session.clauses import ClauseSplitter
 from localive.session.outbox import Outbox
 from localive.session.timings import TurnTimings
+from localive.session.watchdog import Watchdog
 
 CHUNK_BYTES = 9600  # 200 ms of 24 kHz 16-bit mono: steady chunks, far below the 1 MiB message limit
 CLAUSE_QUEUE = 8
@@ -68,9 +70,10 @@ def audio_chunks(audio: Pcm16, chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
 
 
 async def speak(stream: AsyncIterator[str], *, tts: TTS, voice: str, language: str | None, outbox: Outbox,
-                turn: int, playback: Playback, transcribe: bool, timings: TurnTimings | None = None,
-                delivery: Delivery = NEUTRAL) -> None:
-    """Speak the LLM's streamed text. Cancelling stops both the LLM and the synthesis at once."""
+                turn: int, playback: Playback, transcribe: bool, watchdog: Watchdog,
+                timings: TurnTimings | None = None, delivery: Delivery = NEUTRAL) -> None:
+    """Speak the LLM's streamed text. Cancelling stops both the LLM and the synthesis at once. Synthesis runs as
+    the watchdog's speech synthesis stage (named if it fails or hangs)."""
     clauses: asyncio.Queue[str | None] = asyncio.Queue(maxsize=CLAUSE_QUEUE)  # bounded: backpressure to the LLM
 
     async def write() -> None:
@@ -85,7 +88,8 @@ async def speak(stream: AsyncIterator[str], *, tts: TTS, voice: str, language: s
     async def say() -> None:
         while (clause := await clauses.get()) is not None:
             started = time.monotonic()
-            audio = await tts.synthesize(clause, voice, language, delivery)
+            with watchdog.stage(TTS_STAGE):
+                audio = await tts.synthesize(clause, voice, language, delivery)
             if timings is not None:
                 timings.tts_compute_s += time.monotonic() - started
                 timings.tts_audio_s += audio.duration_s

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from localive.tools.sandbox import PythonSandbox, SandboxLimits, SandboxUnavailable
+from localive.tools.sandbox import CodeSandbox, PythonSandbox, SandboxLimits, SandboxUnavailable
 from localive.tools.search import LocalSearch, SearchProvider, SearxngSearch
 from localive.tools.url_context import UrlFetcher, UrlPolicy
 
@@ -17,7 +17,7 @@ log = logging.getLogger("localive.tools")
 class ToolEngines:
     """What the built-in tools run on; a tool whose engine is missing is refused at setup, with the reason."""
 
-    sandbox: PythonSandbox | None = None
+    sandbox: CodeSandbox | None = None
     sandbox_problem: str = "code execution is off"
     search: SearchProvider | None = None
     urls: UrlFetcher | None = None

@@ -55,6 +55,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from localive.tools import sandbox_cgroup
 from localive.tools.sandbox_admission import Admission
@@ -64,8 +65,8 @@ from localive.tools.sandbox_output import Output, exit_note, size
 from localive.tools.sandbox_seccomp import seccomp_filter
 from localive.tools.sandbox_uids import UID_POOL, UidPool, UnsafeClaims, kill_uid
 
-__all__ = ["BUSY", "OUTCOME_DEADLINE_EXCEEDED", "OUTCOME_FAILED", "OUTCOME_OK", "UID_POOL", "PythonSandbox",
-           "RunResult", "SandboxLimits", "SandboxUnavailable"]
+__all__ = ["BUSY", "OUTCOME_DEADLINE_EXCEEDED", "OUTCOME_FAILED", "OUTCOME_OK", "UID_POOL", "CodeSandbox",
+           "PythonSandbox", "RunResult", "SandboxLimits", "SandboxUnavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,12 @@ class RunResult:
 
     outcome: str  # OUTCOME_OK | OUTCOME_FAILED | OUTCOME_DEADLINE_EXCEEDED (Gemini's enum names)
     output: str  # stdout and stderr interleaved, as printed, cut at output_bytes with a note
+
+
+class CodeSandbox(Protocol):
+    """What the session runs the model's code with: PythonSandbox, or a stand-in in tests (engines/faults.py)."""
+
+    async def run(self, code: str, *, owner: str | None = None) -> RunResult: ...
 
 
 class PythonSandbox:
