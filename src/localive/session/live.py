@@ -679,6 +679,10 @@ class LiveSession:
             self._respond_after_turn = False
             self._start_turn()
 
+    async def _addressed(self, judge: ProactiveJudge, turn_id: int) -> bool:
+        with self._watchdog.stage(LLM_STAGE):
+            return await judge.addressed(self.history, turn_id)
+
     async def _think(self, llm: LLM, messages: list[ChatMessage], thinking: Thinking, turn_id: int) -> str:
         """Let the model reason first, within the budget; with includeThoughts the reasoning is sent as thought
         parts (a line at a time), never spoken. Returns the reasoning."""
@@ -702,10 +706,6 @@ class LiveSession:
         if thinking.include_thoughts and pending.strip():
             await self.outbox.put(out.model_thought(pending), turn=turn_id)
         return "".join(said)
-
-    async def _addressed(self, judge: ProactiveJudge, turn_id: int) -> bool:
-        with self._watchdog.stage(LLM_STAGE):
-            return await judge.addressed(self.history, turn_id)
 
     def _judge_llm(self, config: SessionConfig) -> LLM:
         """Proactive audio's judge: the larger embedded LLM where it is installed; a remote LLM (whose models have
