@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import urllib.request
@@ -85,3 +86,51 @@ async def test_voice_off_refuses_audio_with_a_clear_1008(text_only_server: Runni
             await ws.recv()
     assert info.value.rcvd is not None and info.value.rcvd.code == 1008
     assert "localive[voice]" in info.value.rcvd.reason
+
+
+def health(server: RunningServer) -> dict:
+    with urllib.request.urlopen(f"{server.plain_base_url}/healthz", timeout=10) as response:
+        body = json.loads(response.read())
+    assert isinstance(body, dict)
+    return body
+
+
+@pytest.fixture(scope="module")
+def watchdog_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    workdir = tmp_path_factory.mktemp("watchdog")
+    script = workdir / "script.toml"  # "stall": a model that thinks for ten minutes before its first word
+    script.write_text('[[reply]]\nmatch = "stall"\ntext = "Finally."\ndelay_ms = 600000\n')
+    server = start_server(workdir, "--llm", "emulator", "--emulator-script", str(script), "--turn-watchdog-s", "1")
+    yield server
+    server.stop()
+
+
+async def test_a_silent_turn_is_ended_by_the_watchdog_counted_and_the_session_resumes(
+        watchdog_server: RunningServer) -> None:
+    url = f"ws://127.0.0.1:{watchdog_server.plain_port}{PATH}"
+    setup = json.loads(SETUP)
+    setup["setup"]["sessionResumption"] = {}
+    async with connect(url) as ws:
+        await ws.send(json.dumps(setup))
+        assert "setupComplete" in json.loads(await ws.recv())
+        handle = json.loads(await ws.recv())["sessionResumptionUpdate"]["newHandle"]
+        await ws.send(json.dumps({"clientContent": {"turns": [{"role": "user", "parts": [{"text": "stall"}]}],
+                                                    "turnComplete": True}}))
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                await asyncio.wait_for(ws.recv(), 30)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+    assert info.value.rcvd.reason == "The model produced nothing for 1 s (stalled in the language model stage)."
+    assert (await asyncio.to_thread(health, watchdog_server))["stalls"] == 1
+    setup["setup"]["sessionResumption"] = {"handle": handle}
+    async with connect(url) as ws:  # the client resumes from its last handle, and the session answers
+        await ws.send(json.dumps(setup))
+        assert "setupComplete" in json.loads(await ws.recv())
+        await ws.send(json.dumps({"clientContent": {"turns": [{"role": "user", "parts": [{"text": "hello"}]}],
+                                                    "turnComplete": True}}))
+        texts = []
+        while "turnComplete" not in (content := json.loads(await asyncio.wait_for(ws.recv(), 30)).get(
+                "serverContent", {})):
+            texts += [p.get("text", "") for p in content.get("modelTurn", {}).get("parts", [])]
+        assert "hello" in "".join(texts)
+    assert "produced nothing for 1 s" in watchdog_server.log()  # logged (at WARNING)
