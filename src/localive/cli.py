@@ -350,7 +350,7 @@ def _limits(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> Lim
 
 def _sessions_store(args: argparse.Namespace, data_dir: Path):  # type: ignore[no-untyped-def]  # -> SessionStore
     """SQLite by default; Redis with --sessions-redis, checked now (reachable, AOF on). None: refused (printed)."""
-    from localive.session.store import SqliteStore
+    from localive.stores.sqlite import SqliteStore
 
     if not args.sessions_redis:
         return SqliteStore(args.sessions_db or data_dir / "sessions.sqlite3", ttl_s=args.handle_ttl)
@@ -358,7 +358,7 @@ def _sessions_store(args: argparse.Namespace, data_dir: Path):  # type: ignore[n
         print("localive: --sessions-db and --sessions-redis exclude each other", file=sys.stderr)
         return None
     try:
-        from localive.session.redis_store import RedisStore, RedisStoreError, redacted, verify_redis
+        from localive.stores.redis import RedisStore, RedisStoreError, redacted, verify_redis
     except ImportError:
         print("localive: --sessions-redis needs the Redis client: pip install 'localive[redis]'", file=sys.stderr)
         return None

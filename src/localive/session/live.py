@@ -68,13 +68,13 @@ from localive.session.lifetime import LOCAL_LIMITS, Clock, Limits, SystemClock, 
 from localive.session.outbox import Outbox
 from localive.session.proactive import ProactiveJudge
 from localive.session.speech_out import Playback, finish_transcription, speak
-from localive.session.store import SessionStore, new_handle
 from localive.session.thinking import Thinking, answer_messages, reasoning_messages
 from localive.session.timings import TurnTimings
 from localive.session.tool_calls import ToolCalls, response_text, scheduling_of
 from localive.session.translation import Echo, target_speech, translation_messages
 from localive.session.usage import turn_usage
 from localive.session.video_in import VideoInput
+from localive.stores.base import SessionStore, new_handle
 from localive.tools.grounding import grounding_metadata
 from localive.tools.search import SearchError
 from localive.tools.url_context import find_urls, url_context_metadata
