@@ -567,12 +567,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pool.close()
         return 2
     print(f"localive: video input: {vision_line}", file=sys.stderr, flush=True)
-    engines = Engines(llm_for=pool.for_model, tools=tool_engines, code_llm_for=pool.for_code, vision=vision)
+    engines = Engines(llm_for=pool.for_model, tools=tool_engines, code_llm_for=pool.for_code, judge_for=pool.for_code,
+                      vision=vision)
     if voice is not None:
         families = SEMANTIC_FAMILIES[args.turn_taking]
         engines = Engines(llm_for=pool.for_model, asr=voice.asr, tts=voice.tts, vad_factory=voice.vad_factory,
                           vad_executor=voice.vad_executor, tools=tool_engines, code_llm_for=pool.for_code,
-                          vision=vision, end_of_turn=voice.end_of_turn if families else None,
+                          judge_for=pool.for_code, vision=vision, end_of_turn=voice.end_of_turn if families else None,
                           semantic_families=families)
         print(f"localive: turn-taking: {_describe_turns(families)}", file=sys.stderr, flush=True)
     settings = ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,

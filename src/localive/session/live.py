@@ -36,6 +36,7 @@ from localive.engines.llm.base import (
     Role,
     SessionSlots,
 )
+from localive.engines.llm.scoring import Scorer
 from localive.engines.speech_remote import ASR_STAGE, TTS_STAGE
 from localive.engines.tts.base import NEUTRAL, Delivery
 from localive.engines.vision.loader import VISION_HINT
@@ -254,7 +255,7 @@ class LiveSession:
         self.state = State.ACTIVE
         await self.outbox.put(out.setup_complete(self.session_id))
         if config.proactive_audio:
-            self._judge = ProactiveJudge(self._judge_llm(config), config.system_instruction, self.session_id)
+            self._judge = ProactiveJudge(self._judge_scorer(config), config.system_instruction, self.session_id)
             self._judge.prepare(self.history)
         await self._checkpoint()
         deadline = deadline_s(self._limits, connected_at=self._connected_at, session_started_at=self._started_at,
@@ -685,11 +686,12 @@ class LiveSession:
             await self.outbox.put(out.model_thought(pending), turn=turn_id)
         return "".join(said)
 
-    def _judge_llm(self, config: SessionConfig) -> LLM:
-        """Proactive audio's judge: the larger embedded LLM where it is installed; a remote LLM (whose models have
-        no code LLM unless a models file names one) judges with itself."""
-        code_llm_for = self._engines.code_llm_for
-        return code_llm_for(config.model) if code_llm_for is not None else self._engines.llm_for(config.model)
+    def _judge_scorer(self, config: SessionConfig) -> Scorer:
+        """Proactive audio's judge (the server's: the larger embedded LLM where it is installed; a remote LLM,
+        whose models have no code LLM unless a models file names one, judges with itself). session_config
+        refused proactiveAudio where the server has no judge."""
+        assert self._engines.judge_for is not None
+        return self._engines.judge_for(config.model)
 
     def _sense_affect(self, config: SessionConfig, turn_id: int) -> str:
         """With affective dialog: how the user sounded (or, typed, what their words say) → a note for the model,
