@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from localive.engines.llm.base import (
     LLM,
@@ -56,7 +56,6 @@ from localive.protocol.errors import (
 from localive.session import snapshot
 from localive.session.activity import ActivityEvent, PauseHeld, SpeechEnded, SpeechStarted
 from localive.session.affect import Affect, context_note, delivery
-from localive.session.audio_in import AudioInput
 from localive.session.backchannel import BARGE_IN_AFTER_S, LISTENER_WORDS, lets_the_model_go_on
 from localive.session.code_blocks import CodeBlocks
 from localive.session.config import SessionConfig, content_text, session_config, session_tools
@@ -80,6 +79,9 @@ from localive.tools.grounding import grounding_metadata
 from localive.tools.search import SearchError
 from localive.tools.url_context import find_urls, url_context_metadata
 from localive.tools.url_text import ParseLane
+
+if TYPE_CHECKING:  # imported at setup where the server hears audio: text sessions never load numpy or soxr
+    from localive.session.audio_in import AudioInput
 
 log = logging.getLogger("localive.session")
 
@@ -247,7 +249,9 @@ class LiveSession:
         await self._admit(self._engines.asr, ASR_STAGE)
         if config.response_modality == "AUDIO":
             await self._admit(self._engines.tts, TTS_STAGE)
-        if self._engines.hears or config.manual_activity:
+        if self._engines.hears or (config.manual_activity and self._engines.asr is not None):
+            from localive.session.audio_in import AudioInput  # numpy, soxr: only where audio is processed
+
             self._audio = AudioInput(config.activity, manual=config.manual_activity,
                                      vad_factory=self._engines.vad_factory, executor=self._engines.vad_executor,
                                      end_of_turn=self._engines.end_of_turn)
