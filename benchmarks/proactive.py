@@ -5,7 +5,7 @@
 
 Runs exactly what a session with `proactivity.proactiveAudio` does on each spoken turn (session/proactive.py
 `judge`: the two hypotheses of engines/llm/addressed.py with the set's conversation so far,
-`LLM.continuation_logprobs` on the embedded model, the yes/no question, `LLM.reply_start_logprobs`, `decide`)
+`Scorer.continuation_logprobs` on the embedded model, the yes/no question, `Scorer.reply_start_logprobs`, `decide`)
 over the labelled sets (default: benchmarks/proactive_set.toml, proactive_set_fresh.toml and
 proactive_set_fresh2.toml) — or, with --llm-url, what a session on that remote LLM does (the yes/no question
 alone, read from the backend's logprobs, or with --no-logprobs its constrained answer) — and prints per set:

@@ -355,7 +355,7 @@ def _limits(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> Lim
 
 def _sessions_store(args: argparse.Namespace, data_dir: Path):  # type: ignore[no-untyped-def]  # -> SessionStore
     """SQLite by default; Redis with --sessions-redis, checked now (reachable, AOF on). None: refused (printed)."""
-    from localive.session.store import SqliteStore
+    from localive.stores.sqlite import SqliteStore
 
     if not args.sessions_redis:
         return SqliteStore(args.sessions_db or data_dir / "sessions.sqlite3", ttl_s=args.handle_ttl)
@@ -363,7 +363,7 @@ def _sessions_store(args: argparse.Namespace, data_dir: Path):  # type: ignore[n
         print("localive: --sessions-db and --sessions-redis exclude each other", file=sys.stderr)
         return None
     try:
-        from localive.session.redis_store import RedisStore, RedisStoreError, redacted, verify_redis
+        from localive.stores.redis import RedisStore, RedisStoreError, redacted, verify_redis
     except ImportError:
         print("localive: --sessions-redis needs the Redis client: pip install 'localive[redis]'", file=sys.stderr)
         return None
@@ -579,12 +579,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pool.close()
         return 2
     print(f"localive: video input: {vision_line}", file=sys.stderr, flush=True)
-    engines = Engines(llm_for=pool.for_model, tools=tool_engines, code_llm_for=pool.for_code, vision=vision)
+    engines = Engines(llm_for=pool.for_model, tools=tool_engines, code_llm_for=pool.for_code, judge_for=pool.for_code,
+                      vision=vision)
     if voice is not None:
         families = SEMANTIC_FAMILIES[args.turn_taking]
         engines = Engines(llm_for=pool.for_model, asr=voice.asr, tts=voice.tts, vad_factory=voice.vad_factory,
                           vad_executor=voice.vad_executor, tools=tool_engines, code_llm_for=pool.for_code,
-                          vision=vision, end_of_turn=voice.end_of_turn if families else None,
+                          judge_for=pool.for_code, vision=vision, end_of_turn=voice.end_of_turn if families else None,
                           semantic_families=families)
         print(f"localive: turn-taking: {_describe_turns(families)}", file=sys.stderr, flush=True)
     settings = ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,

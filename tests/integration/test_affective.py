@@ -10,7 +10,8 @@ from google import genai
 from google.genai import types
 
 from localive.audio.pcm import Pcm16
-from localive.audio.prosody import Prosody, measure, semitones
+from localive.audio.prosody import Prosody, semitones
+from localive.audio.prosody_measure import measure
 from tests.integration.test_voice import NATIVE, audio_of, one_turn, send_audio, transcripts
 from tests.support.server import RunningServer
 from tests.support.speech import expressive_pcm

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from localive.audio.pcm import Pcm16
-from localive.audio.prosody import Prosody, measure
+from localive.audio.prosody import Prosody
+from localive.audio.prosody_measure import measure
 from localive.audio.resample import resample
 from localive.bench.speech import room_noise
 from localive.session.affect import (

@@ -10,7 +10,7 @@ from localive.protocol.errors import Close
 from localive.session.engines import Engines
 from localive.session.lifetime import DEADLINE_REASON, GEMINI_LIMITS, LOCAL_LIMITS, Limits
 from localive.session.live import LiveSession
-from localive.session.store import SqliteStore
+from localive.stores.sqlite import SqliteStore
 from tests.support.clock import VirtualClock
 from tests.support.session_driver import send
 

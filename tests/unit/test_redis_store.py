@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from localive.session.redis_store import RedisStore, RedisStoreError, redacted, verify_redis
-from localive.session.store import new_handle
+from localive.stores.base import new_handle
+from localive.stores.redis import RedisStore, RedisStoreError, redacted, verify_redis
 from tests.support.redis_server import RedisServer
 
 
@@ -62,7 +62,7 @@ async def test_the_principal_is_compared_in_constant_time(store: RedisStore,
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr("localive.session.redis_store.hmac.compare_digest", spy)
+    monkeypatch.setattr("localive.stores.redis.hmac.compare_digest", spy)
     handle = new_handle()
     await store.save(handle, session_key="s1", principal="key-a", state="{}")
     assert await store.load(handle, "key-b") is None

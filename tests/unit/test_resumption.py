@@ -11,7 +11,7 @@ from localive.models.registry import ModelRegistry
 from localive.protocol.errors import Close, PolicyViolation
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
-from localive.session.store import SqliteStore
+from localive.stores.sqlite import SqliteStore
 from tests.support.session_driver import send
 
 

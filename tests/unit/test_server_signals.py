@@ -20,7 +20,7 @@ from localive.session.engines import Engines
 from localive.session.live import LiveSession
 from localive.session.outbox import Outbox
 from localive.session.speech_out import Playback, finish_transcription
-from localive.session.store import SqliteStore
+from localive.stores.sqlite import SqliteStore
 from tests.unit.test_session_voice import SCRIPT, ListASR, drain_turn, make_session, send, setup, tone
 
 

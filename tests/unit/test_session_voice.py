@@ -16,6 +16,7 @@ from localive.engines.tts.fake import ToneTTS
 from localive.engines.turn.base import FakeEndOfTurn
 from localive.engines.vad.energy import EnergyVAD
 from localive.models.registry import ModelRegistry
+from localive.protocol.errors import Unimplemented
 from localive.session.backchannel import LISTENER_WORDS, is_backchannel, lets_the_model_go_on
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
@@ -264,8 +265,9 @@ COOK = "You are a cooking assistant. You help the user with recipes, ingredients
 
 
 async def spoken_turns(proactive: bool, *texts: str) -> list[list[dict]]:
+    llm = EmulatorLLM(SCRIPT)
     session = LiveSession(registry=ModelRegistry(), engines=Engines(
-        llm_for=lambda entry: EmulatorLLM(SCRIPT), asr=ListASR(*texts), tts=ToneTTS(ms_per_char=1.0),
+        llm_for=lambda entry: llm, judge_for=lambda entry: llm, asr=ListASR(*texts), tts=ToneTTS(ms_per_char=1.0),
         vad_factory=EnergyVAD), session_id="pro")
     extra = {"proactivity": {"proactiveAudio": True}} if proactive else {}
     await send(session, {"setup": {"model": "gemini-2.5-flash-preview-native-audio-dialog",
@@ -299,6 +301,16 @@ async def test_without_proactive_audio_everything_is_answered() -> None:
     assert "audio" in kinds(side)
 
 
+async def test_proactive_audio_is_refused_where_the_server_has_no_judge() -> None:
+    session = LiveSession(registry=ModelRegistry(), engines=Engines(
+        llm_for=lambda entry: EmulatorLLM(SCRIPT), asr=ListASR(), tts=ToneTTS(ms_per_char=1.0),
+        vad_factory=EnergyVAD), session_id="nojudge")
+    with pytest.raises(Unimplemented, match="no judge"):
+        await send(session, {"setup": {"model": "gemini-2.5-flash-preview-native-audio-dialog",
+                                       "proactivity": {"proactiveAudio": True}}})
+    await session.aclose()
+
+
 class PreparingLLM(EmulatorLLM):
     """The emulator, keeping what the session asked it to prepare for the proactive judge."""
 
@@ -315,8 +327,8 @@ async def test_the_judges_prompts_are_prepared_while_the_user_listens(proactive:
     question = "What recipes use ingredients from my kitchen?"
     llm = PreparingLLM()
     session = LiveSession(registry=ModelRegistry(), engines=Engines(
-        llm_for=lambda entry: llm, asr=ListASR(question), tts=ToneTTS(ms_per_char=1.0), vad_factory=EnergyVAD),
-        session_id="prep")
+        llm_for=lambda entry: llm, judge_for=lambda entry: llm, asr=ListASR(question), tts=ToneTTS(ms_per_char=1.0),
+        vad_factory=EnergyVAD), session_id="prep")
     extra = {"proactivity": {"proactiveAudio": True}} if proactive else {}
     await send(session, {"setup": {"model": "gemini-2.5-flash-preview-native-audio-dialog",
                                    "generationConfig": {"responseModalities": ["AUDIO"]},

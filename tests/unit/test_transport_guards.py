@@ -21,7 +21,7 @@ from localive.server.playground import from_this_machine
 from localive.server.runner import RedactSecrets, redact
 from localive.server.state import Connections, address_key
 from localive.server.tls import ensure_private_dir
-from localive.session.store import SqliteStore
+from localive.stores.sqlite import SqliteStore
 
 
 def scope(kind: str = "http", method: str = "GET", server: str = "127.0.0.1",

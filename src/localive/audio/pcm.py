@@ -1,11 +1,18 @@
-"""16-bit little-endian mono PCM with its sample rate attached: never a bare `bytes`."""
+"""16-bit little-endian mono PCM with its sample rate attached: never a bare `bytes`.
+
+A value that text-only sessions pass around too (as a type): numpy is imported only by the conversions, which
+only audio processing calls, so a server without the speech extras never loads it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 SAMPLE_WIDTH_BYTES = 2
 
@@ -31,12 +38,23 @@ class Pcm16:
 
     def to_float32(self) -> npt.NDArray[np.float32]:
         """Samples scaled to [-1, 1)."""
+        import numpy as np
+
         return np.frombuffer(self.data, dtype="<i2").astype(np.float32) / 32768.0
 
     @classmethod
     def from_float32(cls, samples: npt.NDArray[np.floating], sample_rate_hz: int) -> Pcm16:
+        import numpy as np
+
         clipped = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 32767 / 32768)
         return cls((clipped * 32768.0).astype("<i2").tobytes(), sample_rate_hz)
+
+    @classmethod
+    def from_float32_frames(cls, frames: Sequence[npt.NDArray[np.float32]], sample_rate_hz: int) -> Pcm16:
+        """Consecutive frames of samples in [-1, 1), joined into one clip."""
+        import numpy as np
+
+        return cls.from_float32(np.concatenate(frames), sample_rate_hz)
 
     @classmethod
     def silence(cls, duration_s: float, sample_rate_hz: int) -> Pcm16:

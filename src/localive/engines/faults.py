@@ -12,7 +12,7 @@ clock). Everything else passes through to the wrapped object.
 * `FaultyTTS`: `synthesize`: the answer's first clause (`after=0`) or a later one, mid-answer.
 * `FaultySandbox`: `run`, code execution's sandbox (tools/sandbox.py's CodeSandbox).
 * `FaultyStore`: a session store's `save`, `load` and `session_ended`, each with its own fault or none
-  (session/store.py's SessionStore).
+  (stores/base.py's SessionStore).
 
 The sandbox and the store are matched by their shape, so this module imports neither the tools nor the session.
 What a session does with each fault is in docs/architecture.md ("Faults and the watchdog").

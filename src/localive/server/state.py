@@ -19,8 +19,8 @@ from localive.server.auth import Access
 from localive.server.budget import SHARE, WorkBudgets
 from localive.session.engines import Engines
 from localive.session.lifetime import LOCAL_LIMITS, Limits
-from localive.session.store import SessionStore
 from localive.session.watchdog import DEFAULT_TURN_WATCHDOG_S
+from localive.stores.base import SessionStore
 
 IPV6_PREFIX = 64  # one IPv6 client usually holds a whole /64: count it as one address
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from localive.audio.pcm import Pcm16
 from localive.protocol import messages as wire
+
+if TYPE_CHECKING:  # numpy is needed only once audio is processed (pcm.py)
+    import numpy as np
+    import numpy.typing as npt
 
 # Start sensitivity → (probability threshold, speech needed before the start is committed, ms)
 _START = {"START_SENSITIVITY_HIGH": (0.5, 64), "START_SENSITIVITY_LOW": (0.7, 192)}
@@ -151,7 +153,7 @@ class ActivityDetector:
         if len(self._utterance) >= self._max_frames:
             return [self._end(0, forced=True)]
         if self.settings.semantic and self._silence_run == self._pause_frames:
-            audio = Pcm16.from_float32(np.concatenate(self._utterance), self.sample_rate_hz)
+            audio = Pcm16.from_float32_frames(self._utterance, self.sample_rate_hz)
             return [PauseHeard(audio, self._silence_run * self._frame_ms)]
         return []
 
@@ -175,7 +177,7 @@ class ActivityDetector:
 
     def _end(self, drop_frames: int, forced: bool) -> SpeechEnded:
         frames = self._utterance[: len(self._utterance) - drop_frames] if drop_frames else self._utterance
-        audio = Pcm16.from_float32(np.concatenate(frames), self.sample_rate_hz)
+        audio = Pcm16.from_float32_frames(frames, self.sample_rate_hz)
         speech_end_s = self.position_s - self._silence_run * self._frame_ms / 1000  # before the trailing silence
         self._utterance = []
         self.speaking = False

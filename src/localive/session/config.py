@@ -192,7 +192,7 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
     if translation is not None and tools.enabled:
         raise Unimplemented("translationConfig cannot be combined with tools in localive.")
     compression = _compression(setup.context_window_compression)
-    proactive = _proactive_audio(setup.proactivity, model)
+    proactive = _proactive_audio(setup.proactivity, model, engines)
 
     system = content_text(setup.system_instruction, "systemInstruction") if setup.system_instruction else None
     rtc = setup.realtime_input_config or wire.RealtimeInputConfig()
@@ -229,14 +229,17 @@ def session_config(setup: wire.Setup, registry: ModelRegistry, api_version: str,
     )
 
 
-def _proactive_audio(proactivity: wire.Proactivity | None, model: ModelEntry) -> bool:
-    """proactivity.proactiveAudio: a native-audio feature; proactiveVideo is not supported here."""
+def _proactive_audio(proactivity: wire.Proactivity | None, model: ModelEntry, engines: Engines | None) -> bool:
+    """proactivity.proactiveAudio: a native-audio feature, judged by the server's `Engines.judge_for`;
+    proactiveVideo is not supported here."""
     if proactivity is None:
         return False
     if proactivity.proactive_video:
         raise Unimplemented("proactivity.proactiveVideo is not supported by localive.")
     if proactivity.proactive_audio and not model.proactive_audio:
         raise Unimplemented(f"proactivity is not supported by {model.name}; use a native-audio model.")
+    if proactivity.proactive_audio and engines is not None and engines.judge_for is None:
+        raise Unimplemented("proactivity.proactiveAudio is not available on this server (no judge).")
     return bool(proactivity.proactive_audio)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from localive.engines.asr.base import ASR
 from localive.engines.llm.base import LLM
+from localive.engines.llm.scoring import Scorer
 from localive.engines.tts.base import TTS
 from localive.engines.turn.base import EndOfTurn
 from localive.engines.vad.base import VADFactory
@@ -24,7 +25,8 @@ class Engines:
     vad_factory: VADFactory | None = None
     vad_executor: Executor | None = None  # where VAD frames are scored (None: the loop's default executor)
     tools: ToolEngines = field(default_factory=ToolEngines)
-    code_llm_for: Callable[[ModelEntry], LLM] | None = None  # codeExecution, thinking, proactive judge (None: llm_for)
+    code_llm_for: Callable[[ModelEntry], LLM] | None = None  # codeExecution and thinking (None: llm_for)
+    judge_for: Callable[[ModelEntry], Scorer] | None = None  # proactive audio's judge (None: proactiveAudio is refused)
     vision: Vision | None = None  # describes video frames (None: video input is refused)
     end_of_turn: EndOfTurn | None = None  # semantic turn-taking (None: silence-based VAD only)
     semantic_families: frozenset[str] = frozenset()  # model families whose sessions use it by default

@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass
 
 from localive.audio.pcm import Pcm16
-from localive.audio.prosody import Prosody, measure
+from localive.audio.prosody import Prosody
 from localive.engines.asr.base import ASR, Transcript
 from localive.session.affect import Affect, estimate, update_baseline
 
@@ -30,6 +30,8 @@ class AffectTracker:
         self.baseline: Prosody | None = None
 
     async def listen(self, audio: Pcm16, text: str) -> Affect:
+        from localive.audio.prosody_measure import measure  # numpy: only where audio is measured
+
         words = len(text.split())
         loop = asyncio.get_running_loop()
         prosody = await loop.run_in_executor(None, measure, audio.data, audio.sample_rate_hz, words)
@@ -39,7 +41,7 @@ class AffectTracker:
 
     def read(self, text: str) -> Affect:
         """A typed message: only the words tell."""
-        return estimate(measure(b"", 16000, len(text.split())), text, None)
+        return estimate(Prosody(duration_s=0.0, speech_s=0.0, voiced_s=0.0), text, None)
 
 
 @dataclass(frozen=True)

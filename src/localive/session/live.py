@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from localive.engines.llm.base import (
     LLM,
@@ -36,6 +36,7 @@ from localive.engines.llm.base import (
     Role,
     SessionSlots,
 )
+from localive.engines.llm.scoring import Scorer
 from localive.engines.speech_remote import ASR_STAGE, TTS_STAGE
 from localive.engines.tts.base import NEUTRAL, Delivery
 from localive.engines.vision.loader import VISION_HINT
@@ -55,7 +56,6 @@ from localive.protocol.errors import (
 from localive.session import snapshot
 from localive.session.activity import ActivityEvent, PauseHeld, SpeechEnded, SpeechStarted
 from localive.session.affect import Affect, context_note, delivery
-from localive.session.audio_in import AudioInput
 from localive.session.backchannel import BARGE_IN_AFTER_S, LISTENER_WORDS, lets_the_model_go_on
 from localive.session.code_blocks import CodeBlocks
 from localive.session.config import SessionConfig, content_text, session_config, session_tools
@@ -68,7 +68,6 @@ from localive.session.lifetime import LOCAL_LIMITS, Clock, Limits, SystemClock, 
 from localive.session.outbox import Outbox
 from localive.session.proactive import ProactiveJudge
 from localive.session.speech_out import Playback, finish_transcription, speak
-from localive.session.store import SessionStore, new_handle
 from localive.session.thinking import Thinking, answer_messages, reasoning_messages
 from localive.session.timings import TurnTimings
 from localive.session.tool_calls import ToolCalls, response_text, scheduling_of
@@ -76,10 +75,14 @@ from localive.session.translation import Echo, target_speech, translation_messag
 from localive.session.usage import turn_usage
 from localive.session.video_in import VideoInput
 from localive.session.watchdog import CODE_STAGE, DEFAULT_TURN_WATCHDOG_S, LLM_STAGE, STORE_STAGE, Watchdog
+from localive.stores.base import SessionStore, new_handle
 from localive.tools.grounding import grounding_metadata
 from localive.tools.search import SearchError
 from localive.tools.url_context import find_urls, url_context_metadata
 from localive.tools.url_text import ParseLane
+
+if TYPE_CHECKING:  # imported at setup where the server hears audio: text sessions never load numpy or soxr
+    from localive.session.audio_in import AudioInput
 
 log = logging.getLogger("localive.session")
 
@@ -251,7 +254,9 @@ class LiveSession:
         await self._admit(self._engines.asr, ASR_STAGE)
         if config.response_modality == "AUDIO":
             await self._admit(self._engines.tts, TTS_STAGE)
-        if self._engines.hears or config.manual_activity:
+        if self._engines.hears or (config.manual_activity and self._engines.asr is not None):
+            from localive.session.audio_in import AudioInput  # numpy, soxr: only where audio is processed
+
             self._audio = AudioInput(config.activity, manual=config.manual_activity,
                                      vad_factory=self._engines.vad_factory, executor=self._engines.vad_executor,
                                      end_of_turn=self._engines.end_of_turn)
@@ -259,7 +264,7 @@ class LiveSession:
         self.state = State.ACTIVE
         await self.outbox.put(out.setup_complete(self.session_id))
         if config.proactive_audio:
-            self._judge = ProactiveJudge(self._judge_llm(config), config.system_instruction, self.session_id)
+            self._judge = ProactiveJudge(self._judge_scorer(config), config.system_instruction, self.session_id)
             self._judge.prepare(self.history)
         await self._checkpoint()
         deadline = deadline_s(self._limits, connected_at=self._connected_at, session_started_at=self._started_at,
@@ -707,11 +712,12 @@ class LiveSession:
             await self.outbox.put(out.model_thought(pending), turn=turn_id)
         return "".join(said)
 
-    def _judge_llm(self, config: SessionConfig) -> LLM:
-        """Proactive audio's judge: the larger embedded LLM where it is installed; a remote LLM (whose models have
-        no code LLM unless a models file names one) judges with itself."""
-        code_llm_for = self._engines.code_llm_for
-        return code_llm_for(config.model) if code_llm_for is not None else self._engines.llm_for(config.model)
+    def _judge_scorer(self, config: SessionConfig) -> Scorer:
+        """Proactive audio's judge (the server's: the larger embedded LLM where it is installed; a remote LLM,
+        whose models have no code LLM unless a models file names one, judges with itself). session_config
+        refused proactiveAudio where the server has no judge."""
+        assert self._engines.judge_for is not None
+        return self._engines.judge_for(config.model)
 
     def _sense_affect(self, config: SessionConfig, turn_id: int) -> str:
         """With affective dialog: how the user sounded (or, typed, what their words say) → a note for the model,

@@ -8,7 +8,8 @@ import logging
 from collections.abc import Sequence
 
 from localive.engines.llm.addressed import ANSWERS, SENTINEL, Verdict, decide, judge_prompt
-from localive.engines.llm.base import LLM, ChatMessage
+from localive.engines.llm.base import ChatMessage
+from localive.engines.llm.scoring import Scorer
 from localive.session.history import Turn
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ def conversation(turns: Sequence[Turn]) -> list[ChatMessage]:
             if t.role in ("user", "model")]
 
 
-async def judge(llm: LLM, instruction: str | None, utterance: str, earlier: Sequence[ChatMessage], *,
+async def judge(llm: Scorer, instruction: str | None, utterance: str, earlier: Sequence[ChatMessage], *,
                 ask: bool = True) -> Verdict:
     """The verdict on `utterance` after the conversation `earlier`: the channel hypotheses and (`ask`) the yes/no
     question, scored on `llm` (benchmarks/proactive.py measures exactly this). An LLM that cannot score
@@ -40,7 +41,7 @@ class ProactiveJudge:
     talk for broad roles; a remote LLM judges its own sessions). Owns at most one task, the preparation of the
     next judgement."""
 
-    def __init__(self, llm: LLM, instruction: str | None, session_id: str) -> None:
+    def __init__(self, llm: Scorer, instruction: str | None, session_id: str) -> None:
         self.llm = llm
         self.instruction = instruction
         self.session_id = session_id

@@ -84,23 +84,12 @@ class Echo:
         self._text = text
         self.name = llm.name
         self.context_tokens = llm.context_tokens
-        self.can_score_continuations = llm.can_score_continuations
 
     def count_tokens(self, text: str) -> int:
         return self._llm.count_tokens(text)
 
     def count_prompt_tokens(self, messages: list[ChatMessage], functions: Sequence[FunctionSpec] = ()) -> int:
         return self._llm.count_prompt_tokens(messages, functions)
-
-    async def continuation_logprobs(self, chats: Sequence[list[ChatMessage]], text: str) -> list[float]:
-        return await self._llm.continuation_logprobs(chats, text)
-
-    async def reply_start_logprobs(self, chat: list[ChatMessage], starts: Sequence[Sequence[str]]) -> list[float]:
-        return await self._llm.reply_start_logprobs(chat, starts)
-
-    async def prepare_scoring(self, chats: Sequence[list[ChatMessage]],
-                              question: list[ChatMessage] | None = None) -> None:
-        await self._llm.prepare_scoring(chats, question)
 
     async def stream(self, messages: list[ChatMessage], params: SamplingParams,
                      functions: Sequence[FunctionSpec] = ()) -> AsyncIterator[str | FunctionCalls]:

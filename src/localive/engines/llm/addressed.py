@@ -60,7 +60,7 @@ Cost: no text is generated. Both hypotheses are scored in one decode of 2 x (utt
 hypothesis' prefix cached in its own KV sequence. In one shared sequence the prefixes are evaluated again every
 time (0.5B: ~290 ms, ~460 ms with history). The assistant prefix contains the last exchange, which changes every
 turn: judged cold that costs ~210 ms (0.5B) / ~280 ms (1.5B); prefilled right after the answer (while the user
-speaks) the judgment is back to ~100 ms / ~140 ms. The session does that (`LLM.prepare_scoring` once the answer is
+speaks) the judgment is back to ~100 ms / ~140 ms. The session does that (`Scorer.prepare_scoring` once the answer is
 generated, for both hypotheses and the yes/no question): with the question, over a conversation that changes
 every turn, the 1.5B judges in p50 ~300 ms prepared vs ~460 ms cold.
 
@@ -78,7 +78,7 @@ fresh set written blind after the rule was fixed (proactive_set_fresh2.toml) 96/
 question costs ~180 ms more (p50 ~400 ms with the 1.5B). Numbers and discussion: docs/proactive-audio.md.
 
 On a remote LLM (`serve --llm-url`) the channel cannot be computed: chat completions return no log-probabilities
-of the prompt (`LLM.can_score_continuations` is False), so the backend itself judges with the yes/no question
+of the prompt (`Scorer.can_score_continuations` is False), so the backend itself judges with the yes/no question
 alone — its first reply token's top logprobs where it returns them, else a constrained answer (yes or no, no
 probabilities: `decide` then gets 0 and -inf, and the answer decides). Measured: docs/proactive-audio.md.
 

@@ -89,13 +89,11 @@ REPORTED_PROMPT_TOKENS: ContextVar[int | None] = ContextVar("localive_reported_p
 
 
 class LLM(Protocol):
-    """A chat model that streams text. Implementations run blocking inference off the event loop."""
+    """A chat model that streams text. Implementations run blocking inference off the event loop. (Scoring text
+    for proactive audio's judge is a separate interface: `Scorer`, scoring.py.)"""
 
     name: str
     context_tokens: int  # the prompt and the answer must fit in this many tokens
-    # Whether `continuation_logprobs` works: an embedded model scores any text; a chat-completions backend gives
-    # no prompt log-probabilities, so proactive audio's judge asks it the yes/no question alone (session/proactive.py).
-    can_score_continuations: bool
 
     def count_tokens(self, text: str) -> int:
         """Tokens in a plain text, with this model's tokenizer (cheap; may run on the event loop)."""
@@ -103,26 +101,6 @@ class LLM(Protocol):
 
     def count_prompt_tokens(self, messages: list[ChatMessage], functions: Sequence[FunctionSpec] = ()) -> int:
         """Tokens of the whole prompt these messages (and declared functions) render to."""
-        ...
-
-    async def continuation_logprobs(self, chats: Sequence[list[ChatMessage]], text: str) -> list[float]:
-        """For each chat: log P(`text` is its next user message | the chat), summed over the text's tokens
-        (proactive audio's judge, engines/llm/addressed.py). Generates nothing, leaves the cache of the
-        conversation being generated alone; runs off the event loop."""
-        ...
-
-    async def reply_start_logprobs(self, chat: list[ChatMessage], starts: Sequence[Sequence[str]]) -> list[float]:
-        """For each group of words: log P(the assistant's reply to `chat` starts with one of them), from the first
-        token's distribution (e.g. [("yes", "Yes"), ("no", "No")]). Generates nothing, leaves the conversation's
-        cache alone; runs off the event loop. A backend that returns no probabilities answers with its choice
-        instead: 0.0 (certain) for the chosen group, -inf for the others."""
-        ...
-
-    async def prepare_scoring(self, chats: Sequence[list[ChatMessage]],
-                              question: list[ChatMessage] | None = None) -> None:
-        """Evaluate ahead of time what the next `continuation_logprobs(chats, …)` and `reply_start_logprobs` of
-        `question` (with the utterance where addressed.SENTINEL stands) will start with, so that they cost less
-        then (e.g. while the user listens to the answer). The results do not change; runs off the event loop."""
         ...
 
     def stream(self, messages: list[ChatMessage], params: SamplingParams,

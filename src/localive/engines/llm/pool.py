@@ -7,9 +7,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from localive.engines.llm.base import LLM, BackendError
+from localive.engines.llm.base import BackendError
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
 from localive.engines.llm.openai_chat import RemoteSettings
+from localive.engines.llm.scoring import ScoringLLM
 from localive.models.errors import ModelNotInstalled
 from localive.models.registry import EMULATOR, QWEN_05B, ModelEntry, is_remote, split_remote_key
 from localive.models.weights import WEIGHTS, ensure_weights
@@ -23,7 +24,7 @@ class LLMPool:
         self._emulator_script = emulator_script
         self._model_dir = model_dir
         self._remote = remote or RemoteSettings("")  # timeouts and limits of remote backends (their URL: the key)
-        self._llms: dict[str, LLM] = {}
+        self._llms: dict[str, ScoringLLM] = {}
 
     def load(self, backends: set[str], *, progress: bool = True) -> None:
         """Load (and warm) the named backends now, at start-up, so that no session pays for it."""
@@ -31,7 +32,7 @@ class LLMPool:
             if key not in self._llms:
                 self._llms[key] = self._create(key, progress)
 
-    def _create(self, key: str, progress: bool) -> LLM:
+    def _create(self, key: str, progress: bool) -> ScoringLLM:
         if key == EMULATOR:
             return EmulatorLLM(self._emulator_script)
         if is_remote(key):
@@ -72,20 +73,21 @@ class LLMPool:
                 missing.append(f"{key} not loaded: {exc}")
         return missing
 
-    def backend(self, key: str) -> LLM:
+    def backend(self, key: str) -> ScoringLLM:
         """A loaded backend by name (benchmarks)."""
         llm = self._llms.get(key)
         if llm is None:
             raise ModelNotInstalled(f"LLM backend '{key}' is not loaded")
         return llm
 
-    def for_code(self, entry: ModelEntry) -> LLM:
-        """The LLM for a session with codeExecution: the entry's code LLM when it is loaded."""
+    def for_code(self, entry: ModelEntry) -> ScoringLLM:
+        """The LLM for a session with codeExecution or thinking, and proactive audio's judge: the entry's code LLM
+        when it is loaded."""
         if entry.code_llm and entry.code_llm in self._llms:
             return self._llms[entry.code_llm]
         return self.for_model(entry)
 
-    def for_model(self, entry: ModelEntry) -> LLM:
+    def for_model(self, entry: ModelEntry) -> ScoringLLM:
         llm = self._llms.get(entry.llm)
         if llm is None:  # registry entries are all loaded at start; this is a configuration bug
             raise ModelNotInstalled(f"LLM backend '{entry.llm}' is not loaded")

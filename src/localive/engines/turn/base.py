@@ -8,15 +8,16 @@ need not wait out the whole silence window. Inference is blocking: callers run `
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # an interface: numpy is imported where audio is processed (to_float32, the engines)
+    import numpy as np
+    import numpy.typing as npt
 
 SAMPLE_RATE_HZ = 16000  # every engine here takes 16 kHz mono audio
 
-Samples = npt.NDArray[np.float32]
-Pcm = npt.NDArray[np.int16] | npt.NDArray[np.float32]
+Samples: TypeAlias = "npt.NDArray[np.float32]"
+Pcm: TypeAlias = "npt.NDArray[np.int16] | npt.NDArray[np.float32]"
 
 
 class EndOfTurn(Protocol):
@@ -39,6 +40,8 @@ class EndOfTurn(Protocol):
 
 def to_float32(pcm: Pcm) -> Samples:
     """Mono samples as float32 in [-1, 1): int16 is scaled by 1/32768, floats are taken as they are."""
+    import numpy as np
+
     samples = np.asarray(pcm)
     if samples.ndim != 1:
         raise ValueError(f"expected mono audio (a 1-D array), got shape {samples.shape}")

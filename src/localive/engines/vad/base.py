@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # an interface: only its implementations import numpy
+    import numpy as np
+    import numpy.typing as npt
 
 
 class VAD(Protocol):

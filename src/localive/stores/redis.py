@@ -21,7 +21,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from localive.session.store import DEFAULT_TTL_S
+from localive.stores.base import DEFAULT_TTL_S
 
 _TIMEOUT_S = 5.0  # a Redis that does not answer fails the save (the session closes 1011) instead of hanging it
 _RETRIES = 5  # a dropped connection (Redis restarted) is reopened, for ~2.5 s; every command here is safe to repeat

@@ -1,10 +1,9 @@
-"""Where resumable session state lives between connections: a small interface and its SQLite implementation.
+"""Resumable session state in SQLite, for one server process.
 
-A saved state is found by its handle (unguessable, 192 bits), belongs to the principal (API-key id) that created
-it, and expires. SQLite runs in WAL mode and every save is committed before its handle is sent to the client, so a
-`kill -9` of the server loses no state a client holds a handle for. Blocking database work runs off the event loop.
-The database and its -wal and -shm files hold system instructions and conversations: they are 0600, and a
-directory the store creates is 0700 (security finding F19).
+SQLite runs in WAL mode and every save is committed before its handle is sent to the client, so a `kill -9` of the
+server loses no state a client holds a handle for. Blocking database work runs off the event loop. The database and
+its -wal and -shm files hold system instructions and conversations: they are 0600, and a directory the store creates
+is 0700 (security finding F19).
 """
 
 from __future__ import annotations
@@ -13,38 +12,20 @@ import asyncio
 import hmac
 import logging
 import os
-import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
+
+from localive.stores.base import DEFAULT_TTL_S
 
 T = TypeVar("T")
 
-DEFAULT_TTL_S = 2 * 3600.0  # handles stay valid 2 hours after the session ends (Gemini Developer API)
 PRIVATE_FILE = 0o600
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
-
-
-def new_handle() -> str:
-    return secrets.token_urlsafe(24)
-
-
-class SessionStore(Protocol):
-    async def save(self, handle: str, *, session_key: str, principal: str, state: str) -> None:
-        """Store `state` under a new handle; earlier handles of the session stay valid until they expire."""
-        ...
-
-    async def load(self, handle: str, principal: str) -> str | None:
-        """The state of a live handle created by `principal`; None if unknown, expired or someone else's."""
-        ...
-
-    async def session_ended(self, session_key: str) -> None:
-        """Start the session's handles' expiry clock (they stay valid `ttl_s` from now)."""
-        ...
 
 
 class SqliteStore:

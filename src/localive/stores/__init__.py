@@ -1,0 +1,1 @@
+"""Resumable session state between connections: the `SessionStore` interface and its SQLite and Redis stores."""
