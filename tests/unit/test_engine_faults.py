@@ -31,8 +31,8 @@ from localive.server.state import ServerSettings, ServerState
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
 from localive.session.outbox import Outbox
-from localive.session.store import SqliteStore
 from localive.session.watchdog import CODE_STAGE, LLM_STAGE, STORE_STAGE, Stalled, Watchdog
+from localive.stores.sqlite import SqliteStore
 from localive.tools.loader import ToolEngines
 from localive.tools.sandbox import RunResult
 from tests.support.clock import VirtualClock
