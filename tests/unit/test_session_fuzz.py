@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from localive.models.registry import ModelRegistry
@@ -319,6 +319,36 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     return Scenario(server, draw(st.sampled_from([256, 256, 8, 2])), tuple(connections))
 
 
+# --- regressions: scenarios that found bugs ----------------------------------------------------------------
+
+def _silence(ms: int = 20) -> Send:
+    return Send({"realtimeInput": {"audio": {"mimeType": "audio/pcm;rate=16000",
+                                             "data": f"<<audio:silence:{ms}:16000>>"}}})
+
+
+def _text_setup(**fields: object) -> Send:
+    return Send({"setup": {"model": "gemini-2.0-flash-live-001",
+                           "generationConfig": {"responseModalities": ["TEXT"]}, **fields}})
+
+
+_SEMANTIC = Server(voice=True, vision=False, sandbox=True, end_of_turn=1.0)
+_RESUMABLE_TEXT = _text_setup(sessionResumption={})
+_RESUMING_TEXT = _text_setup(sessionResumption={"handle": "<<handle>>"})
+# Semantic turn-taking: a short utterance while the model talks is judged by a backchannel task, which called
+# _user_input while the reader task was in it: one turn started twice (the first left running after aclose, or
+# both taking the same transcription: IndexError), one interruption sent twice.
+BACKCHANNEL_RACE_TWO_TURNS = Scenario(_SEMANTIC, 2, (
+    Connection(_RESUMABLE_TEXT, (_silence(),)),
+    Connection(_RESUMING_TEXT, (_silence(), _silence(), _silence(), Speak(100, 300, 40), StopReading(0.5),
+                                Speak(100, 300, 40), _silence(), Speak(100, 0, 40))),
+))
+BACKCHANNEL_RACE_INTERRUPTED_TWICE = Scenario(_SEMANTIC, 2, (
+    Connection(_RESUMABLE_TEXT, (Send({"realtimeInput": {"text": ""}}),)),
+    Connection(_RESUMING_TEXT, (_silence(), _silence(), Speak(100, 300, 40), StopReading(0.5), Speak(100, 300, 40),
+                                Send({"realtimeInput": {"text": ""}}))),
+))
+
+
 # --- the test ----------------------------------------------------------------------------------------------
 
 ERRORS = ErrorLog()
@@ -340,6 +370,8 @@ def check(scenario: Scenario) -> list[str]:
 
 @PROFILE
 @given(scenarios())
+@example(BACKCHANNEL_RACE_TWO_TURNS)
+@example(BACKCHANNEL_RACE_INTERRUPTED_TWICE)
 def test_no_client_can_break_a_session(scenario: Scenario) -> None:
     for what in check(scenario):
         event(what)  # pytest --hypothesis-show-statistics: how often each outcome came up

@@ -191,6 +191,9 @@ class LiveSession:
         self._heard_language: str | None = None  # the language the recogniser heard it in
         self._maybe_backchannel: float | None = None  # when speech began while the model was talking (semantic)
         self._backchannel_task: asyncio.Task[None] | None = None  # judging a short utterance's words
+        # held while a client message or a backchannel verdict is applied: the two tasks that start and interrupt
+        # turns do it one at a time (else one turn was started twice, one interruption sent twice)
+        self._transitions = asyncio.Lock()
         self._judge: ProactiveJudge | None = None  # with proactive audio
         self._tool_calls = ToolCalls()
         self._deferred: list[Turn] = []  # NON_BLOCKING results that arrived during a model turn
@@ -210,19 +213,20 @@ class LiveSession:
                 raise InvalidArgument("The first message must be setup.")
             await self._setup(message)
             return
-        match message:
-            case wire.Setup():
-                raise InvalidArgument("setup may only be sent once, as the first message.")
-            case wire.ClientContent():
-                await self._client_content(message)
-                self._bound_history()
-            case wire.RealtimeInput():
-                await self._realtime_input(message)
-            case wire.ToolResponse():
-                await self._tool_response(message)
-                self._bound_history()
-            case wire.ContextUpdate():
-                self._context_update(message)
+        async with self._transitions:
+            match message:
+                case wire.Setup():
+                    raise InvalidArgument("setup may only be sent once, as the first message.")
+                case wire.ClientContent():
+                    await self._client_content(message)
+                    self._bound_history()
+                case wire.RealtimeInput():
+                    await self._realtime_input(message)
+                case wire.ToolResponse():
+                    await self._tool_response(message)
+                    self._bound_history()
+                case wire.ContextUpdate():
+                    self._context_update(message)
 
     async def _setup(self, setup: wire.Setup) -> None:
         if self._setup_gate is not None:  # e.g. an ephemeral token: redeemed here, its locked fields applied
@@ -408,11 +412,12 @@ class LiveSession:
             except asyncio.CancelledError:
                 heard.cancel()
                 raise
-            if lets_the_model_go_on(words) and self.generating:
-                log.info("session %s: backchannel %r while the model talks: not an interruption",
-                         self.session_id, words[:40])
-                return
-            await self._user_input(lambda: self._utterances.append(heard))
+            async with self._transitions:  # not while handle() is starting or interrupting a turn
+                if lets_the_model_go_on(words) and self.generating:
+                    log.info("session %s: backchannel %r while the model talks: not an interruption",
+                             self.session_id, words[:40])
+                    return
+                await self._user_input(lambda: self._utterances.append(heard))
 
         self._backchannel_task = asyncio.create_task(judge(), name=f"backchannel-{self.session_id}")
 
