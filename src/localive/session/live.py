@@ -143,6 +143,19 @@ class RoundResult:
     code: str | None = None
 
 
+class TurnDidNotStop(LiveError):
+    """An interrupted model turn still running INTERRUPT_TIMEOUT_S later (an engine that does not let go)."""
+
+    default_reason = "The answer in progress did not stop in time."
+
+
+class ClientNotReading(LiveError):
+    """An interrupted model turn cannot send its end: the client reads nothing (1011, as the transport's write
+    timeout closes)."""
+
+    blame = "client"
+
+
 class MalformedCall(Exception):
     """The model called a function with arguments that do not fit its declaration."""
 
@@ -417,7 +430,10 @@ class LiveSession:
                     log.info("session %s: backchannel %r while the model talks: not an interruption",
                              self.session_id, words[:40])
                     return
-                await self._user_input(lambda: self._utterances.append(heard))
+                try:
+                    await self._user_input(lambda: self._utterances.append(heard))
+                except LiveError as exc:  # as from handle(): the session ends with its close
+                    await self.outbox.put(close_for(exc))
 
         self._backchannel_task = asyncio.create_task(judge(), name=f"backchannel-{self.session_id}")
 
@@ -854,7 +870,8 @@ class LiveSession:
         await self.outbox.put(out.turn_complete(usage))
 
     async def interrupt(self) -> bool:
-        """Stop the current model turn, if any (sends interrupted → turnComplete). Returns whether it did."""
+        """Stop the current model turn, if any (sends interrupted → turnComplete). Returns whether it did; raises
+        a LiveError (the session must end) if the turn has not stopped INTERRUPT_TIMEOUT_S later."""
         task = self._turn_task
         if task is None or task.done():
             return False
@@ -866,7 +883,10 @@ class LiveSession:
             if current is not None and current.cancelling():
                 raise
         except TimeoutError:
-            log.error("session %s: turn did not stop within %.0f s", self.session_id, INTERRUPT_TIMEOUT_S)
+            if not task.done():  # it still runs: the session ends (aclose cancels it) rather than go on beside it
+                if self.outbox.blocked:  # it waits to send its end to a client that reads nothing
+                    raise ClientNotReading(f"The client read nothing for {INTERRUPT_TIMEOUT_S:.0f} s.") from None
+                raise TurnDidNotStop() from None
         if self._started_turn != self._turn_id:  # cancelled before it ran: it could not report itself
             await self._end_interrupted_turn(None)
         return True

@@ -26,14 +26,24 @@ class Outbox:
         self._items: deque[Item] = deque()
         self._maxsize = maxsize
         self._changed = asyncio.Condition()
+        self._waiting = 0  # producers in put()
 
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def blocked(self) -> bool:
+        """A producer waits for room: the transport has not taken what came before (a client that reads nothing)."""
+        return self._waiting > 0
+
     async def put(self, message: ServerMessage | Close, turn: int | None = None) -> None:
         """Queue a message; waits while the outbox is full. Cancelling is safe (nothing is queued)."""
         async with self._changed:
-            await self._changed.wait_for(lambda: len(self._items) < self._maxsize or isinstance(message, Close))
+            self._waiting += 1
+            try:
+                await self._changed.wait_for(lambda: len(self._items) < self._maxsize or isinstance(message, Close))
+            finally:
+                self._waiting -= 1
             self._items.append(Item(message, turn))
             self._changed.notify_all()
 
