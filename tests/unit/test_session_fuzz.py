@@ -371,6 +371,14 @@ def _interrupt_while_not_reading(seconds: float) -> Scenario:
 INTERRUPT_WHILE_NOT_READING = _interrupt_while_not_reading(20.0)
 INTERRUPT_AS_THE_CLIENT_READS_AGAIN = _interrupt_while_not_reading(5.0)
 
+# Semantic turn-taking: a short utterance while the model talks is transcribed by a task of the backchannel task's
+# own; when aclose() cancelled the backchannel task, that transcription was cancelled but not waited for, and was
+# still running when aclose() returned.
+BACKCHANNEL_TRANSCRIPTION_AFTER_ACLOSE = Scenario(_SEMANTIC, 256, (Connection(
+    Send({"setup": {"model": "gemini-2.0-flash-live-001", "generationConfig": {"responseModalities": ["AUDIO"]}}}),
+    (_silence(), _silence(), Send({"realtimeInput": {"text": "<<words:3000>>"}}), Speak(100, 300, 100),
+     Send({"realtimeInput": {"activityStart": {}}}))),))
+
 
 # --- the test ----------------------------------------------------------------------------------------------
 
@@ -397,6 +405,7 @@ def check(scenario: Scenario) -> list[str]:
 @example(BACKCHANNEL_RACE_INTERRUPTED_TWICE)
 @example(INTERRUPT_WHILE_NOT_READING)
 @example(INTERRUPT_AS_THE_CLIENT_READS_AGAIN)
+@example(BACKCHANNEL_TRANSCRIPTION_AFTER_ACLOSE)
 def test_no_client_can_break_a_session(scenario: Scenario) -> None:
     for what in check(scenario):
         event(what)  # pytest --hypothesis-show-statistics: how often each outcome came up

@@ -204,6 +204,7 @@ class LiveSession:
         self._heard_language: str | None = None  # the language the recogniser heard it in
         self._maybe_backchannel: float | None = None  # when speech began while the model was talking (semantic)
         self._backchannel_task: asyncio.Task[None] | None = None  # judging a short utterance's words
+        self._hearing: set[asyncio.Task[Heard]] = set()  # transcriptions of short utterances, for their judges
         # held while a client message or a backchannel verdict is applied: the two tasks that start and interrupt
         # turns do it one at a time (else one turn was started twice, one interruption sent twice)
         self._transitions = asyncio.Lock()
@@ -418,13 +419,11 @@ class LiveSession:
         if self._backchannel_task is not None and not self._backchannel_task.done():
             self._backchannel_task.cancel()  # the latest one decides
         heard = self._hear_task(event, expect=LISTENER_WORDS)
+        self._hearing.add(heard)  # until it is done: aclose() cancels it even if its judge never ran
+        heard.add_done_callback(self._hearing.discard)
 
         async def judge() -> None:
-            try:
-                words = (await asyncio.shield(heard)).transcript.text
-            except asyncio.CancelledError:
-                heard.cancel()
-                raise
+            words = (await asyncio.shield(heard)).transcript.text
             async with self._transitions:  # not while handle() is starting or interrupting a turn
                 if lets_the_model_go_on(words) and self.generating:
                     log.info("session %s: backchannel %r while the model talks: not an interruption",
@@ -436,6 +435,7 @@ class LiveSession:
                     await self.outbox.put(close_for(exc))
 
         self._backchannel_task = asyncio.create_task(judge(), name=f"backchannel-{self.session_id}")
+        self._backchannel_task.add_done_callback(lambda task: heard.cancel() if task.cancelled() else None)
 
     async def _user_input(self, add: Callable[[], None]) -> None:
         """New user input ends in a model turn: now, or (NO_INTERRUPTION) after the current one."""
@@ -895,7 +895,8 @@ class LiveSession:
         """End the session: cancel the turn and transcriptions in progress. Safe to call twice."""
         self.state = State.CLOSED
         tasks = [t for t in (self._turn_task, self._lifetime, self._backchannel_task,
-                             self._judge.cancel() if self._judge is not None else None, *self._utterances)
+                             self._judge.cancel() if self._judge is not None else None, *self._utterances,
+                             *self._hearing)
                  if t is not None and not t.done()]
         for task in tasks:
             task.cancel()
