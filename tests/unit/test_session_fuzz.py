@@ -196,8 +196,11 @@ invalid_frames = st.one_of(
     st.builds(lambda tool_list: Send({"contextUpdate": {"tools": {"tools": tool_list}}}), st.sampled_from(BAD_TOOLS)),
 )
 sends = weighted((INVALID_ONE_IN - 1, st.builds(Send, valid_frames)), (1, invalid_frames))
-speech = st.builds(Speak, st.sampled_from([100, 300, 700, 1500]), st.sampled_from([0, 300, 700, 2500]),
-                   st.sampled_from([40, 100, 500]), st.sampled_from([16000, 16000, 24000]))
+speech = weighted(
+    (12, st.builds(Speak, st.sampled_from([100, 300, 700, 1500]), st.sampled_from([0, 300, 700, 2500]),
+                   st.sampled_from([40, 100, 500]), st.sampled_from([16000, 16000, 24000]))),
+    (1, st.just(Speak(31_000, 700, 500))),  # longer than an utterance may be (MAX_UTTERANCE_S): cut at 30 s
+)
 steps = weighted((6, sends), (3, speech), (3, st.builds(Wait, st.sampled_from([0.0, 0.01, 0.1, 0.5, 2.0, 10.0]))),
                  (1, st.builds(StopReading, st.sampled_from([0.5, 5.0, 20.0]))))
 
