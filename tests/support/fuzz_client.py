@@ -82,7 +82,8 @@ class PngOnlyVision:
 
 
 class MemoryStore:
-    """SessionStore in a dict (the SQLite store is tested on its own in test_resumption.py)."""
+    """SessionStore in a dict. (SqliteStore works on a thread of its own, which virtual time would run ahead of;
+    it is tested on its own in test_resumption.py.)"""
 
     def __init__(self) -> None:
         self.saved: dict[str, tuple[str, str]] = {}
