@@ -147,6 +147,19 @@ class RoundResult:
     code: str | None = None
 
 
+class TurnDidNotStop(LiveError):
+    """An interrupted model turn still running INTERRUPT_TIMEOUT_S later (an engine that does not let go)."""
+
+    default_reason = "The answer in progress did not stop in time."
+
+
+class ClientNotReading(LiveError):
+    """An interrupted model turn cannot send its end: the client reads nothing (1011, as the transport's write
+    timeout closes)."""
+
+    blame = "client"
+
+
 class MalformedCall(Exception):
     """The model called a function with arguments that do not fit its declaration."""
 
@@ -199,6 +212,10 @@ class LiveSession:
         self._heard_language: str | None = None  # the language the recogniser heard it in
         self._maybe_backchannel: float | None = None  # when speech began while the model was talking (semantic)
         self._backchannel_task: asyncio.Task[None] | None = None  # judging a short utterance's words
+        self._hearing: set[asyncio.Task[Heard]] = set()  # transcriptions of short utterances, for their judges
+        # held while a client message or a backchannel verdict is applied: the two tasks that start and interrupt
+        # turns do it one at a time (else one turn was started twice, one interruption sent twice)
+        self._transitions = asyncio.Lock()
         self._judge: ProactiveJudge | None = None  # with proactive audio
         self._tool_calls = ToolCalls()
         self._deferred: list[Turn] = []  # NON_BLOCKING results that arrived during a model turn
@@ -218,19 +235,20 @@ class LiveSession:
                 raise InvalidArgument("The first message must be setup.")
             await self._setup(message)
             return
-        match message:
-            case wire.Setup():
-                raise InvalidArgument("setup may only be sent once, as the first message.")
-            case wire.ClientContent():
-                await self._client_content(message)
-                self._bound_history()
-            case wire.RealtimeInput():
-                await self._realtime_input(message)
-            case wire.ToolResponse():
-                await self._tool_response(message)
-                self._bound_history()
-            case wire.ContextUpdate():
-                self._context_update(message)
+        async with self._transitions:
+            match message:
+                case wire.Setup():
+                    raise InvalidArgument("setup may only be sent once, as the first message.")
+                case wire.ClientContent():
+                    await self._client_content(message)
+                    self._bound_history()
+                case wire.RealtimeInput():
+                    await self._realtime_input(message)
+                case wire.ToolResponse():
+                    await self._tool_response(message)
+                    self._bound_history()
+                case wire.ContextUpdate():
+                    self._context_update(message)
 
     async def _setup(self, setup: wire.Setup) -> None:
         if self._setup_gate is not None:  # e.g. an ephemeral token: redeemed here, its locked fields applied
@@ -416,24 +434,28 @@ class LiveSession:
         if self._backchannel_task is not None and not self._backchannel_task.done():
             self._backchannel_task.cancel()  # the latest one decides
         heard = self._hear_task(event, expect=LISTENER_WORDS)
+        self._hearing.add(heard)  # until it is done: aclose() cancels it even if its judge never ran
+        heard.add_done_callback(self._hearing.discard)
 
         async def judge() -> None:
             try:
                 with self._watchdog.stage(ASR_STAGE):
                     words = (await asyncio.shield(heard)).transcript.text
-            except asyncio.CancelledError:
-                heard.cancel()
-                raise
             except LiveError as exc:  # the recogniser failed: the session ends, saying so (not a lost task)
                 await self.outbox.put(close_for(exc))
                 return
-            if lets_the_model_go_on(words) and self.generating:
-                log.info("session %s: backchannel %r while the model talks: not an interruption",
-                         self.session_id, words[:40])
-                return
-            await self._user_input(lambda: self._utterances.append(heard))
+            async with self._transitions:  # not while handle() is starting or interrupting a turn
+                if lets_the_model_go_on(words) and self.generating:
+                    log.info("session %s: backchannel %r while the model talks: not an interruption",
+                             self.session_id, words[:40])
+                    return
+                try:
+                    await self._user_input(lambda: self._utterances.append(heard))
+                except LiveError as exc:  # as from handle(): the session ends with its close
+                    await self.outbox.put(close_for(exc))
 
         self._backchannel_task = asyncio.create_task(judge(), name=f"backchannel-{self.session_id}")
+        self._backchannel_task.add_done_callback(lambda task: heard.cancel() if task.cancelled() else None)
 
     async def _user_input(self, add: Callable[[], None]) -> None:
         """New user input ends in a model turn: now, or (NO_INTERRUPTION) after the current one."""
@@ -880,7 +902,8 @@ class LiveSession:
         await self.outbox.put(out.turn_complete(usage))
 
     async def interrupt(self) -> bool:
-        """Stop the current model turn, if any (sends interrupted → turnComplete). Returns whether it did."""
+        """Stop the current model turn, if any (sends interrupted → turnComplete). Returns whether it did; raises
+        a LiveError (the session must end) if the turn has not stopped INTERRUPT_TIMEOUT_S later."""
         task = self._turn_task
         if task is None or task.done():
             return False
@@ -892,7 +915,10 @@ class LiveSession:
             if current is not None and current.cancelling():
                 raise
         except TimeoutError:
-            log.error("session %s: turn did not stop within %.0f s", self.session_id, INTERRUPT_TIMEOUT_S)
+            if not task.done():  # it still runs: the session ends (aclose cancels it) rather than go on beside it
+                if self.outbox.blocked:  # it waits to send its end to a client that reads nothing
+                    raise ClientNotReading(f"The client read nothing for {INTERRUPT_TIMEOUT_S:.0f} s.") from None
+                raise TurnDidNotStop() from None
         if self._started_turn != self._turn_id:  # cancelled before it ran: it could not report itself
             await self._end_interrupted_turn(None)
         return True
@@ -901,7 +927,8 @@ class LiveSession:
         """End the session: cancel the turn and transcriptions in progress. Safe to call twice."""
         self.state = State.CLOSED
         tasks = [t for t in (self._turn_task, self._lifetime, self._backchannel_task, self._watchdog.stop(),
-                             self._judge.cancel() if self._judge is not None else None, *self._utterances)
+                             self._judge.cancel() if self._judge is not None else None, *self._utterances,
+                             *self._hearing)
                  if t is not None and not t.done()]
         for task in tasks:
             task.cancel()

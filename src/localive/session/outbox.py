@@ -29,6 +29,7 @@ class Outbox:
         self._maxsize = maxsize
         self._changed = asyncio.Condition()
         self.on_put: Callable[[], None] | None = None
+        self._waiting = 0  # producers in put()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -38,10 +39,19 @@ class Outbox:
         """Whether a message (other than a Close) would have to wait: the client is not taking them."""
         return len(self._items) >= self._maxsize
 
+    @property
+    def blocked(self) -> bool:
+        """A producer waits for room: the transport has not taken what came before (a client that reads nothing)."""
+        return self._waiting > 0
+
     async def put(self, message: ServerMessage | Close, turn: int | None = None) -> None:
         """Queue a message; waits while the outbox is full. Cancelling is safe (nothing is queued)."""
         async with self._changed:
-            await self._changed.wait_for(lambda: len(self._items) < self._maxsize or isinstance(message, Close))
+            self._waiting += 1
+            try:
+                await self._changed.wait_for(lambda: len(self._items) < self._maxsize or isinstance(message, Close))
+            finally:
+                self._waiting -= 1
             self._items.append(Item(message, turn))
             self._changed.notify_all()
         if self.on_put is not None:
