@@ -36,6 +36,7 @@ from localive.protocol.errors import Close, LiveError, close_for
 from localive.protocol.parse import parse_client_message
 from localive.protocol.server_messages import dumps
 from localive.session.engines import Engines
+from localive.session.lifetime import LOCAL_LIMITS, Limits
 from localive.session.live import LiveSession
 from localive.tools.loader import ToolEngines
 from tests.support.virtual_time import InlineExecutor
@@ -281,6 +282,7 @@ class Scenario:
     server: Server = field(default_factory=Server)
     outbox_size: int = 256
     connections: tuple[Connection, ...] = ()
+    lifetime_s: float | None = None  # connections (and sessions without compression) last this long (goAway first)
 
 
 # --- running one and checking it ----------------------------------------------------------------------------
@@ -566,8 +568,11 @@ async def run_scenario(scenario: Scenario, registry: ModelRegistry) -> list[str]
     seen = Seen()
     happened = []
     for number, connection in enumerate(scenario.connections):
+        limits = LOCAL_LIMITS if scenario.lifetime_s is None else Limits(
+            max_connection_s=scenario.lifetime_s, goaway_before_s=scenario.lifetime_s / 4,
+            max_session_s=scenario.lifetime_s * 1.5)
         session = LiveSession(registry=registry, engines=engines, session_id=f"fuzz-{number}", store=store,
-                              outbox_size=scenario.outbox_size, principal="fuzzer")
+                              outbox_size=scenario.outbox_size, principal="fuzzer", limits=limits)
         seen.calls = []
         happened += await run_connection(connection, session, seen)
     return happened

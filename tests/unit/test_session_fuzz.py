@@ -1,7 +1,7 @@
 """Property-based test of the session (issue 17, §5): random sequences of valid and invalid client frames through a
 `LiveSession` with fakes, in virtual time — setups of every kind, typed and spoken input, activity signals, tool
-responses to real and bogus calls, interruptions, a client that stops reading, disconnects at any point, and a
-second connection that resumes the first.
+responses to real and bogus calls, interruptions, a client that stops reading, disconnects at any point, a
+second connection that resumes the first, and connections that reach their time limit (goAway, then 1011).
 
 Driven only through the public surface (the protocol's parser, `handle`, `outbox`, `aclose`) by
 tests/support/fuzz_client.py, which also states the invariants; for every scenario:
@@ -320,7 +320,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         setup = draw(setups(server, resuming=number > 0, resumable=count > 1 and number == 0))
         end = draw(weighted((2, st.none()), (1, disconnects)))
         connections.append(Connection(setup, tuple(draw(st.lists(steps, min_size=1, max_size=25))), end))
-    return Scenario(server, draw(st.sampled_from([256, 256, 8, 2])), tuple(connections))
+    return Scenario(server, draw(st.sampled_from([256, 256, 8, 2])), tuple(connections),
+                    draw(rarely(st.sampled_from([4.0, 20.0]), 6)))
 
 
 # --- regressions: scenarios that found bugs ----------------------------------------------------------------
