@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import pytest
 
+from localive.clock import VirtualClock
 from localive.engines.asr.fake import ScriptedASR
 from localive.engines.faults import Fault, FaultyASR, FaultyLLM, FaultySandbox, FaultyStore, FaultyTTS, InjectedFault
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
@@ -35,7 +36,6 @@ from localive.session.watchdog import CODE_STAGE, LLM_STAGE, STORE_STAGE, Stalle
 from localive.stores.sqlite import SqliteStore
 from localive.tools.loader import ToolEngines
 from localive.tools.sandbox import RunResult
-from tests.support.clock import VirtualClock
 from tests.support.session_driver import send, tone
 
 BOUND_S = 60.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from localive.clock import VirtualClock
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
 from localive.models.registry import ModelRegistry
 from localive.protocol.errors import Close
@@ -11,7 +12,6 @@ from localive.session.engines import Engines
 from localive.session.lifetime import DEADLINE_REASON, GEMINI_LIMITS, LOCAL_LIMITS, Limits
 from localive.session.live import LiveSession
 from localive.stores.sqlite import SqliteStore
-from tests.support.clock import VirtualClock
 from tests.support.session_driver import send
 
 

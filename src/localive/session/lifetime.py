@@ -7,11 +7,9 @@ minute before, and 15 min sessions without `contextWindowCompression`.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass
-from typing import Protocol
 
+from localive.clock import Clock
 from localive.protocol import server_messages as out
 from localive.protocol.errors import INTERNAL, LiveError, close_for
 from localive.session.outbox import Outbox
@@ -25,29 +23,6 @@ class DeadlineExpired(LiveError):
     close_code = INTERNAL
     default_reason = DEADLINE_REASON
     blame = "nobody"
-
-
-class Clock(Protocol):
-    def time(self) -> float:
-        """Seconds since the epoch (wall time: session ages survive a restart)."""
-        ...
-
-    def monotonic(self) -> float:
-        """Seconds from an arbitrary start, never going back (for spans within one process: the turn watchdog)."""
-        ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    def time(self) -> float:
-        return time.time()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
 
 @dataclass(frozen=True)

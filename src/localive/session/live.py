@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
+from localive.clock import Clock, SystemClock
 from localive.engines.llm.base import (
     LLM,
     PENDING_RESULT,
@@ -64,7 +65,7 @@ from localive.session.context import TurnContext, language_instruction
 from localive.session.engines import Engines
 from localive.session.hearing import AffectTracker, Heard, Recognition, hear
 from localive.session.history import Turn, keep_after_interruption, whole_turns_to_drop
-from localive.session.lifetime import LOCAL_LIMITS, Clock, Limits, SystemClock, deadline_s, run_out
+from localive.session.lifetime import LOCAL_LIMITS, Limits, deadline_s, run_out
 from localive.session.outbox import Outbox
 from localive.session.proactive import ProactiveJudge
 from localive.session.speech_out import Playback, finish_transcription, speak

@@ -26,8 +26,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from localive.clock import Clock
 from localive.protocol.errors import INTERNAL, LiveError, StageFailed, close_for
-from localive.session.lifetime import Clock
 from localive.session.outbox import Outbox
 
 log = logging.getLogger("localive.session")
