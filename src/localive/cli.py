@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from localive import __version__
+from localive.clock import Clock
 from localive.config import default_data_dir
 
 DEFAULT_PORT = 8765
@@ -353,12 +354,13 @@ def _limits(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> Lim
     return limits
 
 
-def _sessions_store(args: argparse.Namespace, data_dir: Path):  # type: ignore[no-untyped-def]  # -> SessionStore
-    """SQLite by default; Redis with --sessions-redis, checked now (reachable, AOF on). None: refused (printed)."""
+def _sessions_store(args: argparse.Namespace, data_dir: Path, clock: Clock):  # type: ignore[no-untyped-def]  # -> SessionStore
+    """SQLite by default; Redis with --sessions-redis, checked now (reachable, AOF on). None: refused (printed).
+    `clock`: the server's (localive/clock.py)."""
     from localive.stores.sqlite import SqliteStore
 
     if not args.sessions_redis:
-        return SqliteStore(args.sessions_db or data_dir / "sessions.sqlite3", ttl_s=args.handle_ttl)
+        return SqliteStore(args.sessions_db or data_dir / "sessions.sqlite3", ttl_s=args.handle_ttl, clock=clock)
     if args.sessions_db:
         print("localive: --sessions-db and --sessions-redis exclude each other", file=sys.stderr)
         return None
@@ -375,7 +377,7 @@ def _sessions_store(args: argparse.Namespace, data_dir: Path):  # type: ignore[n
     for warning in warnings:
         print(f"localive: warning: {warning}", file=sys.stderr, flush=True)
     print(f"localive: sessions: Redis at {redacted(args.sessions_redis)}", file=sys.stderr, flush=True)
-    return RedisStore(args.sessions_redis, ttl_s=args.handle_ttl)
+    return RedisStore(args.sessions_redis, ttl_s=args.handle_ttl, clock=clock)
 
 
 # --turn-taking → the model families whose sessions judge pauses with the end-of-turn model
@@ -453,6 +455,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.plain_port is None:
         args.plain_port = args.port + 1 if _is_loopback(args.host) else 0
     args.plain_port = args.plain_port or None
+    from localive.clock import SYSTEM_CLOCK
     from localive.engines.llm.base import BackendError
     from localive.engines.llm.emulator import EmulatorScript, ScriptError
     from localive.engines.llm.openai_chat import API_KEY_ENV, RemoteSettings
@@ -512,7 +515,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     print(f"localive: access: {access.describe()}", file=sys.stderr, flush=True)
     data_dir = args.data_dir or default_data_dir()
-    store = _sessions_store(args, data_dir)
+    clock = SYSTEM_CLOCK  # the server's one clock: its state hands it to sessions, tokens and budgets
+    store = _sessions_store(args, data_dir, clock)
     if store is None:
         return 2
     tls = ensure_tls(data_dir, [args.host])
@@ -520,7 +524,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "", api_key=os.environ.get(API_KEY_ENV) or None, connect_timeout_s=args.llm_connect_timeout_s,
         first_token_timeout_s=args.llm_timeout_s, read_timeout_s=args.llm_timeout_s,
         max_sessions=args.llm_max_concurrency, context_tokens=args.llm_context_tokens,
-        may_start_down=args.llm_may_start_down, logprobs=not args.llm_no_logprobs))
+        may_start_down=args.llm_may_start_down, logprobs=not args.llm_no_logprobs), clock=clock)
     print(f"localive {__version__}: loading models ({', '.join(sorted(map(_shown, registry.llm_backends())))})…",
           file=sys.stderr, flush=True)
     voice = None
@@ -597,7 +601,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                               max_connections_per_ip=args.max_connections_per_ip,
                               allow_hosts=tuple(args.allow_host), allow_origins=tuple(args.allow_origin))
     app = create_app(ServerState(settings=settings, registry=registry, llms=pool, engines=engines, store=store,
-                                 limits=_limits(args), access=access), playground=args.playground)
+                                 limits=_limits(args), access=access, clock=clock), playground=args.playground)
 
     async def run() -> None:
         started = asyncio.Event()
@@ -605,7 +609,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                                tls=tls, max_message_bytes=args.max_message_bytes,
                                                header_timeout_s=args.header_timeout,
                                                max_connections=args.max_connections,
-                                               forwarded_allow_ips=args.forwarded_allow_ips, started=started))
+                                               forwarded_allow_ips=args.forwarded_allow_ips, started=started,
+                                               clock=clock))
         waiter = asyncio.create_task(started.wait())
         await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if started.is_set():

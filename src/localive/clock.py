@@ -1,11 +1,35 @@
-"""One injectable clock: every place that reads the time or waits on it (session lifetimes, the turn watchdog,
-playback pacing, turn timings, token expiry, stores, the fake engines) takes a `Clock`, so tests can run them in
-virtual time.
+"""One injectable clock: every place that reads the time or waits on it as part of a session's or the server's
+behaviour takes a `Clock` (default `SYSTEM_CLOCK`), so tests can run it in virtual time.
 
 `SystemClock` is the real one. `VirtualClock` is time that moves only when a test says so (`advance`): a
 30-minute session, a token's expiry or a barge-in's timing is checked in milliseconds of real time, with no
-real-time sleep used as synchronisation. It is public (re-exported by `localive.testing`) so that users' own tests
-can drive a session the same way.
+real-time sleep used as synchronisation. It is public, here in `localive.clock`, so that users' own tests can drive
+a session the same way. The server builds one clock (`ServerState.clock`) and hands it to its sessions, tokens,
+work budgets and stores.
+
+Which time goes through the clock (the rule, decided case by case by what the time is used for):
+
+- **The clock**: anything that paces, orders, bounds or expires behaviour the client can see, and the spans
+  between a session's own events. Session lifetimes and goAway (`session/lifetime.py`), the turn watchdog,
+  playback pacing (what the user has heard, when the turn is over: `session/speech_out.py`), turn timings
+  (`session/timings.py`), ephemeral tokens' expiry (`server/auth.py`), work budgets (`server/budget.py`),
+  handle expiry (`stores/`), a down backend's re-check interval (`engines/remote_backend.py`), the transport's
+  ordering of waiting connections, and the fake engines' simulated compute time (`ScriptedASR`, `ToneTTS`,
+  `EmulatorLLM`'s pacing).
+- **Real time, always**: (1) a real engine measuring its own compute (``time.perf_counter`` around a model call,
+  in `engines/asr/whisper.py`; load times logged at start): virtual time cannot make a model faster, and the
+  number is only logged. (2) CPU time charged to a client's work budget (``time.thread_time``): it measures work
+  done, it does not wait. (3) Timeouts on real I/O: ``asyncio.timeout`` around a socket's send or receive, an
+  HTTP call to a backend, uvicorn's ``call_later`` deadlines in `server/transport.py`, the runner's start-up poll:
+  they guard against real peers, which a virtual clock does not slow down. (4) The tools' deadlines (code sandbox,
+  URL fetching): they bound real processes and real network reads. (5) `localive.bench`: it measures real
+  latency by definition. A ``sleep(0)`` that only yields to the event loop is not a wait and stays
+  ``asyncio.sleep(0)``.
+
+`tests/support/virtual_time.py` is the other tool: an event loop whose ``loop.time()`` jumps to its next timer
+whenever nothing is ready (for the fuzz test, which runs whole sessions until they go quiet). It makes every
+``asyncio`` timer virtual, including the real-I/O timeouts above; `VirtualClock` moves only what reads the clock,
+and only when the test says, so a test steps a session to exact moments.
 """
 
 from __future__ import annotations
@@ -81,7 +105,10 @@ class VirtualClock:
 
     async def advance(self, seconds: float, *, settle: int = 5) -> None:
         """Move time on by `seconds`, waking each sleeper whose time comes (time stands at its wake time while it
-        runs), then let what they started run for `settle` passes of the event loop."""
+        runs), then let what they started run for `settle` passes of the event loop. What is ready to run gets
+        those passes first, before time moves: a task just created starts its sleep at the present time."""
+        for _ in range(settle):
+            await asyncio.sleep(0)
         end = self.now + seconds
         while self._sleepers and self._sleepers[0][0] <= end:
             at, _, wake = heapq.heappop(self._sleepers)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from localive.audio.pcm import Pcm16
+from localive.clock import VirtualClock
 from localive.engines.asr.base import ASR
 from localive.engines.asr.fake import ASRCall, ScriptedASR
 from localive.engines.asr.whisper import (
@@ -285,16 +286,15 @@ async def test_scripted_asr_returns_texts_in_order_and_records_calls() -> None:
 
 
 async def test_scripted_asr_with_a_callable_and_a_virtual_delay() -> None:
-    slept: list[float] = []
-
-    async def virtual_sleep(seconds: float) -> None:
-        slept.append(seconds)
-
-    fake = ScriptedASR(lambda audio, language: f"{audio.duration_s:.1f} s in {language}", delay_s=0.3,
-                       sleep=virtual_sleep)
-    transcript = await fake.transcribe(Pcm16.silence(2.0, 16000), "de-DE")
-    assert transcript.text == "2.0 s in de-DE" and transcript.compute_s == 0.3
-    assert slept == [0.3]
+    clock = VirtualClock()
+    fake = ScriptedASR(lambda audio, language: f"{audio.duration_s:.1f} s in {language}", delay_s=0.25,
+                       clock=clock)
+    call = asyncio.create_task(fake.transcribe(Pcm16.silence(2.0, 16000), "de-DE"))
+    await clock.advance(0.125)
+    assert not call.done()
+    await clock.advance(0.125)
+    transcript = await call
+    assert transcript.text == "2.0 s in de-DE" and transcript.compute_s == 0.25
 
 
 async def test_scripted_asr_delay_is_cancellable_and_close_refuses() -> None:

@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
+from localive.clock import VirtualClock
+from localive.engines.llm.emulator import EmulatorLLM
+from localive.models.registry import ModelRegistry
 from localive.protocol import messages as wire
 from localive.protocol.errors import MAX_REASON_BYTES, Close, InvalidArgument, close_for
 from localive.server import auth
@@ -23,6 +26,7 @@ from localive.server.auth import (
     TOKEN_EXPIRED,
     TOKEN_NEEDS_CONSTRAINED,
     Access,
+    Credential,
     KeyRing,
     MemoryTokenStore,
     Token,
@@ -33,17 +37,12 @@ from localive.server.auth import (
     read_keys_file,
 )
 from localive.server.tokens_api import BadRequest, create_token, parse_token_request
+from localive.session.engines import Engines
+from localive.session.live import LiveSession
+from tests.support.session_driver import send
 
 NOW = 1_000_000.0
 MODEL = "models/gemini-2.0-flash-live-001"
-
-
-class Clock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def client_setup(**fields: Any) -> wire.Setup:
@@ -53,7 +52,7 @@ def client_setup(**fields: Any) -> wire.Setup:
 def mint(access: Access, *, uses: int = 1, expire_in: float = 1800.0, new_sessions_for: float = 60.0,
          setup: dict[str, Any] | None = None, mask: tuple[str, ...] | None = None) -> str:
     name = auth.new_token_name()
-    now = access.clock()
+    now = access.clock.time()
     access.tokens.add(name, Token(now + expire_in, now + new_sessions_for, uses, "p-minter", setup, mask), now)
     return name
 
@@ -239,7 +238,7 @@ async def test_resumption_does_not_take_a_use() -> None:
 
 
 async def test_new_sessions_end_before_resumptions_do() -> None:
-    clock = Clock()
+    clock = VirtualClock(NOW)
     access = Access(clock=clock)
     name = mint(access, uses=0, expire_in=600, new_sessions_for=60)
     clock.now += 61
@@ -253,7 +252,7 @@ async def test_new_sessions_end_before_resumptions_do() -> None:
 
 
 async def test_token_that_expires_between_connect_and_setup_is_refused() -> None:
-    clock = Clock()
+    clock = VirtualClock(NOW)
     access = Access(clock=clock)
     name = mint(access, expire_in=10)
     gate = access.authenticate(name, constrained=True).gate
@@ -286,20 +285,51 @@ def test_store_forgets_long_expired_tokens_and_has_a_cap() -> None:
     assert len(store) == 1 and store.get("auth_tokens/a") is None and store.get("auth_tokens/c") is not None
 
 
-async def test_a_token_session_is_closed_at_expire_time() -> None:
-    clock = Clock()
-    access = Access(clock=clock)
-    credential = access.authenticate(mint(access, expire_in=0.05), constrained=True)
-    closes: list[Close] = []
+EPS = 2.0**-10  # about a millisecond, exact in binary: moments on either side of a deadline stay exact
 
+
+async def test_token_times_hold_to_the_millisecond_in_virtual_time() -> None:
+    """New sessions until newSessionExpireTime, resumptions until expireTime, then refusals; the session a token
+    opened is closed at its expireTime (1011), not a millisecond before."""
+    clock = VirtualClock(NOW)
+    access = Access(clock=clock)
+    name = mint(access, uses=0, expire_in=1800, new_sessions_for=60)
+    credential = access.authenticate(name, constrained=True)
+    llm = EmulatorLLM()
+    session = LiveSession(registry=ModelRegistry(), engines=Engines(llm_for=lambda entry: llm), session_id="t",
+                          principal=credential.principal, setup_gate=credential.gate, clock=clock)
+    expiry = credential.watch_expiry(session.outbox)
+    assert expiry is not None
+    await clock.advance(60 - EPS)
+    await send(session, {"setup": {"model": MODEL, "generationConfig": {"responseModalities": ["TEXT"]}}})
+    assert "setupComplete" in await session.outbox.get()  # a new session, just in time
+    await clock.advance(EPS)
+    with pytest.raises(Unauthenticated) as late:
+        await redeem(access, name)
+    assert late.value.reason == NO_NEW_SESSIONS
+    await clock.advance(1800 - 60 - EPS)
+    assert len(session.outbox) == 0 and not expiry.done()
+    await redeem(access, name, client_setup(sessionResumption={"handle": "h"}))  # resuming: until expireTime
+    await clock.advance(EPS)
+    assert expiry.done() and await session.outbox.get() == Close(1011, TOKEN_EXPIRED)
+    assert clock.time() == NOW + 1800
+    with pytest.raises(Unauthenticated, match="expired"):
+        access.authenticate(name, constrained=True)
+    with pytest.raises(Unauthenticated, match="expired"):
+        await redeem_with(credential, client_setup(sessionResumption={"handle": "h"}))
+    await session.aclose()
+
+
+async def redeem_with(credential: Credential, setup: wire.Setup) -> wire.Setup:
+    assert credential.gate is not None
+    return await credential.gate(setup)
+
+
+def test_only_a_token_has_an_expiry_watch() -> None:
     class Sink:
         async def put(self, message: Close) -> None:
-            closes.append(message)
+            raise AssertionError(message)
 
-    task = credential.watch_expiry(Sink())
-    assert task is not None
-    await asyncio.wait_for(task, 2)
-    assert closes == [Close(1011, TOKEN_EXPIRED)]
     assert Access().authenticate("k", constrained=False).watch_expiry(Sink()) is None
 
 
@@ -379,7 +409,7 @@ async def post(access: Access, body: object, *, key: str | None = "k1", version:
 
 
 async def test_rest_mints_a_token() -> None:
-    clock = Clock(1_700_000_000.0)
+    clock = VirtualClock(1_700_000_000.0)
     access = Access(KeyRing(["k1"]), clock=clock)
     status, body = await post(access, {"uses": 3})
     assert status == 200

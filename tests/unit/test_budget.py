@@ -1,22 +1,17 @@
-"""The work budget per connection (server/budget.py), with a fake clock."""
+"""The work budget per connection (server/budget.py), with a virtual clock."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from localive.clock import VirtualClock
 from localive.server.budget import CARRIED_S, CONNECT_S, MAX_WAIT_S, WorkBudgets
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_audio_in_real_time_never_waits() -> None:
-    clock = Clock()
+    clock = VirtualClock(100.0)
     budget = WorkBudgets(clock=clock).open("a")
     for _ in range(600):  # a minute of 100 ms chunks: 16 kHz PCM in base64, ~4.3 KB each, cheap to parse
         assert budget.charge(4300, parse_s=0.0002) == 0.0
@@ -24,7 +19,7 @@ def test_audio_in_real_time_never_waits() -> None:
 
 
 def test_a_flood_of_heavy_frames_waits_for_its_share() -> None:
-    clock = Clock()
+    clock = VirtualClock(100.0)
     budget = WorkBudgets(share=0.05, burst_s=1.0, clock=clock).open("a")
     waits = [budget.charge(600_000, parse_s=0.05) for _ in range(40)]
     assert waits[0] == 0.0  # the burst
@@ -34,7 +29,7 @@ def test_a_flood_of_heavy_frames_waits_for_its_share() -> None:
 
 
 def test_reconnecting_does_not_refill_the_bucket_and_others_are_unaffected() -> None:
-    clock = Clock()
+    clock = VirtualClock(100.0)
     budgets = WorkBudgets(clock=clock)
     neighbour = budgets.open("127.0.0.1")  # another client on the same address
     attacker = budgets.open("127.0.0.1")
@@ -47,7 +42,7 @@ def test_reconnecting_does_not_refill_the_bucket_and_others_are_unaffected() -> 
 
 
 def test_debt_is_forgiven_with_time() -> None:
-    clock = Clock()
+    clock = VirtualClock(100.0)
     budgets = WorkBudgets(share=0.05, burst_s=1.0, clock=clock)
     budget = budgets.open("a")
     budget.charge(0, parse_s=3.0)
@@ -58,13 +53,13 @@ def test_debt_is_forgiven_with_time() -> None:
 
 @pytest.mark.parametrize("over_s", [0.05, 0.1])
 def test_the_wait_is_the_time_to_earn_the_debt_back(over_s: float) -> None:
-    budget = WorkBudgets(share=0.05, burst_s=1.0, clock=Clock()).open("a")
+    budget = WorkBudgets(share=0.05, burst_s=1.0, clock=VirtualClock(100.0)).open("a")
     assert budget.charge(0, parse_s=1.0 - CONNECT_S + over_s) == pytest.approx(over_s / 0.05)
 
 
 def test_reconnecting_costs_its_share_too() -> None:
     """A client whose message is refused reconnects and sends it again: each connection is charged."""
-    clock = Clock()
+    clock = VirtualClock(100.0)
     budgets = WorkBudgets(share=0.05, burst_s=0.5, clock=clock)
     for _ in range(int(0.5 / CONNECT_S) + 5):
         budgets.close(budgets.open("churn"))
@@ -74,7 +69,7 @@ def test_reconnecting_costs_its_share_too() -> None:
 
 def test_a_newcomer_on_an_indebted_address_waits_about_a_second_once() -> None:
     """Every local client shares 127.0.0.1: a new one must not pay an attacker's whole debt."""
-    clock = Clock()
+    clock = VirtualClock(100.0)
     budgets = WorkBudgets(share=0.02, burst_s=0.5, clock=clock)
     attacker = budgets.open("127.0.0.1")
     attacker.charge(0, parse_s=30.0)  # deep in debt
@@ -84,3 +79,17 @@ def test_a_newcomer_on_an_indebted_address_waits_about_a_second_once() -> None:
     assert 0 < first <= (CARRIED_S + CONNECT_S) / 0.02 + 0.1
     clock.now += first + 2.0  # after that one wait (and a little more), it is a normal connection again
     assert newcomer.charge(100, parse_s=0.0001) == 0.0
+
+
+async def test_the_reader_waits_out_its_debt_on_the_clock() -> None:
+    clock = VirtualClock(100.0)
+    budget = WorkBudgets(share=0.05, burst_s=1.0, clock=clock).open("a")
+    paying = asyncio.create_task(budget.pay(0, parse_s=1.18))  # 0.2 s of work over the bucket
+    await asyncio.sleep(0)
+    owed_s = (1.18 - (1.0 - CONNECT_S)) / 0.05  # earned back at 5 % of a core: 4 s (under MAX_WAIT_S)
+    await clock.advance(owed_s - 0.01)
+    assert not paying.done()
+    await clock.advance(0.02)
+    assert paying.done()
+    await budget.pay(100)  # nothing owed now: no wait at all
+    assert clock.sleepers == 0

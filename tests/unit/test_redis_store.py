@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from localive.clock import VirtualClock
 from localive.stores.base import new_handle
 from localive.stores.redis import RedisStore, RedisStoreError, redacted, verify_redis
 from tests.support.redis_server import RedisServer
@@ -101,7 +102,12 @@ async def test_a_session_keeps_its_four_newest_snapshots(server: RedisServer, st
 async def test_save_order_does_not_trust_the_clock(server: RedisServer, prefix: str) -> None:
     """Two hosts with skewed clocks: the later save still counts as the newest."""
     times = iter([1000.0, 1000.0, 990.0, 500.0, 400.0, 400.0])
-    store = RedisStore(server.url, ttl_s=100, key_prefix=prefix, clock=lambda: next(times))
+
+    class Skewed(VirtualClock):
+        def time(self) -> float:
+            return next(times)
+
+    store = RedisStore(server.url, ttl_s=100, key_prefix=prefix, clock=Skewed())
     try:
         handles = [new_handle() for _ in range(6)]
         for i, handle in enumerate(handles):

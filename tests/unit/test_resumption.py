@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from localive.clock import VirtualClock
 from localive.engines.llm.emulator import EmulatorLLM
 from localive.models.registry import ModelRegistry
 from localive.protocol.errors import Close, PolicyViolation
@@ -13,14 +14,6 @@ from localive.session.engines import Engines
 from localive.session.live import LiveSession
 from localive.stores.sqlite import SqliteStore
 from tests.support.session_driver import send
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make_session(store: SqliteStore, principal: str = "key-a") -> LiveSession:
@@ -98,7 +91,7 @@ async def test_transparent_mode_reports_the_last_consumed_message() -> None:
 
 @pytest.mark.parametrize("case", ["unknown", "other key", "expired"])
 async def test_bad_handles_are_refused(case: str) -> None:
-    clock = Clock()
+    clock = VirtualClock(1000.0)
     store = SqliteStore(":memory:", ttl_s=60, clock=clock)
     first = make_session(store)
     await send(first, setup())

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 
 import httpx2
 
+from localive.clock import SYSTEM_CLOCK, Clock
+
 RECHECK_S = 2.0  # how often a backend known to be down is asked again, at most (a new session asks)
 
 
@@ -38,21 +40,23 @@ class SessionSlots:
 class BackendHealth:
     """Whether a new session may use a backend: yes unless it is known to be down (it did not answer at start, or
     a connection to it was refused during a turn); then `probe` asks it again, at most every RECHECK_S and only
-    when a new session wants it, and the session is refused with 1013 until it answers."""
+    when a new session wants it, and the session is refused with 1013 until it answers. The interval is read on
+    `clock`; the probe's own timeout is real time (a real request to a real backend)."""
 
-    def __init__(self, probe: Callable[[], Awaitable[bool]], *, timeout_s: float) -> None:
+    def __init__(self, probe: Callable[[], Awaitable[bool]], *, timeout_s: float, clock: Clock = SYSTEM_CLOCK) -> None:
         self.down = False
         self._probe = probe  # True when the backend answers as it should
         self._timeout_s = timeout_s
+        self._clock = clock
         self._checked_at = -math.inf
 
     async def reachable(self) -> bool:
         if not self.down:
             return True
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._checked_at < RECHECK_S:
+        now = self._clock.monotonic()
+        if now - self._checked_at < RECHECK_S:
             return False
-        self._checked_at = loop.time()
+        self._checked_at = now
         try:
             async with asyncio.timeout(self._timeout_s):
                 self.down = not await self._probe()

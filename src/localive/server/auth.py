@@ -25,15 +25,15 @@ import hmac
 import json
 import secrets
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import InitVar, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from localive.clock import SYSTEM_CLOCK, Clock
 from localive.protocol import messages as wire
 from localive.protocol.errors import INTERNAL, POLICY, Close, InvalidArgument, LiveError, PolicyViolation, close_for
 from localive.protocol.keys import snake_to_camel
@@ -51,8 +51,6 @@ MAX_TOKENS = 100_000  # live (unexpired) tokens of all minters together
 MAX_EXPIRED_REMEMBERED = 100_000  # expired tokens remembered (without their setups) to say "expired"
 MAX_SETUP_BYTES_TOTAL = 256 * 2**20  # locked setups (compact JSON) of all live tokens together
 PURGE_EVERY_S = 60.0
-
-Clock = Callable[[], float]  # wall-clock seconds since the epoch (token times are absolute)
 
 
 class Unauthenticated(LiveError):
@@ -389,7 +387,7 @@ class TokenGate:
         """Redeem the token (a new session takes one use, a resumed one none) and apply its locks."""
         effective = self.constrain(setup)
         resuming = bool(effective.session_resumption and effective.session_resumption.handle)
-        self._store.redeem(self._name, self._clock(), new_session=not resuming)
+        self._store.redeem(self._name, self._clock.time(), new_session=not resuming)
         return effective
 
     def constrain(self, setup: wire.Setup) -> wire.Setup:
@@ -417,15 +415,17 @@ class TokenGate:
         return any(mask_path(path)[0] == name for path in token.field_mask)
 
     async def expire(self, outbox: CloseSink) -> None:
-        await asyncio.sleep(max(0.0, self._token.expire_at - self._clock()))
+        """Wait, on the clock, for the token's expireTime; then close the connection (1011, TOKEN_EXPIRED)."""
+        await self._clock.sleep(max(0.0, self._token.expire_at - self._clock.time()))
         await outbox.put(close_for(TokenExpired()))
 
 
 class Access:
-    """The server's access policy: its API keys and its ephemeral tokens."""
+    """The server's access policy: its API keys and its ephemeral tokens. Token times (minting, redeeming, expiry)
+    are the clock's wall time (`Clock.time`): a token's expireTime is absolute."""
 
     def __init__(self, keys: KeyRing | None = None, tokens: TokenStore | None = None,
-                 clock: Clock = time.time) -> None:
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.keys = keys or KeyRing()
         self.tokens: TokenStore = tokens or MemoryTokenStore()
         self.clock = clock
@@ -444,7 +444,7 @@ class Access:
             token = self.tokens.get(credential)
             if token is None:
                 raise Unauthenticated
-            if self.clock() >= token.expire_at:
+            if self.clock.time() >= token.expire_at:
                 raise Unauthenticated(TOKEN_EXPIRED)
             return Credential(token_principal(credential), TokenGate(self.tokens, credential, token, self.clock))
         if not self.keys.accepts(credential):

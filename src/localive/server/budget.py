@@ -18,13 +18,16 @@ bounded by the same share. Real-time audio costs about 15 % of the share, a 200 
 video frame a second about 25 %; only floods of the largest messages ever wait. 2 % was chosen with
 `python -m localive.bench.attacks`: at 5 %, other sessions' 90th-percentile turns took up to 3 times their idle
 time under the heaviest floods.
+
+Buckets fill on the server's `Clock` (its monotonic time), and the reader's wait is a sleep on it (`pay`), so
+tests check the rate limit in virtual time. The cost itself is real: CPU seconds measured in the parse worker.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from localive.clock import SYSTEM_CLOCK, Clock
 
 INGEST_BYTES_PER_S = 50e6  # receiving, unmasking and decoding a frame: its cost estimated from its bytes
 SHARE = 0.02  # of a CPU core, per connection
@@ -44,7 +47,7 @@ class WorkBudget:
     updated: float
     share: float
     burst_s: float
-    clock: Callable[[], float]
+    clock: Clock
 
     def charge(self, frame_bytes: int, parse_s: float = 0.0) -> float:
         """Take a frame's cost from the bucket; return the seconds the reader should wait before the next read."""
@@ -54,9 +57,14 @@ class WorkBudget:
             return 0.0
         return min(-self.level_s / self.share, MAX_WAIT_S)
 
+    async def pay(self, frame_bytes: int, parse_s: float = 0.0) -> None:
+        """`charge`, then wait (on the clock) as long as it says: the rate limit of a connection's reader."""
+        if (wait_s := self.charge(frame_bytes, parse_s)) > 0:
+            await self.clock.sleep(wait_s)
+
     def refill(self) -> None:
         """Add what the share earned since the last look (up to the burst)."""
-        now = self.clock()
+        now = self.clock.monotonic()
         self.level_s = min(self.level_s + (now - self.updated) * self.share, self.burst_s)
         self.updated = now
 
@@ -67,11 +75,11 @@ class WorkBudgets:
 
     share: float = SHARE
     burst_s: float = BURST_S
-    clock: Callable[[], float] = time.monotonic
+    clock: Clock = SYSTEM_CLOCK
     _debts: dict[str, tuple[float, float]] = field(default_factory=dict)  # address → (level_s, when)
 
     def open(self, address: str) -> WorkBudget:
-        now = self.clock()
+        now = self.clock.monotonic()
         level = self.burst_s
         if (debt := self._debts.pop(address, None)) is not None:  # at most CARRIED_S of it: see the docstring
             level = max(min(debt[0] + (now - debt[1]) * self.share, self.burst_s), -CARRIED_S)

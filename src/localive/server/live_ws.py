@@ -9,7 +9,8 @@ Every wait is bounded (security finding F13). A connection must send its setup w
 holds no session slot until it does (the counters are in server/state.py). Each message to the client must be
 taken by its socket within `write_timeout_s`: a client that asks for a long answer and never reads would
 otherwise keep its slot for ever, because a send waits for the socket to drain, and so does a close. Such a
-connection is aborted (server/transport.py) and its slot freed.
+connection is aborted (server/transport.py) and its slot freed. These bounds are real time (they guard a real
+socket); the session and the rate limit's waits run on the server's clock (localive/clock.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
 from functools import partial
 
 from starlette.types import Message
@@ -46,7 +46,6 @@ from localive.server.transport import ABORT_EXTENSION
 from localive.session.live import LiveSession
 
 log = logging.getLogger("localive.live")
-Meter = Callable[[int, float], float]  # (frame bytes, parse seconds) → seconds to wait before the next read
 access = logging.getLogger("localive.access")
 
 API_VERSIONS = ("v1", "v1beta", "v1alpha")
@@ -121,7 +120,7 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
         _ended(client, path, "-", outcome)
         return
     try:
-        first = await _first_message(ws, settings.setup_timeout_s, budget.charge)
+        first = await _first_message(ws, settings.setup_timeout_s, budget)
     except PeerClosed as exc:
         _ended(client, path, "-", exc.close)
         return
@@ -140,12 +139,12 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
                           api_version=version, outbox_size=settings.outbox_size, store=state.store,
                           limits=state.limits, principal=credential.principal, setup_gate=credential.gate,
                           owner=_owner(credential.principal, ws), charge_work=partial(budget.charge, 0),
-                          turn_watchdog_s=settings.turn_watchdog_s, on_stall=state.count_stall)
+                          turn_watchdog_s=settings.turn_watchdog_s, on_stall=state.count_stall, clock=state.clock)
     expiry = credential.watch_expiry(session.outbox)  # a token's session ends at its expireTime
     writer = asyncio.create_task(_write(ws, session, settings.write_timeout_s), name=f"writer-{session_id}")
     outcome, closed_by_peer = close_for(None), False
     try:
-        outcome = await _read(ws, session, writer, first, budget.charge)
+        outcome = await _read(ws, session, writer, first, budget)
     except PeerClosed as exc:
         outcome, closed_by_peer = exc.close, True
     finally:
@@ -175,7 +174,7 @@ def _owner(principal: str, ws: WebSocket) -> str:
     return f"address {ws.client.host}" if ws.client else principal
 
 
-async def _first_message(ws: WebSocket, setup_timeout_s: float, meter: Meter) -> ClientMessage | Close:
+async def _first_message(ws: WebSocket, setup_timeout_s: float, budget: WorkBudget) -> ClientMessage | Close:
     """The client's first message, parsed; or the Close to send when none comes in time or it is malformed.
     Raises PeerClosed if the client leaves first."""
     try:
@@ -183,10 +182,10 @@ async def _first_message(ws: WebSocket, setup_timeout_s: float, meter: Meter) ->
             event = await ws.receive()
     except TimeoutError:
         return close_for(PolicyViolation("No setup message was received in time."))
-    return await _parse(event, "-", meter)
+    return await _parse(event, "-", budget)
 
 
-async def _parse(event: Message, session_id: str, meter: Meter) -> ClientMessage | Close:
+async def _parse(event: Message, session_id: str, budget: WorkBudget) -> ClientMessage | Close:
     """The frame's message, or the Close it calls for. Its cost is taken from the client's work budget, and when
     that is spent this waits before returning: the socket is not read meanwhile (backpressure on the client)."""
     if event["type"] == "websocket.disconnect":  # the client closed, or the protocol layer did (e.g. 1009)
@@ -197,18 +196,17 @@ async def _parse(event: Message, session_id: str, meter: Meter) -> ClientMessage
     try:
         message, cost_s = await parse_frame_metered(frame)
     except FrameRefused as refused:
-        meter(len(frame), refused.cost_s)  # charged: a client that reconnects after each refusal still pays
+        budget.charge(len(frame), refused.cost_s)  # charged: a client that reconnects after each refusal still pays
         return close_for(refused.error)
     except Exception as exc:  # an unexpected failure of ours: logged, reported as 1011
         log.exception("session %s failed", session_id)
         return close_for(exc)
-    if (wait_s := meter(len(frame), cost_s)) > 0:
-        await asyncio.sleep(wait_s)  # a rate limit: the client's heaviest messages take their share only
+    await budget.pay(len(frame), cost_s)  # a rate limit: the client's heaviest messages take their share only
     return message
 
 
 async def _read(ws: WebSocket, session: LiveSession, writer: asyncio.Task[Close | None],
-                first: ClientMessage, meter: Meter) -> Close:
+                first: ClientMessage, budget: WorkBudget) -> Close:
     """Feed frames to the session until the client leaves, an error ends the session, or the writer stops."""
     message: ClientMessage | Close = first
     while True:
@@ -219,8 +217,8 @@ async def _read(ws: WebSocket, session: LiveSession, writer: asyncio.Task[Close 
             await session.handle(message)
             # compiling a contextUpdate's tools is the session's one heavy step that awaits nothing: the event
             # loop's CPU time for it is this client's alone, and is charged too
-            if isinstance(message, ContextUpdate) and (wait_s := meter(0, time.thread_time() - started)) > 0:
-                await asyncio.sleep(wait_s)
+            if isinstance(message, ContextUpdate):
+                await budget.pay(0, time.thread_time() - started)
         except LiveError as exc:
             return close_for(exc)
         except Exception as exc:  # an unexpected failure of ours: logged, reported as 1011
@@ -231,7 +229,7 @@ async def _read(ws: WebSocket, session: LiveSession, writer: asyncio.Task[Close 
         if writer.done():
             receive.cancel()
             return writer.result() or close_for(None)
-        message = await _parse(receive.result(), session.session_id, meter)
+        message = await _parse(receive.result(), session.session_id, budget)
 
 
 async def _write(ws: WebSocket, session: LiveSession, write_timeout_s: float) -> Close | None:

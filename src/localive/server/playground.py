@@ -119,7 +119,7 @@ async def mint_token(request: Request) -> JSONResponse:
         return error(403, "PERMISSION_DENIED",
                      "Playground tokens are only given to this machine; start the server with "
                      "--playground public to give them to other clients.")
-    now = state.access.clock()
+    now = state.access.clock.time()
     token = Token(now + DEFAULT_EXPIRE_S, now + DEFAULT_NEW_SESSION_S, uses=1, principal=PRINCIPAL,
                   minter=f"{PRINCIPAL}@{client}")  # each client address has its own quota (security finding F9)
     name = new_token_name()

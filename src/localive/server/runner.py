@@ -16,6 +16,7 @@ from typing import Any
 
 import uvicorn
 
+from localive.clock import SYSTEM_CLOCK, Clock
 from localive.server.tls import TlsFiles
 from localive.server.transport import ConnectionGuard, default_max_connections, http_protocol, websocket_protocol
 
@@ -96,12 +97,13 @@ def _config(app: Any, host: str, port: int, max_message_bytes: int, tls: TlsFile
 
 async def serve_all(app: Any, *, host: str, port: int, plain_port: int | None, tls: TlsFiles,
                     max_message_bytes: int, header_timeout_s: float = 10.0, max_connections: int | None = None,
-                    forwarded_allow_ips: str | None = None, started: asyncio.Event | None = None) -> None:
+                    forwarded_allow_ips: str | None = None, started: asyncio.Event | None = None,
+                    clock: Clock = SYSTEM_CLOCK) -> None:
     """Serve until SIGINT/SIGTERM (or cancellation). `started` is set once every listener is bound.
     `max_connections` bounds the client connections of both listeners together (None: the descriptor limit less
-    a reserve)."""
+    a reserve). `clock`: the server's (ServerState.clock), for the connection guard's bookkeeping."""
     install_log_redaction()
-    guard = ConnectionGuard(max_connections or default_max_connections(), header_timeout_s)
+    guard = ConnectionGuard(max_connections or default_max_connections(), header_timeout_s, clock)
     log.info("transport: at most %d connections; a request must arrive within %.0f s; X-Forwarded-For %s",
              guard.max_connections, header_timeout_s,
              f"trusted from {forwarded_allow_ips}" if forwarded_allow_ips is not None else "ignored")
@@ -124,7 +126,7 @@ async def serve_all(app: Any, *, host: str, port: int, plain_port: int | None, t
             if done:
                 done[0].result()  # a listener failed to bind: raise its error
                 raise SystemExit(f"a listener stopped during start-up (port {port} or {plain_port} in use?)")
-            await asyncio.sleep(0.05)  # polling uvicorn's `started` flag: it offers no event to wait on
+            await asyncio.sleep(0.05)  # real time: polling uvicorn's `started` flag (it offers no event to wait on)
         if started is not None:
             started.set()
         await asyncio.gather(*tasks)

@@ -4,6 +4,10 @@ Admission has three counters (security finding F13). A Live connection first wai
 against ``max_awaiting_setup`` and its client address's ``max_connections_per_ip``, and holds no session slot, so
 sockets that never send a setup cannot keep real sessions out. Only once its first message has arrived does it
 take one of the ``max_sessions`` slots. Each refusal is a 1013 at once, which clients may retry.
+
+The state holds the server's one `Clock` (localive/clock.py) and hands it on: to each session, to its access policy
+(ephemeral tokens' minting, redemption and expiry) and to the work budgets. A session store is built before the
+state; whoever builds both gives the store the same clock (cli.py does).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
 
+from localive.clock import SYSTEM_CLOCK, Clock
 from localive.engines.llm.pool import LLMPool
 from localive.models.registry import ModelRegistry
 from localive.protocol.errors import Overloaded
@@ -117,11 +122,13 @@ class ServerState:
     sessions_served: int = field(default=0)
     stalls: int = 0  # turns (and session-store calls) the watchdog ended: session/watchdog.py
     connections: Connections = field(init=False)
-    budgets: WorkBudgets = field(default_factory=WorkBudgets)  # server work per client address (server/budget.py)
+    budgets: WorkBudgets = field(init=False)  # server work per client address (server/budget.py)
+    clock: Clock = SYSTEM_CLOCK  # the server's one clock: sessions, tokens, budgets (and the store, given by cli)
 
     def __post_init__(self) -> None:
         self.connections = Connections(self.settings.max_connections_per_ip, self.settings.max_awaiting_setup)
-        self.budgets = WorkBudgets(share=self.settings.work_share)
+        self.budgets = WorkBudgets(share=self.settings.work_share, clock=self.clock)
+        self.access.clock = self.clock  # token times are the server's time
 
     def admit(self) -> bool:
         """Take a session slot; False when the server is full (the client gets 1013)."""

@@ -162,13 +162,13 @@ async def create_token(request: Request) -> JSONResponse:
     principal = principal_of(key)
     try:
         body = await _json_body(request)
-        spec = parse_token_request(body, state.access.clock())
+        spec = parse_token_request(body, state.access.clock.time())
     except BadRequest as exc:
         return error(400, "INVALID_ARGUMENT", str(exc))
     name = new_token_name()
     token = Token(spec.expire_at, spec.new_session_until, spec.uses, principal, spec.setup, spec.field_mask)
     try:
-        state.access.tokens.add(name, token, state.access.clock())
+        state.access.tokens.add(name, token, state.access.clock.time())
     except TokenStoreFull:
         return error(429, "RESOURCE_EXHAUSTED", "Too many ephemeral tokens of this key are active; try again "
                      "later.")

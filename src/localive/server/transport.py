@@ -25,6 +25,9 @@ descriptor, and a Live connection also holds a session slot. Here:
   (the rest waits, with the socket paused, until the session takes it); after the close frame at most
   `DISCARDED_AFTER_CLOSE` messages are read and dropped, then the connection is aborted.
 
+Deadlines here are the event loop's timers (``call_later``): they bound real sockets, in real time. The guard's
+own bookkeeping (which connection has waited longest, how often to warn) reads the server's `Clock`.
+
 These classes touch uvicorn's protocol internals (``cycle``, ``transport``, ``disconnected``, ``run_asgi``),
 which are stable across the 0.3x–0.5x releases; tests/integration/test_transport_attacks.py replays each attack
 against a real server, so a uvicorn change that breaks them fails there.
@@ -35,11 +38,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
-import time
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from localive.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger("localive.server")
 
@@ -67,9 +71,10 @@ def default_max_connections() -> int:
 class ConnectionGuard:
     """Every open client connection of all listeners, and since when each has been waiting for a request."""
 
-    def __init__(self, max_connections: int, header_timeout_s: float) -> None:
+    def __init__(self, max_connections: int, header_timeout_s: float, clock: Clock = SYSTEM_CLOCK) -> None:
         self.max_connections = max_connections
         self.header_timeout_s = header_timeout_s
+        self.clock = clock
         self.waiting_since: dict[asyncio.Protocol, float | None] = {}  # None: serving a request, or a WebSocket
         self.pushed_out = 0
         self.refused = 0
@@ -99,7 +104,7 @@ class ConnectionGuard:
         return True
 
     def _report(self) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now - self._reported_at >= REPORT_EVERY_S:
             self._reported_at = now
             log.warning("connection bound (%d) reached: %d connections that were waiting for their request "
@@ -122,7 +127,7 @@ def http_protocol(guard: ConnectionGuard) -> type[H11Protocol]:
 
         def _await_request(self) -> None:
             """The connection now waits for a request: start its deadline."""
-            guard.waiting_since[self] = time.monotonic()
+            guard.waiting_since[self] = guard.clock.monotonic()
             if self._deadline is None:
                 self._deadline = self.loop.call_later(guard.header_timeout_s, self._too_slow)
 

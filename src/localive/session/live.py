@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -596,8 +595,8 @@ class LiveSession:
         SESSION_ID.set(self._session_key)  # this task's context: remote backends send it (engines/llm/base.py)
         self._started_turn = turn_id
         config, llm = self.config, self._llm
-        playback = Playback()
-        timings = TurnTimings()
+        playback = Playback(self._clock)
+        timings = TurnTimings(self._clock)
         pieces: list[str] = []  # text parts sent (TEXT), to know what the user saw when interrupted
         mark = len(self.history)
         prompt_tokens, tool_prompt_tokens, speech_s, reason = 0, 0, 0.0, None
@@ -605,7 +604,7 @@ class LiveSession:
         try:
             speech_s = await self._take_utterances(timings)
             spoken = self._heard_last
-            timings.transcribed = time.monotonic()
+            timings.mark_transcribed()
             mark = len(self.history)
             if not self.history or self.history[-1].role not in ("user", "tool"):
                 return  # nothing new to answer (e.g. the user made a sound but said no words)
@@ -673,7 +672,7 @@ class LiveSession:
             if self._judge is not None:
                 self._judge.prepare(self.history)
             with self._watchdog.waiting():
-                await asyncio.sleep(playback.remaining_s())  # the client is still playing: the turn is not over
+                await playback.played_out()  # the client is still playing: the turn is not over
             usage = turn_usage(llm, prompt_tokens, speech_s, reply, playback, config.response_modality,
                                self._video.take_tokens() if self._video else 0)
             await self.outbox.put(out.turn_complete(replace(usage, tool_use_prompt_tokens=tool_prompt_tokens,

@@ -2,17 +2,18 @@
 
 The LLM and the synthesiser run concurrently (each on its own worker thread): the first clause is spoken while
 the LLM writes the next. `Playback` assumes the client plays audio in real time from the moment the first
-chunk is sent, which is what decides when the turn is over and, on barge-in, which words were heard.
+chunk is sent, which is what decides when the turn is over and, on barge-in, which words were heard. It reads the
+session's `Clock`, so tests check both in virtual time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from localive.audio.pcm import Pcm16
+from localive.clock import SYSTEM_CLOCK, Clock
 from localive.engines.speech_remote import TTS_STAGE
 from localive.engines.tts.base import NEUTRAL, OUTPUT_SAMPLE_RATE_HZ, TTS, Delivery
 from localive.protocol import server_messages as out
@@ -27,7 +28,10 @@ CLAUSE_QUEUE = 8
 
 @dataclass
 class Playback:
-    clock: Callable[[], float] = time.monotonic
+    """The audio sent in one turn, and how much of it the client has played: clock time since the first clause was
+    sent, in real-time playout."""
+
+    clock: Clock = SYSTEM_CLOCK
     started_at: float | None = None
     clauses: list[tuple[str, float, float]] = field(default_factory=list)  # (text, start_s, duration_s)
     total_s: float = 0.0
@@ -36,20 +40,24 @@ class Playback:
 
     def add(self, text: str, duration_s: float) -> None:
         if self.started_at is None:
-            self.started_at = self.clock()
+            self.started_at = self.clock.monotonic()
         self.clauses.append((text, self.total_s, duration_s))
         self.total_s += duration_s
 
     def remaining_s(self) -> float:
         if self.started_at is None:
             return 0.0
-        return max(0.0, self.started_at + self.total_s - self.clock())
+        return max(0.0, self.started_at + self.total_s - self.clock.monotonic())
+
+    async def played_out(self) -> None:
+        """Wait, on the clock, until the client has played everything sent so far."""
+        await self.clock.sleep(self.remaining_s())
 
     def heard_text(self) -> str:
         """The words played so far: whole clauses, then the share of the current clause's words."""
         if self.started_at is None:
             return ""
-        elapsed = self.clock() - self.started_at
+        elapsed = self.clock.monotonic() - self.started_at
         heard = []
         for text, start, duration in self.clauses:
             if elapsed >= start + duration:
@@ -87,11 +95,11 @@ async def speak(stream: AsyncIterator[str], *, tts: TTS, voice: str, language: s
 
     async def say() -> None:
         while (clause := await clauses.get()) is not None:
-            started = time.monotonic()
+            started = playback.clock.monotonic()  # the session's clock: a fake's simulated compute counts too
             with watchdog.stage(TTS_STAGE):
                 audio = await tts.synthesize(clause, voice, language, delivery)
             if timings is not None:
-                timings.tts_compute_s += time.monotonic() - started
+                timings.tts_compute_s += playback.clock.monotonic() - started
                 timings.tts_audio_s += audio.duration_s
                 timings.mark_output()
             if audio.sample_rate_hz != OUTPUT_SAMPLE_RATE_HZ:

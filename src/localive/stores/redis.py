@@ -6,13 +6,16 @@ Layout: `PREFIX handle:H` is a hash (principal, state, session) with a key TTL; 
 the session's handles by save order. Each save or expiry reset is one Lua script, atomic in Redis, and returns only
 once Redis has applied it (and, with `appendonly yes`, written it to the AOF), before the handle goes to the client.
 Needs a standalone Redis (or one primary): the scripts touch keys they compute, which Redis Cluster refuses.
+
+Expiry is Redis's own: each key's TTL runs on the Redis server's clock, not on localive's `Clock`, so a virtual
+clock does not expire handles here (tests of expiry in virtual time use `SqliteStore`). The store's `Clock` only
+gives each save its rank in the session's order (and a later save always ranks after earlier ones, whatever the
+clocks of the hosts say).
 """
 
 from __future__ import annotations
 
 import hmac
-import time
-from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -21,6 +24,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from localive.clock import SYSTEM_CLOCK, Clock
 from localive.stores.base import DEFAULT_TTL_S
 
 _TIMEOUT_S = 5.0  # a Redis that does not answer fails the save (the session closes 1011) instead of hanging it
@@ -100,7 +104,7 @@ async def verify_redis(url: str, *, allow_unsafe: bool = False) -> list[str]:
 class RedisStore:
     KEEP_PER_SESSION = 4  # older snapshots of one session are deleted
 
-    def __init__(self, url: str, *, ttl_s: float = DEFAULT_TTL_S, clock: Callable[[], float] = time.time,
+    def __init__(self, url: str, *, ttl_s: float = DEFAULT_TTL_S, clock: Clock = SYSTEM_CLOCK,
                  key_prefix: str = "localive:") -> None:
         self.url = url
         self.ttl_s = ttl_s
@@ -125,7 +129,7 @@ class RedisStore:
 
     async def save(self, handle: str, *, session_key: str, principal: str, state: str) -> None:
         keys = [self._handle_key(handle), self._session_key(session_key)]
-        args: list[str | int] = [handle, principal, state, session_key, repr(self._clock()), self._ttl_ms,
+        args: list[str | int] = [handle, principal, state, session_key, repr(self._clock.time()), self._ttl_ms,
                                  self.KEEP_PER_SESSION, self._handle_key("")]
         await self._eval(_SAVE, keys, args)
 

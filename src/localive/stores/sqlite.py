@@ -3,7 +3,8 @@
 SQLite runs in WAL mode and every save is committed before its handle is sent to the client, so a `kill -9` of the
 server loses no state a client holds a handle for. Blocking database work runs off the event loop. The database and
 its -wal and -shm files hold system instructions and conversations: they are 0600, and a directory the store creates
-is 0700 (security finding F19).
+is 0700 (security finding F19). Handles expire on the store's `Clock` (its wall time, saved in the database, so
+expiry survives a restart): the server gives it its own clock, tests a virtual one.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from localive.clock import SYSTEM_CLOCK, Clock
 from localive.stores.base import DEFAULT_TTL_S
 
 T = TypeVar("T")
@@ -32,7 +33,7 @@ class SqliteStore:
     KEEP_PER_SESSION = 4  # older snapshots of one session are deleted
 
     def __init__(self, path: Path | str, *, ttl_s: float = DEFAULT_TTL_S,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = str(path)
         self.ttl_s = ttl_s
         self._clock = clock
@@ -55,7 +56,7 @@ class SqliteStore:
         await self._run(self._save, handle, session_key, principal, state)
 
     def _save(self, handle: str, session_key: str, principal: str, state: str) -> None:
-        now = self._clock()
+        now = self._clock.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -77,7 +78,7 @@ class SqliteStore:
         with self._lock:
             row = self._db.execute("SELECT principal, state, expires_at FROM snapshots WHERE handle = ?",
                                    (handle,)).fetchone()
-        if row is None or row[2] < self._clock():
+        if row is None or row[2] < self._clock.time():
             return None
         if not hmac.compare_digest(str(row[0]).encode(), principal.encode()):
             return None
@@ -89,7 +90,7 @@ class SqliteStore:
     def _ended(self, session_key: str) -> None:
         with self._lock:
             self._db.execute("UPDATE snapshots SET expires_at = ? WHERE session_key = ?",
-                             (self._clock() + self.ttl_s, session_key))
+                             (self._clock.time() + self.ttl_s, session_key))
 
     async def _run(self, work: Callable[..., T], *args: object) -> T:
         """Database work on the store's own thread: not the default executor, which DNS look-ups and other

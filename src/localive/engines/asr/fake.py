@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from localive.audio.pcm import Pcm16
+from localive.clock import SYSTEM_CLOCK, Clock
 from localive.engines.asr.base import Transcript
 
 Script = Iterable[str] | Callable[[Pcm16, str | None], str]
@@ -31,8 +31,8 @@ class ScriptedASR:
     """Implements the ASR interface by returning scripted texts in order, or what a callable returns.
 
     A list script returns its texts one per call and "" once exhausted (assert on `calls` to catch extra
-    calls). A callable gets the audio and the language hint. `delay_s` simulates compute time through
-    `sleep` (inject a virtual-time sleep to keep tests fast). Every call is recorded in `calls`, including
+    calls). A callable gets the audio and the language hint. `delay_s` simulates compute time, a sleep on
+    `clock` (give it a `VirtualClock` to keep tests fast). Every call is recorded in `calls`, including
     ones cancelled during the delay.
     """
 
@@ -40,13 +40,13 @@ class ScriptedASR:
 
     def __init__(self, script: Script = (), *, name: str = "scripted-asr", delay_s: float = 0.0,
                  language: str | None = "en",
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         if isinstance(script, str):
             raise TypeError("script must be a list of texts or a callable, not one string")
         self.name = name
         self.delay_s = delay_s
         self.language = language
-        self._sleep = sleep
+        self._clock = clock
         self._respond = script if callable(script) else None
         self._texts = [] if callable(script) else list(script)
         self._next = 0
@@ -81,7 +81,7 @@ class ScriptedASR:
         else:
             text = ""
         if self.delay_s > 0:
-            await self._sleep(self.delay_s)
+            await self._clock.sleep(self.delay_s)
         return Transcript(text=text, language=language or self.language, audio_s=audio.duration_s,
                           compute_s=self.delay_s)
 

@@ -11,7 +11,8 @@ A script is a TOML file::
     text = "It is always sunny in the emulator."
     delay_ms = 50                      # optional: this reply's own pace
 
-Rules are tried in order; the first match wins. Replies stream word by word, exactly as written.
+Rules are tried in order; the first match wins. Replies stream word by word, exactly as written. The pauses
+(``delay_ms``) are sleeps on the emulator's `Clock` (localive/clock.py): give it a `VirtualClock` in tests.
 
 Tools: a rule may call a function (when the session declares it) or run code (when code execution is on)::
 
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localive.clock import SYSTEM_CLOCK, Clock
 from localive.engines.llm.base import (
     PENDING_RESULT,
     RESULT_NUDGE,
@@ -147,8 +149,10 @@ def _rule(item: object, where: str) -> Rule:
 class EmulatorLLM:
     """Implements the LLM interface with scripted, deterministic replies."""
 
-    def __init__(self, script: EmulatorScript | None = None, name: str = "emulator") -> None:
+    def __init__(self, script: EmulatorScript | None = None, name: str = "emulator", *,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.script = script or EmulatorScript()
+        self.clock = clock
         self.name = name
         self.context_tokens = self.script.context_tokens
         self.can_score_continuations = True
@@ -199,7 +203,7 @@ class EmulatorLLM:
             if rule.call not in {f.name for f in functions}:
                 reply = self.script.default.replace("{input}", last_user)
             else:
-                await asyncio.sleep(delay_ms / 1000)
+                await self.clock.sleep(delay_ms / 1000)
                 yield FunctionCalls((CalledFunction(rule.call, dict(rule.args)),))
                 return
         elif rule is not None and rule.code and "```python" in (messages[0].text if messages else ""):
@@ -216,7 +220,7 @@ class EmulatorLLM:
                 if budget < 0:
                     return
             if delay_ms:
-                await asyncio.sleep(delay_ms / 1000)
+                await self.clock.sleep(delay_ms / 1000)
             else:
                 await asyncio.sleep(0)  # yield to the loop between words, like a real stream
             yield piece

@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from localive.clock import SYSTEM_CLOCK, Clock
 from localive.engines.llm.base import BackendError
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
 from localive.engines.llm.openai_chat import RemoteSettings
@@ -20,8 +21,9 @@ log = logging.getLogger("localive.engines")
 
 class LLMPool:
     def __init__(self, *, emulator_script: EmulatorScript | None = None, model_dir: Path | None = None,
-                 remote: RemoteSettings | None = None) -> None:
+                 remote: RemoteSettings | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self._emulator_script = emulator_script
+        self._clock = clock  # the emulator's pacing (the server's clock)
         self._model_dir = model_dir
         self._remote = remote or RemoteSettings("")  # timeouts and limits of remote backends (their URL: the key)
         self._llms: dict[str, ScoringLLM] = {}
@@ -34,7 +36,7 @@ class LLMPool:
 
     def _create(self, key: str, progress: bool) -> ScoringLLM:
         if key == EMULATOR:
-            return EmulatorLLM(self._emulator_script)
+            return EmulatorLLM(self._emulator_script, clock=self._clock)
         if is_remote(key):
             from localive.engines.llm.openai_chat import OpenAIChatLLM, check_backend, redact_url
 

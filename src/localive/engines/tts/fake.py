@@ -7,13 +7,13 @@ duration is proportional to the text (60 ms per character by default, divided by
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from localive.audio.pcm import Pcm16
+from localive.clock import SYSTEM_CLOCK, Clock
 from localive.engines.tts.base import NEUTRAL, OUTPUT_SAMPLE_RATE_HZ, Delivery, UnsupportedLanguage
 from localive.engines.tts.voices import BaseVoice, VoiceSpec, resolve_voice, voice_names, voice_spec
 
@@ -30,17 +30,19 @@ class SynthesisRequest:
 
 
 class ToneTTS:
-    """Implements the TTS interface with tones. `delay_s` simulates compute time (awaited, cancel-safe)."""
+    """Implements the TTS interface with tones. `delay_s` simulates compute time: a sleep on `clock` (cancel-safe;
+    give it a `VirtualClock` to keep tests fast)."""
 
     name = "tone"
 
     def __init__(self, *, ms_per_char: float = 60.0, max_duration_s: float = 10.0, delay_s: float = 0.0,
-                 languages: Iterable[str] | None = None) -> None:
+                 languages: Iterable[str] | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.ms_per_char = ms_per_char
         # primary language subtags it "speaks" (None: every language), to test refusals of other languages
         self.languages = None if languages is None else frozenset(lang.lower() for lang in languages)
         self.max_duration_s = max_duration_s
         self.delay_s = delay_s
+        self._clock = clock
         self.requests: list[SynthesisRequest] = []  # what was asked, in order (a test fake: kept in full)
 
     def voices(self) -> list[str]:
@@ -64,7 +66,7 @@ class ToneTTS:
             raise UnsupportedLanguage(f"the tone voices do not speak {language!r:.24}")
         self.requests.append(SynthesisRequest(text, spec.name, language, delivery))
         if self.delay_s > 0:
-            await asyncio.sleep(self.delay_s)  # simulated inference time, not synchronisation
+            await self._clock.sleep(self.delay_s)  # simulated inference time, not synchronisation
         return self.tone(text, spec, delivery)
 
     def tone(self, text: str, spec: VoiceSpec, delivery: Delivery = NEUTRAL) -> Pcm16:
