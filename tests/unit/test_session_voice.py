@@ -8,6 +8,7 @@ import base64
 import pytest
 
 from localive.audio.pcm import Pcm16
+from localive.clock import SYSTEM_CLOCK, Clock, VirtualClock
 from localive.engines.asr.base import Transcript
 from localive.engines.llm.addressed import SENTINEL
 from localive.engines.llm.base import ChatMessage
@@ -24,6 +25,7 @@ from tests.support.session_driver import drain_turn, send, tone
 
 SCRIPT = EmulatorScript.from_dict({"reply": [
     {"match": "slow", "text": "one, two, three, four, five, six, seven, eight, nine, ten.", "delay_ms": 30},
+    {"match": "count", "text": "One, two, three. Four five six seven eight nine ten eleven. That is all."},
 ]})
 
 
@@ -45,11 +47,11 @@ class ListASR:
         pass
 
 
-def make_session(asr: ListASR, ms_per_char: float = 2.0) -> LiveSession:
-    llm = EmulatorLLM(SCRIPT)
-    engines = Engines(llm_for=lambda entry: llm, asr=asr, tts=ToneTTS(ms_per_char=ms_per_char),
+def make_session(asr: ListASR, ms_per_char: float = 2.0, clock: Clock = SYSTEM_CLOCK) -> LiveSession:
+    llm = EmulatorLLM(SCRIPT, clock=clock)
+    engines = Engines(llm_for=lambda entry: llm, asr=asr, tts=ToneTTS(ms_per_char=ms_per_char, clock=clock),
                       vad_factory=EnergyVAD)
-    return LiveSession(registry=ModelRegistry(), engines=engines, session_id="v1")
+    return LiveSession(registry=ModelRegistry(), engines=engines, session_id="v1", clock=clock)
 
 
 def setup(modality: str = "AUDIO", **extra: object) -> dict:
@@ -95,23 +97,51 @@ async def test_spoken_answer_to_speech() -> None:
     await session.aclose()
 
 
-async def test_barge_in_stops_audio_and_keeps_only_what_was_heard() -> None:
-    session = make_session(ListASR("stop"), ms_per_char=40.0)
+# --- playback in virtual time: what the user heard, and when the turn is over ------------------------------------
+
+async def spoken_answer(clock: VirtualClock) -> tuple[LiveSession, list[tuple[str, float]]]:
+    """A voice session that has sent its whole spoken answer (at once, in virtual time: no delays), and the
+    answer's clauses as the client sees them: each outputTranscription, and the seconds of audio after it."""
+    session = make_session(ListASR("stop"), ms_per_char=40.0, clock=clock)
     await send(session, setup())
     await session.outbox.get()
-    await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "slow"}]}],
+    await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "count"}]}],
                                            "turnComplete": True}})
-    first = await asyncio.wait_for(session.outbox.get(), 5)  # the model has started to speak
-    assert "serverContent" in first
-    await asyncio.sleep(0.3)  # the user listens for a moment (real time: playback is estimated in real time)
+    clauses: list[tuple[str, float]] = []
+    while "generationComplete" not in (content := (await asyncio.wait_for(session.outbox.get(), 5))["serverContent"]):
+        if "text" in content.get("outputTranscription", {}):
+            clauses.append((content["outputTranscription"]["text"].strip(), 0.0))
+        elif "modelTurn" in content:
+            chunk = base64.b64decode(content["modelTurn"]["parts"][0]["inlineData"]["data"])
+            clauses[-1] = (clauses[-1][0], clauses[-1][1] + len(chunk) / 2 / 24000)
+    assert len(clauses) == 3 and clauses[1][0].split()[0] == "Four"
+    return session, clauses
+
+
+async def test_turn_complete_comes_when_the_audio_has_played_out() -> None:
+    clock = VirtualClock()
+    session, clauses = await spoken_answer(clock)
+    playing_s = sum(seconds for _, seconds in clauses)
+    await clock.advance(playing_s - 0.001)
+    assert len(session.outbox) == 0  # the client is still playing: the turn is not over
+    await clock.advance(0.002)
+    assert len(session.outbox) == 1  # and now it is
+    assert (await session.outbox.get())["serverContent"].get("turnComplete")
+    await session.aclose()
+
+
+async def test_barge_in_keeps_exactly_the_words_heard_before_it() -> None:
+    clock = VirtualClock()
+    session, clauses = await spoken_answer(clock)
+    (first, first_s), (second, second_s) = clauses[:2]
+    await clock.advance(first_s + 0.6 * second_s)  # the user listens to the first clause and 60 % of the second
     await send(session, tone(0.3, loud=True))  # then speaks
     messages = await drain_turn(session)
     k = kinds(messages)
     assert "interrupted" in k and k[-1] == "turnComplete"
-    assert "audio" not in k[k.index("interrupted"):]
-    heard = session.history[-1].text
+    words = second.split()  # 8 words: 60 % of them is 4.8, so 4 were heard
     assert session.history[-1].role == "model"
-    assert heard and "ten" not in heard and "one" in heard
+    assert session.history[-1].text == f"{first} {' '.join(words[:4])}"
     await session.aclose()
 
 
