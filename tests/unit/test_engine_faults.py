@@ -347,17 +347,20 @@ async def test_a_recogniser_failing_on_a_backchannel_closes_the_session() -> Non
     """Before: the backchannel task died with the exception and nobody noticed; the session went on as if the user
     had said nothing."""
     asr = FaultyASR(ScriptedASR(["Mm-hm."]), Fault())
-    llm = EmulatorLLM(SCRIPT)
-    engines = Engines(llm_for=lambda entry: llm, asr=asr, tts=ToneTTS(ms_per_char=40.0), vad_factory=EnergyVAD,
-                      end_of_turn=FakeEndOfTurn(1.0), semantic_families=frozenset({"half-cascade"}))
-    session = LiveSession(registry=ModelRegistry(), engines=engines, session_id="bc")
-    r = Rig(session, SqliteStore(":memory:"), VirtualClock(), asr.struck)
+    clock = VirtualClock()
+    llm = EmulatorLLM(SCRIPT, clock=clock)
+    engines = Engines(llm_for=lambda entry: llm, asr=asr, tts=ToneTTS(ms_per_char=40.0, clock=clock),
+                      vad_factory=EnergyVAD, end_of_turn=FakeEndOfTurn(1.0),
+                      semantic_families=frozenset({"half-cascade"}))
+    session = LiveSession(registry=ModelRegistry(), engines=engines, session_id="bc", clock=clock)
+    r = Rig(session, SqliteStore(":memory:"), clock, asr.struck)
     await send(session, {"setup": {"model": "gemini-2.0-flash-live-001",
                                    "generationConfig": {"responseModalities": ["AUDIO"]}}})
     await session.outbox.get()
     await send(session, say("slow"))
-    await asyncio.wait_for(session.outbox.get(), WAIT_S)  # the model has started to speak
-    await asyncio.sleep(0.3)
+    await clock.advance(0.1)
+    assert len(session.outbox) > 0  # the model has started to speak (a word every 30 ms, in virtual time)
+    await clock.advance(0.3)
     for frame in (tone(0.3, loud=True), tone(0.4, loud=False)):
         await send(session, frame)
     _, close = await read(r)

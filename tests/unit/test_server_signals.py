@@ -9,6 +9,7 @@ import asyncio
 import pytest
 from google.genai import _live_converters, types
 
+from localive.clock import SYSTEM_CLOCK, Clock, VirtualClock
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
 from localive.engines.tts.fake import ToneTTS
 from localive.engines.turn.base import FakeEndOfTurn
@@ -129,14 +130,15 @@ async def test_no_output_transcription_unless_asked_for_or_with_text_answers() -
 
 
 async def test_an_interrupted_answer_ends_its_transcription_before_interrupted() -> None:
-    session = make_session(ListASR(), ms_per_char=40.0)
+    clock = VirtualClock()
+    session = make_session(ListASR(), ms_per_char=40.0, clock=clock)
     await send(session, setup())
     await session.outbox.get()
     await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "slow"}]}],
                                            "turnComplete": True}})
+    await clock.advance(0.2)  # the model writes a word every 30 ms (virtual): it is in the middle of its answer
     first = await asyncio.wait_for(session.outbox.get(), 5)  # the first clause's transcription: it speaks
     assert first["serverContent"]["outputTranscription"]["text"]
-    await asyncio.sleep(0.2)
     await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "stop"}]}],
                                            "turnComplete": False}})
     messages = await drain_turn(session)
@@ -166,13 +168,13 @@ async def test_an_interruption_finishes_only_a_transcription_the_client_was_sent
 
 # --- waitingForInput (semantic turn-taking) -------------------------------------------------------------------
 
-def semantic_session(finished: float, ms_per_char: float = 2.0) -> LiveSession:
+def semantic_session(finished: float, ms_per_char: float = 2.0, clock: Clock = SYSTEM_CLOCK) -> LiveSession:
     """A session whose end-of-turn model judges every pause finished (1.0) or unfinished (0.0)."""
-    llm = EmulatorLLM(SCRIPT)
+    llm = EmulatorLLM(SCRIPT, clock=clock)
     engines = Engines(llm_for=lambda entry: llm, asr=ListASR("turn off the lights in the kitchen"),
-                      tts=ToneTTS(ms_per_char=ms_per_char), vad_factory=EnergyVAD,
+                      tts=ToneTTS(ms_per_char=ms_per_char, clock=clock), vad_factory=EnergyVAD,
                       end_of_turn=FakeEndOfTurn(finished), semantic_families=frozenset({"half-cascade"}))
-    return LiveSession(registry=ModelRegistry(), engines=engines, session_id="semantic")
+    return LiveSession(registry=ModelRegistry(), engines=engines, session_id="semantic", clock=clock)
 
 
 async def test_a_pause_judged_mid_sentence_tells_the_client_the_model_waits_for_more() -> None:
@@ -208,16 +210,18 @@ async def test_a_pause_judged_finished_ends_the_turn_without_waiting_for_input()
 
 
 async def test_no_waiting_for_input_while_the_model_talks() -> None:
-    session = semantic_session(finished=0.0, ms_per_char=40.0)
+    clock = VirtualClock()
+    session = semantic_session(finished=0.0, ms_per_char=40.0, clock=clock)
     await send(session, setup())
     await session.outbox.get()
     await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "slow"}]}],
                                            "turnComplete": True}})
-    await asyncio.wait_for(session.outbox.get(), 5)  # the model has started to speak
-    await asyncio.sleep(0.3)
+    await clock.advance(0.1)
+    assert len(session.outbox) > 0  # the model has started to speak (a word every 30 ms, in virtual time)
+    await clock.advance(0.3)
     await send(session, tone(0.3, loud=True))  # the user says something short (a backchannel?) and pauses
     await send(session, tone(0.4, loud=False))
-    messages = await drain_turn(session)
+    messages = await drain_turn(session, 60, clock)
     assert [m["voiceActivity"]["type"] for m in messages if "voiceActivity" in m] == ["ACTIVITY_START"]
     assert not content(messages, "waitingForInput") and not content(messages, "interrupted")
     await session.aclose()

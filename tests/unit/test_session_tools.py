@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from localive.clock import SYSTEM_CLOCK, Clock, VirtualClock
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
 from localive.models.registry import ModelEntry, ModelRegistry
 from localive.protocol.errors import Close, InvalidArgument, Unimplemented
@@ -49,10 +50,10 @@ class FakeSandbox:
         return Ran("OUTCOME_OK", "5117\n")
 
 
-def make_session(sandbox: FakeSandbox | None = None) -> LiveSession:
-    llm = EmulatorLLM(SCRIPT)
+def make_session(sandbox: FakeSandbox | None = None, clock: Clock = SYSTEM_CLOCK) -> LiveSession:
+    llm = EmulatorLLM(SCRIPT, clock=clock)
     engines = Engines(llm_for=lambda entry: llm, tools=ToolEngines(sandbox=sandbox))  # type: ignore[arg-type]
-    return LiveSession(registry=ModelRegistry(), engines=engines, session_id="s1")
+    return LiveSession(registry=ModelRegistry(), engines=engines, session_id="s1", clock=clock)
 
 
 async def start(session: LiveSession, tools: list[dict]) -> None:
@@ -208,10 +209,11 @@ async def test_interrupt_scheduling_cuts_the_current_answer() -> None:
 
 
 async def test_silent_result_only_joins_the_context() -> None:
-    session = make_session()
+    clock = VirtualClock()
+    session = make_session(clock=clock)
     call = await start_long_task(session)
     await respond(session, call, {"result": "quiet"}, scheduling="SILENT")
-    await asyncio.sleep(0.1)
+    await clock.advance(60)  # a quiet minute, in virtual time
     assert len(session.outbox) == 0 and not session.generating
     assert session.history[-1].role == "tool" and "quiet" in session.history[-1].text
     await session.aclose()

@@ -219,29 +219,33 @@ async def test_without_affective_dialog_nothing_changes() -> None:
 
 # --- backchannels (semantic turn-taking) -------------------------------------------------------------------------
 
-def semantic_session(asr: ListASR) -> LiveSession:
-    llm = EmulatorLLM(SCRIPT)
-    engines = Engines(llm_for=lambda entry: llm, asr=asr, tts=ToneTTS(ms_per_char=40.0), vad_factory=EnergyVAD,
-                      end_of_turn=FakeEndOfTurn(1.0), semantic_families=frozenset({"half-cascade"}))
-    return LiveSession(registry=ModelRegistry(), engines=engines, session_id="bc")
+def semantic_session(asr: ListASR) -> tuple[LiveSession, VirtualClock]:
+    clock = VirtualClock()
+    llm = EmulatorLLM(SCRIPT, clock=clock)
+    engines = Engines(llm_for=lambda entry: llm, asr=asr, tts=ToneTTS(ms_per_char=40.0, clock=clock),
+                      vad_factory=EnergyVAD, end_of_turn=FakeEndOfTurn(1.0),
+                      semantic_families=frozenset({"half-cascade"}))
+    return LiveSession(registry=ModelRegistry(), engines=engines, session_id="bc", clock=clock), clock
 
 
-async def while_the_model_counts(session: LiveSession, *frames: dict) -> list[dict]:
+async def while_the_model_counts(session: LiveSession, clock: VirtualClock, *frames: dict) -> list[dict]:
+    """The user's `frames` while the model counts to ten (a word every 30 ms, in virtual time)."""
     await send(session, setup())
     await session.outbox.get()
     await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "slow"}]}],
                                            "turnComplete": True}})
-    await asyncio.wait_for(session.outbox.get(), 5)  # the model has started to speak
-    await asyncio.sleep(0.3)
+    await clock.advance(0.1)
+    assert len(session.outbox) > 0  # the model has started to speak
+    await clock.advance(0.3)
     for frame in frames:
         await send(session, frame)
-    return await drain_turn(session)
+    return await drain_turn(session, 60, clock)
 
 
 async def test_a_backchannel_does_not_interrupt_the_model() -> None:
     asr = ListASR("Mm-hm.")
-    session = semantic_session(asr)
-    messages = await while_the_model_counts(session, tone(0.3, loud=True), tone(0.4, loud=False))
+    session, clock = semantic_session(asr)
+    messages = await while_the_model_counts(session, clock, tone(0.3, loud=True), tone(0.4, loud=False))
     assert "interrupted" not in kinds(messages) and asr.heard  # heard, judged, let pass
     assert asr.expected == [LISTENER_WORDS]  # transcribed as a listener's words
     assert [t.role for t in session.history] == ["user", "model"] and "ten" in session.history[-1].text
@@ -250,26 +254,26 @@ async def test_a_backchannel_does_not_interrupt_the_model() -> None:
 
 async def test_a_short_sound_with_no_words_does_not_interrupt_the_model() -> None:
     asr = ListASR("")  # a cough, or a hum Whisper calls silence
-    session = semantic_session(asr)
-    messages = await while_the_model_counts(session, tone(0.3, loud=True), tone(0.4, loud=False))
+    session, clock = semantic_session(asr)
+    messages = await while_the_model_counts(session, clock, tone(0.3, loud=True), tone(0.4, loud=False))
     assert "interrupted" not in kinds(messages) and asr.heard
     assert [t.role for t in session.history] == ["user", "model"] and "ten" in session.history[-1].text
     await session.aclose()
 
 
 async def test_a_short_utterance_with_words_interrupts_and_is_answered() -> None:
-    session = semantic_session(ListASR("wait, stop"))
-    messages = await while_the_model_counts(session, tone(0.3, loud=True), tone(0.4, loud=False))
+    session, clock = semantic_session(ListASR("wait, stop"))
+    messages = await while_the_model_counts(session, clock, tone(0.3, loud=True), tone(0.4, loud=False))
     assert "interrupted" in kinds(messages)
-    answer = await drain_turn(session)  # the new turn answers what was said
+    answer = await drain_turn(session, 60, clock)  # the new turn answers what was said
     assert "audio" in kinds(answer) and session.history[-2].text == "wait, stop"
     await session.aclose()
 
 
 async def test_long_speech_while_the_model_talks_is_a_barge_in_before_it_ends() -> None:
     asr = ListASR("let me tell you something else entirely")
-    session = semantic_session(asr)
-    messages = await while_the_model_counts(session, tone(0.8, loud=True))  # still speaking: no end yet
+    session, clock = semantic_session(asr)
+    messages = await while_the_model_counts(session, clock, tone(0.8, loud=True))  # still speaking: no end yet
     assert "interrupted" in kinds(messages) and not asr.heard  # cut off at 0.6 s of speech, before it ended
     await session.aclose()
 
