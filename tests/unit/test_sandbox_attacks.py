@@ -370,6 +370,12 @@ async def test_a_run_that_gets_no_turn_in_time_is_not_run(caplog: pytest.LogCapt
         await cancel([holder])
 
 
+async def settled() -> None:
+    """Let every task that is ready run until it waits (the admission's waiters take their place in line)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
 async def test_turns_go_to_the_owner_with_the_fewest_runs_going_then_first_come() -> None:
     admission = Admission(total=2, per_owner=2)
     assert await admission.enter("x", 1) and await admission.enter("h", 1)
@@ -380,11 +386,11 @@ async def test_turns_go_to_the_owner_with_the_fewest_runs_going_then_first_come(
         order.append(owner)
 
     x_again = asyncio.create_task(wait("x"))  # x has one going
-    await asyncio.sleep(0.01)
+    await settled()
     y = asyncio.create_task(wait("y"))  # y has none: it goes first, although it came later
-    await asyncio.sleep(0.01)
+    await settled()
     admission.leave("h")
-    await asyncio.sleep(0.01)
+    await settled()
     assert order == ["y"]
     admission.leave("y")
     await asyncio.gather(x_again, y)
@@ -403,13 +409,13 @@ async def test_a_cancelled_or_timed_out_waiter_leaves_the_line() -> None:
     admission = Admission(total=1, per_owner=1)
     assert await admission.enter("a", 1)
     cancelled = asyncio.create_task(admission.enter("b", 10))
-    await asyncio.sleep(0.01)
+    await settled()
     cancelled.cancel()
     with pytest.raises(asyncio.CancelledError):
         await cancelled
     assert not await admission.enter("c", 0.05)
     waiter = asyncio.create_task(admission.enter("d", 10))
-    await asyncio.sleep(0.01)
+    await settled()
     await asyncio.to_thread(admission.leave, "a")  # from another thread, as a run's end may be
     assert await waiter and admission.going() == 1
     admission.leave("d")
