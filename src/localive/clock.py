@@ -26,10 +26,11 @@ Which time goes through the clock (the rule, decided case by case by what the ti
   latency by definition. A ``sleep(0)`` that only yields to the event loop is not a wait and stays
   ``asyncio.sleep(0)``.
 
-`tests/support/virtual_time.py` is the other tool: an event loop whose ``loop.time()`` jumps to its next timer
-whenever nothing is ready (for the fuzz test, which runs whole sessions until they go quiet). It makes every
-``asyncio`` timer virtual, including the real-I/O timeouts above; `VirtualClock` moves only what reads the clock,
-and only when the test says, so a test steps a session to exact moments.
+This project's tests have a second tool, `tests/support/virtual_time.py`: an event loop whose ``loop.time()``
+jumps to its next timer whenever nothing is ready (the fuzz test runs whole sessions on it until they go quiet,
+with a `LoopClock` that reads the loop's time). It makes every ``asyncio`` timer virtual, the real-I/O timeouts
+above included; `VirtualClock` moves only what reads the clock, and only when the test says, so a test steps a
+session to exact moments.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from localive.session.engines import Engines
 from localive.session.lifetime import LOCAL_LIMITS, Limits
 from localive.session.live import LiveSession
 from localive.tools.loader import ToolEngines
-from tests.support.virtual_time import InlineExecutor
+from tests.support.virtual_time import InlineExecutor, LoopClock
 from tests.unit.test_server_signals import sdk
 from tests.unit.test_session_tools import FakeSandbox
 
@@ -572,7 +572,8 @@ async def run_scenario(scenario: Scenario, registry: ModelRegistry) -> list[str]
             max_connection_s=scenario.lifetime_s, goaway_before_s=scenario.lifetime_s / 4,
             max_session_s=scenario.lifetime_s * 1.5)
         session = LiveSession(registry=registry, engines=engines, session_id=f"fuzz-{number}", store=store,
-                              outbox_size=scenario.outbox_size, principal="fuzzer", limits=limits)
+                              outbox_size=scenario.outbox_size, principal="fuzzer", limits=limits,
+                              clock=LoopClock())
         seen.calls = []
         happened += await run_connection(connection, session, seen)
     return happened

@@ -9,6 +9,14 @@ happens behind the loop's back. Code that reads `time.monotonic()` itself still 
 The loop also records every task created on it (`tasks`), every error asyncio reports through its exception
 handler (`errors`: a callback that raised, a task destroyed while pending, …), and stops a livelock: more than
 `max_iterations` passes without virtual time moving forward raise `Livelock`.
+
+How this relates to `localive.clock.VirtualClock`, the package's virtual time: a `VirtualClock` moves only when a
+test calls `advance`, and only what reads that clock (the session's lifetimes, watchdog, playback, the fakes'
+delays) sees it move; a test steps a session to exact moments. This loop moves by itself whenever nothing is
+ready, and every asyncio timer on it is virtual, real-I/O timeouts included; the fuzz test uses it to run whole
+scenarios until they go quiet, with no step of its own. The two do not mix (a `VirtualClock` on this loop would
+wait for an `advance` nobody calls); on this loop a session gets `LoopClock`, whose reads and sleeps are the
+loop's time, so its lifetimes and its playback estimates move with everything else.
 """
 
 from __future__ import annotations
@@ -58,6 +66,21 @@ class _VirtualSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-ty
         self._loop._now += timeout
         self._loop._idle_passes = 0
         return []
+
+
+class LoopClock:
+    """A `localive.clock.Clock` on the running event loop's time (on `VirtualTimeLoop`: virtual time)."""
+
+    EPOCH = 1_000_000.0  # wall time (Clock.time) at loop time 0
+
+    def time(self) -> float:
+        return self.EPOCH + asyncio.get_running_loop().time()
+
+    def monotonic(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
