@@ -1,12 +1,21 @@
-"""The one clock (localive/clock.py): `VirtualClock` itself, and playback pacing on it (session/speech_out.py)."""
+"""The one clock (localive/clock.py): `VirtualClock` itself, playback pacing on it (session/speech_out.py), and
+the server handing its one clock on (server/state.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
 from localive.clock import SYSTEM_CLOCK, VirtualClock
+from localive.engines.llm.emulator import EmulatorLLM
+from localive.models.registry import ModelRegistry
+from localive.server.app import LIVE_PATH, create_app
+from localive.server.auth import TOKEN_EXPIRED, Access, KeyRing, Token, new_token_name
+from localive.server.state import ServerSettings, ServerState
+from localive.session.engines import Engines
+from localive.session.lifetime import Limits
 from localive.session.speech_out import Playback
 from localive.session.timings import TurnTimings
 
@@ -125,3 +134,54 @@ async def test_turn_timings_are_spans_of_the_session_clock() -> None:
     await clock.advance(1.0)
     timings.mark_token()  # only the first counts
     assert timings.log_fields().startswith("asr_done_ms=250.0 llm_first_token_ms=750.0 first_output_ms=750.0 ")
+
+
+# --- the server's one clock ----------------------------------------------------------------------------------
+
+async def test_a_token_session_through_the_server_ends_at_expire_time_of_the_server_clock() -> None:
+    """One clock, built in the server's state, reaches the token's gate and expiry watch, the session and the work
+    budget: a token's session, served by the ASGI app in-process, is closed exactly at its expireTime."""
+    clock = VirtualClock()
+    llm = EmulatorLLM()
+    state = ServerState(settings=ServerSettings(), registry=ModelRegistry(), llms=None,  # type: ignore[arg-type]
+                        engines=Engines(llm_for=lambda entry: llm), access=Access(KeyRing(["k"])), clock=clock,
+                        limits=Limits(max_connection_s=1200, goaway_before_s=660))  # goAway at 9 min, on the clock
+    assert state.access.clock is clock and state.budgets.clock is clock
+    name, now = new_token_name(), clock.time()
+    state.access.tokens.add(name, Token(now + 600, now + 60, 1, "p"), now)
+    sent: list[dict] = []
+    setup_done, closed = asyncio.Event(), asyncio.Event()
+    frames = [{"type": "websocket.connect"}, {"type": "websocket.receive", "text": json.dumps(
+        {"setup": {"model": "gemini-2.0-flash-live-001", "generationConfig": {"responseModalities": ["TEXT"]}}})}]
+
+    async def receive() -> dict:
+        if frames:
+            return frames.pop(0)
+        await closed.wait()  # the client says nothing more until the server closes
+        return {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(event: dict) -> None:
+        sent.append(event)
+        if "setupComplete" in event.get("text", ""):
+            setup_done.set()
+        if event["type"] == "websocket.close":
+            closed.set()
+
+    path = LIVE_PATH.format(version="v1beta") + "Constrained"
+    scope = {"type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "path": path,
+             "raw_path": path.encode(), "query_string": f"access_token={name}".encode(),
+             "headers": [(b"host", b"127.0.0.1:8765")], "server": ("127.0.0.1", 8765),
+             "client": ("127.0.0.1", 50000), "subprotocols": []}
+    served = asyncio.create_task(create_app(state)(scope, receive, send))
+    await asyncio.wait_for(setup_done.wait(), 10)
+    await clock.advance(540 - EPS)
+    assert "goAway" not in sent[-1].get("text", "")
+    await clock.advance(EPS)
+    assert json.loads(sent[-1]["text"]) == {"goAway": {"timeLeft": "660s"}}  # the session's timer
+    await clock.advance(60 - EPS)
+    assert not closed.is_set()
+    await clock.advance(EPS)  # the token's expireTime
+    await asyncio.wait_for(closed.wait(), 10)
+    assert sent[-1] == {"type": "websocket.close", "code": 1011, "reason": TOKEN_EXPIRED}
+    await asyncio.wait_for(served, 10)
+    assert state.active_sessions == 0

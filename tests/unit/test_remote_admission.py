@@ -10,6 +10,7 @@ import httpx2
 import pytest
 
 from localive.bench.server import free_port
+from localive.clock import VirtualClock
 from localive.engines import remote_backend
 from localive.engines.asr.openai_audio import OpenAITranscriptionASR
 from localive.engines.llm.emulator import EmulatorLLM
@@ -95,8 +96,7 @@ async def test_a_stage_known_down_refuses_the_sessions_that_need_it() -> None:
             await session.aclose()
 
 
-async def test_a_backend_known_down_is_asked_again_at_most_every_recheck_interval(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_backend_known_down_is_asked_again_at_most_every_recheck_interval() -> None:
     answers: list[bool] = []
     up = False
 
@@ -104,7 +104,8 @@ async def test_a_backend_known_down_is_asked_again_at_most_every_recheck_interva
         answers.append(up)
         return up
 
-    health = BackendHealth(probe, timeout_s=1.0)
+    clock = VirtualClock()
+    health = BackendHealth(probe, timeout_s=1.0, clock=clock)
     assert await health.reachable() and not answers  # not known down: nothing is asked
     health.failed(httpx2.ReadTimeout("slow"))
     assert not health.down  # a slow answer is the session's failure, not the backend's absence
@@ -112,7 +113,9 @@ async def test_a_backend_known_down_is_asked_again_at_most_every_recheck_interva
     assert health.down
     assert not await health.reachable() and not await health.reachable()
     assert answers == [False]  # the second session within RECHECK_S was refused without asking
-    monkeypatch.setattr(remote_backend, "RECHECK_S", 0.0)
+    await clock.advance(remote_backend.RECHECK_S - 0.001)
+    assert not await health.reachable() and answers == [False]
+    await clock.advance(0.001)
     up = True
     assert await health.reachable() and not health.down and answers == [False, True]
 
