@@ -28,13 +28,10 @@ from localive.engines.llm.base import (
     LLM,
     PENDING_RESULT,
     REPORTED_PROMPT_TOKENS,
-    RESULT_NUDGE,
     SESSION_ID,
     CalledFunction,
     ChatMessage,
     FunctionCalls,
-    FunctionSpec,
-    Role,
     SessionSlots,
 )
 from localive.engines.llm.scoring import Scorer
@@ -46,7 +43,6 @@ from localive.models.registry import ModelRegistry
 from localive.protocol import messages as wire
 from localive.protocol import server_messages as out
 from localive.protocol.errors import (
-    ContextFull,
     InvalidArgument,
     LiveError,
     Overloaded,
@@ -61,18 +57,19 @@ from localive.session.backchannel import BARGE_IN_AFTER_S, LISTENER_WORDS, lets_
 from localive.session.code_blocks import CodeBlocks
 from localive.session.config import SessionConfig, content_text, session_config, session_tools
 from localive.session.content_history import history_of
-from localive.session.context import TurnContext, language_instruction
+from localive.session.context import TurnContext
 from localive.session.engines import Engines
 from localive.session.hearing import AffectTracker, Heard, Recognition, hear
-from localive.session.history import Turn, keep_after_interruption, whole_turns_to_drop
+from localive.session.history import HISTORY_BYTES_PER_TOKEN, Entry, History
 from localive.session.lifetime import LOCAL_LIMITS, Limits, deadline_s, run_out
 from localive.session.outbox import Outbox
 from localive.session.proactive import ProactiveJudge
+from localive.session.prompt import chat_messages, fit_context, function_specs
 from localive.session.speech_out import Playback, finish_transcription, speak
 from localive.session.thinking import Thinking, answer_messages, reasoning_messages
 from localive.session.timings import TurnTimings
 from localive.session.tool_calls import ToolCalls, response_text, scheduling_of
-from localive.session.translation import Echo, target_speech, translation_messages
+from localive.session.translation import Echo, target_speech
 from localive.session.usage import turn_usage
 from localive.session.video_in import VideoInput
 from localive.session.watchdog import CODE_STAGE, DEFAULT_TURN_WATCHDOG_S, LLM_STAGE, STORE_STAGE, Watchdog
@@ -92,29 +89,6 @@ MAX_PENDING_UTTERANCES = 8
 MAX_TOOL_ROUNDS = 6  # generations in one turn (code runs, function calls); the last may only answer
 THOUGHT_CHUNK_CHARS = 80  # thought parts are sent a line (or this many characters) at a time
 SEARCH_RESULTS = 3
-DEFAULT_ANSWER_TOKENS = 1024  # kept free for the answer when maxOutputTokens is not set
-TURN_OVERHEAD_TOKENS = 6  # the chat template's markers around each history entry (estimate for compression)
-# History is bounded as messages arrive, before any turn counts its tokens (security finding F6): a token is
-# rarely longer than this many bytes, so a history beyond context_tokens × this cannot fit the model anyway.
-HISTORY_BYTES_PER_TOKEN = 16
-ENTRY_OVERHEAD_BYTES = 64  # counted per history entry, so that a flood of tiny turns is bounded too
-DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
-FUNCTIONS_PROMPT = ("Call a function whenever one of the functions can help answer the user; do not guess what a "
-                    "function would return.")
-CODE_PROMPT = """You can run Python code: when a question needs a calculation, write one complete Python program \
-in a ```python code block; it must print() its result. The program is run and you are shown what it printed; \
-then answer using that output.
-
-For example, to "add up the first 4 multiples of 7":
-```python
-found = []
-n = 1
-while len(found) < 4:
-    if n % 7 == 0:
-        found.append(n)
-    n += 1
-print(sum(found))
-```"""
 
 
 class SetupGate(Protocol):
@@ -196,7 +170,7 @@ class LiveSession:
         self._watchdog = Watchdog(session_id, self.outbox, self._clock, turn_watchdog_s, on_stall)
         self.state = State.AWAITING_SETUP
         self.config: SessionConfig | None = None
-        self.history: list[Turn] = []
+        self.history = History()
         self._registry = registry
         self._engines = engines
         self._llm: LLM | None = None
@@ -219,7 +193,6 @@ class LiveSession:
         self._transitions = asyncio.Lock()
         self._judge: ProactiveJudge | None = None  # with proactive audio
         self._tool_calls = ToolCalls()
-        self._deferred: list[Turn] = []  # NON_BLOCKING results that arrived during a model turn
         # the session's pages take one URL-parsing thread at a time: one session cannot starve the others' URLs
         self._url_lane = ParseLane()
         self._seeding = False  # historyConfig.initialHistoryInClientContent: clientContent is history until complete
@@ -312,8 +285,7 @@ class LiveSession:
         if saved is None:
             raise PolicyViolation("Session resumption handle is invalid or has expired.")
         state = snapshot.loads(saved)
-        self.history = state.history
-        self._deferred = state.deferred
+        self.history = History(state.history, state.deferred)
         self._session_key = state.session_key
         self._started_at = state.started_at
         fresh = setup.model_dump(by_alias=True, exclude_none=True, mode="json")
@@ -324,8 +296,8 @@ class LiveSession:
         if self._resumption is None or self._store is None:
             return
         handle = new_handle()
-        state = snapshot.State(self._setup_dump, self.history, self._deferred, self._session_key, self._consumed,
-                               self._started_at)
+        state = snapshot.State(self._setup_dump, list(self.history), self.history.deferred, self._session_key,
+                               self._consumed, self._started_at)
         save = self._store.save(handle, session_key=self._session_key, principal=self.principal,
                                 state=snapshot.dumps(state))
         if self.generating:  # in a turn, which the watchdog bounds
@@ -351,7 +323,7 @@ class LiveSession:
                 if entry.role == "user" and not entry.calls:
                     self._append("user", entry.text)
                 else:
-                    self.history.append(entry)
+                    self.history.add(entry)
         if content.turn_complete and self._seeding:  # the seeded history is complete: it is not answered
             self._seeding = False
             if not self.generating:
@@ -494,17 +466,17 @@ class LiveSession:
                 continue
             if not pending.non_blocking:
                 continue
-            result = Turn("tool", response_text(response), name=pending.call.name)
+            result = Entry("tool", response_text(response), name=pending.call.name)
             scheduling = scheduling_of(response)
             if scheduling == "INTERRUPT":
                 await self.interrupt()
-                self.history.append(result)
+                self.history.add(result)
                 self._start_turn()
             elif self.generating:  # joins the context once the current answer is over (and is reported then)
-                self._deferred.append(result)
+                self.history.defer(result)
                 self._respond_after_turn = self._respond_after_turn or scheduling == "WHEN_IDLE"
             else:
-                self.history.append(result)
+                self.history.add(result)
                 if scheduling == "WHEN_IDLE":
                     self._start_turn()
 
@@ -528,10 +500,8 @@ class LiveSession:
         return self._engines.llm_for(config.model)
 
     def _append(self, role: str, text: str, *, spoken: bool = False) -> None:
-        if text:
-            self.history.append(Turn(role, text))
-            if role == "user":
-                self._heard_last = spoken
+        if self.history.add_text(role, text) and role == "user":
+            self._heard_last = spoken
 
     # --- turns -------------------------------------------------------------------------------------------
 
@@ -546,27 +516,9 @@ class LiveSession:
         self._watchdog.watch(self._turn_task)
 
     def chat_messages(self, context: str = "") -> list[ChatMessage]:
-        """The LLM's view of the conversation: system instruction (with tool guidance and retrieved context for
-        this turn), then the history."""
+        """The LLM's view of the conversation (session/prompt.py)."""
         assert self.config is not None
-        if self.config.translation is not None:
-            return translation_messages(self.config.translation, self.config.system_instruction, self.history)
-        tools = self.config.tools
-        system = [self.config.system_instruction or (DEFAULT_SYSTEM_PROMPT if tools.enabled else "")]
-        if tools.functions:
-            system.append(FUNCTIONS_PROMPT)
-        if tools.code_execution:
-            system.append(CODE_PROMPT)
-        system.append(language_instruction(self.config.language))
-        system.append(context)
-        messages = []
-        if text := "\n\n".join(p for p in system if p):
-            messages.append(ChatMessage("system", text))
-        roles: dict[str, Role] = {"user": "user", "model": "assistant", "tool": "tool"}
-        messages.extend(ChatMessage(roles[t.role], t.text, t.calls, t.name) for t in self.history)
-        if self.history and self.history[-1].role == "tool":
-            messages.append(ChatMessage("user", RESULT_NUDGE))
-        return messages
+        return chat_messages(self.config, self.history, context)
 
     async def _take_utterances(self, timings: TurnTimings) -> float:
         """Wait for pending transcriptions, in order, and add them to history. Returns seconds of speech."""
@@ -614,17 +566,17 @@ class LiveSession:
                 llm = Echo(llm, self.history[-1].text)
             if answer_as == "silent" or (self._judge is not None and spoken
                                      and not await self._addressed(self._judge, turn_id)):
-                self.history.pop()  # side talk (translating: speech already in the target language)
-                self._take_deferred()
+                self.history.drop_last()  # side talk (translating: speech already in the target language)
+                self.history.take_deferred()
                 await self.outbox.put(out.turn_complete(turn_usage(llm, 0, speech_s, "", playback,
                                                                    config.response_modality)))
                 return
             if self._resumption is not None:
                 await self.outbox.put(out.resumption_update("", False), turn=turn_id)
-            self._fit_context(llm, config)
+            fit_context(llm, config, self.history, self.session_id)
             context = await self._gather_context(config, turn_id)
             feeling = self._sense_affect(config, turn_id)
-            functions = [FunctionSpec(f.name, f.description, f.parameters) for f in config.tools.functions]
+            functions = function_specs(config)
             made: list[CalledFunction] = []  # the calls of this turn: asking again for one means "stuck"
             for round_no in range(MAX_TOOL_ROUNDS):
                 offered = functions if round_no < MAX_TOOL_ROUNDS - 1 else []  # the last round must answer
@@ -647,7 +599,7 @@ class LiveSession:
                 elif reported is not None:
                     tool_prompt_tokens = max(tool_prompt_tokens, reported - prompt_tokens)
                 if result.code is not None:
-                    self.history.append(Turn("model", f"{result.text}```python\n{result.code}\n```"))
+                    self.history.add(Entry("model", f"{result.text}```python\n{result.code}\n```"))
                     await self._execute(result.code, turn_id)
                 elif result.calls and all(c in made for c in result.calls):
                     functions = []  # the same call again: answer from the results instead
@@ -663,7 +615,7 @@ class LiveSession:
                     self._append("model", result.text)
                     break
             log.info("turn timings session=%s turn=%d %s", self.session_id, turn_id, timings.log_fields())
-            reply = self._reply_since(mark)
+            reply = self.history.reply_since(mark)
             if context.hits:
                 await self.outbox.put(out.grounding(grounding_metadata([context.query], context.hits, reply)),
                                       turn=turn_id)
@@ -689,8 +641,8 @@ class LiveSession:
             else:
                 unsent = sum(1 for m in dropped if _text_part(m) is not None)
                 heard = "".join(pieces[: len(pieces) - unsent])
-            keep_after_interruption(self.history, mark, heard, set(cancelled))
-            self._take_deferred()
+            self.history.keep_after_interruption(mark, heard, set(cancelled))
+            self.history.take_deferred()
             await finish_transcription(self.outbox, playback, dropped=dropped)
             if cancelled:
                 await self.outbox.put(out.tool_call_cancellation(cancelled))
@@ -702,7 +654,7 @@ class LiveSession:
                 log.exception("session %s: turn failed", self.session_id)
             await self.outbox.put(close_for(exc))
             return
-        self._take_deferred()
+        self.history.take_deferred()
         if self._respond_after_turn:
             self._respond_after_turn = False
             self._start_turn()
@@ -809,7 +761,7 @@ class LiveSession:
             result = await sandbox.run(code, owner=self.owner)
         await self.outbox.put(out.code_execution_result(result.outcome, result.output), turn=turn_id)
         text = result.output if result.outcome == "OUTCOME_OK" else f"{result.outcome}: {result.output}"
-        self.history.append(Turn("tool", text or "(no output)", name="code_execution"))
+        self.history.add_tool("code_execution", text or "(no output)")
 
     async def _call_functions(self, result: RoundResult, turn_id: int) -> None:
         """Send `toolCall`; wait for the BLOCKING calls' responses; NON_BLOCKING ones stand in as "running"."""
@@ -822,18 +774,18 @@ class LiveSession:
                 raise MalformedCall(f"call of {call.name[:40]}: {problem}")
         pending = [self._tool_calls.issue(c, non_blocking=bool((f := tools.function(c.name)) and f.non_blocking),
                                           turn=turn_id) for c in result.calls]
-        self.history.append(Turn("model", result.text, result.calls, tuple(p.id for p in pending)))
+        self.history.add(Entry("model", result.text, result.calls, tuple(p.id for p in pending)))
         await self.outbox.put(out.tool_call([(p.id, p.call.name, p.call.args) for p in pending]))
         with self._watchdog.waiting():
             answers = await asyncio.gather(*(p.answer for p in pending if not p.non_blocking))
         by_id = {p.id: a for p, a in zip([p for p in pending if not p.non_blocking], answers, strict=True)}
         for p in pending:
             text = response_text(by_id[p.id]) if p.id in by_id else PENDING_RESULT
-            self.history.append(Turn("tool", text, name=p.call.name))
+            self.history.add_tool(p.call.name, text)
 
     async def _gather_context(self, config: SessionConfig, turn_id: int) -> TurnContext:
         """Search results and fetched pages for the user's latest words, when those tools are on."""
-        question = next((t.text for t in reversed(self.history) if t.role == "user"), "")
+        question = self.history.last_user_text()
         context = TurnContext(query=question)
         if self._video is not None:
             context.visual = await self._video.context()
@@ -853,50 +805,11 @@ class LiveSession:
                 log.warning("session %s: search failed, answering without it: %s", self.session_id, exc)
         return context
 
-    def _fit_context(self, llm: LLM, config: SessionConfig) -> None:
-        """Keep the prompt within the LLM's context: with contextWindowCompression drop the oldest whole turns
-        (a user turn and what answered it) down to the target; without it, a full context ends the session."""
-        functions = [FunctionSpec(f.name, f.description, f.parameters) for f in config.tools.functions]
-        room = llm.context_tokens - (config.sampling.max_output_tokens or DEFAULT_ANSWER_TOKENS)
-        tokens = llm.count_prompt_tokens(self.chat_messages(), functions)
-        if config.compression is None:
-            if tokens > room:
-                raise ContextFull()
-            return
-        trigger, target = config.compression.bounds(room)
-        if tokens <= trigger:
-            return
-        sizes = [llm.count_tokens(t.text) + TURN_OVERHEAD_TOKENS for t in self.history]
-        cut = whole_turns_to_drop(self.history, sizes, tokens, target)
-        log.info("session %s: context %d tokens > %d: dropped the oldest %d history entries", self.session_id,
-                 tokens, trigger, cut)
-        del self.history[:cut]
-
     def _bound_history(self) -> None:
-        """Keep the history within HISTORY_BYTES_PER_TOKEN bytes per context token as it grows: with
-        contextWindowCompression drop the oldest whole turns at once (to half the bound), without it end the
-        session as a full context does (1011). Linear in the history's size, which this keeps bounded."""
         assert self._llm is not None
-        limit = self._llm.context_tokens * HISTORY_BYTES_PER_TOKEN
-        sizes = [len(t.text.encode("utf-8")) + ENTRY_OVERHEAD_BYTES for t in self.history]
-        total = sum(sizes)
-        if total <= limit:
-            return
-        if self.config is None or self.config.compression is None:
-            raise ContextFull()
-        cut = whole_turns_to_drop(self.history, sizes, total, limit // 2)
-        log.info("session %s: history %d bytes > %d: dropped the oldest %d entries", self.session_id, total,
-                 limit, cut)
-        del self.history[:cut]
-        if total - sum(sizes[:cut]) > limit:  # the newest turn alone is too big for the model
-            raise ContextFull()
-
-    def _take_deferred(self) -> None:
-        self.history.extend(self._deferred)
-        self._deferred.clear()
-
-    def _reply_since(self, mark: int) -> str:
-        return " ".join(t.text for t in self.history[mark:] if t.role == "model" and t.text and not t.calls)
+        self.history.bound_bytes(self._llm.context_tokens * HISTORY_BYTES_PER_TOKEN,
+                                 compress=self.config is not None and self.config.compression is not None,
+                                 session_id=self.session_id)
 
     async def _end_interrupted_turn(self, usage: out.Usage | None) -> None:
         await self.outbox.put(out.interrupted())
