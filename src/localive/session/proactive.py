@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from localive.engines.llm.addressed import ANSWERS, SENTINEL, Verdict, decide, judge_prompt
 from localive.engines.llm.base import ChatMessage
@@ -41,8 +42,11 @@ class ProactiveJudge:
     talk for broad roles; a remote LLM judges its own sessions). Owns at most one task, the preparation of the
     next judgement."""
 
-    def __init__(self, llm: Scorer, instruction: str | None, session_id: str) -> None:
+    def __init__(self, llm: Scorer, instruction: str | None, session_id: str,
+                 start: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]] | None = None) -> None:
         self.llm = llm
+        # how its task is started: in the session's task group (session/tasks.py), else as a plain task
+        self._start = start or (lambda work, name: asyncio.create_task(work, name=f"{name}-{session_id}"))
         self.instruction = instruction
         self.session_id = session_id
         self._preparing: asyncio.Task[None] | None = None
@@ -67,7 +71,7 @@ class ProactiveJudge:
             except Exception:  # only a speed-up: the judgement itself will report a failing engine
                 log.warning("session %s: preparing the proactive judge failed", self.session_id, exc_info=True)
 
-        self._preparing = asyncio.create_task(prepare(), name=f"judge-prepare-{self.session_id}")
+        self._preparing = self._start(prepare(), "judge-prepare")
 
     def cancel(self) -> asyncio.Task[None] | None:
         """Cancel the preparation in progress; returns its task (to await), or None."""
