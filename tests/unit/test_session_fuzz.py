@@ -406,7 +406,7 @@ def check(scenario: Scenario) -> list[str]:
     # the session only ever made the turn lifecycle's transitions (session/lifecycle.py's table)
     refused = [(start.value, trigger.value) for start, trigger, end in moves if end is None]
     assert not refused, refused
-    return happened
+    return [*happened, *sorted({f"phase reached: {end.value}" for _, _, end in moves if end is not None})]
 
 
 @PROFILE

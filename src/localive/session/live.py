@@ -139,6 +139,9 @@ class LiveSession:
     async def _run_events(self) -> None:
         try:
             await self._tasks.run(self._consume)
+        except Exception as exc:
+            log.exception("session %s: its event loop failed", self.session_id)
+            await self._fail(exc)
         finally:
             self._events.close()
 
