@@ -51,11 +51,11 @@ def test_the_question_names_the_instructions_the_conversation_and_the_utterance(
 
 
 def test_the_judge_sees_the_user_and_model_texts_only() -> None:
-    from localive.session.history import Turn
+    from localive.session.history import Entry
     from localive.session.proactive import conversation
 
-    turns = [Turn("user", "Weather in Paris?"), Turn("model", "", call_ids=("c1",)),
-             Turn("tool", '{"sky": "clear"}', name="weather"), Turn("model", "Clear skies.")]
+    turns = [Entry("user", "Weather in Paris?"), Entry("model", "", call_ids=("c1",)),
+             Entry("tool", '{"sky": "clear"}', name="weather"), Entry("model", "Clear skies.")]
     assert [(m.role, m.text) for m in conversation(turns)] == [
         ("user", "Weather in Paris?"), ("assistant", ""), ("assistant", "Clear skies.")]
     # judge_prompt drops the empty text and keeps the last exchange

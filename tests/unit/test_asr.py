@@ -118,7 +118,7 @@ async def test_listener_words_as_previous_text_steer_short_backchannels(asr: Whi
 @pytest.mark.parametrize("f0_hz", [110.0, 200.0])
 async def test_a_closed_mouth_hum_lets_the_model_go_on(asr: WhisperASR, f0_hz: float) -> None:
     # A hum that is one (formant synthesis; the neural voices put a vowel in it and are heard as "Mama"): no
-    # word in it, so with the listener prior it is a listener's sound and the answer goes on (session/live.py).
+    # word in it, so with the listener prior it is a listener's sound and the answer goes on (session/listening.py).
     from localive.bench.hum import closed_mouth_hum
 
     hum = Pcm16(closed_mouth_hum(f0_hz).tobytes(), 16000)

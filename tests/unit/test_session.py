@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
@@ -116,11 +118,13 @@ async def test_a_turn_interrupted_before_it_starts_still_ends_with_turn_complete
     session = make_session()
     await send(session, SETUP)
     await session.outbox.get()
-    await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "slow"}]}],
-                                           "turnComplete": True}})
-    # no await in between: the first turn's task has not run yet
-    await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "hi"}]}],
-                                           "turnComplete": True}})
+    # both queued at once: the event loop applies the second right after the first, before the first turn's task
+    # has run
+    await asyncio.gather(
+        send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "slow"}]}],
+                                         "turnComplete": True}}),
+        send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "hi"}]}],
+                                         "turnComplete": True}}))
     first = await drain_turn(session)
     assert first == [{"serverContent": {"interrupted": True}}, {"serverContent": {"turnComplete": True}}]
     second = await drain_turn(session)

@@ -12,6 +12,7 @@ tests/support/fuzz_client.py, which also states the invariants; for every scenar
 - handle() returns, and the session goes quiet, within bounds (a hang fails, it does not stall the test);
 - after aclose() no task the session started is left, and no task of it ended with an exception nobody saw;
 - everything sent is a well-formed server message (google-genai's own parser reads it), setupComplete first;
+- every move of the turn lifecycle is one its table allows (session/lifecycle.py);
 - every model turn ends with turnComplete unless the connection ended first; within a turn, `interrupted` comes
   last before turnComplete, and no model part follows generationComplete;
 - a client that ends well (stops talking, answers every function call, asks a last question) gets an answer: a
@@ -30,6 +31,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from localive.models.registry import ModelRegistry
+from localive.session import lifecycle
 from tests.support.fuzz_client import (
     MUTATIONS,
     PROBE,
@@ -397,10 +399,14 @@ def check(scenario: Scenario) -> list[str]:
         assert not loop.errors, loop.errors
         return happened
 
-    with ERRORS.watching() as logged:
+    moves: list[tuple[lifecycle.Phase, lifecycle.Trigger, lifecycle.Phase | None]] = []
+    with ERRORS.watching() as logged, lifecycle.observing(lambda *move: moves.append(move)):
         happened = run_virtual(main)
     assert not logged, [(r.getMessage(), r.exc_info) for r in logged]
-    return happened
+    # the session only ever made the turn lifecycle's transitions (session/lifecycle.py's table)
+    refused = [(start.value, trigger.value) for start, trigger, end in moves if end is None]
+    assert not refused, refused
+    return [*happened, *sorted({f"phase reached: {end.value}" for _, _, end in moves if end is not None})]
 
 
 @PROFILE

@@ -18,6 +18,7 @@ from localive.engines.turn.base import FakeEndOfTurn
 from localive.engines.vad.energy import EnergyVAD
 from localive.models.registry import ModelRegistry
 from localive.protocol.errors import Unimplemented
+from localive.session import lifecycle
 from localive.session.backchannel import LISTENER_WORDS, is_backchannel, lets_the_model_go_on
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
@@ -322,8 +323,13 @@ async def spoken_turns(proactive: bool, *texts: str) -> list[list[dict]]:
 
 
 async def test_proactive_audio_stays_silent_for_side_talk_and_answers_the_assistant() -> None:
-    side, cooking, typed = await spoken_turns(True, "Honey, can you pick up the kids at five?",
-                                              "What recipes use ingredients from my kitchen?")
+    moves: list[tuple[lifecycle.Phase, lifecycle.Trigger, lifecycle.Phase | None]] = []
+    with lifecycle.observing(lambda *move: moves.append(move)):
+        side, cooking, typed = await spoken_turns(True, "Honey, can you pick up the kids at five?",
+                                                  "What recipes use ingredients from my kitchen?")
+    judged = [(trigger.value, end and end.value) for start, trigger, end in moves if start.value == "judging"]
+    assert judged == [("nothing to answer", "complete"), ("addressed", "generating")]  # session/lifecycle.py
+    assert all(end is not None for _, _, end in moves)
     assert kinds(side) == ["inputTranscription", "turnComplete"]  # heard, not answered: no audio at all
     assert "audio" in kinds(cooking) and "generationComplete" in kinds(cooking)
     assert "audio" in kinds(typed)  # typed text is always meant for the model

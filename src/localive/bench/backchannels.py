@@ -3,7 +3,7 @@
     python -m localive.bench.backchannels [--voices Erinome,Puck,...] [--out FILE]
 
 When semantic turn-taking is on, speech that starts while the model talks and ends within BARGE_IN_AFTER_S is
-judged by its words (session/live.py `_judge_short_utterance`): the server transcribes it with the listener's
+judged by its words (session/listening.py `_judge_short_utterance`): the server transcribes it with the listener's
 words as Whisper's previous text (`expect=LISTENER_WORDS`) and lets the model go on when
 `lets_the_model_go_on(text)`. This benchmark runs exactly that decision on each backchannel (which should let the
 answer go on) and each short request (which should interrupt it), spoken in each of the embedded voices, and

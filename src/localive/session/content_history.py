@@ -7,20 +7,20 @@ from __future__ import annotations
 from localive.engines.llm.base import CalledFunction
 from localive.protocol import messages as wire
 from localive.protocol.errors import InvalidArgument, Unimplemented
-from localive.session.history import Turn
+from localive.session.history import Entry
 from localive.session.tool_calls import response_text
 
 
-def history_of(content: wire.Content, role: str, where: str) -> list[Turn]:
+def history_of(content: wire.Content, role: str, where: str) -> list[Entry]:
     """The entries for one turn's parts (images are taken out before: they are shown as video frames)."""
-    entries: list[Turn] = []
+    entries: list[Entry] = []
     text: list[str] = []
     calls: list[CalledFunction] = []
     ids: list[str] = []
 
     def flush() -> None:
         if text or calls:
-            entries.append(Turn(role, "\n\n".join(text), tuple(calls), tuple(ids)))
+            entries.append(Entry(role, "\n\n".join(text), tuple(calls), tuple(ids)))
         text.clear()
         calls.clear()
         ids.clear()
@@ -44,10 +44,10 @@ def history_of(content: wire.Content, role: str, where: str) -> list[Turn]:
         elif part.function_response is not None:
             flush()
             response = part.function_response
-            entries.append(Turn("tool", response_text(response), name=response.name or "function"))
+            entries.append(Entry("tool", response_text(response), name=response.name or "function"))
         elif part.code_execution_result is not None:
             flush()
-            entries.append(Turn("tool", part.code_execution_result.output or "(no output)", name="code_execution"))
+            entries.append(Entry("tool", part.code_execution_result.output or "(no output)", name="code_execution"))
         else:
             kind = next((k for k, v in part.model_dump(by_alias=True).items() if v is not None), None)
             if kind is None:

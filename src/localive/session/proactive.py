@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from localive.engines.llm.addressed import ANSWERS, SENTINEL, Verdict, decide, judge_prompt
 from localive.engines.llm.base import ChatMessage
 from localive.engines.llm.scoring import Scorer
-from localive.session.history import Turn
+from localive.session.history import Entry
 
 log = logging.getLogger(__name__)
 
 
-def conversation(turns: Sequence[Turn]) -> list[ChatMessage]:
+def conversation(turns: Sequence[Entry]) -> list[ChatMessage]:
     """The user and model texts of `turns`, as the judge sees the conversation (tool turns left out)."""
     return [ChatMessage("user" if t.role == "user" else "assistant", t.text) for t in turns
             if t.role in ("user", "model")]
@@ -41,13 +42,16 @@ class ProactiveJudge:
     talk for broad roles; a remote LLM judges its own sessions). Owns at most one task, the preparation of the
     next judgement."""
 
-    def __init__(self, llm: Scorer, instruction: str | None, session_id: str) -> None:
+    def __init__(self, llm: Scorer, instruction: str | None, session_id: str,
+                 start: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]] | None = None) -> None:
         self.llm = llm
+        # how its task is started: in the session's task group (session/tasks.py), else as a plain task
+        self._start = start or (lambda work, name: asyncio.create_task(work, name=f"{name}-{session_id}"))
         self.instruction = instruction
         self.session_id = session_id
         self._preparing: asyncio.Task[None] | None = None
 
-    async def addressed(self, history: Sequence[Turn], turn_id: int) -> bool:
+    async def addressed(self, history: Sequence[Entry], turn_id: int) -> bool:
         """Is the last turn of `history` (what the user just said) meant for the model?"""
         verdict = await judge(self.llm, self.instruction, history[-1].text, conversation(history[:-1]))
         channel = "-" if verdict.channel is None else f"{verdict.channel:.2f}"  # "-": the yes/no question alone
@@ -55,7 +59,7 @@ class ProactiveJudge:
                  self.session_id, turn_id, self.llm.name, verdict.respond, verdict.margin, channel, verdict.yes_no)
         return verdict.respond
 
-    def prepare(self, history: Sequence[Turn]) -> None:
+    def prepare(self, history: Sequence[Entry]) -> None:
         """Have the prompts of the next judgement (which hold the last exchange of `history`) evaluated now, while
         the user listens, instead of once they have spoken (~0.15 s with the 1.5B). Replaces an earlier one."""
         self.cancel()
@@ -67,7 +71,7 @@ class ProactiveJudge:
             except Exception:  # only a speed-up: the judgement itself will report a failing engine
                 log.warning("session %s: preparing the proactive judge failed", self.session_id, exc_info=True)
 
-        self._preparing = asyncio.create_task(prepare(), name=f"judge-prepare-{self.session_id}")
+        self._preparing = self._start(prepare(), "judge-prepare")
 
     def cancel(self) -> asyncio.Task[None] | None:
         """Cancel the preparation in progress; returns its task (to await), or None."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from localive.engines.llm.base import CalledFunction
-from localive.session.history import Turn
+from localive.session.history import Entry
 
 VERSION = 1
 
@@ -15,14 +15,14 @@ VERSION = 1
 @dataclass
 class State:
     setup: dict[str, Any]
-    history: list[Turn]
-    deferred: list[Turn]
+    history: list[Entry]
+    deferred: list[Entry]
     session_key: str
     consumed: int  # index of the last client message whose effect is in this state
     started_at: float = 0.0  # when the session first connected (clock time)
 
 
-def _turn(turn: Turn) -> dict[str, Any]:
+def _turn(turn: Entry) -> dict[str, Any]:
     data: dict[str, Any] = {"role": turn.role, "text": turn.text}
     if turn.calls:
         data["calls"] = [{"name": c.name, "args": c.args} for c in turn.calls]
@@ -32,9 +32,9 @@ def _turn(turn: Turn) -> dict[str, Any]:
     return data
 
 
-def _from(data: dict[str, Any]) -> Turn:
+def _from(data: dict[str, Any]) -> Entry:
     calls = tuple(CalledFunction(c["name"], dict(c["args"])) for c in data.get("calls", []))
-    return Turn(data["role"], data["text"], calls, tuple(data.get("callIds", [])), data.get("name"))
+    return Entry(data["role"], data["text"], calls, tuple(data.get("callIds", [])), data.get("name"))
 
 
 def dumps(state: State) -> str:

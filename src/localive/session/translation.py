@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from localive.engines.llm.base import LLM, ChatMessage, FunctionCalls, FunctionSpec, SamplingParams
 from localive.protocol import messages as wire
 from localive.protocol.errors import InvalidArgument
-from localive.session.history import Turn
+from localive.session.history import Entry
 from localive.session.languages import checked_tag, language_name, same_language
 
 
@@ -58,7 +58,7 @@ def target_speech(translation: Translation | None, spoken: bool, language: str |
     return "echo" if translation.echo else "silent"
 
 
-def newest_user_text(history: Sequence[Turn]) -> str:
+def newest_user_text(history: Sequence[Entry]) -> str:
     """The user's words since the model last spoke (several messages joined by newlines)."""
     texts: list[str] = []
     for turn in reversed(history):
@@ -69,7 +69,7 @@ def newest_user_text(history: Sequence[Turn]) -> str:
 
 
 def translation_messages(translation: Translation, system_instruction: str | None,
-                         history: Sequence[Turn]) -> list[ChatMessage]:
+                         history: Sequence[Entry]) -> list[ChatMessage]:
     """What the LLM sees to translate the newest user words: the translator's instruction (then the client's
     systemInstruction, if any) and those words."""
     system = "\n\n".join(p for p in (translation.instruction, system_instruction) if p)

@@ -22,9 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from localive.clock import Clock
 from localive.protocol.errors import INTERNAL, LiveError, StageFailed, close_for
@@ -52,8 +52,11 @@ class Watchdog:
     """One session's watchdog and stage names. `bound_s` None (or 0) turns the timer off; stages are still named."""
 
     def __init__(self, session_id: str, outbox: Outbox, clock: Clock, bound_s: float | None = DEFAULT_TURN_WATCHDOG_S,
-                 on_stall: Callable[[], None] | None = None) -> None:
+                 on_stall: Callable[[], None] | None = None,
+                 start: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]] | None = None) -> None:
         self.session_id = session_id
+        # how its timer is started: in the session's task group (session/tasks.py), else as a plain task
+        self._start = start or (lambda work, name: asyncio.create_task(work, name=f"{name}-{session_id}"))
         self.bound_s = bound_s if bound_s and bound_s > 0 else None
         self.expired: Stalled | None = None  # set once a turn has stalled: the session's close is queued
         self._outbox = outbox
@@ -74,7 +77,7 @@ class Watchdog:
             return
         self.stop()
         self.progress()
-        timer = asyncio.create_task(self._run(turn, self.bound_s), name=f"watchdog-{self.session_id}")
+        timer = self._start(self._run(turn, self.bound_s), "watchdog")
         turn.add_done_callback(lambda _: timer.cancel() if self.expired is None else None)  # lives as long as it
         self._timer = timer
 
