@@ -21,14 +21,14 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from localive.bench.engines import llama_server_argv
-from localive.bench.server import free_port
 from localive.models.weights import QWEN_05B, WeightSpec, ensure_weights
+from localive.testing.backends import llama_server_argv
+from localive.testing.server import LocaliveServer, free_port, start_server
+from localive.testing.speech import speech_pcm
 from tests.integration.test_tools import WEATHER, WEATHER_JSON_SCHEMA, calls_of, parts_of, text_of, turn
 from tests.integration.test_video import ask_about, text_frame
 from tests.integration.test_voice import audio_of, one_turn, send_audio, transcripts
-from tests.support.server import RunningServer, sdk_client, start_server
-from tests.support.speech import speech_pcm
+from tests.support.server import sdk_client
 from tests.support.turns import ask
 
 pytestmark = pytest.mark.llm
@@ -91,7 +91,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
 
 
 @pytest.fixture(scope="module")
-def remote_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def remote_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     server = start_server(tmp_path_factory.mktemp("remote-llm"), "--llm-url", backend.url,
                           "--turn-taking", "silence")
     yield server
@@ -99,7 +99,7 @@ def remote_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture
-def client(remote_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def client(remote_server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(remote_server, monkeypatch)
 
 
@@ -251,7 +251,7 @@ async def test_interruption_stops_the_backends_generation(client: genai.Client, 
 
 
 @pytest.fixture(scope="module")
-def fragile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Backend, RunningServer, Path]]:
+def fragile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Backend, LocaliveServer, Path]]:
     workdir = tmp_path_factory.mktemp("fragile")
     backend = start_backend(workdir)
     server = start_server(workdir / "server", "--llm-url", backend.url, "--voice", "off",
@@ -262,7 +262,7 @@ def fragile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Backend,
 
 
 async def test_a_full_backend_refuses_new_sessions_with_1013(
-        fragile: tuple[Backend, RunningServer, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        fragile: tuple[Backend, LocaliveServer, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     client = sdk_client(fragile[1], monkeypatch)
     async with client.aio.live.connect(model=MODEL, config=TEXT):
         with pytest.raises(errors.APIError) as refused:
@@ -274,7 +274,7 @@ async def test_a_full_backend_refuses_new_sessions_with_1013(
 
 
 async def test_a_backend_that_dies_closes_the_session_with_1011_and_it_resumes(
-        fragile: tuple[Backend, RunningServer, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        fragile: tuple[Backend, LocaliveServer, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     backend, server, workdir = fragile
     client = sdk_client(server, monkeypatch)
     config = {**TEXT, "session_resumption": {}}
@@ -360,7 +360,7 @@ async def test_thinking_runs_on_the_remote_backend(client: genai.Client, backend
 
 
 @pytest.fixture(scope="module")
-def schema_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def schema_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     server = start_server(tmp_path_factory.mktemp("json-schema-tools"), "--llm-url", backend.url,
                           "--llm-tools", "json-schema", "--voice", "off")
     yield server
@@ -368,7 +368,7 @@ def schema_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 async def test_function_call_round_trip_without_the_servers_tools(
-        schema_server: RunningServer, backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+        schema_server: LocaliveServer, backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     """The functions are described in the prompt instead of sent as `tools` (for servers started without a tool
     parser): the SDK sees the same toolCall and answer."""
     requests = backend.log().count("POST /v1/chat/completions")

@@ -20,10 +20,11 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from localive.bench.server import free_port
+from localive.testing.server import LocaliveServer, free_port, start_server
+from localive.testing.speech import speech_pcm
+from localive.testing.text import CLOSE_WER, word_error_rate
 from tests.conftest import EMULATOR_SCRIPT, SILENCE_TURNS
-from tests.support.server import RunningServer, sdk_client, start_server
-from tests.support.speech import CLOSE_WER, speech_pcm, word_error_rate
+from tests.support.server import sdk_client
 from tests.support.speech_servers import (
     REQUIRE_ENV,
     SpeechServer,
@@ -68,14 +69,14 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SpeechSe
 
 @pytest.fixture(scope="module")
 def remote_server(engines: tuple[SpeechServer, SpeechServer],
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     server = start_server(tmp_path_factory.mktemp("remote-speech"), *remote_args(*engines))
     yield server
     server.stop()
 
 
 @pytest.fixture
-def client(remote_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def client(remote_server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(remote_server, monkeypatch)
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx2
 
-from localive.bench.engines import local_tts_data_dir, transcription_server_argv
-from localive.bench.server import free_port
+from localive.testing.backends import local_tts_data_dir, transcription_server_argv
+from localive.testing.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINES_VENV = ROOT / ".venv-engines"

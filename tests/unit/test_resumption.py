@@ -12,7 +12,7 @@ from localive.protocol.errors import Close, PolicyViolation
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
 from localive.stores.sqlite import SqliteStore
-from tests.support.session_driver import send
+from localive.testing.session import send
 
 
 class Clock:

@@ -12,8 +12,8 @@ from localive.models.registry import ModelEntry, ModelRegistry
 from localive.protocol.errors import Close, InvalidArgument, Unimplemented
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
+from localive.testing.session import send
 from localive.tools.loader import ToolEngines
-from tests.support.session_driver import send
 
 SCRIPT = EmulatorScript.from_dict({"reply": [
     {"match": "lights", "call": "turn_on_the_lights", "text": "Done: {result}"},

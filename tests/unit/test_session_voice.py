@@ -20,7 +20,8 @@ from localive.protocol.errors import Unimplemented
 from localive.session.backchannel import LISTENER_WORDS, is_backchannel, lets_the_model_go_on
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
-from tests.support.session_driver import drain_turn, send, tone
+from localive.testing.audio import tone_frame
+from localive.testing.session import drain_turn, send
 
 SCRIPT = EmulatorScript.from_dict({"reply": [
     {"match": "slow", "text": "one, two, three, four, five, six, seven, eight, nine, ten.", "delay_ms": 30},
@@ -75,9 +76,9 @@ async def test_spoken_answer_to_speech() -> None:
     session = make_session(asr)
     await send(session, setup())
     await session.outbox.get()
-    await send(session, tone(0.2, loud=False))
-    await send(session, tone(0.6, loud=True))
-    await send(session, tone(0.7, loud=False))  # > 500 ms of silence ends the turn
+    await send(session, tone_frame(0.2, loud=False))
+    await send(session, tone_frame(0.6, loud=True))
+    await send(session, tone_frame(0.7, loud=False))  # > 500 ms of silence ends the turn
     messages = await drain_turn(session)
     k = kinds(messages)
     assert k[0] == "inputTranscription" and k[1] == "outputTranscription" and "audio" in k
@@ -104,7 +105,7 @@ async def test_barge_in_stops_audio_and_keeps_only_what_was_heard() -> None:
     first = await asyncio.wait_for(session.outbox.get(), 5)  # the model has started to speak
     assert "serverContent" in first
     await asyncio.sleep(0.3)  # the user listens for a moment (real time: playback is estimated in real time)
-    await send(session, tone(0.3, loud=True))  # then speaks
+    await send(session, tone_frame(0.3, loud=True))  # then speaks
     messages = await drain_turn(session)
     k = kinds(messages)
     assert "interrupted" in k and k[-1] == "turnComplete"
@@ -120,9 +121,9 @@ async def test_manual_activity_ignores_audio_outside_and_answers_at_activity_end
     session = make_session(asr)
     await send(session, setup("TEXT", realtimeInputConfig={"automaticActivityDetection": {"disabled": True}}))
     await session.outbox.get()
-    await send(session, tone(0.5, loud=True))  # ignored: no activity yet
+    await send(session, tone_frame(0.5, loud=True))  # ignored: no activity yet
     await send(session, {"realtimeInput": {"activityStart": {}}})
-    await send(session, tone(0.25, loud=True))
+    await send(session, tone_frame(0.25, loud=True))
     await send(session, {"realtimeInput": {"activityEnd": {}}})
     messages = await drain_turn(session)
     text = "".join(m["serverContent"]["modelTurn"]["parts"][0]["text"] for m in messages
@@ -136,8 +137,8 @@ async def test_sounds_without_words_get_no_answer() -> None:
     session = make_session(ListASR(""))
     await send(session, setup("TEXT"))
     await session.outbox.get()
-    await send(session, tone(0.4, loud=True))
-    await send(session, tone(0.7, loud=False))
+    await send(session, tone_frame(0.4, loud=True))
+    await send(session, tone_frame(0.7, loud=False))
     await send(session, {"realtimeInput": {"text": "hi"}})  # the next input is answered normally
     messages = await drain_turn(session)
     assert [t.text for t in session.history] == ["hi", "You said: hi"]
@@ -211,7 +212,7 @@ async def while_the_model_counts(session: LiveSession, *frames: dict) -> list[di
 async def test_a_backchannel_does_not_interrupt_the_model() -> None:
     asr = ListASR("Mm-hm.")
     session = semantic_session(asr)
-    messages = await while_the_model_counts(session, tone(0.3, loud=True), tone(0.4, loud=False))
+    messages = await while_the_model_counts(session, tone_frame(0.3, loud=True), tone_frame(0.4, loud=False))
     assert "interrupted" not in kinds(messages) and asr.heard  # heard, judged, let pass
     assert asr.expected == [LISTENER_WORDS]  # transcribed as a listener's words
     assert [t.role for t in session.history] == ["user", "model"] and "ten" in session.history[-1].text
@@ -221,7 +222,7 @@ async def test_a_backchannel_does_not_interrupt_the_model() -> None:
 async def test_a_short_sound_with_no_words_does_not_interrupt_the_model() -> None:
     asr = ListASR("")  # a cough, or a hum Whisper calls silence
     session = semantic_session(asr)
-    messages = await while_the_model_counts(session, tone(0.3, loud=True), tone(0.4, loud=False))
+    messages = await while_the_model_counts(session, tone_frame(0.3, loud=True), tone_frame(0.4, loud=False))
     assert "interrupted" not in kinds(messages) and asr.heard
     assert [t.role for t in session.history] == ["user", "model"] and "ten" in session.history[-1].text
     await session.aclose()
@@ -229,7 +230,7 @@ async def test_a_short_sound_with_no_words_does_not_interrupt_the_model() -> Non
 
 async def test_a_short_utterance_with_words_interrupts_and_is_answered() -> None:
     session = semantic_session(ListASR("wait, stop"))
-    messages = await while_the_model_counts(session, tone(0.3, loud=True), tone(0.4, loud=False))
+    messages = await while_the_model_counts(session, tone_frame(0.3, loud=True), tone_frame(0.4, loud=False))
     assert "interrupted" in kinds(messages)
     answer = await drain_turn(session)  # the new turn answers what was said
     assert "audio" in kinds(answer) and session.history[-2].text == "wait, stop"
@@ -239,7 +240,7 @@ async def test_a_short_utterance_with_words_interrupts_and_is_answered() -> None
 async def test_long_speech_while_the_model_talks_is_a_barge_in_before_it_ends() -> None:
     asr = ListASR("let me tell you something else entirely")
     session = semantic_session(asr)
-    messages = await while_the_model_counts(session, tone(0.8, loud=True))  # still speaking: no end yet
+    messages = await while_the_model_counts(session, tone_frame(0.8, loud=True))  # still speaking: no end yet
     assert "interrupted" in kinds(messages) and not asr.heard  # cut off at 0.6 s of speech, before it ended
     await session.aclose()
 
@@ -277,8 +278,8 @@ async def spoken_turns(proactive: bool, *texts: str) -> list[list[dict]]:
     await session.outbox.get()
     turns = []
     for _ in texts:
-        await send(session, tone(0.5, loud=True))
-        await send(session, tone(0.7, loud=False))
+        await send(session, tone_frame(0.5, loud=True))
+        await send(session, tone_frame(0.7, loud=False))
         turns.append(await drain_turn(session))
     await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "Honey, the kids!"}]}],
                                            "turnComplete": True}})
@@ -334,8 +335,8 @@ async def test_the_judges_prompts_are_prepared_while_the_user_listens(proactive:
                                    "generationConfig": {"responseModalities": ["AUDIO"]},
                                    "systemInstruction": {"parts": [{"text": COOK}]}, **extra}})
     await session.outbox.get()
-    await send(session, tone(0.5, loud=True))
-    await send(session, tone(0.7, loud=False))
+    await send(session, tone_frame(0.5, loud=True))
+    await send(session, tone_frame(0.7, loud=False))
     assert "audio" in kinds(await drain_turn(session))
     for _ in range(3):
         await asyncio.sleep(0)
