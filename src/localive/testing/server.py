@@ -137,6 +137,11 @@ def start_server(workdir: Path | None, *args: str, timeout_s: float = 300.0) -> 
         raise
 
 
+def _stop_started(starting: asyncio.Future[LocaliveServer]) -> None:
+    if not starting.cancelled() and starting.exception() is None:
+        starting.result().stop()
+
+
 class serve:  # used like a function: `with serve(...)`
     """`with serve(*args) as server:` / `async with serve(*args) as server:` — `localive serve ARGS` running
     for the block (see the module's doc)."""
@@ -158,7 +163,13 @@ class serve:  # used like a function: `with serve(...)`
             self._server = None
 
     async def __aenter__(self) -> LocaliveServer:
-        self._server = await asyncio.to_thread(start_server, self._workdir, *self._args, timeout_s=self._timeout_s)
+        starting = asyncio.ensure_future(asyncio.to_thread(start_server, self._workdir, *self._args,
+                                                           timeout_s=self._timeout_s))
+        try:
+            self._server = await asyncio.shield(starting)
+        except asyncio.CancelledError:  # the start goes on in its thread: stop the server it brings up
+            starting.add_done_callback(_stop_started)
+            raise
         return self._server
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
