@@ -232,13 +232,13 @@ async def barge_in_once(server: RunningServer, backend: Backend, *, chunk_ms: in
         await asyncio.sleep(BARGE_IN_AFTER_S)
         if "generationComplete" in seen:
             return BargeIn(None, None, finished_before=True)
-        mark = backend.log.count()
+        mark = backend.lines.count()
         started = time.perf_counter()
         await session.ws.send(ACTIVITY_START)
         sender = asyncio.create_task(_send_paced(session, speech_pcm(BARGE_IN_SPEECH), chunk_ms))
         stopped_at: float | None = None
         while time.perf_counter() - started < STOP_WAIT_S:
-            stopped_at = backend.log.first_after(mark, DISCONNECTED)
+            stopped_at = backend.lines.first_after(mark, DISCONNECTED)
             if stopped_at is not None:
                 break
             await asyncio.sleep(0.01)
@@ -322,7 +322,7 @@ def run_engines(workdir: Path, *, turns: int, barge_ins: int, chunk_ms: int, tim
                                                timeout_s=timeout_s))
         except BenchError as exc:
             tails = "\n".join(f"--- {key} log (last lines):\n{s.log_tail(15)}" for key, s in servers)
-            raise BenchError(f"{exc}\n{tails}\n--- llama server:\n{llama.log.tail(15)}") from exc
+            raise BenchError(f"{exc}\n{tails}\n--- llama server:\n{llama.lines.tail(15)}") from exc
         background, steal = meter.other_pct()
     finally:
         for _, server in servers:

@@ -19,15 +19,15 @@ import pytest
 from google import genai
 from google.genai import types
 
+from localive.testing.backends import Backend
 from localive.testing.server import LocaliveServer, start_server
 from localive.testing.speech import read_wav, speech_pcm, speech_wav
-from tests.integration.test_remote_llm import Backend, start_backend
+from tests.integration.test_remote_llm import start_backend
 from tests.integration.test_tools import LIGHTS, calls_of
 from tests.integration.test_voice import SEED, audio_of, send_audio
 from tests.support.server import sdk_client
 from tests.support.speech_servers import (
     REQUIRE_ENV,
-    SpeechServer,
     engines_installed,
     start_speech_server,
     start_transcription_server,
@@ -46,8 +46,8 @@ TURN_TIMEOUT_S = 120
 class Remote:
     server: LocaliveServer
     llm: Backend
-    asr: SpeechServer
-    tts: SpeechServer
+    asr: Backend
+    tts: Backend
 
     def requests(self) -> tuple[int, int, int]:
         """Requests each backend has logged: chat completions, transcriptions, speech."""
@@ -59,7 +59,7 @@ class Remote:
 @pytest.fixture(scope="module")
 def remote_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
     workdir = tmp_path_factory.mktemp("all-remote")
-    started: list[Backend | SpeechServer] = []
+    started: list[Backend] = []
     try:
         llm = start_backend(workdir / "llm")
         started.append(llm)
@@ -72,12 +72,12 @@ def remote_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]
                               "--turn-taking", "silence")
     except BaseException:
         for backend in started:
-            backend.kill() if isinstance(backend, Backend) else backend.stop()
+            backend.stop()
         raise
     yield Remote(server, llm, asr, tts)
     server.stop()
     for backend in started:
-        backend.kill() if isinstance(backend, Backend) else backend.stop()
+        backend.stop()
 
 
 @pytest.fixture

@@ -7,13 +7,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema_rs
@@ -22,7 +19,7 @@ from google import genai
 from google.genai import errors, types
 
 from localive.models.weights import QWEN_05B, WeightSpec, ensure_weights
-from localive.testing.backends import llama_server_argv
+from localive.testing.backends import Backend, start_llama_server
 from localive.testing.server import LocaliveServer, free_port, start_server
 from localive.testing.speech import speech_pcm
 from tests.integration.test_tools import WEATHER, WEATHER_JSON_SCHEMA, calls_of, parts_of, text_of, turn
@@ -38,49 +35,11 @@ TEXT = {"response_modalities": ["TEXT"], "temperature": 0.0}
 DISCONNECTED = "Disconnected from client"  # what llama-cpp-python's server logs when it stops a stream
 
 
-@dataclass
-class Backend:
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-
 def start_backend(workdir: Path, port: int | None = None, *, weights: WeightSpec = QWEN_05B,
                   extra: Sequence[str] = ()) -> Backend:
     """llama-cpp-python's server on an embedded GGUF (the Qwen2.5-Coder-0.5B unless `weights` says), with `extra`
     server options; returns once /v1/models answers."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    log_path = workdir / f"llama-server-{port}.log"
-    with log_path.open("ab") as log_file:
-        process = subprocess.Popen(
-            [*llama_server_argv(ensure_weights(weights, progress=False), port), *extra],  # as the engines bench
-            stdout=log_file, stderr=subprocess.STDOUT)
-    backend = Backend(port, process, log_path)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited with {process.returncode}:\n{backend.log()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{backend.url}/models", timeout=2) as response:
-                if response.status == 200:
-                    return backend
-        except OSError:
-            time.sleep(0.5)
-    backend.kill()
-    raise RuntimeError("llama_cpp.server did not start in 120 s")
+    return start_llama_server(workdir, port, weights=weights, extra=extra)
 
 
 @pytest.fixture(scope="module")
@@ -287,7 +246,7 @@ async def test_a_backend_that_dies_closes_the_session_with_1011_and_it_resumes(
     assert closed.value.code == 1011 and "LLM backend" in str(closed.value)
     assert "Internal error" not in str(closed.value)
     restarted = start_backend(workdir, backend.port)  # the same URL comes back
-    fragile[0].process, fragile[0].log_path = restarted.process, restarted.log_path
+    fragile[0].process, fragile[0].lines = restarted.process, restarted.lines
     async with client.aio.live.connect(model=MODEL, config={**TEXT, "session_resumption": {"handle": handle}}) as s:
         answer, _ = await ask(s, "And of Germany?")
     assert "Berlin" in answer  # the conversation before the failure is still there

