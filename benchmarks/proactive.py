@@ -1,7 +1,7 @@
 """Proactive audio: how well the server's judge tells speech meant for the assistant from side talk.
 
-    .venv/bin/python benchmarks/proactive.py [--llm qwen2.5-coder-1.5b-instruct] [--set FILE ...]
-    .venv/bin/python benchmarks/proactive.py --llm-url http://127.0.0.1:8000/v1 [--no-logprobs]
+    python -m benchmarks.proactive [--llm qwen2.5-coder-1.5b-instruct] [--set FILE ...]
+    python -m benchmarks.proactive --llm-url http://127.0.0.1:8000/v1 [--no-logprobs]
 
 Runs exactly what a session with `proactivity.proactiveAudio` does on each spoken turn (session/proactive.py
 `judge`: the two hypotheses of engines/llm/addressed.py with the set's conversation so far,
@@ -22,6 +22,7 @@ import time
 import tomllib
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from localive.bench.machine import collect as machine
 from localive.engines.llm.base import ChatMessage
@@ -33,7 +34,7 @@ SETS = [Path(__file__).with_name(name) for name in
 
 
 async def judge_set(llm, instruction: str, history: list[ChatMessage],  # type: ignore[no-untyped-def]
-                    items: list[dict], with_question: bool = True) -> tuple[int, int, int, int, list[float]]:
+                    items: list[dict[str, Any]], with_question: bool = True) -> tuple[int, int, int, int, list[float]]:
     tp = fp = fn = tn = 0
     seconds = []
     for item in items:

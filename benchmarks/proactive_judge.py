@@ -1,6 +1,6 @@
 """Benchmark of the proactive-audio judge (src/localive/engines/llm/addressed.py) on labelled utterances.
 
-    .venv/bin/python benchmarks/proactive_judge.py MODEL.gguf [--method channel|yesno|both] [-v]
+    python -m benchmarks.proactive_judge MODEL.gguf [--method channel|yesno|both] [-v]
 
 For each set of benchmarks/proactive_set.toml (one assistant role each) it prints every utterance's score and
 verdict, then accuracy, precision and recall of "responds", and the judge's latency (median, p90) with the
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 import time
 import tomllib
 from collections.abc import Sequence
@@ -25,10 +24,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from localive.engines.llm.addressed import (  # noqa: E402
+from localive.engines.llm.addressed import (
     NO,
     SENTINEL,
     YES,
@@ -38,11 +34,11 @@ from localive.engines.llm.addressed import (  # noqa: E402
     prompt_prefix,
     yes_no_messages,
 )
-from localive.engines.llm.base import ChatMessage  # noqa: E402
-from localive.engines.llm.llama import load_llama  # noqa: E402
-from localive.engines.llm.llama_scoring import SequenceScorer  # noqa: E402
+from localive.engines.llm.base import ChatMessage
+from localive.engines.llm.llama import load_llama
+from localive.engines.llm.llama_scoring import SequenceScorer
 
-SETS = ROOT / "benchmarks" / "proactive_set.toml"
+SETS = Path(__file__).with_name("proactive_set.toml")
 
 
 # --- reference llama.cpp code ------------------------------------------------------------------------------

@@ -36,8 +36,8 @@ fi
 # virtualenv .venv-engines: they pin versions of their own.
 bash scripts/install-test-engines.sh
 
-echo "test.sh: lint (ruff), types (mypy --strict on src) and layers (lint-imports: docs/architecture.md)"
-.venv/bin/ruff check src tests
+echo "test.sh: lint (ruff), types (mypy --strict on src and benchmarks) and layers (lint-imports: docs/architecture.md)"
+.venv/bin/ruff check src tests benchmarks
 .venv/bin/mypy
 PYTHONPATH=src .venv/bin/lint-imports  # PYTHONPATH: this checkout's source, whichever one .venv was installed from
 

@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server import RunningServer, start_server
+from localive.testing.server import LocaliveServer, start_server
+
+# A test that leaves an asyncio task or a thread running fails (localive/testing/pytest_plugin.py).
+pytest_plugins = ["localive.testing.pytest_plugin"]
 
 EMULATOR_SCRIPT = Path(__file__).parent / "data" / "emulator_script.toml"
 # The shared servers end turns on silence alone: their test speech is espeak-ng, whose flat intonation the
@@ -15,7 +18,7 @@ SILENCE_TURNS = ("--turn-taking", "silence")
 
 
 @pytest.fixture(scope="session")
-def emulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def emulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     """A real server process where every model name is served by the scripted emulator."""
     server = start_server(tmp_path_factory.mktemp("emulator-server"), "--llm", "emulator",
                           "--emulator-script", str(EMULATOR_SCRIPT), *SILENCE_TURNS)
@@ -24,7 +27,7 @@ def emulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
 
 
 @pytest.fixture(scope="session")
-def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     """A real server process with the default registry: Gemini names served by the embedded Qwen model."""
     server = start_server(tmp_path_factory.mktemp("llm-server"), "--url-allow", "127.0.0.1", *SILENCE_TURNS)
     yield server

@@ -22,11 +22,11 @@ import pytest
 from google.genai import types
 from pydantic.alias_generators import to_camel
 
+from localive.testing.server import LocaliveServer, start_server
 from tests.conformance import render
 from tests.conformance.check import judge, rule_for
 from tests.conformance.fields import SERVER_FIELDS
 from tests.conftest import EMULATOR_SCRIPT
-from tests.support.server import RunningServer, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 WALK = Path(__file__).with_name("sdk_walk.py")
@@ -47,7 +47,7 @@ def _oldest_version() -> str:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     """An emulator server that lets one client open the walk's ~1,000 short sessions quickly."""
     running = start_server(tmp_path_factory.mktemp("conformance"), "--llm", "emulator", "--emulator-script",
                            str(EMULATOR_SCRIPT), "--turn-taking", "silence", "--client-work-share", "100")
@@ -55,7 +55,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running.stop()
 
 
-def walk(server: RunningServer, sdk_path: Path | None) -> list[dict[str, Any]]:
+def walk(server: LocaliveServer, sdk_path: Path | None) -> list[dict[str, Any]]:
     env = server.client_env()
     if sdk_path is not None:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(sdk_path), env.get("PYTHONPATH", "")) if p)
@@ -66,7 +66,7 @@ def walk(server: RunningServer, sdk_path: Path | None) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("release", ["newest", "oldest"])
-def test_every_field_the_python_sdk_sends_is_handled_as_documented(server: RunningServer, release: str) -> None:
+def test_every_field_the_python_sdk_sends_is_handled_as_documented(server: LocaliveServer, release: str) -> None:
     expected_version = _pinned("google-genai") if release == "newest" else _oldest_version()
     records = walk(server, None if release == "newest" else OLDEST)
     assert {r["sdk"] for r in records} == {expected_version}
@@ -85,7 +85,7 @@ def test_every_field_the_python_sdk_sends_is_handled_as_documented(server: Runni
 @pytest.mark.skipif(shutil.which("node") is None and not os.environ.get("LOCALIVE_REQUIRE_NODE"),
                     reason="node (Node.js 20+) is not installed; the JS SDK tests need it")
 @pytest.mark.parametrize("package", ["@google/genai", "genai-oldest"])
-def test_the_same_fields_through_the_js_sdk_are_handled_as_documented(server: RunningServer, package: str,
+def test_the_same_fields_through_the_js_sdk_are_handled_as_documented(server: LocaliveServer, package: str,
                                                                       tmp_path: Path) -> None:
     """The Python walk's cases (the JS SDK's types are not inspectable at run time), sent through the JS SDK's own
     methods: what it puts on the wire must meet the same rules. Fields the JS SDK drops never reach the wire."""

@@ -23,7 +23,7 @@ from google.genai import errors, types
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.support.server import RunningServer, start_server
+from localive.testing.server import LocaliveServer, start_server
 
 KEY = "key-alpha-7f3a9c"
 FILE_KEY = "key-from-file-91c2e4"
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::google.genai.errors.Experimenta
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     workdir = tmp_path_factory.mktemp("access-server")
     keys_file = workdir / "keys.txt"
     keys_file.write_text(f"# one key a line\n{FILE_KEY}\n", encoding="utf-8")
@@ -50,7 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 
 @pytest.fixture(autouse=True)
-def client_env(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def client_env(server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in server.client_env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
@@ -108,7 +108,7 @@ async def test_missing_key_is_refused_with_1008() -> None:
     assert error.code == 1008 and "API key" in str(error)
 
 
-async def test_key_in_the_query_as_the_js_sdk_sends_it(server: RunningServer) -> None:
+async def test_key_in_the_query_as_the_js_sdk_sends_it(server: LocaliveServer) -> None:
     base = f"wss://127.0.0.1:{server.port}//ws/google.ai.generativelanguage.v1beta.GenerativeService."
     setup = json.dumps({"setup": {"model": f"models/{MODEL}", "generationConfig": {"responseModalities": ["TEXT"]}}})
     async with connect(f"{base}BidiGenerateContent?key={KEY}", ssl=server.ssl_context()) as ws:
@@ -121,7 +121,7 @@ async def test_key_in_the_query_as_the_js_sdk_sends_it(server: RunningServer) ->
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
-async def test_health_needs_no_key(server: RunningServer) -> None:
+async def test_health_needs_no_key(server: LocaliveServer) -> None:
     import urllib.request
 
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -227,7 +227,7 @@ async def test_resuming_a_token_session_takes_no_use() -> None:
     assert (await refused(sdk)).code == 1011  # a new session still needs a use
 
 
-async def test_a_token_on_the_normal_path_is_refused(server: RunningServer) -> None:
+async def test_a_token_on_the_normal_path_is_refused(server: LocaliveServer) -> None:
     token = mint({"uses": 1})
     url = (f"wss://127.0.0.1:{server.port}/ws/google.ai.generativelanguage.v1alpha."
            f"GenerativeService.BidiGenerateContent?access_token={token.name}")
@@ -239,7 +239,7 @@ async def test_a_token_on_the_normal_path_is_refused(server: RunningServer) -> N
     assert "Constrained" in closed.value.rcvd.reason
 
 
-async def test_hundred_concurrent_redemptions_give_one_session(server: RunningServer) -> None:
+async def test_hundred_concurrent_redemptions_give_one_session(server: LocaliveServer) -> None:
     token = mint({"uses": 1})
     url = (f"wss://127.0.0.1:{server.port}//ws/google.ai.generativelanguage.v1alpha.{CONSTRAINED}"
            f"?access_token={token.name}")
@@ -297,7 +297,7 @@ process.exit(0);
     assert "1011" in result["second"] and "used too many times" in result["second"], result
 
 
-def test_no_key_or_token_reaches_the_log(server: RunningServer) -> None:
+def test_no_key_or_token_reaches_the_log(server: LocaliveServer) -> None:
     token = mint({"uses": 1})
     assert token.name is not None
     deadline = time.monotonic() + 5

@@ -12,16 +12,16 @@ from google.genai import types
 from localive.audio.pcm import Pcm16
 from localive.audio.prosody import Prosody, semitones
 from localive.audio.prosody_measure import measure
+from localive.testing.server import LocaliveServer
+from localive.testing.speech import expressive_pcm
 from tests.integration.test_voice import NATIVE, audio_of, one_turn, send_audio, transcripts
-from tests.support.server import RunningServer
-from tests.support.speech import expressive_pcm
 
 WORDS = "I just got the results back and we actually won the whole competition today"
 CALM = {"words_per_minute": 120, "pitch": 30, "amplitude": 60}
 EXCITED = {"words_per_minute": 200, "pitch": 80, "amplitude": 180}
 
 
-def client(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def client(server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     for name, value in server.client_env().items():
         monkeypatch.setenv(name, value)
     return genai.Client(http_options={"api_version": "v1alpha"})
@@ -40,11 +40,11 @@ async def reply(client: genai.Client, how: dict[str, int], affective: bool) -> t
     return measure(audio_of(messages), 24000, len(said.split())), said
 
 
-def affects_logged(server: RunningServer) -> list[str]:
+def affects_logged(server: LocaliveServer) -> list[str]:
     return re.findall(r"affect session=\S+ turn=\d+ label=(\w+)", server.log())
 
 
-async def test_calm_and_excited_speech_get_different_delivery(emulator_server: RunningServer,
+async def test_calm_and_excited_speech_get_different_delivery(emulator_server: LocaliveServer,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     sdk = client(emulator_server, monkeypatch)
     before = len(affects_logged(emulator_server))
@@ -60,7 +60,7 @@ async def test_calm_and_excited_speech_get_different_delivery(emulator_server: R
     assert excited.words_per_s / calm.words_per_s > 1.08
 
 
-async def test_without_the_flag_delivery_does_not_follow_the_user(emulator_server: RunningServer,
+async def test_without_the_flag_delivery_does_not_follow_the_user(emulator_server: LocaliveServer,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     sdk = client(emulator_server, monkeypatch)
     before = len(affects_logged(emulator_server))
@@ -79,7 +79,7 @@ async def test_without_the_flag_delivery_does_not_follow_the_user(emulator_serve
     assert adapted.energy_dbfs - excited.energy_dbfs > 1.5
 
 
-async def test_half_cascade_models_refuse_affective_dialog(emulator_server: RunningServer,
+async def test_half_cascade_models_refuse_affective_dialog(emulator_server: LocaliveServer,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     sdk = client(emulator_server, monkeypatch)
     config = types.LiveConnectConfig(response_modalities=[types.Modality.AUDIO], enable_affective_dialog=True)

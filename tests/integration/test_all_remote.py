@@ -19,14 +19,15 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tests.integration.test_remote_llm import Backend, start_backend
+from localive.testing.backends import Backend
+from localive.testing.server import LocaliveServer, start_server
+from localive.testing.speech import read_wav, speech_pcm, speech_wav
+from tests.integration.test_remote_llm import start_backend
 from tests.integration.test_tools import LIGHTS, calls_of
 from tests.integration.test_voice import SEED, audio_of, send_audio
-from tests.support.server import RunningServer, sdk_client, start_server
-from tests.support.speech import read_wav, speech_pcm, speech_wav
+from tests.support.server import sdk_client
 from tests.support.speech_servers import (
     REQUIRE_ENV,
-    SpeechServer,
     engines_installed,
     start_speech_server,
     start_transcription_server,
@@ -43,10 +44,10 @@ TURN_TIMEOUT_S = 120
 
 @dataclass
 class Remote:
-    server: RunningServer
+    server: LocaliveServer
     llm: Backend
-    asr: SpeechServer
-    tts: SpeechServer
+    asr: Backend
+    tts: Backend
 
     def requests(self) -> tuple[int, int, int]:
         """Requests each backend has logged: chat completions, transcriptions, speech."""
@@ -58,7 +59,7 @@ class Remote:
 @pytest.fixture(scope="module")
 def remote_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
     workdir = tmp_path_factory.mktemp("all-remote")
-    started: list[Backend | SpeechServer] = []
+    started: list[Backend] = []
     try:
         llm = start_backend(workdir / "llm")
         started.append(llm)
@@ -71,27 +72,27 @@ def remote_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]
                               "--turn-taking", "silence")
     except BaseException:
         for backend in started:
-            backend.kill() if isinstance(backend, Backend) else backend.stop()
+            backend.stop()
         raise
     yield Remote(server, llm, asr, tts)
     server.stop()
     for backend in started:
-        backend.kill() if isinstance(backend, Backend) else backend.stop()
+        backend.stop()
 
 
 @pytest.fixture
-def remote(remote_engines: Remote) -> RunningServer:
+def remote(remote_engines: Remote) -> LocaliveServer:
     return remote_engines.server
 
 
-def run_seed(name: str, server: RunningServer, cwd: Path) -> str:
+def run_seed(name: str, server: LocaliveServer, cwd: Path) -> str:
     result = subprocess.run([sys.executable, str(SEED / name)], env=server.client_env(), cwd=cwd,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
-def test_the_seeds_text_programs_run_unchanged(remote: RunningServer, tmp_path: Path) -> None:
+def test_the_seeds_text_programs_run_unchanged(remote: LocaliveServer, tmp_path: Path) -> None:
     assert "Session started successfully." in run_seed("establishing_a_connection.py", remote, tmp_path)
     out = run_seed("sending_and_receiving_text.py", remote, tmp_path)
     assert re.search(r"Gemini: \S", out), out  # the remote model answered
@@ -119,19 +120,19 @@ def test_the_seeds_audio_out_program_runs_unchanged(remote_engines: Remote, tmp_
     assert rate == 24000 and len(pcm) > 24000 * 2  # over a second of the remote voice, at the Live API's rate
 
 
-def test_the_seeds_function_calling_program_runs_unchanged(remote: RunningServer, tmp_path: Path) -> None:
+def test_the_seeds_function_calling_program_runs_unchanged(remote: LocaliveServer, tmp_path: Path) -> None:
     out = run_seed("function_calling.py", remote, tmp_path)
     assert "Executing function: turn_on_the_lights with ID: " in out
     assert "Generation complete for this turn." in out
 
 
-def test_the_seeds_resumption_program_runs_unchanged(remote: RunningServer, tmp_path: Path) -> None:
+def test_the_seeds_resumption_program_runs_unchanged(remote: LocaliveServer, tmp_path: Path) -> None:
     out = run_seed("session_resumption.py", remote, tmp_path)
     handle = re.search(r"After first run, handle is: (\S+)", out)
     assert handle and handle.group(1) != "None", out
 
 
-async def test_barge_in_stops_the_remote_voice(remote: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_barge_in_stops_the_remote_voice(remote: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> None:
     client = sdk_client(remote, monkeypatch)
     config = {"response_modalities": ["AUDIO"], "output_audio_transcription": {}, "temperature": 0.0}
     async with client.aio.live.connect(model=MODEL, config=config) as session:
@@ -151,7 +152,7 @@ async def test_barge_in_stops_the_remote_voice(remote: RunningServer, monkeypatc
     assert audio_of(second)  # the spoken question got a spoken answer
 
 
-async def test_interrupting_a_pending_call_cancels_it(remote: RunningServer,
+async def test_interrupting_a_pending_call_cancels_it(remote: LocaliveServer,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     client: genai.Client = sdk_client(remote, monkeypatch)
     config = {"response_modalities": ["TEXT"], "tools": [{"function_declarations": LIGHTS}], "temperature": 0.0}

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from localive.testing.server import LocaliveServer
 from tests.integration.test_bad_input import (
     assert_short_safe_reason,
     healthy_session,
@@ -15,7 +16,6 @@ from tests.integration.test_bad_input import (
     send_quietly,
     until_closed,
 )
-from tests.support.server import RunningServer
 
 GOOD_AUDIO = base64.b64encode(bytes(3200)).decode()
 
@@ -34,7 +34,7 @@ def audio_message(data: str, mime_type: str) -> str:
     (json.dumps({"realtimeInput": {"mediaChunks": [{"data": GOOD_AUDIO, "mimeType": "audio/pcm;rate=1"}]}}),
      "sample rate"),
 ])
-async def test_bad_audio_is_refused_and_others_carry_on(emulator_server: RunningServer, frame: str,
+async def test_bad_audio_is_refused_and_others_carry_on(emulator_server: LocaliveServer, frame: str,
                                                         fragment: str) -> None:
     async with healthy_session(emulator_server) as healthy:
         ws, first = await open_session(live_url(emulator_server))

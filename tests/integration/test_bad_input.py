@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.support.server import RunningServer
+from localive.testing.server import LocaliveServer
 
 MODEL = "models/gemini-2.0-flash-live-001"
 METHOD = "GenerativeService.BidiGenerateContent"
@@ -29,7 +29,7 @@ GERMANY = "What is the capital of Germany?"
 GERMANY_REPLY = "The capital of Germany is Berlin."
 
 
-def live_url(server: RunningServer, version: str = "v1beta", *, prefix: str = "/", query: str = "") -> str:
+def live_url(server: LocaliveServer, version: str = "v1beta", *, prefix: str = "/", query: str = "") -> str:
     base = server.plain_base_url.replace("http://", "ws://", 1)
     url = f"{base}{prefix}ws/google.ai.generativelanguage.{version}.{METHOD}"
     return f"{url}?{query}" if query else url
@@ -100,7 +100,7 @@ class Healthy:
 
 
 @asynccontextmanager
-async def healthy_session(server: RunningServer) -> AsyncIterator[Healthy]:
+async def healthy_session(server: LocaliveServer) -> AsyncIterator[Healthy]:
     ws, first = await open_session(live_url(server))
     try:
         assert "setupComplete" in first, first
@@ -205,7 +205,7 @@ BAD_CASES = {
 
 
 @pytest.mark.parametrize("name", list(BAD_CASES))
-async def test_bad_input_closes_only_that_session(emulator_server: RunningServer, name: str) -> None:
+async def test_bad_input_closes_only_that_session(emulator_server: LocaliveServer, name: str) -> None:
     case = BAD_CASES[name]
     for frame in case.frames:
         assert len(frame) < 1024 * 1024 or case.code == 1009, "keep the non-size cases under the size limit"
@@ -230,7 +230,7 @@ async def test_bad_input_closes_only_that_session(emulator_server: RunningServer
         await healthy.assert_turn_works()
 
 
-async def test_binary_setup_frame_is_accepted(emulator_server: RunningServer) -> None:
+async def test_binary_setup_frame_is_accepted(emulator_server: LocaliveServer) -> None:
     """The JS SDK in a browser may send Blobs; a binary frame holding valid JSON is a valid message."""
     async with healthy_session(emulator_server) as healthy:
         ws = await connect(live_url(emulator_server), open_timeout=TIMEOUT_S, max_size=2**20)
@@ -252,7 +252,7 @@ async def test_binary_setup_frame_is_accepted(emulator_server: RunningServer) ->
 
 @pytest.mark.parametrize("version", ["v1", "v1beta", "v1alpha"])
 @pytest.mark.parametrize("prefix", ["/", "//"], ids=["single-slash", "double-slash"])
-async def test_paths_and_api_versions(emulator_server: RunningServer, version: str, prefix: str) -> None:
+async def test_paths_and_api_versions(emulator_server: LocaliveServer, version: str, prefix: str) -> None:
     ws, first = await open_session(live_url(emulator_server, version, prefix=prefix))
     try:
         assert "setupComplete" in first, first
@@ -262,7 +262,7 @@ async def test_paths_and_api_versions(emulator_server: RunningServer, version: s
         await ws.close()
 
 
-async def test_api_key_in_query_is_not_logged(emulator_server: RunningServer) -> None:
+async def test_api_key_in_query_is_not_logged(emulator_server: LocaliveServer) -> None:
     secret = "secret-value-7f3a9c"
     url = live_url(emulator_server, "v1beta", prefix="//", query=f"key={secret}")
     ws, first = await open_session(url)
@@ -285,7 +285,7 @@ async def test_api_key_in_query_is_not_logged(emulator_server: RunningServer) ->
 
 # --- what the server sends ----------------------------------------------------------------------------------
 
-async def test_first_message_is_exactly_setup_complete(emulator_server: RunningServer) -> None:
+async def test_first_message_is_exactly_setup_complete(emulator_server: LocaliveServer) -> None:
     ws, first = await open_session(live_url(emulator_server))
     try:
         assert list(first) == ["setupComplete"], first
@@ -303,7 +303,7 @@ def _all_keys(value: Any) -> list[str]:
     return []
 
 
-async def test_server_messages_are_camel_case(emulator_server: RunningServer) -> None:
+async def test_server_messages_are_camel_case(emulator_server: LocaliveServer) -> None:
     ws, first = await open_session(live_url(emulator_server))
     try:
         messages = [first, *await run_turn(ws, "What is the capital of France?")]

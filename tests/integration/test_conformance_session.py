@@ -9,13 +9,14 @@ from google import genai
 from google.genai import types
 from PIL import Image
 
+from localive.testing.server import LocaliveServer
+from localive.testing.speech import speech_pcm
 from tests.integration.test_voice import NATIVE, audio_of, one_turn, send_audio, transcripts, words
-from tests.support.server import RunningServer, sdk_client
-from tests.support.speech import speech_pcm
+from tests.support.server import sdk_client
 
 
 @pytest.fixture
-def emulator(emulator_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def emulator(emulator_server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(emulator_server, monkeypatch)
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from google import genai
 
-from tests.support.server import RunningServer, sdk_client
+from localive.testing.server import LocaliveServer
+from tests.support.server import sdk_client
 
 pytestmark = pytest.mark.llm
 SEED = Path(__file__).parent.parent / "seed_programs"
@@ -17,7 +18,7 @@ MODEL = "gemini-2.0-flash-live-001"
 
 
 @pytest.fixture
-def client(llm_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def client(llm_server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(llm_server, monkeypatch)
 
 
@@ -30,7 +31,7 @@ async def answer(client: genai.Client, question: str, system: str | None = None,
         return "".join([m.text or "" async for m in session.receive()])
 
 
-def test_seed_text_program_prints_an_answer(llm_server: RunningServer) -> None:
+def test_seed_text_program_prints_an_answer(llm_server: LocaliveServer) -> None:
     result = subprocess.run([sys.executable, str(SEED / "sending_and_receiving_text.py")],
                             env=llm_server.client_env(), capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr

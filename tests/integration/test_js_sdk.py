@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.server import RunningServer
+from localive.testing.server import LocaliveServer
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
 SCRIPT = JS_DIR / "text_turn.mjs"
@@ -63,7 +63,7 @@ def assert_scripted_paris_turn(rc: int, summary: dict[str, Any], stderr: str) ->
     assert summary["closeCode"] == 1005, summary
 
 
-def test_text_turn_over_wss_with_env_only(emulator_server: RunningServer) -> None:
+def test_text_turn_over_wss_with_env_only(emulator_server: LocaliveServer) -> None:
     env = emulator_server.client_env()
     assert env["GOOGLE_GEMINI_BASE_URL"].startswith("https://")
     assert "NODE_EXTRA_CA_CERTS" in env and "GEMINI_API_KEY" in env
@@ -73,7 +73,7 @@ def test_text_turn_over_wss_with_env_only(emulator_server: RunningServer) -> Non
     assert_scripted_paris_turn(rc, summary, stderr)
 
 
-def test_text_turn_over_plain_ws(emulator_server: RunningServer) -> None:
+def test_text_turn_over_plain_ws(emulator_server: LocaliveServer) -> None:
     env = emulator_server.client_env()
     env["GOOGLE_GEMINI_BASE_URL"] = emulator_server.plain_base_url  # http:// -> the SDK uses ws://
     env.pop("NODE_EXTRA_CA_CERTS", None)
@@ -83,7 +83,7 @@ def test_text_turn_over_plain_ws(emulator_server: RunningServer) -> None:
     assert_scripted_paris_turn(rc, summary, stderr)
 
 
-def test_unknown_model_rejects_connect_with_1008(emulator_server: RunningServer) -> None:
+def test_unknown_model_rejects_connect_with_1008(emulator_server: LocaliveServer) -> None:
     rc, summary, stderr = run_text_turn(emulator_server.client_env(), "--model", "no-such-model-xyz")
 
     assert rc == 1, f"connect() should have rejected: {summary}\nstderr:\n{stderr}"
@@ -94,8 +94,8 @@ def test_unknown_model_rejects_connect_with_1008(emulator_server: RunningServer)
     assert "models/no-such-model-xyz is not found" in error, error
 
 
-def test_spoken_turn_with_audio_answer(emulator_server: RunningServer, tmp_path: Path) -> None:
-    from tests.support.speech import speech_pcm
+def test_spoken_turn_with_audio_answer(emulator_server: LocaliveServer, tmp_path: Path) -> None:
+    from localive.testing.speech import speech_pcm
 
     pcm = tmp_path / "question.pcm"
     pcm.write_bytes(speech_pcm("What is the capital of Germany?"))
@@ -112,7 +112,7 @@ def test_spoken_turn_with_audio_answer(emulator_server: RunningServer, tmp_path:
     assert summary["sawGenerationComplete"] and summary["sawTurnComplete"]
 
 
-def test_function_call_and_tool_response(emulator_server: RunningServer) -> None:
+def test_function_call_and_tool_response(emulator_server: LocaliveServer) -> None:
     assert NODE is not None
     proc = subprocess.run([NODE, str(JS_DIR / "tool_turn.mjs")], cwd=JS_DIR, env=emulator_server.client_env(),
                           capture_output=True, text=True, timeout=30)

@@ -11,9 +11,10 @@ from google import genai
 from google.genai import errors, types
 
 from localive.audio.pcm import Pcm16
-from localive.bench.languages import text_language
-from tests.support.server import RunningServer, sdk_client
-from tests.support.speech import speech_pcm
+from localive.testing.server import LocaliveServer
+from localive.testing.speech import speech_pcm
+from localive.testing.text import text_language
+from tests.support.server import sdk_client
 
 MODEL = "gemini-2.0-flash-live-001"
 CHUNK = 3200  # 100 ms of 16 kHz 16-bit audio
@@ -23,12 +24,12 @@ pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the f
 
 
 @pytest.fixture
-def emulator(emulator_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def emulator(emulator_server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(emulator_server, monkeypatch)
 
 
 @pytest.fixture
-def llm(llm_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def llm(llm_server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(llm_server, monkeypatch)
 
 

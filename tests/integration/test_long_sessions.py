@@ -13,7 +13,8 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tests.support.server import RunningServer, sdk_client, start_server
+from localive.testing.server import LocaliveServer, start_server
+from tests.support.server import sdk_client
 from tests.support.turns import ask, resuming, turn_of
 
 SEED = Path(__file__).parent.parent / "seed_programs"
@@ -21,7 +22,7 @@ MODEL = "gemini-2.0-flash-live-001"
 
 
 @pytest.mark.llm
-async def test_seed_resumption_program_then_resume_with_its_handle(llm_server: RunningServer,
+async def test_seed_resumption_program_then_resume_with_its_handle(llm_server: LocaliveServer,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     program = await asyncio.create_subprocess_exec(sys.executable, str(SEED / "session_resumption.py"),
                                                    env=llm_server.client_env(), stdout=asyncio.subprocess.PIPE,
@@ -42,7 +43,7 @@ async def test_seed_resumption_program_then_resume_with_its_handle(llm_server: R
 
 
 @pytest.mark.llm
-async def test_a_resumed_session_remembers_a_fact(llm_server: RunningServer,
+async def test_a_resumed_session_remembers_a_fact(llm_server: LocaliveServer,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     client = sdk_client(llm_server, monkeypatch)
     config: dict[str, object] = {"response_modalities": ["TEXT"], "temperature": 0.0, "session_resumption": {}}
@@ -62,14 +63,14 @@ RESUMABLE = resuming(None)
 
 
 @pytest.fixture(scope="module")
-def short_lived(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def short_lived(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     server = start_server(tmp_path_factory.mktemp("short-lived"), "--llm", "emulator", "--emulator-script", SCRIPT,
                           "--voice", "off", "--max-connection-s", "4", "--goaway-before-s", "2")
     yield server
     server.stop()
 
 
-async def test_goaway_then_reconnect_with_the_handle_loses_nothing(short_lived: RunningServer,
+async def test_goaway_then_reconnect_with_the_handle_loses_nothing(short_lived: LocaliveServer,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     client = sdk_client(short_lived, monkeypatch)
     async with client.aio.live.connect(model=MODEL, config=RESUMABLE) as session:
@@ -107,7 +108,7 @@ async def test_kill_9_mid_session_loses_no_completed_turn(tmp_path: Path, monkey
     assert completed >= 12
 
 
-async def test_compression_through_the_sdk_keeps_the_context_bounded(emulator_server: RunningServer,
+async def test_compression_through_the_sdk_keeps_the_context_bounded(emulator_server: LocaliveServer,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     client = sdk_client(emulator_server, monkeypatch)
     config = {"response_modalities": ["TEXT"], "context_window_compression": {

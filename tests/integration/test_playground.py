@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from localive.testing.server import LocaliveServer, start_server
+from localive.testing.speech import speech_wav
 from tests.support.browser import chromium, require_chromium
-from tests.support.server import RunningServer, start_server
-from tests.support.speech import speech_wav
 
 pytestmark = pytest.mark.llm
 OUTPUT_RATE = 24000
@@ -46,7 +46,7 @@ def page(browser: Any) -> Iterator[Any]:
     assert not errors, f"the page raised: {errors}"
 
 
-def open_page(page: Any, server: RunningServer) -> None:
+def open_page(page: Any, server: LocaliveServer) -> None:
     page.goto(f"{server.plain_base_url}/")
     page.wait_for_function("document.querySelector('#model').options.length > 0")
 
@@ -88,7 +88,7 @@ def save_screenshot(page: Any, tmp_path: Path, name: str) -> Path:
     return path
 
 
-def test_spoken_question_is_transcribed_and_answered_aloud(page: Any, llm_server: RunningServer,
+def test_spoken_question_is_transcribed_and_answered_aloud(page: Any, llm_server: LocaliveServer,
                                                           tmp_path: Path) -> None:
     open_page(page, llm_server)
     connect(page)
@@ -111,7 +111,7 @@ def test_spoken_question_is_transcribed_and_answered_aloud(page: Any, llm_server
     save_screenshot(page, tmp_path, "playground.png")
 
 
-def test_stop_flushes_playback_at_once(page: Any, llm_server: RunningServer) -> None:
+def test_stop_flushes_playback_at_once(page: Any, llm_server: LocaliveServer) -> None:
     open_page(page, llm_server)
     connect(page)
     send_text(page, "Tell me a long story about a brave knight and a dragon.")
@@ -129,7 +129,7 @@ def test_stop_flushes_playback_at_once(page: Any, llm_server: RunningServer) -> 
     assert stats(page)["turns"][0]["stopped"] is True
 
 
-def test_interruption_flushes_playback(page: Any, llm_server: RunningServer) -> None:
+def test_interruption_flushes_playback(page: Any, llm_server: LocaliveServer) -> None:
     """A new message while the answer plays: the server sends `interrupted` and the page drops the queued audio."""
     open_page(page, llm_server)
     page.select_option("#model", "localive-emulator")  # echoes the message: a long, predictable answer
@@ -146,7 +146,7 @@ def test_interruption_flushes_playback(page: Any, llm_server: RunningServer) -> 
     assert "You said: Short one." in " ".join(texts(page, "#transcript .entry.model"))
 
 
-def test_switching_the_voice_sends_a_new_setup(page: Any, llm_server: RunningServer) -> None:
+def test_switching_the_voice_sends_a_new_setup(page: Any, llm_server: LocaliveServer) -> None:
     open_page(page, llm_server)
     page.select_option("#model", "localive-emulator")
     connect(page)
@@ -161,7 +161,7 @@ def test_switching_the_voice_sends_a_new_setup(page: Any, llm_server: RunningSer
     assert stats(page)["turns"][0]["audioSeconds"] > 0.3
 
 
-def test_push_to_talk_sends_manual_activity(page: Any, llm_server: RunningServer) -> None:
+def test_push_to_talk_sends_manual_activity(page: Any, llm_server: LocaliveServer) -> None:
     open_page(page, llm_server)
     page.select_option("#model", "localive-emulator")
     page.check("#ptt-mode")
@@ -180,7 +180,7 @@ def test_push_to_talk_sends_manual_activity(page: Any, llm_server: RunningServer
     assert "capital" in " ".join(texts(page, "#transcript .entry.model")).lower()
 
 
-def test_raw_log_downloads_as_jsonl(page: Any, llm_server: RunningServer, tmp_path: Path) -> None:
+def test_raw_log_downloads_as_jsonl(page: Any, llm_server: LocaliveServer, tmp_path: Path) -> None:
     open_page(page, llm_server)
     page.select_option("#model", "localive-emulator")
     connect(page)
@@ -200,7 +200,7 @@ def test_raw_log_downloads_as_jsonl(page: Any, llm_server: RunningServer, tmp_pa
     assert any(e["message"].get("serverContent", {}).get("turnComplete") for e in entries)
 
 
-def test_camera_sends_jpeg_frames(page: Any, llm_server: RunningServer) -> None:
+def test_camera_sends_jpeg_frames(page: Any, llm_server: LocaliveServer) -> None:
     open_page(page, llm_server)
     page.select_option("#model", "localive-emulator")
     connect(page)
@@ -219,13 +219,13 @@ KEY = "playground-test-key-7f3a9c2e51"
 
 
 @pytest.fixture(scope="module")
-def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     server = start_server(tmp_path_factory.mktemp("keyed"), "--api-key", KEY, "--llm", "emulator")
     yield server
     server.stop()
 
 
-def test_with_keys_the_page_uses_an_ephemeral_token(browser: Any, keyed_server: RunningServer) -> None:
+def test_with_keys_the_page_uses_an_ephemeral_token(browser: Any, keyed_server: LocaliveServer) -> None:
     context = browser.new_context()
     page = context.new_page()
     seen: list[str] = []
@@ -254,7 +254,7 @@ def test_with_keys_the_page_uses_an_ephemeral_token(browser: Any, keyed_server: 
     context.close()
 
 
-def test_without_a_token_the_keyed_server_refuses_the_page(browser: Any, keyed_server: RunningServer) -> None:
+def test_without_a_token_the_keyed_server_refuses_the_page(browser: Any, keyed_server: LocaliveServer) -> None:
     """The token is what lets the page in: the same page pointed at the plain endpoint is refused."""
     context = browser.new_context()
     page = context.new_page()

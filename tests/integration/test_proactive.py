@@ -9,16 +9,17 @@ import asyncio
 import pytest
 from google import genai
 
+from localive.testing.server import LocaliveServer
+from localive.testing.speech import speech_pcm
 from tests.integration.test_voice import NATIVE, send_audio
-from tests.support.server import RunningServer, sdk_client
-from tests.support.speech import speech_pcm
+from tests.support.server import sdk_client
 
 pytestmark = pytest.mark.llm
 COOK = "You are a cooking assistant. You help the user with recipes, ingredients and kitchen techniques."
 
 
 @pytest.fixture
-def client(llm_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def client(llm_server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(llm_server, monkeypatch)
 
 
@@ -41,7 +42,7 @@ async def answered(client: genai.Client, proactive: bool, *questions: str) -> li
     return results
 
 
-async def test_side_talk_gets_no_answer_with_proactive_audio(client: genai.Client, llm_server: RunningServer) -> None:
+async def test_side_talk_gets_no_answer_with_proactive_audio(client: genai.Client, llm_server: LocaliveServer) -> None:
     side, question = "Honey, can you pick up the kids from school at five today?", "How long should I boil an egg?"
     assert await answered(client, True, side, question) == [False, True]
     assert await answered(client, False, side) == [True]

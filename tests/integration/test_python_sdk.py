@@ -11,14 +11,15 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from tests.support.server import RunningServer, sdk_client
+from localive.testing.server import LocaliveServer
+from tests.support.server import sdk_client
 
 SEED = Path(__file__).parent.parent / "seed_programs"
 TEXT = {"response_modalities": ["TEXT"]}
 MODEL = "gemini-2.0-flash-live-001"
 
 
-def run_seed(name: str, server: RunningServer) -> str:
+def run_seed(name: str, server: LocaliveServer) -> str:
     result = subprocess.run([sys.executable, str(SEED / name)], env=server.client_env(), capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -26,7 +27,7 @@ def run_seed(name: str, server: RunningServer) -> str:
 
 
 @pytest.fixture
-def client(emulator_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def client(emulator_server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(emulator_server, monkeypatch)
 
 
@@ -36,13 +37,13 @@ async def ask(session: genai.live.AsyncSession, text: str) -> tuple[str, list[ty
     return "".join(m.text or "" for m in messages), messages
 
 
-def test_seed_establishing_a_connection_runs_verbatim(emulator_server: RunningServer) -> None:
+def test_seed_establishing_a_connection_runs_verbatim(emulator_server: LocaliveServer) -> None:
     out = run_seed("establishing_a_connection.py", emulator_server)
     assert "Session started successfully." in out
     assert "error" not in out.lower()
 
 
-def test_seed_sending_and_receiving_text_runs_verbatim(emulator_server: RunningServer) -> None:
+def test_seed_sending_and_receiving_text_runs_verbatim(emulator_server: LocaliveServer) -> None:
     out = run_seed("sending_and_receiving_text.py", emulator_server)
     assert "Gemini: You said: Hello, how are you?" in out
     assert "Generation complete." in out

@@ -7,13 +7,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema_rs
@@ -21,14 +18,14 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from localive.bench.engines import llama_server_argv
-from localive.bench.server import free_port
 from localive.models.weights import QWEN_05B, WeightSpec, ensure_weights
+from localive.testing.backends import Backend, start_llama_server
+from localive.testing.server import LocaliveServer, free_port, start_server
+from localive.testing.speech import speech_pcm
 from tests.integration.test_tools import WEATHER, WEATHER_JSON_SCHEMA, calls_of, parts_of, text_of, turn
 from tests.integration.test_video import ask_about, text_frame
 from tests.integration.test_voice import audio_of, one_turn, send_audio, transcripts
-from tests.support.server import RunningServer, sdk_client, start_server
-from tests.support.speech import speech_pcm
+from tests.support.server import sdk_client
 from tests.support.turns import ask
 
 pytestmark = pytest.mark.llm
@@ -38,49 +35,11 @@ TEXT = {"response_modalities": ["TEXT"], "temperature": 0.0}
 DISCONNECTED = "Disconnected from client"  # what llama-cpp-python's server logs when it stops a stream
 
 
-@dataclass
-class Backend:
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-
 def start_backend(workdir: Path, port: int | None = None, *, weights: WeightSpec = QWEN_05B,
                   extra: Sequence[str] = ()) -> Backend:
     """llama-cpp-python's server on an embedded GGUF (the Qwen2.5-Coder-0.5B unless `weights` says), with `extra`
     server options; returns once /v1/models answers."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    log_path = workdir / f"llama-server-{port}.log"
-    with log_path.open("ab") as log_file:
-        process = subprocess.Popen(
-            [*llama_server_argv(ensure_weights(weights, progress=False), port), *extra],  # as the engines bench
-            stdout=log_file, stderr=subprocess.STDOUT)
-    backend = Backend(port, process, log_path)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited with {process.returncode}:\n{backend.log()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{backend.url}/models", timeout=2) as response:
-                if response.status == 200:
-                    return backend
-        except OSError:
-            time.sleep(0.5)
-    backend.kill()
-    raise RuntimeError("llama_cpp.server did not start in 120 s")
+    return start_llama_server(workdir, port, weights=weights, extra=extra)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +50,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
 
 
 @pytest.fixture(scope="module")
-def remote_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def remote_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     server = start_server(tmp_path_factory.mktemp("remote-llm"), "--llm-url", backend.url,
                           "--turn-taking", "silence")
     yield server
@@ -99,7 +58,7 @@ def remote_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture
-def client(remote_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def client(remote_server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(remote_server, monkeypatch)
 
 
@@ -251,7 +210,7 @@ async def test_interruption_stops_the_backends_generation(client: genai.Client, 
 
 
 @pytest.fixture(scope="module")
-def fragile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Backend, RunningServer, Path]]:
+def fragile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Backend, LocaliveServer, Path]]:
     workdir = tmp_path_factory.mktemp("fragile")
     backend = start_backend(workdir)
     server = start_server(workdir / "server", "--llm-url", backend.url, "--voice", "off",
@@ -262,7 +221,7 @@ def fragile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Backend,
 
 
 async def test_a_full_backend_refuses_new_sessions_with_1013(
-        fragile: tuple[Backend, RunningServer, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        fragile: tuple[Backend, LocaliveServer, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     client = sdk_client(fragile[1], monkeypatch)
     async with client.aio.live.connect(model=MODEL, config=TEXT):
         with pytest.raises(errors.APIError) as refused:
@@ -274,7 +233,7 @@ async def test_a_full_backend_refuses_new_sessions_with_1013(
 
 
 async def test_a_backend_that_dies_closes_the_session_with_1011_and_it_resumes(
-        fragile: tuple[Backend, RunningServer, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        fragile: tuple[Backend, LocaliveServer, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     backend, server, workdir = fragile
     client = sdk_client(server, monkeypatch)
     config = {**TEXT, "session_resumption": {}}
@@ -287,7 +246,7 @@ async def test_a_backend_that_dies_closes_the_session_with_1011_and_it_resumes(
     assert closed.value.code == 1011 and "LLM backend" in str(closed.value)
     assert "Internal error" not in str(closed.value)
     restarted = start_backend(workdir, backend.port)  # the same URL comes back
-    fragile[0].process, fragile[0].log_path = restarted.process, restarted.log_path
+    fragile[0].process, fragile[0].lines = restarted.process, restarted.lines
     async with client.aio.live.connect(model=MODEL, config={**TEXT, "session_resumption": {"handle": handle}}) as s:
         answer, _ = await ask(s, "And of Germany?")
     assert "Berlin" in answer  # the conversation before the failure is still there
@@ -360,7 +319,7 @@ async def test_thinking_runs_on_the_remote_backend(client: genai.Client, backend
 
 
 @pytest.fixture(scope="module")
-def schema_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def schema_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     server = start_server(tmp_path_factory.mktemp("json-schema-tools"), "--llm-url", backend.url,
                           "--llm-tools", "json-schema", "--voice", "off")
     yield server
@@ -368,7 +327,7 @@ def schema_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 async def test_function_call_round_trip_without_the_servers_tools(
-        schema_server: RunningServer, backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+        schema_server: LocaliveServer, backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     """The functions are described in the prompt instead of sent as `tools` (for servers started without a tool
     parser): the SDK sees the same toolCall and answer."""
     requests = backend.log().count("POST /v1/chat/completions")

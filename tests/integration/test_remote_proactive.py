@@ -16,17 +16,18 @@ from pathlib import Path
 import pytest
 from google.genai import errors
 
-from localive.bench.server import free_port
 from localive.engines.llm.addressed import ANSWERS, yes_no_messages
 from localive.engines.llm.base import BackendError
 from localive.engines.llm.openai_chat import OpenAIChatLLM, RemoteSettings, check_backend
 from localive.models.weights import QWEN_15B
 from localive.session.proactive import judge
+from localive.testing.backends import Backend
+from localive.testing.server import LocaliveServer, free_port, start_server
+from localive.testing.speech import speech_pcm
 from tests.integration.test_proactive import COOK, answered
-from tests.integration.test_remote_llm import Backend, start_backend
+from tests.integration.test_remote_llm import start_backend
 from tests.integration.test_voice import NATIVE, send_audio
-from tests.support.server import RunningServer, sdk_client, start_server
-from tests.support.speech import speech_pcm
+from tests.support.server import sdk_client
 
 pytestmark = pytest.mark.llm
 # Judged by the 1.5B's yes/no question (benchmarks/proactive.py's path) with wide margins: log P(yes) - log P(no)
@@ -45,7 +46,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
 
 
 @pytest.fixture(scope="module")
-def remote_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def remote_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     server = start_server(tmp_path_factory.mktemp("remote-judge"), "--llm-url", backend.url,
                           "--turn-taking", "silence", "--llm-timeout-s", "120")  # a 1.5B on 2 shared cores
     yield server
@@ -58,7 +59,7 @@ def remote_llm(url: str, *, logprobs: bool = True) -> OpenAIChatLLM:
 
 
 async def test_side_talk_gets_no_answer_when_the_remote_backend_judges(
-        remote_server: RunningServer, backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+        remote_server: LocaliveServer, backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     client = sdk_client(remote_server, monkeypatch)
     requests = backend.log().count(REQUEST)
     assert await answered(client, True, SIDE, QUESTION) == [False, True]

@@ -20,13 +20,14 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from localive.bench.server import free_port
+from localive.testing.backends import Backend
+from localive.testing.server import LocaliveServer, free_port, start_server
+from localive.testing.speech import speech_pcm
+from localive.testing.text import CLOSE_WER, word_error_rate
 from tests.conftest import EMULATOR_SCRIPT, SILENCE_TURNS
-from tests.support.server import RunningServer, sdk_client, start_server
-from tests.support.speech import CLOSE_WER, speech_pcm, word_error_rate
+from tests.support.server import sdk_client
 from tests.support.speech_servers import (
     REQUIRE_ENV,
-    SpeechServer,
     engines_installed,
     start_speech_server,
     start_transcription_server,
@@ -43,7 +44,7 @@ AUDIO = {"response_modalities": ["AUDIO"], "output_audio_transcription": {}}
 TEXT = {"response_modalities": ["TEXT"]}
 
 
-def remote_args(asr: SpeechServer | None, tts: SpeechServer | None) -> list[str]:
+def remote_args(asr: Backend | None, tts: Backend | None) -> list[str]:
     args = ["--llm", "emulator", "--emulator-script", str(EMULATOR_SCRIPT), *SILENCE_TURNS]
     if asr is not None:
         args += ["--asr-url", asr.url, "--asr-model", "whisper-base"]
@@ -53,7 +54,7 @@ def remote_args(asr: SpeechServer | None, tts: SpeechServer | None) -> list[str]
 
 
 @pytest.fixture(scope="module")
-def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SpeechServer, SpeechServer]]:
+def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Backend, Backend]]:
     workdir = tmp_path_factory.mktemp("speech-engines")
     asr = start_transcription_server(workdir)
     try:
@@ -67,15 +68,15 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SpeechSe
 
 
 @pytest.fixture(scope="module")
-def remote_server(engines: tuple[SpeechServer, SpeechServer],
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def remote_server(engines: tuple[Backend, Backend],
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     server = start_server(tmp_path_factory.mktemp("remote-speech"), *remote_args(*engines))
     yield server
     server.stop()
 
 
 @pytest.fixture
-def client(remote_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def client(remote_server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(remote_server, monkeypatch)
 
 
@@ -139,7 +140,7 @@ async def admitted_turn(client: genai.Client, config: dict[str, object],
 
 
 async def test_a_spoken_question_is_heard_and_answered_in_speech_by_the_remote_servers(
-        client: genai.Client, engines: tuple[SpeechServer, SpeechServer], whisper: object) -> None:
+        client: genai.Client, engines: tuple[Backend, Backend], whisper: object) -> None:
     from localive.audio.pcm import Pcm16
 
     asr, tts = engines
@@ -221,7 +222,7 @@ def test_serve_refuses_to_start_when_a_remote_stage_is_down(stage: str, tmp_path
 
 
 async def test_a_synthesis_server_down_at_start_refuses_spoken_sessions_with_1013_until_it_answers(
-        engines: tuple[SpeechServer, SpeechServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        engines: tuple[Backend, Backend], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--tts-may-start-down`: serve starts without its speech synthesis server; sessions that answer in AUDIO are
     refused with 1013 naming it, text sessions work; once the server answers, spoken sessions work — nothing
     restarts. A server that then stops answering fails its session (1011) and is down again for new ones."""
@@ -229,7 +230,7 @@ async def test_a_synthesis_server_down_at_start_refuses_spoken_sessions_with_101
     port = free_port()
     server = start_server(tmp_path / "serve", *remote_args(asr, None), "--tts-url", f"http://127.0.0.1:{port}/v1",
                           "--tts-model", "tts-1", "--tts-may-start-down")
-    tts: SpeechServer | None = None
+    tts: Backend | None = None
     try:
         assert "speech synthesis backend" in server.log() and "starting anyway" in server.log()
         client = sdk_client(server, monkeypatch)
@@ -253,7 +254,7 @@ async def test_a_synthesis_server_down_at_start_refuses_spoken_sessions_with_101
 
 
 async def test_a_speech_server_at_its_concurrency_limit_refuses_new_sessions_with_1013(
-        engines: tuple[SpeechServer, SpeechServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        engines: tuple[Backend, Backend], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--asr-max-concurrency 2 --tts-max-concurrency 1`: every session needs recognition (any may send audio),
     only spoken ones synthesis; a session beyond a limit gets 1013 naming the stage; closed sessions free it."""
     server = start_server(tmp_path / "serve", *remote_args(*engines), "--asr-max-concurrency", "2",

@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.support.server import RunningServer, start_server
+from localive.testing.server import LocaliveServer, start_server
 
 PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
 SETUP = json.dumps({"setup": {"model": "gemini-2.0-flash-live-001",
@@ -22,13 +22,13 @@ SETUP = json.dumps({"setup": {"model": "gemini-2.0-flash-live-001",
 
 
 @pytest.fixture(scope="module")
-def one_slot_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def one_slot_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     server = start_server(tmp_path_factory.mktemp("one-slot"), "--llm", "emulator", "--max-sessions", "1")
     yield server
     server.stop()
 
 
-async def test_a_full_server_closes_new_sessions_with_1013(one_slot_server: RunningServer) -> None:
+async def test_a_full_server_closes_new_sessions_with_1013(one_slot_server: LocaliveServer) -> None:
     url = f"ws://127.0.0.1:{one_slot_server.plain_port}{PATH}"
     async with connect(url) as first:
         await first.send(SETUP)
@@ -43,7 +43,7 @@ async def test_a_full_server_closes_new_sessions_with_1013(one_slot_server: Runn
         assert "setupComplete" in json.loads(await third.recv())
 
 
-def test_env_bundle_keeps_public_cas_and_adds_localive(emulator_server: RunningServer) -> None:
+def test_env_bundle_keeps_public_cas_and_adds_localive(emulator_server: LocaliveServer) -> None:
     env = emulator_server.env
     assert env["GOOGLE_GEMINI_BASE_URL"] == f"https://127.0.0.1:{emulator_server.port}"
     assert env["GEMINI_API_KEY"] == "localive"
@@ -55,7 +55,7 @@ def test_env_bundle_keeps_public_cas_and_adds_localive(emulator_server: RunningS
     assert len(context.get_ca_certs()) > 50  # the public roots are still trusted
 
 
-def test_healthz_over_tls(emulator_server: RunningServer) -> None:
+def test_healthz_over_tls(emulator_server: LocaliveServer) -> None:
     context = ssl.create_default_context(cafile=emulator_server.env["SSL_CERT_FILE"])
     with urllib.request.urlopen(f"{emulator_server.base_url}/healthz", context=context, timeout=10) as response:
         body = json.loads(response.read())
@@ -63,7 +63,7 @@ def test_healthz_over_tls(emulator_server: RunningServer) -> None:
 
 
 @pytest.fixture(scope="module")
-def text_only_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def text_only_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     server = start_server(tmp_path_factory.mktemp("text-only"), "--llm", "emulator", "--voice", "off")
     yield server
     server.stop()
@@ -74,7 +74,7 @@ def text_only_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
      None),
     (json.loads(SETUP), {"realtimeInput": {"audio": {"data": "AAAA", "mimeType": "audio/pcm;rate=16000"}}}),
 ])
-async def test_voice_off_refuses_audio_with_a_clear_1008(text_only_server: RunningServer, setup: dict,
+async def test_voice_off_refuses_audio_with_a_clear_1008(text_only_server: LocaliveServer, setup: dict,
                                                          message: dict | None) -> None:
     url = f"ws://127.0.0.1:{text_only_server.plain_port}{PATH}"
     async with connect(url) as ws:
@@ -88,7 +88,7 @@ async def test_voice_off_refuses_audio_with_a_clear_1008(text_only_server: Runni
     assert "localive[voice]" in info.value.rcvd.reason
 
 
-def health(server: RunningServer) -> dict:
+def health(server: LocaliveServer) -> dict:
     with urllib.request.urlopen(f"{server.plain_base_url}/healthz", timeout=10) as response:
         body = json.loads(response.read())
     assert isinstance(body, dict)
@@ -96,7 +96,7 @@ def health(server: RunningServer) -> dict:
 
 
 @pytest.fixture(scope="module")
-def watchdog_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def watchdog_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     workdir = tmp_path_factory.mktemp("watchdog")
     script = workdir / "script.toml"  # "stall": a model that thinks for ten minutes before its first word
     script.write_text('[[reply]]\nmatch = "stall"\ntext = "Finally."\ndelay_ms = 600000\n')
@@ -106,7 +106,7 @@ def watchdog_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
 
 
 async def test_a_silent_turn_is_ended_by_the_watchdog_counted_and_the_session_resumes(
-        watchdog_server: RunningServer) -> None:
+        watchdog_server: LocaliveServer) -> None:
     url = f"ws://127.0.0.1:{watchdog_server.plain_port}{PATH}"
     setup = json.loads(SETUP)
     setup["setup"]["sessionResumption"] = {}

@@ -12,17 +12,17 @@ import pytest
 from google import genai
 from google.genai import types
 
-from localive.bench.speech import speech_bounds
+from localive.testing.server import LocaliveServer, start_server
+from localive.testing.speech import speech_bounds, speech_pcm
 from tests.integration.test_voice import MODEL, NATIVE, TURN_TIMEOUT_S, one_turn, send_audio
 from tests.support.neural_speech import CUT_MID_SENTENCE, RATE_HZ, erinome, silence
-from tests.support.server import RunningServer, sdk_client, start_server
-from tests.support.speech import speech_pcm
+from tests.support.server import sdk_client
 
 SPOKEN = {"response_modalities": ["AUDIO"], "input_audio_transcription": {}, "output_audio_transcription": {}}
 
 
 @pytest.fixture
-def emulator(emulator_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def emulator(emulator_server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(emulator_server, monkeypatch)
 
 
@@ -114,13 +114,13 @@ async def test_a_seeded_history_is_not_answered_and_informs_the_next_turn(emulat
 # --- waitingForInput: semantic turn-taking (the server's default), in the neural voice --------------------------
 
 @pytest.fixture(scope="module")
-def semantic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def semantic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     server = start_server(tmp_path_factory.mktemp("semantic"), "--llm", "emulator")
     yield server
     server.stop()
 
 
-async def test_a_mid_sentence_pause_says_the_model_waits_for_more(semantic_server: RunningServer,
+async def test_a_mid_sentence_pause_says_the_model_waits_for_more(semantic_server: LocaliveServer,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     text, _, cut_s = CUT_MID_SENTENCE[0]  # "Please turn off the lights in the | kitchen."
     words = erinome(text)

@@ -22,8 +22,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from localive.testing.server import LocaliveServer, start_server
 from tests.support import raw_live
-from tests.support.server import RunningServer, start_server
 
 KEY = "key-attacks-5b1e07"
 MODEL = raw_live.MODEL
@@ -44,7 +44,7 @@ BACKTRACKING_ARG = "a" * 40 + "!"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     workdir = tmp_path_factory.mktemp("attacks-server")
     script = workdir / "script.toml"
     script.write_text(SCRIPT.replace("AAAA", BACKTRACKING_ARG), encoding="utf-8")
@@ -54,14 +54,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running.stop()
 
 
-def live_url(server: RunningServer, credential: str, *, constrained: bool = False) -> str:
+def live_url(server: LocaliveServer, credential: str, *, constrained: bool = False) -> str:
     base = server.plain_base_url.replace("http://", "ws://", 1)
     method = METHOD + ("Constrained" if constrained else "")
     version = "v1alpha" if constrained else "v1beta"
     return f"{base}/ws/google.ai.generativelanguage.{version}.{method}?key={credential}"
 
 
-def post(server: RunningServer, path: str, body: object, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+def post(server: LocaliveServer, path: str, body: object, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     request = urllib.request.Request(f"{server.plain_base_url}{path}", data=json.dumps(body).encode(),
                                      method="POST", headers={"Content-Type": "application/json", **(headers or {})})
     try:
@@ -71,7 +71,7 @@ def post(server: RunningServer, path: str, body: object, headers: dict[str, str]
         return error.code, json.loads(error.read() or b"{}")
 
 
-def mint(server: RunningServer, **body: Any) -> str:
+def mint(server: LocaliveServer, **body: Any) -> str:
     status, answer = post(server, "/v1alpha/auth_tokens", {"uses": 2, **body}, {"x-goog-api-key": KEY})
     assert status == 200, answer
     return str(answer["name"])
@@ -107,7 +107,7 @@ async def closed_with(ws: ClientConnection) -> tuple[int, str]:
     return closed.value.rcvd.code, closed.value.rcvd.reason
 
 
-def rss_bytes(server: RunningServer) -> int:
+def rss_bytes(server: LocaliveServer) -> int:
     return int(psutil.Process(server.process.pid).memory_info().rss)
 
 
@@ -120,7 +120,7 @@ MUSEUM = {"model": MODEL, "generationConfig": TEXT, "systemInstruction": {"parts
 
 
 @pytest.mark.parametrize("update", [TOOLS_UPDATE, INSTRUCTION_UPDATE], ids=["tools", "systemInstruction"])
-async def test_a_locked_token_cannot_widen_its_session(server: RunningServer, update: dict[str, Any]) -> None:
+async def test_a_locked_token_cannot_widen_its_session(server: LocaliveServer, update: dict[str, Any]) -> None:
     token = mint(server, bidiGenerateContentSetup=MUSEUM)
     async with session(live_url(server, token, constrained=True)) as ws:
         await ws.send(json.dumps(update))
@@ -128,7 +128,7 @@ async def test_a_locked_token_cannot_widen_its_session(server: RunningServer, up
     assert code == 1008 and "locks" in reason
 
 
-async def test_a_field_mask_locks_exactly_its_fields(server: RunningServer) -> None:
+async def test_a_field_mask_locks_exactly_its_fields(server: LocaliveServer) -> None:
     token = mint(server, bidiGenerateContentSetup={"tools": []}, fieldMask="tools")
     async with session(live_url(server, token, constrained=True)) as ws:
         await ws.send(json.dumps(INSTRUCTION_UPDATE))  # not locked: allowed
@@ -138,7 +138,7 @@ async def test_a_field_mask_locks_exactly_its_fields(server: RunningServer) -> N
     assert code == 1008
 
 
-async def test_a_key_holder_may_still_update_the_context(server: RunningServer) -> None:
+async def test_a_key_holder_may_still_update_the_context(server: LocaliveServer) -> None:
     async with session(live_url(server, KEY)) as ws:
         await ws.send(json.dumps({"contextUpdate": {"tools": {"tools": [{"googleSearch": {}}]}}}))
         await ws.send(json.dumps(INSTRUCTION_UPDATE))
@@ -156,7 +156,7 @@ async def resumable_handle(url: str) -> str:
     return str(handles[-1])
 
 
-async def test_another_token_of_the_same_key_cannot_resume_a_session(server: RunningServer) -> None:
+async def test_another_token_of_the_same_key_cannot_resume_a_session(server: LocaliveServer) -> None:
     handle = await resumable_handle(live_url(server, mint(server), constrained=True))
     locked = mint(server, bidiGenerateContentSetup={**MUSEUM, "sessionResumption": {}})
     async with connect(live_url(server, locked, constrained=True), open_timeout=TIMEOUT_S) as ws:
@@ -165,14 +165,14 @@ async def test_another_token_of_the_same_key_cannot_resume_a_session(server: Run
     assert code == 1008 and "handle" in reason
 
 
-async def test_the_same_token_resumes_its_own_session(server: RunningServer) -> None:
+async def test_the_same_token_resumes_its_own_session(server: LocaliveServer) -> None:
     token = mint(server)
     handle = await resumable_handle(live_url(server, token, constrained=True))
     async with session(live_url(server, token, constrained=True), sessionResumption={"handle": handle}) as ws:
         assert text_of(await turn(ws, "back again")) == "back again"
 
 
-async def test_a_key_session_handle_does_not_open_for_a_token(server: RunningServer) -> None:
+async def test_a_key_session_handle_does_not_open_for_a_token(server: LocaliveServer) -> None:
     """F15's attack: a no-tools token resumed a key session that had tools."""
     handle = await resumable_handle(live_url(server, KEY))
     token = mint(server, bidiGenerateContentSetup={**MUSEUM, "sessionResumption": {}})
@@ -184,14 +184,14 @@ async def test_a_key_session_handle_does_not_open_for_a_token(server: RunningSer
 
 # --- F9: the token store cannot be filled by one client ----------------------------------------------------------
 
-def test_page_tokens_are_rationed_per_client_and_keys_still_mint(server: RunningServer) -> None:
+def test_page_tokens_are_rationed_per_client_and_keys_still_mint(server: LocaliveServer) -> None:
     origin = {"Origin": server.plain_base_url}
     statuses = [post(server, "/playground/token", {}, origin)[0] for _ in range(80)]
     assert statuses[0] == 200 and statuses[-1] == 429  # this client is out of page tokens …
     assert mint(server).startswith("auth_tokens/")  # … but the key still mints
 
 
-def test_a_huge_locked_setup_is_refused_quickly(server: RunningServer) -> None:
+def test_a_huge_locked_setup_is_refused_quickly(server: LocaliveServer) -> None:
     parts = [{"text": "x"} for _ in range(60_000)]
     before = rss_bytes(server)
     for _ in range(20):
@@ -204,7 +204,7 @@ def test_a_huge_locked_setup_is_refused_quickly(server: RunningServer) -> None:
 
 # --- F6: history is bounded as it arrives ------------------------------------------------------------------------
 
-async def test_endless_unfinished_turns_end_the_session_not_the_server(server: RunningServer) -> None:
+async def test_endless_unfinished_turns_end_the_session_not_the_server(server: LocaliveServer) -> None:
     """The attack sent 2,000 × 1 MB of unfinished turns; the session must end with 1011 once its history is full.
     Each message is sent only once the server has had time to answer the last one: sending on into a closed
     socket would make the client's TCP stack reset the connection and lose the close frame."""
@@ -225,7 +225,7 @@ async def test_endless_unfinished_turns_end_the_session_not_the_server(server: R
     assert rss_bytes(server) - before < 200 * 2**20
 
 
-async def test_with_compression_the_history_stays_bounded(server: RunningServer) -> None:
+async def test_with_compression_the_history_stays_bounded(server: LocaliveServer) -> None:
     frame = json.dumps({"clientContent": {"turns": [{"role": "user", "parts": [{"text": "z" * 200_000}]}],
                                           "turnComplete": False}})
     before = rss_bytes(server)
@@ -246,7 +246,7 @@ def declarations(round_: int) -> dict[str, Any]:
             "required": [f"p{round_}_{i}"]}} for i in range(512)]}]}}}
 
 
-async def slowest_turn_s(server: RunningServer, turns: int) -> float:
+async def slowest_turn_s(server: LocaliveServer, turns: int) -> float:
     slowest = 0.0
     async with session(live_url(server, KEY)) as ws:
         for i in range(turns):
@@ -257,7 +257,7 @@ async def slowest_turn_s(server: RunningServer, turns: int) -> float:
     return slowest
 
 
-async def test_heavy_messages_do_not_stall_other_sessions(server: RunningServer) -> None:
+async def test_heavy_messages_do_not_stall_other_sessions(server: LocaliveServer) -> None:
     """F2: a 623 KB contextUpdate of 6,000 declarations froze the loop 4.4 s a message; others waited 22-26 s.
     Now such a message is refused, and the heaviest accepted ones are validated off the event loop."""
     async with session(live_url(server, KEY)) as ws:
@@ -292,7 +292,7 @@ async def test_heavy_messages_do_not_stall_other_sessions(server: RunningServer)
     assert slowest < 2.0, f"a turn took {slowest:.2f} s while others sent their heaviest messages"
 
 
-async def test_a_backtracking_pattern_does_not_freeze_the_server(server: RunningServer) -> None:
+async def test_a_backtracking_pattern_does_not_freeze_the_server(server: LocaliveServer) -> None:
     """F18: the model's arguments checked against a client's `^(a+)+$` froze the whole server."""
     declaration = {"functionDeclarations": [{"name": "check", "parametersJsonSchema": {
         "type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}}}]}
@@ -302,7 +302,7 @@ async def test_a_backtracking_pattern_does_not_freeze_the_server(server: Running
     assert await slowest_turn_s(server, 2) < 5.0
 
 
-async def test_compressed_floods_are_read_a_message_at_a_time(server: RunningServer) -> None:
+async def test_compressed_floods_are_read_a_message_at_a_time(server: LocaliveServer) -> None:
     """900 KB of 'y' compresses to about a kilobyte: one 256 KiB read held hundreds of such messages, all
     decompressed at once (0.25 s of the event loop), also after the server's close frame. Now the parser is fed
     until a message waits, and a client that floods on after the close frame is cut off."""

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from localive.testing.server import LocaliveServer, start_server
 from tests.support.redis_server import RedisServer
-from tests.support.server import RunningServer, sdk_client, start_server
+from tests.support.server import sdk_client
 from tests.support.turns import ask, resuming, turn_of
 
 MODEL = "gemini-2.0-flash-live-001"
 SCRIPT = str(Path(__file__).parent.parent / "data" / "emulator_script.toml")
 
 
-async def turns(server: RunningServer, monkeypatch: pytest.MonkeyPatch, handle: str | None,
+async def turns(server: LocaliveServer, monkeypatch: pytest.MonkeyPatch, handle: str | None,
                 count: int) -> tuple[list[int], str | None]:
     """`count` turns on `server`, resuming `handle`; the turn numbers and the last handle."""
     client = sdk_client(server, monkeypatch)  # each server has its own CA
@@ -36,19 +37,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     running.stop()
 
 
-def start(workdir: Path, redis_server: RedisServer) -> RunningServer:
+def start(workdir: Path, redis_server: RedisServer) -> LocaliveServer:
     return start_server(workdir, "--llm", "emulator", "--emulator-script", SCRIPT, "--voice", "off",
                         "--sessions-redis", redis_server.url)
 
 
 @pytest.fixture(scope="module")
-def server_b(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) -> Iterator[RunningServer]:
+def server_b(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) -> Iterator[LocaliveServer]:
     server = start(tmp_path_factory.mktemp("b"), redis_server)
     yield server
     server.stop()
 
 
-async def test_a_session_moves_between_servers(tmp_path: Path, redis_server: RedisServer, server_b: RunningServer,
+async def test_a_session_moves_between_servers(tmp_path: Path, redis_server: RedisServer, server_b: LocaliveServer,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     server_a = start(tmp_path / "a", redis_server)
     try:
@@ -64,7 +65,7 @@ async def test_a_session_moves_between_servers(tmp_path: Path, redis_server: Red
 
 
 async def test_kill_9_of_a_server_mid_session_loses_no_completed_turn(tmp_path: Path, redis_server: RedisServer,
-                                                                     server_b: RunningServer,
+                                                                     server_b: LocaliveServer,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     handle, completed = None, 0
     for trial in range(3):
@@ -89,7 +90,7 @@ async def test_kill_9_of_a_server_mid_session_loses_no_completed_turn(tmp_path: 
 
 
 async def test_kill_9_of_redis_keeps_the_handles_it_acknowledged(tmp_path: Path, redis_server: RedisServer,
-                                                                 server_b: RunningServer,
+                                                                 server_b: LocaliveServer,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     numbers, handle = await turns(server_b, monkeypatch, None, 2)
     assert numbers == [1, 2]

@@ -9,13 +9,14 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tests.support.server import RunningServer, sdk_client
+from localive.testing.server import LocaliveServer
+from tests.support.server import sdk_client
 
 THINKING_MODEL = "gemini-2.5-flash-exp-native-audio-thinking-dialog"
 
 
 @pytest.fixture
-def emulator(emulator_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def emulator(emulator_server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(emulator_server, monkeypatch)
 
 

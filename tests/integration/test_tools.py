@@ -15,7 +15,8 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tests.support.server import RunningServer, sdk_client
+from localive.testing.server import LocaliveServer
+from tests.support.server import sdk_client
 
 SEED = Path(__file__).parent.parent / "seed_programs"
 MODEL = "gemini-2.0-flash-live-001"
@@ -48,7 +49,7 @@ Respond = Callable[[types.FunctionCall], dict[str, object]]
 
 
 @pytest.fixture
-def client(llm_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def client(llm_server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(llm_server, monkeypatch)
 
 
@@ -80,7 +81,7 @@ def parts_of(messages: list[types.LiveServerMessage]) -> list[types.Part]:
 
 
 @pytest.mark.llm
-def test_seed_function_calling_program(llm_server: RunningServer) -> None:
+def test_seed_function_calling_program(llm_server: LocaliveServer) -> None:
     result = subprocess.run([sys.executable, str(SEED / "function_calling.py")], env=llm_server.client_env(),
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr
@@ -232,7 +233,7 @@ async def test_combining_tools_as_in_the_seed(client: genai.Client) -> None:
 
 # --- exact sequencing with the scripted emulator ---------------------------------------------------------
 
-async def test_non_blocking_call_with_the_sdk(emulator_server: RunningServer,
+async def test_non_blocking_call_with_the_sdk(emulator_server: LocaliveServer,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     client = sdk_client(emulator_server, monkeypatch)
     config = {"response_modalities": ["TEXT"],
@@ -252,7 +253,7 @@ async def test_non_blocking_call_with_the_sdk(emulator_server: RunningServer,
     assert text_of(report) == 'The long task reported {"result": "done"}.'
 
 
-async def test_unknown_response_id_closes_with_1007(emulator_server: RunningServer,
+async def test_unknown_response_id_closes_with_1007(emulator_server: LocaliveServer,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     client = sdk_client(emulator_server, monkeypatch)
     config = {"response_modalities": ["TEXT"], "tools": [{"function_declarations": LIGHTS}]}

@@ -32,7 +32,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.support.server import RunningServer, start_server
+from localive.testing.server import LocaliveServer, start_server
 
 PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
 CONSTRAINED = "/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained"
@@ -62,7 +62,7 @@ def long_answer_script(directory: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     """No keys (the default), 20 sessions, a short write deadline, a page origin allowed by name."""
     workdir = tmp_path_factory.mktemp("transport-open")
     server = start_server(workdir, "--llm", "emulator", "--voice", "off",
@@ -75,7 +75,7 @@ def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
 
 
 @pytest.fixture(scope="module")
-def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     """An API key, debug logging, a proxy on loopback that is trusted, and a data directory that starts out open
     to other users, with a world-readable session database in it."""
     workdir = tmp_path_factory.mktemp("transport-keyed")
@@ -91,16 +91,16 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
     server.stop()
 
 
-def url(server: RunningServer, path: str = PATH) -> str:
+def url(server: LocaliveServer, path: str = PATH) -> str:
     return f"ws://127.0.0.1:{server.plain_port}{path}"
 
 
-def health(server: RunningServer, timeout_s: float = 10.0) -> dict[str, Any]:
+def health(server: LocaliveServer, timeout_s: float = 10.0) -> dict[str, Any]:
     with NO_PROXY.open(f"{server.plain_base_url}/healthz", timeout=timeout_s) as response:
         return json.loads(response.read())  # type: ignore[no-any-return]
 
 
-def http_request(server: RunningServer, method: str, path: str, headers: dict[str, str],
+def http_request(server: LocaliveServer, method: str, path: str, headers: dict[str, str],
                  body: bytes | None = None) -> tuple[int, str]:
     """A request with exactly these headers (a browser's Host and Origin included)."""
     conn = http.client.HTTPConnection("127.0.0.1", server.plain_port, timeout=10)
@@ -189,7 +189,7 @@ def dropped_within(sock: socket.socket, timeout_s: float) -> bool:
 
 # --- F5: Host and Origin ----------------------------------------------------------------------------------------
 
-def test_dns_rebinding_gets_no_token_no_page_and_no_websocket(keyed_server: RunningServer) -> None:
+def test_dns_rebinding_gets_no_token_no_page_and_no_websocket(keyed_server: LocaliveServer) -> None:
     """Finding row 23: a page on rebind.attacker.example (resolving to 127.0.0.1) asked for a playground token with
     a matching Host and Origin and got one. Now every request under a foreign name is refused."""
     rebound = f"rebind.attacker.example:{keyed_server.plain_port}"
@@ -211,7 +211,7 @@ def test_dns_rebinding_gets_no_token_no_page_and_no_websocket(keyed_server: Runn
     assert "refused 403: Host 'rebind.attacker.example'" in keyed_server.log()
 
 
-def test_the_playground_page_cannot_be_framed_by_other_sites(open_server: RunningServer) -> None:
+def test_the_playground_page_cannot_be_framed_by_other_sites(open_server: LocaliveServer) -> None:
     """Informational finding: the playground sent no CSP or X-Frame-Options."""
     conn = http.client.HTTPConnection("127.0.0.1", open_server.plain_port, timeout=10)
     try:
@@ -225,7 +225,7 @@ def test_the_playground_page_cannot_be_framed_by_other_sites(open_server: Runnin
     assert "frame-ancestors 'none'" in (response.getheader("Content-Security-Policy") or "")
 
 
-async def test_a_foreign_page_cannot_open_a_live_websocket(open_server: RunningServer) -> None:
+async def test_a_foreign_page_cannot_open_a_live_websocket(open_server: LocaliveServer) -> None:
     """Finding row 24: on an open server, a WebSocket from Origin http://evil.example was accepted and ran code.
     Now the handshake is refused with 403; programs (no Origin), the server's own pages and --allow-origin work."""
     for origin in ("http://evil.example", "null", f"http://localhost:{open_server.plain_port}"):
@@ -245,7 +245,7 @@ async def test_a_foreign_page_cannot_open_a_live_websocket(open_server: RunningS
 
 # --- F8: secrets in the debug log -------------------------------------------------------------------------------
 
-async def test_debug_log_shows_no_key_or_token(keyed_server: RunningServer) -> None:
+async def test_debug_log_shows_no_key_or_token(keyed_server: LocaliveServer) -> None:
     """Finding row 7: with --log-level debug the handshake logger printed every x-goog-api-key and Authorization
     header. The key and a token go in each place the SDKs put them; none reaches the log."""
     status, body = http_request(keyed_server, "POST", "/v1alpha/auth_tokens",
@@ -285,7 +285,7 @@ def slow_reader(port: int) -> socket.socket:
     return sock
 
 
-async def test_clients_that_never_read_lose_their_slots(open_server: RunningServer) -> None:
+async def test_clients_that_never_read_lose_their_slots(open_server: LocaliveServer) -> None:
     """20 of 20 slots were held for over 150 s by clients that never read. Now each is aborted when one message
     has waited --write-timeout for it, and a newcomer gets a session soon after."""
     readers = [slow_reader(open_server.plain_port) for _ in range(MAX_SESSIONS)]
@@ -319,7 +319,7 @@ async def test_clients_that_never_read_lose_their_slots(open_server: RunningServ
             sock.close()
 
 
-async def test_connections_without_setup_hold_no_session_slot(open_server: RunningServer) -> None:
+async def test_connections_without_setup_hold_no_session_slot(open_server: LocaliveServer) -> None:
     """Finding row 67: max-sessions connections that never send setup kept everyone out for 30 s. Now they wait in
     a queue of their own, hold no slot, and are closed with 1008 after --setup-timeout."""
     idle = [await connect(url(open_server)) for _ in range(MAX_SESSIONS + 5)]
@@ -336,7 +336,7 @@ async def test_connections_without_setup_hold_no_session_slot(open_server: Runni
         await asyncio.gather(*(ws.close() for ws in idle))
 
 
-async def test_the_setup_queue_is_bounded_and_frees_at_once(open_server: RunningServer) -> None:
+async def test_the_setup_queue_is_bounded_and_frees_at_once(open_server: LocaliveServer) -> None:
     idle = [await connect(url(open_server)) for _ in range(MAX_AWAITING_SETUP)]
     try:
         async with connect(url(open_server)) as extra:
@@ -350,7 +350,7 @@ async def test_the_setup_queue_is_bounded_and_frees_at_once(open_server: Running
         assert await session_answers(ws) == "You said: ping"
 
 
-async def test_one_address_gets_a_bounded_share(keyed_server: RunningServer) -> None:
+async def test_one_address_gets_a_bounded_share(keyed_server: LocaliveServer) -> None:
     """Per-address cap, with clients behind a trusted proxy on loopback (--forwarded-allow-ips 127.0.0.1)."""
 
     def via(address: str) -> dict[str, str]:
@@ -389,7 +389,7 @@ def lan_address() -> str:
 
 
 @pytest.fixture(scope="module")
-def any_address_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def any_address_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     """--host 0.0.0.0, as on a LAN (no code execution or URL fetching while the test exposes it)."""
     server = start_server(tmp_path_factory.mktemp("transport-lan"), "--llm", "emulator", "--voice", "off",
                           "--host", "0.0.0.0", "--code-execution", "off", "--url-context", "off",
@@ -398,7 +398,7 @@ def any_address_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run
     server.stop()
 
 
-async def test_a_lan_client_gets_a_bounded_share(any_address_server: RunningServer) -> None:
+async def test_a_lan_client_gets_a_bounded_share(any_address_server: LocaliveServer) -> None:
     """A real non-loopback peer: the server bound to 0.0.0.0 answers under the machine's addresses (and not under
     another name), and one address gets --max-connections-per-ip Live connections, the next one 1013."""
     address = lan_address()
@@ -422,8 +422,8 @@ async def test_a_lan_client_gets_a_bounded_share(any_address_server: RunningServ
 
 # --- F16: X-Forwarded-For ---------------------------------------------------------------------------------------
 
-async def test_forwarded_for_is_ignored_unless_a_proxy_is_named(open_server: RunningServer,
-                                                               keyed_server: RunningServer) -> None:
+async def test_forwarded_for_is_ignored_unless_a_proxy_is_named(open_server: LocaliveServer,
+                                                               keyed_server: LocaliveServer) -> None:
     """uvicorn trusted X-Forwarded-For from any loopback peer: a local program could pose as any address. Without
     --forwarded-allow-ips the header changes nothing (these 6 connections would pass a cap of 4 as one address
     only if it were believed); with it, the proxy's word is taken, and a forwarded request gets no playground
@@ -447,7 +447,7 @@ async def test_forwarded_for_is_ignored_unless_a_proxy_is_named(open_server: Run
 # --- F14: slowloris ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def loris_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def loris_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     """A server under an open-file limit of 256, as in the finding (the child inherits the limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(FD_LIMIT, hard), hard))
@@ -460,7 +460,7 @@ def loris_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
     server.stop()
 
 
-def test_slowloris_does_not_starve_healthz(loris_server: RunningServer) -> None:
+def test_slowloris_does_not_starve_healthz(loris_server: LocaliveServer) -> None:
     """300 connections that send their headers a line a second, never ending them. /healthz keeps answering,
     and every slow connection is closed within --header-timeout (the oldest sooner, to make room)."""
     selector = selectors.DefaultSelector()
@@ -514,7 +514,7 @@ def mode_of(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_session_state_is_private_to_its_owner(open_server: RunningServer, keyed_server: RunningServer) -> None:
+def test_session_state_is_private_to_its_owner(open_server: LocaliveServer, keyed_server: LocaliveServer) -> None:
     """Finding row 72: sessions.sqlite3 and its -wal were 0644 in a 0755 directory. A new data directory is 0700,
     an open one is tightened (and the log says so), and the database files are 0600."""
     for server in (open_server, keyed_server):

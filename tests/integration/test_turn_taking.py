@@ -10,24 +10,25 @@ import numpy as np
 import pytest
 from google import genai
 
+from localive.testing.server import LocaliveServer, start_server
+from localive.testing.text import CLOSE_WER, word_error_rate
 from tests.integration.test_voice import NATIVE, send_audio
 from tests.support.neural_speech import CUT_MID_SENTENCE, RATE_HZ, erinome, silence, spoken
-from tests.support.server import RunningServer, sdk_client, start_server
-from tests.support.speech import CLOSE_WER, word_error_rate
+from tests.support.server import sdk_client
 
 CONFIG = {"response_modalities": ["AUDIO"], "input_audio_transcription": {}, "output_audio_transcription": {}}
 SILENCE_ONLY = {**CONFIG, "realtime_input_config": {"automatic_activity_detection": {"silence_duration_ms": 500}}}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     server = start_server(tmp_path_factory.mktemp("turns"), "--llm", "emulator")
     yield server
     server.stop()
 
 
 @pytest.fixture
-def client(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def client(server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(server, monkeypatch)
 
 
@@ -116,6 +117,6 @@ async def test_a_backchannel_while_the_model_talks_does_not_cut_it_off(client: g
 
 async def test_a_hum_while_the_model_talks_does_not_cut_it_off(client: genai.Client) -> None:
     # A closed-mouth "mm-hm" (formant synthesis: the neural voice puts a vowel in it and is heard as "Mama").
-    from localive.bench.hum import closed_mouth_hum
+    from localive.testing.hum import closed_mouth_hum
 
     assert await talk_over_the_model(client, closed_mouth_hum(180.0)) == ["audio", "turnComplete"]

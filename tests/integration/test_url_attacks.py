@@ -25,8 +25,8 @@ import psutil
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from localive.testing.server import LocaliveServer, start_server
 from tests.support import raw_live
-from tests.support.server import RunningServer, start_server
 
 TIMEOUT_S = 60.0
 SCRIPT = 'default = "{input}"\ndelay_ms = 0\n'
@@ -81,7 +81,7 @@ def hostile() -> Iterator[str]:
     thread.join(5)
 
 
-def serve(workdir: Path) -> RunningServer:
+def serve(workdir: Path) -> LocaliveServer:
     script = workdir / "script.toml"
     script.write_text(SCRIPT, encoding="utf-8")
     return start_server(workdir, "--llm", "emulator", "--voice", "off", "--emulator-script", str(script),
@@ -89,13 +89,13 @@ def serve(workdir: Path) -> RunningServer:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     running = serve(tmp_path_factory.mktemp("url-attacks-server"))
     yield running
     running.stop()
 
 
-def live_url(server: RunningServer) -> str:
+def live_url(server: LocaliveServer) -> str:
     base = server.plain_base_url.replace("http://", "ws://", 1)
     return f"{base}/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
 
@@ -104,7 +104,7 @@ async def recv(ws: ClientConnection) -> dict[str, Any]:
     return await raw_live.recv(ws, TIMEOUT_S)
 
 
-def session(server: RunningServer, **setup: Any) -> AbstractAsyncContextManager[ClientConnection]:
+def session(server: LocaliveServer, **setup: Any) -> AbstractAsyncContextManager[ClientConnection]:
     return raw_live.session(live_url(server), TIMEOUT_S, **setup)
 
 
@@ -133,7 +133,7 @@ def text_of(messages: list[dict[str, Any]]) -> str:
 URL_TOOLS: dict[str, Any] = {"tools": [{"urlContext": {}}]}
 
 
-async def test_a_bz2_charset_bomb_leaves_the_servers_memory_alone(server: RunningServer, hostile: str) -> None:
+async def test_a_bz2_charset_bomb_leaves_the_servers_memory_alone(server: LocaliveServer, hostile: str) -> None:
     """F1: a 785-byte page declaring `charset=bz2_codec` took 2.1 GB of server RSS per URL (and a page with
     `<meta charset="bz2_codec">` 4.2 GB). Four such URLs now cost the server no memory to speak of."""
     process = psutil.Process(server.process.process.pid)
@@ -152,7 +152,7 @@ async def test_a_bz2_charset_bomb_leaves_the_servers_memory_alone(server: Runnin
     assert peak - base < 150 * 2**20, f"the server's RSS grew by {(peak - base) / 2**20:.0f} MiB"
 
 
-async def test_deep_pages_do_not_hold_up_other_sessions(server: RunningServer, hostile: str) -> None:
+async def test_deep_pages_do_not_hold_up_other_sessions(server: LocaliveServer, hostile: str) -> None:
     """F4: six pages of 190,000 nested <div>s kept the default executor busy for minutes; a session with
     `sessionResumption` could not finish its setup in 40 s. Now twelve such pages are read in seconds, and a
     session that starts meanwhile is set up and answered at once."""

@@ -10,7 +10,8 @@ from google import genai
 from google.genai import types
 from PIL import Image, ImageDraw, ImageFont
 
-from tests.support.server import RunningServer, sdk_client
+from localive.testing.server import LocaliveServer
+from tests.support.server import sdk_client
 
 MODEL = "gemini-2.0-flash-live-001"
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
@@ -39,7 +40,7 @@ def red_frame() -> bytes:
 
 
 @pytest.fixture
-def client(llm_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def client(llm_server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(llm_server, monkeypatch)
 
 
@@ -67,7 +68,7 @@ async def test_the_model_tells_the_colour(client: genai.Client) -> None:
     assert "red" in answer.lower()
 
 
-async def test_a_frame_that_is_not_an_image_closes_with_1007(emulator_server: RunningServer,
+async def test_a_frame_that_is_not_an_image_closes_with_1007(emulator_server: LocaliveServer,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     client = sdk_client(emulator_server, monkeypatch)
     async with client.aio.live.connect(model=MODEL, config={"response_modalities": ["TEXT"]}) as session:

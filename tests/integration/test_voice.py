@@ -13,8 +13,10 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from tests.support.server import RunningServer, sdk_client
-from tests.support.speech import CLOSE_WER, read_wav, speech_pcm, speech_wav, word_error_rate
+from localive.testing.server import LocaliveServer
+from localive.testing.speech import read_wav, speech_pcm, speech_wav
+from localive.testing.text import CLOSE_WER, word_error_rate
+from tests.support.server import sdk_client
 
 SEED = Path(__file__).parent.parent / "seed_programs"
 MODEL = "gemini-2.0-flash-live-001"
@@ -24,12 +26,12 @@ TURN_TIMEOUT_S = 60
 
 
 @pytest.fixture
-def emulator(emulator_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def emulator(emulator_server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(emulator_server, monkeypatch)
 
 
 @pytest.fixture
-def llm(llm_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def llm(llm_server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(llm_server, monkeypatch)
 
 
@@ -61,7 +63,7 @@ def spectral_centroid_hz(pcm: bytes, rate: int = 24000) -> float:
     return float((spectrum * freqs).sum() / spectrum.sum())
 
 
-def run_seed(name: str, server: RunningServer, cwd: Path) -> str:
+def run_seed(name: str, server: LocaliveServer, cwd: Path) -> str:
     result = subprocess.run([sys.executable, str(SEED / name)], env=server.client_env(), cwd=cwd,
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr
@@ -71,7 +73,7 @@ def run_seed(name: str, server: RunningServer, cwd: Path) -> str:
 # --- the seed's programs, verbatim -----------------------------------------------------------------------
 
 @pytest.mark.llm
-def test_seed_sending_audio_example(llm_server: RunningServer, tmp_path: Path) -> None:
+def test_seed_sending_audio_example(llm_server: LocaliveServer, tmp_path: Path) -> None:
     shutil.copy(speech_wav("What is the capital of France?"), tmp_path / "sample.wav")
     out = run_seed("sending_audio_example.py", llm_server, tmp_path)
     answer = " ".join(line for line in out.splitlines() if line.startswith("Model Text Response:"))
@@ -79,7 +81,7 @@ def test_seed_sending_audio_example(llm_server: RunningServer, tmp_path: Path) -
     assert "Generation complete." in out and "Audio sending example finished." in out
 
 
-def test_seed_receiving_audio_example_speaks_the_reply(emulator_server: RunningServer, tmp_path: Path,
+def test_seed_receiving_audio_example_speaks_the_reply(emulator_server: LocaliveServer, tmp_path: Path,
                                                         whisper: object) -> None:
     out = run_seed("receiving_audio_example.py", emulator_server, tmp_path)
     assert "Audio generation complete." in out

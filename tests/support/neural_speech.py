@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from localive.audio.resample import resample
-from localive.bench.speech import speech_bounds
+from localive.testing.speech import speech_bounds
 
 RATE_HZ = 16000
 Int16 = npt.NDArray[np.int16]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 
-from localive.bench.server import free_port
+from localive.testing.server import free_port
 
 MISSING = "redis-server is not installed: apt-get install redis-server (scripts/test.sh installs it)"
 

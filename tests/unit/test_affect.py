@@ -9,7 +9,6 @@ from localive.audio.pcm import Pcm16
 from localive.audio.prosody import Prosody
 from localive.audio.prosody_measure import measure
 from localive.audio.resample import resample
-from localive.bench.speech import room_noise
 from localive.session.affect import (
     GAIN_BOUND_DB,
     PITCH_BOUND_ST,
@@ -21,7 +20,8 @@ from localive.session.affect import (
     estimate,
     update_baseline,
 )
-from tests.support.speech import expressive_pcm as say
+from localive.testing.speech import expressive_pcm as say
+from localive.testing.speech import room_noise
 
 RATE_HZ = 16000
 TEXT = "I just got the results back and we actually won the whole competition today"

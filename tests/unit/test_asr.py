@@ -27,8 +27,8 @@ from localive.engines.asr.whisper import (
 from localive.models.errors import ModelNotInstalled
 from localive.models.weights import WHISPER_BASE, ensure_model_dir
 from localive.session.backchannel import LISTENER_WORDS, is_backchannel, lets_the_model_go_on
+from localive.testing.text import CLOSE_WER, spoken_words, word_error_rate
 from tests.support.off_loop import runs_off_the_loop
-from tests.support.speech import CLOSE_WER, spoken_words, word_error_rate
 
 Say = Callable[..., Pcm16]
 
@@ -119,7 +119,7 @@ async def test_listener_words_as_previous_text_steer_short_backchannels(asr: Whi
 async def test_a_closed_mouth_hum_lets_the_model_go_on(asr: WhisperASR, f0_hz: float) -> None:
     # A hum that is one (formant synthesis; the neural voices put a vowel in it and are heard as "Mama"): no
     # word in it, so with the listener prior it is a listener's sound and the answer goes on (session/listening.py).
-    from localive.bench.hum import closed_mouth_hum
+    from localive.testing.hum import closed_mouth_hum
 
     hum = Pcm16(closed_mouth_hum(f0_hz).tobytes(), 16000)
     heard = (await asr.transcribe(hum, "en-US", expect=LISTENER_WORDS)).text

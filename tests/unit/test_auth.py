@@ -39,7 +39,7 @@ from localive.server.auth import (
 from localive.server.tokens_api import BadRequest, create_token, parse_token_request
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
-from tests.support.session_driver import send
+from localive.testing.session import send
 
 NOW = 1_000_000.0
 MODEL = "models/gemini-2.0-flash-live-001"

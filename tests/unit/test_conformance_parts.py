@@ -11,8 +11,8 @@ from localive.models.registry import ModelRegistry
 from localive.protocol.errors import InvalidArgument, Unimplemented
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
-from tests.support.session_driver import send
-from tests.unit.test_session import SETUP, drain_turn, text_of
+from localive.testing.session import drain_turn, send
+from tests.unit.test_session import SETUP, text_of
 
 PNG_HEAD = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()  # not UTF-8: a setup holding it must still work
 

@@ -34,9 +34,10 @@ from localive.session.live import LiveSession
 from localive.session.outbox import Outbox
 from localive.session.watchdog import CODE_STAGE, LLM_STAGE, STORE_STAGE, Stalled, Watchdog
 from localive.stores.sqlite import SqliteStore
+from localive.testing.audio import tone_frame
+from localive.testing.session import send
 from localive.tools.loader import ToolEngines
 from localive.tools.sandbox import RunResult
-from tests.support.session_driver import send, tone
 
 BOUND_S = 60.0
 WAIT_S = 10.0  # generous real-time bounds on waiting for the session: a failure, never a hang of the test
@@ -116,7 +117,7 @@ def say(text: str) -> dict:
 
 async def speak(session: LiveSession) -> None:
     """An utterance: silence, a tone the energy VAD hears as speech, then enough silence to end the turn."""
-    for frame in (tone(0.2, loud=False), tone(0.6, loud=True), tone(0.7, loud=False)):
+    for frame in (tone_frame(0.2, loud=False), tone_frame(0.6, loud=True), tone_frame(0.7, loud=False)):
         await send(session, frame)
 
 
@@ -361,7 +362,7 @@ async def test_a_recogniser_failing_on_a_backchannel_closes_the_session() -> Non
     await clock.advance(0.1)
     assert len(session.outbox) > 0  # the model has started to speak (a word every 30 ms, in virtual time)
     await clock.advance(0.3)
-    for frame in (tone(0.3, loud=True), tone(0.4, loud=False)):
+    for frame in (tone_frame(0.3, loud=True), tone_frame(0.4, loud=False)):
         await send(session, frame)
     _, close = await read(r)
     assert close is not None and close.code == 1011 and ASR_STAGE in close.reason

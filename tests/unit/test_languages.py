@@ -25,7 +25,8 @@ from localive.protocol.errors import InvalidArgument, LiveError, Unimplemented
 from localive.session.engines import Engines
 from localive.session.hearing import MAX_VOCABULARY_CHARS, Recognition
 from localive.session.live import LiveSession
-from tests.support.session_driver import drain_turn, send, tone
+from localive.testing.audio import tone_frame
+from localive.testing.session import drain_turn, send
 
 MODEL = "gemini-2.0-flash-live-001"
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -73,7 +74,7 @@ def setup(modality: str = "TEXT", generation: dict | None = None, **extra: objec
 
 async def speak_once(session: LiveSession) -> list[dict]:
     """One utterance (silence, a tone, then enough silence to end the turn) and the turn it starts."""
-    for frame in (tone(0.2, False), tone(0.6, True), tone(0.7, False)):
+    for frame in (tone_frame(0.2, False), tone_frame(0.6, True), tone_frame(0.7, False)):
         await send(session, frame)
     return await drain_turn(session)
 

@@ -16,7 +16,7 @@ from localive.session import lifecycle
 from localive.session.engines import Engines
 from localive.session.lifecycle import BETWEEN_TURNS, IN_TURN, TRANSITIONS, Lifecycle, Phase, Trigger
 from localive.session.live import LiveSession
-from tests.support.session_driver import drain_turn, send
+from localive.testing.session import drain_turn, send
 
 ARCHITECTURE = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 SETUP = {"setup": {"model": "gemini-2.0-flash-live-001", "generationConfig": {"responseModalities": ["TEXT"]}}}

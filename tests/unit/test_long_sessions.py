@@ -13,7 +13,7 @@ from localive.session.engines import Engines
 from localive.session.lifetime import DEADLINE_REASON, GEMINI_LIMITS, LOCAL_LIMITS, Limits
 from localive.session.live import LiveSession
 from localive.stores.sqlite import SqliteStore
-from tests.support.session_driver import send
+from localive.testing.session import send
 
 
 def make_session(*, context_tokens: int = 32768, limits: Limits = LOCAL_LIMITS, clock: VirtualClock | None = None,

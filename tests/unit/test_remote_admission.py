@@ -9,7 +9,6 @@ import json
 import httpx2
 import pytest
 
-from localive.bench.server import free_port
 from localive.clock import VirtualClock
 from localive.engines import remote_backend
 from localive.engines.asr.openai_audio import OpenAITranscriptionASR
@@ -22,6 +21,7 @@ from localive.protocol.errors import OVERLOADED, Overloaded, close_for
 from localive.protocol.parse import parse_client_message
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
+from localive.testing.server import free_port
 
 MODEL = "models/gemini-2.0-flash-live-001"
 

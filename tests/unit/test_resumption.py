@@ -13,7 +13,7 @@ from localive.protocol.errors import Close, PolicyViolation
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
 from localive.stores.sqlite import SqliteStore
-from tests.support.session_driver import send
+from localive.testing.session import send
 
 
 def make_session(store: SqliteStore, principal: str = "key-a") -> LiveSession:
@@ -102,5 +102,7 @@ async def test_bad_handles_are_refused(case: str) -> None:
         handle = handle[:-4] + "AAAA"
     if case == "expired":
         clock.now += 61
+    second = make_session(store, principal)
     with pytest.raises(PolicyViolation, match="invalid or has expired"):
-        await send(make_session(store, principal), setup(handle))
+        await send(second, setup(handle))
+    await second.aclose()  # as the server does after the close

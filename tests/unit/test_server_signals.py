@@ -22,7 +22,9 @@ from localive.session.live import LiveSession
 from localive.session.outbox import Outbox
 from localive.session.speech_out import Playback, finish_transcription
 from localive.stores.sqlite import SqliteStore
-from tests.unit.test_session_voice import SCRIPT, ListASR, drain_turn, make_session, send, setup, tone
+from localive.testing.audio import tone_frame
+from localive.testing.session import drain_turn, send
+from tests.unit.test_session_voice import SCRIPT, ListASR, make_session, setup
 
 
 def sdk(message: dict) -> types.LiveServerMessage:
@@ -59,9 +61,9 @@ async def test_the_vad_tells_where_speech_starts_and_ends_in_the_input_stream() 
     session = make_session(ListASR("hello there"))
     await send(session, setup())
     await session.outbox.get()
-    await send(session, tone(0.5, loud=False))
-    await send(session, tone(0.6, loud=True))
-    await send(session, tone(0.7, loud=False))  # > 500 ms of silence ends the turn
+    await send(session, tone_frame(0.5, loud=False))
+    await send(session, tone_frame(0.6, loud=True))
+    await send(session, tone_frame(0.7, loud=False))  # > 500 ms of silence ends the turn
     messages = await drain_turn(session)
     parsed = [sdk(m) for m in messages]
     activity = [(i, p.voice_activity) for i, p in enumerate(parsed) if p.voice_activity is not None]
@@ -81,7 +83,7 @@ async def test_no_voice_activity_with_manual_activity_signals() -> None:
     await send(session, setup("TEXT", realtimeInputConfig={"automaticActivityDetection": {"disabled": True}}))
     await session.outbox.get()
     await send(session, {"realtimeInput": {"activityStart": {}}})
-    await send(session, tone(0.4, loud=True))
+    await send(session, tone_frame(0.4, loud=True))
     await send(session, {"realtimeInput": {"activityEnd": {}}})
     messages = await drain_turn(session)
     assert content(messages, "modelTurn") and not [m for m in messages if "voiceActivity" in m]
@@ -181,14 +183,14 @@ async def test_a_pause_judged_mid_sentence_tells_the_client_the_model_waits_for_
     session = semantic_session(finished=0.0)
     await send(session, setup("TEXT"))
     await session.outbox.get()
-    await send(session, tone(0.5, loud=True))
-    await send(session, tone(0.4, loud=False))  # a 200 ms pause is judged: not finished
+    await send(session, tone_frame(0.5, loud=True))
+    await send(session, tone_frame(0.4, loud=False))  # a 200 ms pause is judged: not finished
     held = await pending(session)
     assert [next(iter(m)) for m in held] == ["voiceActivity", "serverContent"]
     assert sdk(held[1]).server_content == types.LiveServerContent(waiting_for_input=True)  # and nothing else
     assert not session.generating
-    await send(session, tone(0.4, loud=True))  # the user goes on
-    await send(session, tone(2.2, loud=False))  # and stops: the longer silence window ends the turn
+    await send(session, tone_frame(0.4, loud=True))  # the user goes on
+    await send(session, tone_frame(2.2, loud=False))  # and stops: the longer silence window ends the turn
     messages = await drain_turn(session)
     kinds = [next(iter(m.get("serverContent", m))) for m in messages]
     # the second pause is held too; the same speech goes on (no new start) until it ends
@@ -202,8 +204,8 @@ async def test_a_pause_judged_finished_ends_the_turn_without_waiting_for_input()
     session = semantic_session(finished=1.0)
     await send(session, setup("TEXT"))
     await session.outbox.get()
-    await send(session, tone(0.5, loud=True))
-    await send(session, tone(0.4, loud=False))
+    await send(session, tone_frame(0.5, loud=True))
+    await send(session, tone_frame(0.4, loud=False))
     messages = await drain_turn(session)
     assert not content(messages, "waitingForInput") and content(messages, "modelTurn")
     await session.aclose()
@@ -219,8 +221,8 @@ async def test_no_waiting_for_input_while_the_model_talks() -> None:
     await clock.advance(0.1)
     assert len(session.outbox) > 0  # the model has started to speak (a word every 30 ms, in virtual time)
     await clock.advance(0.3)
-    await send(session, tone(0.3, loud=True))  # the user says something short (a backchannel?) and pauses
-    await send(session, tone(0.4, loud=False))
+    await send(session, tone_frame(0.3, loud=True))  # the user says something short (a backchannel?) and pauses
+    await send(session, tone_frame(0.4, loud=False))
     messages = await drain_turn(session, 60, clock)
     assert [m["voiceActivity"]["type"] for m in messages if "voiceActivity" in m] == ["ACTIVITY_START"]
     assert not content(messages, "waitingForInput") and not content(messages, "interrupted")

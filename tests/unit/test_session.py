@@ -11,7 +11,7 @@ from localive.models.registry import ModelRegistry
 from localive.protocol.errors import InvalidArgument, NotFound, Unimplemented
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
-from tests.support.session_driver import drain_turn, send
+from localive.testing.session import drain_turn, send
 
 SCRIPT = EmulatorScript.from_dict({"reply": [
     {"match": "slow", "text": "a b c d e f g h i j", "delay_ms": 20},

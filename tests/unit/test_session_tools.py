@@ -13,8 +13,8 @@ from localive.models.registry import ModelEntry, ModelRegistry
 from localive.protocol.errors import Close, InvalidArgument, Unimplemented
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
+from localive.testing.session import send
 from localive.tools.loader import ToolEngines
-from tests.support.session_driver import send
 
 SCRIPT = EmulatorScript.from_dict({"reply": [
     {"match": "lights", "call": "turn_on_the_lights", "text": "Done: {result}"},
@@ -250,6 +250,7 @@ async def test_code_execution_is_refused_without_a_sandbox() -> None:
     with pytest.raises(Unimplemented, match="codeExecution is not available"):
         await send(session, {"setup": {"model": "gemini-2.0-flash-live-001", "tools": [{"codeExecution": {}}],
                                        "generationConfig": {"responseModalities": ["TEXT"]}}})
+    await session.aclose()  # as the server does after the close
 
 
 @pytest.mark.parametrize("tools, match", [
@@ -263,6 +264,7 @@ async def test_tools_the_model_lacks_are_refused(tools: list[dict], match: str) 
     session = LiveSession(registry=ModelRegistry([entry]), engines=engines, session_id="s1")
     with pytest.raises(Unimplemented, match=match):
         await send(session, {"setup": {"model": "no-code", "tools": tools}})
+    await session.aclose()
 
 
 @pytest.mark.parametrize("declaration, match", [
@@ -276,6 +278,7 @@ async def test_bad_declarations_are_invalid_arguments(declaration: dict, match: 
         await send(session, {"setup": {"model": "gemini-2.0-flash-live-001",
                                        "tools": [{"functionDeclarations": [declaration]}],
                                        "generationConfig": {"responseModalities": ["TEXT"]}}})
+    await session.aclose()
 
 
 async def test_context_update_replaces_the_tools() -> None:

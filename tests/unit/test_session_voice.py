@@ -22,7 +22,8 @@ from localive.session import lifecycle
 from localive.session.backchannel import LISTENER_WORDS, is_backchannel, lets_the_model_go_on
 from localive.session.engines import Engines
 from localive.session.live import LiveSession
-from tests.support.session_driver import drain_turn, send, tone
+from localive.testing.audio import tone_frame
+from localive.testing.session import drain_turn, send
 
 SCRIPT = EmulatorScript.from_dict({"reply": [
     {"match": "slow", "text": "one, two, three, four, five, six, seven, eight, nine, ten.", "delay_ms": 30},
@@ -78,9 +79,9 @@ async def test_spoken_answer_to_speech() -> None:
     session = make_session(asr)
     await send(session, setup())
     await session.outbox.get()
-    await send(session, tone(0.2, loud=False))
-    await send(session, tone(0.6, loud=True))
-    await send(session, tone(0.7, loud=False))  # > 500 ms of silence ends the turn
+    await send(session, tone_frame(0.2, loud=False))
+    await send(session, tone_frame(0.6, loud=True))
+    await send(session, tone_frame(0.7, loud=False))  # > 500 ms of silence ends the turn
     messages = await drain_turn(session)
     k = kinds(messages)
     assert k[0] == "inputTranscription" and k[1] == "outputTranscription" and "audio" in k
@@ -136,7 +137,7 @@ async def test_barge_in_keeps_exactly_the_words_heard_before_it() -> None:
     session, clauses = await spoken_answer(clock)
     (first, first_s), (second, second_s) = clauses[:2]
     await clock.advance(first_s + 0.6 * second_s)  # the user listens to the first clause and 60 % of the second
-    await send(session, tone(0.3, loud=True))  # then speaks
+    await send(session, tone_frame(0.3, loud=True))  # then speaks
     messages = await drain_turn(session)
     k = kinds(messages)
     assert "interrupted" in k and k[-1] == "turnComplete"
@@ -151,9 +152,9 @@ async def test_manual_activity_ignores_audio_outside_and_answers_at_activity_end
     session = make_session(asr)
     await send(session, setup("TEXT", realtimeInputConfig={"automaticActivityDetection": {"disabled": True}}))
     await session.outbox.get()
-    await send(session, tone(0.5, loud=True))  # ignored: no activity yet
+    await send(session, tone_frame(0.5, loud=True))  # ignored: no activity yet
     await send(session, {"realtimeInput": {"activityStart": {}}})
-    await send(session, tone(0.25, loud=True))
+    await send(session, tone_frame(0.25, loud=True))
     await send(session, {"realtimeInput": {"activityEnd": {}}})
     messages = await drain_turn(session)
     text = "".join(m["serverContent"]["modelTurn"]["parts"][0]["text"] for m in messages
@@ -167,8 +168,8 @@ async def test_sounds_without_words_get_no_answer() -> None:
     session = make_session(ListASR(""))
     await send(session, setup("TEXT"))
     await session.outbox.get()
-    await send(session, tone(0.4, loud=True))
-    await send(session, tone(0.7, loud=False))
+    await send(session, tone_frame(0.4, loud=True))
+    await send(session, tone_frame(0.7, loud=False))
     await send(session, {"realtimeInput": {"text": "hi"}})  # the next input is answered normally
     messages = await drain_turn(session)
     assert [t.text for t in session.history] == ["hi", "You said: hi"]
@@ -246,7 +247,7 @@ async def while_the_model_counts(session: LiveSession, clock: VirtualClock, *fra
 async def test_a_backchannel_does_not_interrupt_the_model() -> None:
     asr = ListASR("Mm-hm.")
     session, clock = semantic_session(asr)
-    messages = await while_the_model_counts(session, clock, tone(0.3, loud=True), tone(0.4, loud=False))
+    messages = await while_the_model_counts(session, clock, tone_frame(0.3, loud=True), tone_frame(0.4, loud=False))
     assert "interrupted" not in kinds(messages) and asr.heard  # heard, judged, let pass
     assert asr.expected == [LISTENER_WORDS]  # transcribed as a listener's words
     assert [t.role for t in session.history] == ["user", "model"] and "ten" in session.history[-1].text
@@ -256,7 +257,7 @@ async def test_a_backchannel_does_not_interrupt_the_model() -> None:
 async def test_a_short_sound_with_no_words_does_not_interrupt_the_model() -> None:
     asr = ListASR("")  # a cough, or a hum Whisper calls silence
     session, clock = semantic_session(asr)
-    messages = await while_the_model_counts(session, clock, tone(0.3, loud=True), tone(0.4, loud=False))
+    messages = await while_the_model_counts(session, clock, tone_frame(0.3, loud=True), tone_frame(0.4, loud=False))
     assert "interrupted" not in kinds(messages) and asr.heard
     assert [t.role for t in session.history] == ["user", "model"] and "ten" in session.history[-1].text
     await session.aclose()
@@ -264,7 +265,7 @@ async def test_a_short_sound_with_no_words_does_not_interrupt_the_model() -> Non
 
 async def test_a_short_utterance_with_words_interrupts_and_is_answered() -> None:
     session, clock = semantic_session(ListASR("wait, stop"))
-    messages = await while_the_model_counts(session, clock, tone(0.3, loud=True), tone(0.4, loud=False))
+    messages = await while_the_model_counts(session, clock, tone_frame(0.3, loud=True), tone_frame(0.4, loud=False))
     assert "interrupted" in kinds(messages)
     answer = await drain_turn(session, 60, clock)  # the new turn answers what was said
     assert "audio" in kinds(answer) and session.history[-2].text == "wait, stop"
@@ -274,7 +275,7 @@ async def test_a_short_utterance_with_words_interrupts_and_is_answered() -> None
 async def test_long_speech_while_the_model_talks_is_a_barge_in_before_it_ends() -> None:
     asr = ListASR("let me tell you something else entirely")
     session, clock = semantic_session(asr)
-    messages = await while_the_model_counts(session, clock, tone(0.8, loud=True))  # still speaking: no end yet
+    messages = await while_the_model_counts(session, clock, tone_frame(0.8, loud=True))  # still speaking: no end yet
     assert "interrupted" in kinds(messages) and not asr.heard  # cut off at 0.6 s of speech, before it ended
     await session.aclose()
 
@@ -312,8 +313,8 @@ async def spoken_turns(proactive: bool, *texts: str) -> list[list[dict]]:
     await session.outbox.get()
     turns = []
     for _ in texts:
-        await send(session, tone(0.5, loud=True))
-        await send(session, tone(0.7, loud=False))
+        await send(session, tone_frame(0.5, loud=True))
+        await send(session, tone_frame(0.7, loud=False))
         turns.append(await drain_turn(session))
     await send(session, {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "Honey, the kids!"}]}],
                                            "turnComplete": True}})
@@ -374,8 +375,8 @@ async def test_the_judges_prompts_are_prepared_while_the_user_listens(proactive:
                                    "generationConfig": {"responseModalities": ["AUDIO"]},
                                    "systemInstruction": {"parts": [{"text": COOK}]}, **extra}})
     await session.outbox.get()
-    await send(session, tone(0.5, loud=True))
-    await send(session, tone(0.7, loud=False))
+    await send(session, tone_frame(0.5, loud=True))
+    await send(session, tone_frame(0.7, loud=False))
     assert "audio" in kinds(await drain_turn(session))
     for _ in range(3):
         await asyncio.sleep(0)

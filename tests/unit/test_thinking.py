@@ -22,7 +22,8 @@ from localive.session.thinking import (
     reasoning_messages,
     thinking_of,
 )
-from tests.unit.test_session_voice import ListASR, drain_turn, send
+from localive.testing.session import drain_turn, send
+from tests.unit.test_session_voice import ListASR
 
 THINKING_MODEL = "gemini-2.5-flash-exp-native-audio-thinking-dialog"
 NATIVE = "gemini-2.5-flash-preview-native-audio-dialog"

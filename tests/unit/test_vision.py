@@ -124,11 +124,11 @@ def test_an_answer_that_is_not_a_description_fails_naming_the_stage() -> None:
 
 async def test_an_unreachable_vlm_fails_the_turn_naming_the_stage_not_the_url(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from localive.bench.server import free_port
     from localive.engines.speech_remote import VISION_KEY_ENV, BackendFailed
     from localive.engines.vision.loader import load_vision
     from localive.engines.vision.openai import OpenAIVision
     from localive.protocol.errors import INTERNAL
+    from localive.testing.server import free_port
 
     monkeypatch.setenv(VISION_KEY_ENV, "sk-vision")
     url = f"http://user:pw@127.0.0.1:{free_port()}/v1"  # nothing listens there

@@ -34,14 +34,11 @@ Start a private localive server on free 127.0.0.1 ports and measure it:
      (automatic VAD with SILENCE_MS, first voice) to the first response audio, p50/p90, with the server's
      per-stage timings (ASR, first LLM token, first TTS chunk) and real-time factors. Then listening capacity:
      LISTEN sessions streaming audio in real time through the VAD, until their audio falls behind.
-  4. Engines (--engines, instead of the others): the embedded engines against the same models behind
-     OpenAI-compatible servers started here, side by side in one run: llama-cpp-python's server on the embedded
-     GGUF (serve --llm-url), then also faster-whisper-server and local-tts-studio (--asr-url, --tts-url; from
-     ENGINES_VENV). ENGINES_TURNS spoken questions each (manual activity): activityEnd → first audio p50/p90,
-     the ratio to the embedded engines, the server's per-stage timings; then BARGE_INS barge-ins on the remote
-     LLM: activityStart → the backend's "Disconnected from client" (it stopped generating). See docs/engines.md.
 
 Everything stops by itself; the servers are stopped at the end. Progress goes to stderr, the report to stdout.
+Research benchmarks (turn-taking, backchannels, languages, thinking, hostile clients, embedded vs remote engines,
+proactive audio) are not part of this command: they live in the repository's benchmarks/ folder and are run from a
+clone with `python -m benchmarks.NAME` (benchmarks/README.md).
 """
 
 EPILOG = """\
@@ -53,7 +50,6 @@ examples:
   localive bench --voice                       # plus the voice benchmark (about 5 minutes)
   localive bench --voice --voice-turns 5 --voices Kore --listen none                  # a quick voice check
   localive bench --voice --voice-turns 0 --chunk-ms 100 --listen 20,40,80,120,160     # listening capacity only
-  localive bench --engines --engines-turns 16 --barge-ins 10 # embedded vs remote engines (about 8 minutes)
 """
 
 
@@ -136,17 +132,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", type=listen_levels, default=[10, 20, 40, 60, 80, 120], metavar="LISTEN",
                         help="listening sessions per capacity level, comma-separated, increasing; stops at the "
                              "first level that falls behind; 'none' skips the test (default: 10,20,40,60,80,120)")
-    parser.add_argument("--engines", action="store_true",
-                        help="instead of the benchmarks above, compare the embedded engines with the same models "
-                             "behind OpenAI-compatible servers (needs llama-cpp-python[server]; the all-remote run "
-                             "needs ENGINES_VENV; espeak-ng and sox)")
-    parser.add_argument("--engines-turns", type=_bounded_int(1, 1000), default=16, metavar="ENGINES_TURNS",
-                        help="measured spoken turns per engine configuration (default: 16)")
-    parser.add_argument("--barge-ins", type=_bounded_int(0, 1000), default=10, metavar="BARGE_INS",
-                        help="barge-ins on the remote LLM; 0 skips them (default: 10)")
-    parser.add_argument("--engines-venv", type=Path, default=Path(".venv-engines"), metavar="ENGINES_VENV",
-                        help="virtualenv with faster-whisper-server and local-tts-studio (default: .venv-engines, "
-                             "made by scripts/install-test-engines.sh); without it the all-remote run is skipped")
     parser.add_argument("--timeout", type=_seconds, default=120.0, metavar="S",
                         help="give up when a session open or a turn takes longer than this (default: 120 s)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
@@ -174,8 +159,6 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None and not args.output.parent.is_dir():
         print(f"localive bench: cannot write {args.output}: no such directory", file=sys.stderr)
         return 2
-    if args.engines:
-        return _run_engines(args)
     try:
         if args.voice:
             from localive.bench.speech import require_tools
@@ -240,26 +223,3 @@ def _run_voice(workdir: Path, args: argparse.Namespace) -> VoiceResult:
     return run_voice(workdir, voices=args.voices, auto_voices=args.voices[:1], turns=args.voice_turns,
                      silence_ms=args.silence_ms, chunk_ms=args.chunk_ms, listen=args.listen, timeout_s=args.timeout)
 
-
-def _run_engines(args: argparse.Namespace) -> int:
-    import shlex
-
-    from localive.bench.engines import render_engines, run_engines
-    from localive.bench.engines import to_json as engines_json
-    from localive.bench.machine import collect
-    from localive.bench.speech import require_tools
-
-    command = shlex.join(["localive", *sys.argv[1:]])
-    try:
-        require_tools()
-        with tempfile.TemporaryDirectory(prefix="localive-bench-") as tmp:
-            result = run_engines(Path(tmp), turns=args.engines_turns, barge_ins=args.barge_ins,
-                                 chunk_ms=args.chunk_ms, timeout_s=args.timeout,
-                                 engines_venv=args.engines_venv.resolve())
-    except BenchError as exc:
-        print(f"localive bench: {exc}", file=sys.stderr)
-        return 1
-    _warn_if_noisy("engines", result.background_cpu_pct)
-    machine = collect(("uvicorn", "websockets", "llama_cpp_python", "faster-whisper", "ctranslate2", "piper-tts",
-                       "hibari-tts"))
-    return _emit(args, render_engines(result, machine, command), lambda: engines_json(result, machine, command))

@@ -1,7 +1,7 @@
-"""Start a real `localive serve` process on free ports (a copy of tests/support/server.py for the bench).
+"""Start a real `localive serve` process on free ports: `localive bench`'s launcher, and the one under
+localive.testing's `serve` / `start_server` (which add the client settings and a context manager).
 
-The installed package must not import from tests/, so the bench carries its own copy, trimmed to what it
-needs: it only ever talks to 127.0.0.1, and bypasses any HTTP proxy set in the environment.
+It only ever talks to 127.0.0.1, and bypasses any HTTP proxy set in the environment.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Test speech for the voice benchmark: espeak-ng + sox, 16 kHz 16-bit mono PCM, and where its speech ends.
 
-The installed package must not import from tests/, so this is a small copy of tests/support/speech.py (same
-tools, same deterministic `sox -D`), without the padding: the benchmark adds its own lead-in and trailing
-audio and needs to know where the spoken words end.
+No padding: the benchmark adds its own lead-in and trailing audio and needs to know where the spoken words end.
+localive.testing.speech builds its test speech (padded with silence) on `speech_pcm` here.
 """
 
 from __future__ import annotations

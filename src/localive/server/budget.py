@@ -16,7 +16,7 @@ the same address, every local client on 127.0.0.1 for instance, waits that secon
 whole debt is paid), less the cost of a connection itself (`CONNECT_S`), so that reconnecting over and over is
 bounded by the same share. Real-time audio costs about 15 % of the share, a 200 KB
 video frame a second about 25 %; only floods of the largest messages ever wait. 2 % was chosen with
-`python -m localive.bench.attacks`: at 5 %, other sessions' 90th-percentile turns took up to 3 times their idle
+`python -m benchmarks.attacks`: at 5 %, other sessions' 90th-percentile turns took up to 3 times their idle
 time under the heaviest floods.
 
 Buckets fill on the server's `Clock` (its monotonic time), and the reader's wait is a sleep on it (`pay`), so

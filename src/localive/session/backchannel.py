@@ -10,7 +10,7 @@ more often (docs/turn-taking.md); the neural voices' "Mm-hm", which has a vowel 
 ("Wait.", "Stop.", "Hold on.") keep their words. Speech in which nothing is recognised at all (a cough, a hum
 Whisper calls silence) is not an interruption either: there is nothing to answer. "Huh?" asks to hear it again:
 it interrupts ("Huh." does not). Measured in all 30 voices and on formant-synthesised hums by
-`python -m localive.bench.backchannels` (docs/turn-taking-benchmark.md).
+`python -m benchmarks.backchannels` (docs/turn-taking-benchmark.md).
 """
 
 from __future__ import annotations

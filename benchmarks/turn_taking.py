@@ -1,6 +1,6 @@
 """Turn-taking benchmark: false ends of turn, time to respond and backchannels, silence-only VAD vs semantic.
 
-`python -m localive.bench.turn_taking [--modes silence,semantic]` starts one `localive serve --llm emulator`
+`python -m benchmarks.turn_taking [--modes silence,semantic]` starts one `localive serve --llm emulator`
 per mode (one at a time, on free 127.0.0.1 ports; `--turn-taking MODE` is passed when the server has that flag)
 and speaks a labelled set of utterances to it through the official `google-genai` SDK, configured as an app is
 after `eval "$(localive env)"`. Method and results: docs/turn-taking-benchmark.md.
@@ -24,7 +24,7 @@ The microphone is simulated: 100 ms chunks of 16 kHz PCM sent in real time (chun
 "recorded", (i + 1) × 100 ms after the start), with -60 dBFS room noise under everything, and silence after the
 words until the answer has been generated (or 4 s pass with no answer).
 
-The set (synthesis and cut points) is cached under the bench speech cache (`localive.bench.speech.CACHE`).
+The set (synthesis and cut points) is cached under the bench's speech cache (`localive.bench.speech.CACHE`).
 """
 
 from __future__ import annotations
@@ -159,8 +159,8 @@ COMPLETE: tuple[str, ...] = (
 )
 
 BACKCHANNELS: tuple[str, ...] = ("Mm-hm.", "Yeah.", "Uh-huh.", "Okay.", "Right.", "I see.")
-# The voice cannot hum (its "Mm-hm." has a vowel in it): a closed-mouth hum by formant synthesis (bench/hum.py)
-# near the voice's pitch is the last backchannel.
+# The voice cannot hum (its "Mm-hm." has a vowel in it): a closed-mouth hum by formant synthesis
+# (localive/testing/hum.py) near the voice's pitch is the last backchannel.
 HUM = "(hum, closed mouth)"
 HUM_PITCH_HZ = 190.0
 
@@ -331,7 +331,7 @@ class LabelledSet:
 
 
 def hum_recording() -> Recording:
-    from localive.bench.hum import closed_mouth_hum
+    from localive.testing.hum import closed_mouth_hum
 
     samples = closed_mouth_hum(HUM_PITCH_HZ, rate_hz=RATE_HZ)
     start, end = speech_bounds(samples.tobytes(), RATE_HZ)
@@ -960,7 +960,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localive.bench.turn_taking",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.turn_taking",
                                      description="False ends of turn, time to respond and backchannels: "
                                                  "silence-only VAD vs semantic turn-taking "
                                                  "(docs/turn-taking-benchmark.md).")

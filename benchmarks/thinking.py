@@ -1,6 +1,6 @@
 """Does thinking help? Accuracy on small reasoning questions, with and without the session's reasoning pass.
 
-    python -m localive.bench.thinking [--llm qwen2.5-coder-0.5b-instruct,qwen2.5-coder-1.5b-instruct]
+    python -m benchmarks.thinking [--llm qwen2.5-coder-0.5b-instruct,qwen2.5-coder-1.5b-instruct]
 
 Runs exactly what a session with thinking does (session/thinking.py: the reasoning prompt within the default
 budget, then the answer with the reasoning in its instructions) against a plain answer, at temperature 0, and
