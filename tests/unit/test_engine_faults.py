@@ -379,3 +379,43 @@ async def test_healthz_reports_the_stalls() -> None:
                               query_params={})
     response = await healthz(request)  # type: ignore[arg-type]
     assert b'"stalls":1' in response.body
+
+
+class StubbornLLM(EmulatorLLM):
+    """Says one word, then holds on: the first cancellation (an interruption) is ignored, as by an engine that does
+    not let go; the second (the session's end) is obeyed."""
+
+    async def stream(self, messages, params, functions=()):  # type: ignore[no-untyped-def]
+        yield "Well"
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass
+        await asyncio.Event().wait()
+
+
+async def test_an_answer_that_does_not_stop_ends_the_session_on_the_sessions_clock() -> None:
+    """An interruption waits INTERRUPT_TIMEOUT_S of the session's clock for the turn to stop; a turn that does not
+    ends the session (1011, saying so) instead of running on beside the next one."""
+    from localive.session.turn import INTERRUPT_TIMEOUT_S, TurnDidNotStop
+
+    clock = VirtualClock()
+    llm = StubbornLLM(SCRIPT)
+    session = LiveSession(registry=ModelRegistry(), engines=replace(plain_engines(), llm_for=lambda entry: llm),
+                          session_id="s", clock=clock)
+    await send(session, {"setup": {"model": "gemini-2.0-flash-live-001",
+                                   "generationConfig": {"responseModalities": ["TEXT"]}}})
+    assert "setupComplete" in await asyncio.wait_for(session.outbox.get(), WAIT_S)
+    await send(session, say("tell me a story"))
+    first = await asyncio.wait_for(session.outbox.get(), WAIT_S)
+    assert first["serverContent"]["modelTurn"]["parts"][0]["text"] == "Well"
+    interrupting = asyncio.create_task(send(session, say("stop")))
+    await clock.advance(INTERRUPT_TIMEOUT_S - 0.01)
+    assert not interrupting.done()  # still waiting for the turn to stop
+    await clock.advance(0.02)
+    assert interrupting.done()  # at once, in virtual time
+    with pytest.raises(TurnDidNotStop) as refused:
+        await interrupting
+    close = close_for(refused.value)
+    assert close.code == 1011 and "did not stop" in close.reason
+    await asyncio.wait_for(session.aclose(), WAIT_S)  # the session's end cancels the turn for good

@@ -376,7 +376,7 @@ class LiveSession:
         if turn is None or not turn.cancel():
             return False
         self._lifecycle.move(Trigger.INTERRUPT)
-        await turn.stop(self.outbox)
+        await turn.stop(self.outbox, self._clock)
         if not turn.started:  # cancelled before it ran: it could not report itself
             await self.outbox.put(out.interrupted())
             await self.outbox.put(out.turn_complete(None))

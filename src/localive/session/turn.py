@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from localive.clock import Clock
 from localive.protocol.errors import LiveError
 from localive.session.outbox import Outbox
 from localive.session.tasks import SessionTasks
@@ -57,17 +58,15 @@ class Turn:
         self.task.cancel()
         return True
 
-    async def stop(self, outbox: Outbox) -> None:
+    async def stop(self, outbox: Outbox, clock: Clock) -> None:
         """Wait for the cancelled turn to stop (it sends its end: interrupted → turnComplete). Raises a LiveError
-        (the session must end) if it still runs INTERRUPT_TIMEOUT_S later."""
-        try:
-            await asyncio.wait_for(asyncio.shield(self.task), INTERRUPT_TIMEOUT_S)
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
-        except TimeoutError:
-            if not self.task.done():  # it still runs: the session ends (aclose cancels it) rather than go on beside it
-                if outbox.blocked:  # it waits to send its end to a client that reads nothing
-                    raise ClientNotReading(f"The client read nothing for {INTERRUPT_TIMEOUT_S:.0f} s.") from None
-                raise TurnDidNotStop() from None
+        (the session must end) if it still runs INTERRUPT_TIMEOUT_S later (on the session's clock)."""
+        timer = asyncio.ensure_future(clock.sleep(INTERRUPT_TIMEOUT_S))
+        try:  # asyncio.wait: a caller cancelled here leaves the turn to aclose, and the turn's end is no error here
+            await asyncio.wait((self.task, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+        if not self.task.done():  # it still runs: the session ends (aclose cancels it) rather than go on beside it
+            if outbox.blocked:  # it waits to send its end to a client that reads nothing
+                raise ClientNotReading(f"The client read nothing for {INTERRUPT_TIMEOUT_S:.0f} s.")
+            raise TurnDidNotStop()
