@@ -12,6 +12,7 @@ A script is a TOML file::
     delay_ms = 50                      # optional: this reply's own pace
 
 Rules are tried in order; the first match wins. Replies stream word by word, exactly as written.
+With `--voice emulator`, [[hear]] rules in the same file say what the emulator hears (engines/asr/emulator.py).
 
 Tools: a rule may call a function (when the session declares it) or run code (when code execution is on)::
 
@@ -91,9 +92,11 @@ class EmulatorScript:
 
     @classmethod
     def from_dict(cls, data: dict[str, object], source: str = "script") -> EmulatorScript:
-        unknown = set(data) - {"default", "delay_ms", "reply", "context_tokens"}
+        # [[hear]]: what --voice emulator hears (engines/asr/emulator.py reads it)
+        unknown = set(data) - {"default", "delay_ms", "reply", "context_tokens", "hear"}
         if unknown:
-            raise ScriptError(f"{source}: unknown keys {sorted(unknown)}; expected default, delay_ms, [[reply]]")
+            raise ScriptError(f"{source}: unknown keys {sorted(unknown)}; expected default, delay_ms, "
+                              "context_tokens, [[reply]], [[hear]]")
         rules = []
         replies = data.get("reply", [])
         if not isinstance(replies, list):
