@@ -183,7 +183,8 @@ class SoakSession:
                     self.closing = True
                     reader.cancel()
                     await asyncio.gather(reader, return_exceptions=True)
-                self._check_end()
+                if not self.closed:  # a session the server closed is reported as such, not burst by burst
+                    self._check_end()
         except ConnectionClosed as exc:
             if not self.closing and not self.closed:
                 self.closed = True
@@ -591,6 +592,7 @@ async def _measure(server: RunningServer, clients: list[ClientProcess], args: ar
            "max_ms": max((x["max_ms"] for x in lags), default=0.0),
            "over_100ms_share": max((x["over_100ms_share"] for x in lags), default=0.0)}
     n = args.sessions
+    server_pct = 100 * (cpu.user + cpu.system - server_cpu.user - server_cpu.system) / elapsed
     turns_per_min = merged.get("turn_completes", 0) / (elapsed / 60) if elapsed > 0 else 0.0
     return {
         "benchmark": "soak",
@@ -617,7 +619,7 @@ async def _measure(server: RunningServer, clients: list[ClientProcess], args: ar
         "messages": {"client_chunks": merged.get("chunks_out", 0), "server_messages": merged.get("messages_in", 0)},
         "lost": {"problems": merged.get("problems", 0), "errors": merged["errors"][:MAX_ERRORS]},
         "clients": {"lag": lag, "cpu_pct_of_a_core": 100 * merged["cpu_s"] / elapsed},
-        "server": {"cpu_pct_of_a_core": 100 * (cpu.user + cpu.system - server_cpu.user - server_cpu.system) / elapsed},
+        "server": {"cpu_pct_of_a_core": server_pct, "cpu_pct_per_session": server_pct / n},
         "machine_noise": {"other_processes_pct": other_pct, "steal_pct": steal_pct},
         "elapsed_s": elapsed,
     }
@@ -656,8 +658,13 @@ def human(report: dict[str, Any]) -> str:
     lines.append(f"  client lag (chunk sent after its real-time due, worst process): p50 {lag['p50_ms']:.1f} ms, "
                  f"p99 {lag['p99_ms']:.1f} ms, max {lag['max_ms']:.0f} ms, "
                  f"{lag['over_100ms_share']:.2%} over 100 ms")
-    lines.append(f"  CPU (% of one core): server {report['server']['cpu_pct_of_a_core']:.0f}%, clients "
+    server = report["server"]
+    lines.append(f"  CPU (% of one core): server {server['cpu_pct_of_a_core']:.0f}% "
+                 f"({server['cpu_pct_per_session']:.2f}% a session), clients "
                  f"{report['clients']['cpu_pct_of_a_core']:.0f}%")
+    if report["sessions"]["closed_by_server"]:
+        lines.append("  WARNING: the server closed sessions (a keepalive ping timeout means it fell more than 20 s "
+                     "behind their audio: overloaded)")
     if lag["p99_ms"] > 100:
         lines.append("  WARNING: the clients did not keep real time (p99 lag > 100 ms): the latencies are partly "
                      "the clients'")
