@@ -12,8 +12,8 @@ of the burst's length ("I spoke for 0.8 seconds.", docs/engines.md), so every an
 
 Measured and reported (JSON to --out, a summary to stdout):
 - the server's RSS, sampled every --sample-s: idle (after one warm-up session, none open), with all sessions
-  connected but quiet, during the run, after they closed; the slope by least squares over the run after
-  --warmup-s (MB/min); RSS per connection = (RSS with N sessions − idle RSS) / N;
+  connected but quiet, during the run, after they closed (after each round's close with --rounds); the slope by
+  least squares over the run after --warmup-s (MB/min); RSS per connection = (RSS with N sessions − idle RSS) / N;
 - lost messages: every burst must give exactly one inputTranscription with the expected words and one turn that
   ends with turnComplete (or interrupted, then turnComplete), a whole answer ("You said: …" as
   outputTranscription, the same audio bytes for the same words) unless interrupted, no audio after interrupted
@@ -543,26 +543,8 @@ async def _measure(server: RunningServer, clients: list[ClientProcess], args: ar
     idle = rss_mb(proc)
     progress(f"idle RSS {idle:.1f} MB (at start {started_rss:.1f} MB); opening {args.sessions} sessions in "
              f"{args.client_processes} client process(es)")
-    shares = [args.sessions // args.client_processes + (1 if i < args.sessions % args.client_processes else 0)
-              for i in range(args.client_processes)]
-    first = 0
-    for count in shares:
-        clients.append(await ClientProcess.start(server.live_url, first, count, args))
-        first += count
-    set_up = sum([int(await client.line("READY", SETUP_TIMEOUT_S + args.sessions * 0.05)) for client in clients])
-    quiet = []
-    for _ in range(4):  # sessions set up, nothing said yet: the median of a few samples
-        await asyncio.sleep(1.0)
-        quiet.append(rss_mb(proc))
-    connected = statistics.median(quiet)
-    progress(f"{set_up}/{args.sessions} sessions set up, quiet: RSS {connected:.1f} MB; speaking for "
-             f"{args.duration:.0f} s")
-    meter = BackgroundMeter(proc, *(client.ps for client in clients))
-    server_cpu = proc.cpu_times()
-    started = time.monotonic()
-    for client in clients:
-        client.go()
     samples: list[tuple[float, float]] = []
+    started = time.monotonic()
 
     async def sample() -> None:
         while True:
@@ -571,17 +553,54 @@ async def _measure(server: RunningServer, clients: list[ClientProcess], args: ar
                 progress(f"  {samples[-1][0]:5.0f} s: RSS {samples[-1][1]:.1f} MB")
             await asyncio.sleep(args.sample_s)
 
-    sampler = asyncio.create_task(sample())
+    results: list[dict[str, Any]] = []
+    set_ups, after_close, noise = [], [], []
+    connected = idle
+    elapsed = 0.0
+    server_cpu_s = 0.0
+    sampler: asyncio.Task[None] | None = None
     try:
-        results = [json.loads(await client.line("RESULT", args.duration + TURN_TIMEOUT_S + 120))
-                   for client in clients]
+        for round_ in range(args.rounds):
+            shares = [args.sessions // args.client_processes + (1 if i < args.sessions % args.client_processes else 0)
+                      for i in range(args.client_processes)]
+            clients.clear()
+            first = 0
+            for count in shares:
+                clients.append(await ClientProcess.start(server.live_url, first, count, args))
+                first += count
+            set_ups.append(sum([int(await client.line("READY", SETUP_TIMEOUT_S + args.sessions * 0.05))
+                                for client in clients]))
+            if round_ == 0:
+                quiet = []
+                for _ in range(4):  # sessions set up, nothing said yet: the median of a few samples
+                    await asyncio.sleep(1.0)
+                    quiet.append(rss_mb(proc))
+                connected = statistics.median(quiet)
+                progress(f"{set_ups[0]}/{args.sessions} sessions set up, quiet: RSS {connected:.1f} MB; speaking for "
+                         f"{args.duration:.0f} s" + (f", {args.rounds} rounds" if args.rounds > 1 else ""))
+                started = time.monotonic()
+                sampler = asyncio.create_task(sample())
+            meter = BackgroundMeter(proc, *(client.ps for client in clients))
+            cpu_before, round_started = proc.cpu_times(), time.monotonic()
+            for client in clients:
+                client.go()
+            results += [json.loads(await client.line("RESULT", args.duration + TURN_TIMEOUT_S + 120))
+                        for client in clients]
+            elapsed += time.monotonic() - round_started
+            cpu = proc.cpu_times()
+            server_cpu_s += cpu.user + cpu.system - cpu_before.user - cpu_before.system
+            noise.append(meter.other_pct())
+            await asyncio.sleep(3.0)  # the sessions are closed: what stays?
+            after_close.append(rss_mb(proc))
+            if args.rounds > 1:
+                progress(f"round {round_ + 1}/{args.rounds}: {set_ups[-1]} sessions, closed: RSS "
+                         f"{after_close[-1]:.1f} MB")
     finally:
-        sampler.cancel()
-    elapsed = time.monotonic() - started
-    cpu = proc.cpu_times()
-    other_pct, steal_pct = meter.other_pct()
-    await asyncio.sleep(3.0)
-    after_close = rss_mb(proc)
+        if sampler is not None:
+            sampler.cancel()
+    set_up = min(set_ups)
+    other_pct = max(other for other, _ in noise)
+    steal_pct = max(steal for _, steal in noise)
     merged = _merge(results)
     steady = [(t, mb) for t, mb in samples if t >= args.warmup_s]
     active = statistics.median([mb for _, mb in steady]) if steady else None
@@ -592,7 +611,7 @@ async def _measure(server: RunningServer, clients: list[ClientProcess], args: ar
            "max_ms": max((x["max_ms"] for x in lags), default=0.0),
            "over_100ms_share": max((x["over_100ms_share"] for x in lags), default=0.0)}
     n = args.sessions
-    server_pct = 100 * (cpu.user + cpu.system - server_cpu.user - server_cpu.system) / elapsed
+    server_pct = 100 * server_cpu_s / elapsed
     turns_per_min = merged.get("turn_completes", 0) / (elapsed / 60) if elapsed > 0 else 0.0
     return {
         "benchmark": "soak",
@@ -600,9 +619,9 @@ async def _measure(server: RunningServer, clients: list[ClientProcess], args: ar
         "machine": vars(collect()) | {"one_line": collect().one_line()},
         "settings": {"sessions": n, "duration_s": args.duration, "chunk_ms": [1000 * x for x in args.chunk_ms],
                      "barge_in": args.barge_in, "warmup_s": args.warmup_s, "sample_s": args.sample_s,
-                     "client_processes": args.client_processes, "seed": args.seed},
+                     "client_processes": args.client_processes, "rounds": args.rounds, "seed": args.seed},
         "rss_mb": {"server_start": started_rss, "idle": idle, "connected_quiet": connected, "active_median": active,
-                   "after_close": after_close, "slope_mb_per_min": slope,
+                   "after_close": after_close[-1], "after_close_by_round": after_close, "slope_mb_per_min": slope,
                    # each turn adds to its session's history (text, bounded by the context window): the slope per
                    # turn tells that growth from a leak
                    "slope_kb_per_turn": slope * 1024 / turns_per_min if slope is not None and turns_per_min else None,
@@ -640,7 +659,8 @@ def human(report: dict[str, Any]) -> str:
         f"  sessions set up: {report['sessions']['set_up']}/{settings['sessions']}, closed by the server before the "
         f"end: {report['sessions']['closed_by_server']}",
         f"  RSS: idle {rss['idle']:.1f} MB, {settings['sessions']} connected and quiet {rss['connected_quiet']:.1f} MB,"
-        f" active median {rss['active_median'] or 0:.1f} MB, after close {rss['after_close']:.1f} MB",
+        f" active median {rss['active_median'] or 0:.1f} MB, after close "
+        + ", then ".join(f"{mb:.1f}" for mb in rss["after_close_by_round"]) + " MB",
         f"  RSS slope after {settings['warmup_s']:.0f} s of warm-up: {slope} "
         f"(first {rss['first_after_warmup'] or 0:.1f} MB → last {rss['last'] or 0:.1f} MB; "
         f"{rss['slope_kb_per_turn'] or 0:.2f} KiB per turn at {turns['per_minute']:.0f} turns/min)",
@@ -689,6 +709,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sample-s", type=float, default=5.0, help="RSS sampling period (default 5)")
     parser.add_argument("--client-processes", type=int, default=1,
                         help="processes the sessions are spread over (default 1; the server has its own)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the sessions this many times, each round new connections once the last closed; "
+                             "the RSS after each round's close tells a leak from the sessions' own growth "
+                             "(default 1)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None,
                         help="write the JSON report here (default: WORKDIR/soak.json)")
@@ -704,8 +728,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.worker:
         return worker_main(args)
-    if args.sessions < 1 or args.client_processes < 1 or args.client_processes > args.sessions:
-        print("soak: --sessions and --client-processes must be at least 1 (and processes <= sessions)",
+    if min(args.sessions, args.client_processes, args.rounds) < 1 or args.client_processes > args.sessions:
+        print("soak: --sessions, --client-processes and --rounds must be at least 1 (processes <= sessions)",
               file=sys.stderr)
         return 2
     if args.warmup_s is None:
