@@ -440,6 +440,11 @@ def worker_main(args: argparse.Namespace) -> int:
 
 # --- the orchestrator: server, clients, memory --------------------------------------------------------------
 
+def loop_cpu_s(process: psutil.Process) -> float:
+    """CPU seconds of the server's main thread, where its event loop runs (the other threads: VAD, parsing)."""
+    return next((t.user_time + t.system_time for t in process.threads() if t.id == process.pid), 0.0)
+
+
 def rss_mb(process: psutil.Process) -> float:
     return float(process.memory_info().rss) / 2**20
 
@@ -557,7 +562,7 @@ async def _measure(server: RunningServer, clients: list[ClientProcess], args: ar
     set_ups, after_close, noise = [], [], []
     connected = idle
     elapsed = 0.0
-    server_cpu_s = 0.0
+    server_cpu_s = server_loop_s = 0.0
     sampler: asyncio.Task[None] | None = None
     try:
         for round_ in range(args.rounds):
@@ -581,7 +586,7 @@ async def _measure(server: RunningServer, clients: list[ClientProcess], args: ar
                 started = time.monotonic()
                 sampler = asyncio.create_task(sample())
             meter = BackgroundMeter(proc, *(client.ps for client in clients))
-            cpu_before, round_started = proc.cpu_times(), time.monotonic()
+            cpu_before, loop_before, round_started = proc.cpu_times(), loop_cpu_s(proc), time.monotonic()
             for client in clients:
                 client.go()
             results += [json.loads(await client.line("RESULT", args.duration + TURN_TIMEOUT_S + 120))
@@ -589,6 +594,7 @@ async def _measure(server: RunningServer, clients: list[ClientProcess], args: ar
             elapsed += time.monotonic() - round_started
             cpu = proc.cpu_times()
             server_cpu_s += cpu.user + cpu.system - cpu_before.user - cpu_before.system
+            server_loop_s += loop_cpu_s(proc) - loop_before
             noise.append(meter.other_pct())
             await asyncio.sleep(3.0)  # the sessions are closed: what stays?
             after_close.append(rss_mb(proc))
@@ -638,7 +644,9 @@ async def _measure(server: RunningServer, clients: list[ClientProcess], args: ar
         "messages": {"client_chunks": merged.get("chunks_out", 0), "server_messages": merged.get("messages_in", 0)},
         "lost": {"problems": merged.get("problems", 0), "errors": merged["errors"][:MAX_ERRORS]},
         "clients": {"lag": lag, "cpu_pct_of_a_core": 100 * merged["cpu_s"] / elapsed},
-        "server": {"cpu_pct_of_a_core": server_pct, "cpu_pct_per_session": server_pct / n},
+        "server": {"cpu_pct_of_a_core": server_pct, "cpu_pct_per_session": server_pct / n,
+                   # the event loop's thread: near 100 % it is the bottleneck, whatever the other cores do
+                   "event_loop_thread_cpu_pct": 100 * server_loop_s / elapsed},
         "machine_noise": {"other_processes_pct": other_pct, "steal_pct": steal_pct},
         "elapsed_s": elapsed,
     }
@@ -680,7 +688,8 @@ def human(report: dict[str, Any]) -> str:
                  f"{lag['over_100ms_share']:.2%} over 100 ms")
     server = report["server"]
     lines.append(f"  CPU (% of one core): server {server['cpu_pct_of_a_core']:.0f}% "
-                 f"({server['cpu_pct_per_session']:.2f}% a session), clients "
+                 f"({server['cpu_pct_per_session']:.2f}% a session; its event loop's thread "
+                 f"{server['event_loop_thread_cpu_pct']:.0f}%), clients "
                  f"{report['clients']['cpu_pct_of_a_core']:.0f}%")
     if report["sessions"]["closed_by_server"]:
         lines.append("  WARNING: the server closed sessions (a keepalive ping timeout means it fell more than 20 s "
