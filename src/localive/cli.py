@@ -83,11 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_argument("--llm-no-logprobs", action="store_true",
                         help="never ask a remote LLM for logprobs: proactive audio's yes/no judge asks for a "
                              "constrained JSON answer instead (found out by itself when the backend returns none)")
-    serve.add_argument("--voice", choices=["embedded", "off"], default="embedded",
+    serve.add_argument("--voice", choices=["embedded", "emulator", "off"], default="embedded",
                        help="speech engines: 'embedded' (Silero VAD, Whisper base, hibari/piper voices; needs "
-                            "localive[voice]) or 'off' (text only: audio is refused with a clear close)")
+                            "localive[voice]), 'emulator' (deterministic, no models, for your app's CI: speech is "
+                            "heard by energy, louder than -39 dBFS, and transcribed by its length, \"I spoke for "
+                            "1.5 seconds.\" unless [[hear]] rules in --emulator-script say otherwise; answers are "
+                            "24 kHz tones, 60 ms a character, with their text as outputTranscription; turns end "
+                            "after silenceDurationMs of silence; needs numpy and soxr: localive[voice-emulator]) "
+                            "or 'off' (text only: audio is refused with a clear close)")
     serve.add_argument("--emulator-script", type=Path, default=None,
-                       help="TOML script of the emulator's replies (default: echo the user)")
+                       help="TOML script of the emulator's replies, [[reply]] (default: echo the user), and with "
+                            "--voice emulator of what it hears, [[hear]] (docs/engines.md)")
     serve.add_argument("--models", type=Path, default=None, help="TOML file that adds or overrides model entries")
     serve.add_argument("--max-sessions", type=int, default=100, help="concurrent sessions before 1013 (default 100)")
     serve.add_argument("--max-message-bytes", type=int, default=1024 * 1024,
@@ -409,6 +415,15 @@ def _remote_speech(args: argparse.Namespace):  # type: ignore[no-untyped-def]  #
                         asr_max_sessions=args.asr_max_concurrency, tts_max_sessions=args.tts_max_concurrency)
 
 
+def _hearing(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> EmulatorHearing | None
+    """With --voice emulator, the [[hear]] rules of --emulator-script (None: none given). Raises HearingError."""
+    if args.voice != "emulator" or args.emulator_script is None:
+        return None
+    from localive.engines.asr.emulator import EmulatorHearing
+
+    return EmulatorHearing.load(args.emulator_script)
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -456,6 +471,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.plain_port = args.port + 1 if _is_loopback(args.host) else 0
     args.plain_port = args.plain_port or None
     from localive.clock import SYSTEM_CLOCK
+    from localive.engines.asr.emulator import HearingError
     from localive.engines.llm.base import BackendError
     from localive.engines.llm.emulator import EmulatorScript, ScriptError
     from localive.engines.llm.openai_chat import API_KEY_ENV, RemoteSettings
@@ -503,9 +519,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if given and not getattr(args, f"{stage}_url"):
             print(f"localive: {given[0]} needs --{stage}-url", file=sys.stderr)
             return 2
+    if args.voice == "emulator" and (args.asr_url or args.tts_url):
+        print("localive: --asr-url and --tts-url need --voice embedded, not emulator", file=sys.stderr)
+        return 2
+    if args.voice == "emulator" and args.turn_taking == "semantic":
+        print("localive: --voice emulator takes turns on silence only: --turn-taking semantic needs --voice embedded",
+              file=sys.stderr)
+        return 2
     try:
         script = EmulatorScript.load(args.emulator_script) if args.emulator_script else None
-    except ScriptError as exc:
+        hearing = _hearing(args)
+    except (ScriptError, HearingError) as exc:
         print(f"localive: {exc}", file=sys.stderr)
         return 2
     try:
@@ -549,6 +573,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
             voice = load_voice_engines(semantic_turns=args.turn_taking != "silence", remote=remote_speech,
                                        down=speech_down)
+        elif args.voice == "emulator":
+            from localive.engines.voice import load_emulator_voice
+
+            voice = load_emulator_voice(hearing)
     except BackendError as exc:  # a remote LLM that is down or misconfigured: one line, no fallback
         print(f"localive: {exc}", file=sys.stderr)
         pool.close()
@@ -586,7 +614,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     engines = Engines(llm_for=pool.for_model, tools=tool_engines, code_llm_for=pool.for_code, judge_for=pool.for_code,
                       vision=vision)
     if voice is not None:
-        families = SEMANTIC_FAMILIES[args.turn_taking]
+        families = SEMANTIC_FAMILIES[args.turn_taking] if voice.end_of_turn is not None else frozenset()
         engines = Engines(llm_for=pool.for_model, asr=voice.asr, tts=voice.tts, vad_factory=voice.vad_factory,
                           vad_executor=voice.vad_executor, tools=tool_engines, code_llm_for=pool.for_code,
                           judge_for=pool.for_code, vision=vision, end_of_turn=voice.end_of_turn if families else None,

@@ -1,6 +1,6 @@
 """Load the speech engines once per server: Silero VAD, Whisper ASR, hibari + piper TTS for English and
 espeak-ng for other languages; or, stage by stage, recognition and synthesis on OpenAI-compatible servers
-(engines/speech_remote.py)."""
+(engines/speech_remote.py); or the deterministic emulator (`--voice emulator`, `load_emulator_voice`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from localive.engines.asr.base import ASR
+from localive.engines.asr.emulator import EmulatorHearing
 from localive.engines.speech_remote import ASR_STAGE, TTS_STAGE, RemoteSpeech, load_voice_map
 from localive.engines.tts.base import TTS
 from localive.engines.turn.base import EndOfTurn
@@ -18,6 +19,7 @@ from localive.models.errors import ModelNotInstalled
 
 log = logging.getLogger("localive.engines")
 VOICE_HINT = "pip install 'localive[voice]'"
+EMULATOR_HINT = "pip install 'localive[voice-emulator]'"
 
 
 @dataclass
@@ -99,3 +101,24 @@ def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True,
     log.info("loaded speech engines (%s) in %.1f s", ", ".join(names), time.monotonic() - started)
     return VoiceEngines(asr, tts, SileroVAD, ThreadPoolExecutor(max_workers=2, thread_name_prefix="vad"),
                         end_of_turn)
+
+
+def load_emulator_voice(hearing: EmulatorHearing | None = None) -> VoiceEngines:
+    """The deterministic speech engines of `--voice emulator`, for apps' own tests: no model, no weights, loaded
+    at once. Hears speech by energy (EnergyVAD), "recognises" it by its length (`hearing`, engines/asr/emulator.py)
+    and speaks tones (ToneTTS: 60 ms a character, pitch by voice). They keep no record of what they were asked, so
+    a long-running server stays flat. Raises ModelNotInstalled without numpy and soxr (every audio session
+    needs them)."""
+    try:
+        import numpy  # noqa: F401
+        import soxr  # noqa: F401
+
+        from localive.engines.asr.fake import ScriptedASR
+        from localive.engines.tts.fake import ToneTTS
+        from localive.engines.vad.energy import EnergyVAD
+    except ImportError as exc:
+        raise ModelNotInstalled(f"the speech emulator needs {exc.name}: {EMULATOR_HINT}") from exc
+    asr = ScriptedASR(hearing or EmulatorHearing(), name="emulator", keep_calls=False)
+    log.info("loaded the speech emulator (energy VAD, transcripts by speech length, tone voices)")
+    return VoiceEngines(asr, ToneTTS(keep_requests=False), EnergyVAD,
+                        ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad"))

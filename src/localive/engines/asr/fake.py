@@ -33,14 +33,14 @@ class ScriptedASR:
     A list script returns its texts one per call and "" once exhausted (assert on `calls` to catch extra
     calls). A callable gets the audio and the language hint. `delay_s` simulates compute time, a sleep on
     `clock` (give it a `VirtualClock` to keep tests fast). Every call is recorded in `calls`, including
-    ones cancelled during the delay.
+    ones cancelled during the delay, unless `keep_calls=False` (a long-running server: `--voice emulator`).
     """
 
     sample_rate_hz = 16000
 
     def __init__(self, script: Script = (), *, name: str = "scripted-asr", delay_s: float = 0.0,
                  language: str | None = "en",
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, keep_calls: bool = True) -> None:
         if isinstance(script, str):
             raise TypeError("script must be a list of texts or a callable, not one string")
         self.name = name
@@ -50,6 +50,7 @@ class ScriptedASR:
         self._respond = script if callable(script) else None
         self._texts = [] if callable(script) else list(script)
         self._next = 0
+        self.keep_calls = keep_calls
         self.calls: list[ASRCall] = []
         self.closed = False
 
@@ -69,7 +70,8 @@ class ScriptedASR:
         allowed tag."""
         if self.closed:
             raise RuntimeError(f"ASR '{self.name}' is closed")
-        self.calls.append(ASRCall(audio.duration_s, audio.sample_rate_hz, language, expect, detect_among))
+        if self.keep_calls:
+            self.calls.append(ASRCall(audio.duration_s, audio.sample_rate_hz, language, expect, detect_among))
         if detect_among is not None:
             allowed = not detect_among or any(_primary(t) == _primary(self.language) for t in detect_among)
             language = self.language if allowed else detect_among[0]

@@ -13,6 +13,7 @@ A script is a TOML file::
 
 Rules are tried in order; the first match wins. Replies stream word by word, exactly as written. The pauses
 (``delay_ms``) are sleeps on the emulator's `Clock` (localive/clock.py): give it a `VirtualClock` in tests.
+With `--voice emulator`, [[hear]] rules in the same file say what the emulator hears (engines/asr/emulator.py).
 
 Tools: a rule may call a function (when the session declares it) or run code (when code execution is on)::
 
@@ -93,9 +94,11 @@ class EmulatorScript:
 
     @classmethod
     def from_dict(cls, data: dict[str, object], source: str = "script") -> EmulatorScript:
-        unknown = set(data) - {"default", "delay_ms", "reply", "context_tokens"}
+        # [[hear]]: what --voice emulator hears (engines/asr/emulator.py reads it)
+        unknown = set(data) - {"default", "delay_ms", "reply", "context_tokens", "hear"}
         if unknown:
-            raise ScriptError(f"{source}: unknown keys {sorted(unknown)}; expected default, delay_ms, [[reply]]")
+            raise ScriptError(f"{source}: unknown keys {sorted(unknown)}; expected default, delay_ms, "
+                              "context_tokens, [[reply]], [[hear]]")
         rules = []
         replies = data.get("reply", [])
         if not isinstance(replies, list):

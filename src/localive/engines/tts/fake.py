@@ -31,18 +31,21 @@ class SynthesisRequest:
 
 class ToneTTS:
     """Implements the TTS interface with tones. `delay_s` simulates compute time: a sleep on `clock` (cancel-safe;
-    give it a `VirtualClock` to keep tests fast)."""
+    give it a `VirtualClock` to keep tests fast).
+    `keep_requests=False` keeps no record of what was asked (a long-running server: `--voice emulator`)."""
 
     name = "tone"
 
     def __init__(self, *, ms_per_char: float = 60.0, max_duration_s: float = 10.0, delay_s: float = 0.0,
-                 languages: Iterable[str] | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+                 languages: Iterable[str] | None = None, clock: Clock = SYSTEM_CLOCK,
+                 keep_requests: bool = True) -> None:
         self.ms_per_char = ms_per_char
         # primary language subtags it "speaks" (None: every language), to test refusals of other languages
         self.languages = None if languages is None else frozenset(lang.lower() for lang in languages)
         self.max_duration_s = max_duration_s
         self.delay_s = delay_s
         self._clock = clock
+        self.keep_requests = keep_requests
         self.requests: list[SynthesisRequest] = []  # what was asked, in order (a test fake: kept in full)
 
     def voices(self) -> list[str]:
@@ -64,7 +67,8 @@ class ToneTTS:
         spec = voice_spec(voice)
         if not self.speaks(language):
             raise UnsupportedLanguage(f"the tone voices do not speak {language!r:.24}")
-        self.requests.append(SynthesisRequest(text, spec.name, language, delivery))
+        if self.keep_requests:
+            self.requests.append(SynthesisRequest(text, spec.name, language, delivery))
         if self.delay_s > 0:
             await self._clock.sleep(self.delay_s)  # simulated inference time, not synchronisation
         return self.tone(text, spec, delivery)
