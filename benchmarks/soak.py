@@ -47,8 +47,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from localive.bench.machine import BackgroundMeter, collect
-from localive.bench.server import BenchError, RunningServer, start_server
 from localive.bench.stats import percentile
+from localive.testing.server import LaunchError, LocaliveServer, start_server
 
 MODEL = "models/gemini-2.0-flash-live-001"
 RATE_HZ = 16000
@@ -65,6 +65,10 @@ SETUP = {"setup": {"model": MODEL, "generationConfig": {"responseModalities": ["
                    "inputAudioTranscription": {}, "outputAudioTranscription": {}}}
 REPO_ROOT = Path(__file__).resolve().parent.parent  # where `python -m benchmarks.soak` runs the client processes
 _AUDIO_MESSAGE = '{"realtimeInput":{"audio":{"data":"%s","mimeType":"audio/pcm;rate=16000"}}}'
+
+
+class SoakError(RuntimeError):
+    """The soak could not run (a client process died, the warm-up session failed)."""
 
 
 def heard(burst_s: float) -> str:
@@ -491,7 +495,7 @@ class ClientProcess:
             while True:
                 raw = await self.process.stdout.readline()
                 if not raw:
-                    raise BenchError(f"a client process exited ({await self.process.wait()}) before {prefix}")
+                    raise SoakError(f"a client process exited ({await self.process.wait()}) before {prefix}")
                 text = raw.decode().strip()
                 if text.startswith(prefix):
                     return text.removeprefix(prefix).strip()
@@ -538,12 +542,12 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         server.stop()
 
 
-async def _measure(server: RunningServer, clients: list[ClientProcess], args: argparse.Namespace) -> dict[str, Any]:
+async def _measure(server: LocaliveServer, clients: list[ClientProcess], args: argparse.Namespace) -> dict[str, Any]:
     proc = psutil.Process(server.pid)
     started_rss = rss_mb(proc)
     warm = await run_sessions(server.live_url, range(1), 2.5, chunk_ms=(0.1, 0.1), barge_in=0.0, seed=args.seed)
     if warm.problems or warm.turn_completes < 1:
-        raise BenchError(f"the warm-up session failed: {warm.errors[:3]}")
+        raise SoakError(f"the warm-up session failed: {warm.errors[:3]}")
     await asyncio.sleep(2.0)
     idle = rss_mb(proc)
     progress(f"idle RSS {idle:.1f} MB (at start {started_rss:.1f} MB); opening {args.sessions} sessions in "
@@ -746,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="localive-soak-")
     try:
         report = asyncio.run(soak(args))
-    except BenchError as exc:
+    except (LaunchError, SoakError) as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return 1
     out = args.out or Path(args.workdir) / "soak.json"

@@ -16,7 +16,8 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tests.support.server import RunningServer, sdk_client, start_server
+from localive.testing.server import LocaliveServer, start_server
+from tests.support.server import sdk_client
 
 SCRIPT = Path(__file__).parent.parent / "data" / "voice_emulator.toml"
 MODEL = "gemini-2.0-flash-live-001"
@@ -26,7 +27,7 @@ AUDIO = {"response_modalities": ["AUDIO"], "input_audio_transcription": {}, "out
 
 
 @pytest.fixture(scope="module")
-def voice_emulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def voice_emulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]:
     server = start_server(tmp_path_factory.mktemp("voice-emulator"), "--llm", "emulator", "--voice", "emulator",
                           "--emulator-script", str(SCRIPT))
     yield server
@@ -34,7 +35,7 @@ def voice_emulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 @pytest.fixture
-def client(voice_emulator_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
+def client(voice_emulator_server: LocaliveServer, monkeypatch: pytest.MonkeyPatch) -> genai.Client:
     return sdk_client(voice_emulator_server, monkeypatch)
 
 
