@@ -60,6 +60,9 @@ PAUSE_S = (0.3, 2.0)  # after an answer, before the next burst
 BARGE_IN_AFTER_S = (0.2, 0.6)  # after the answer's first audio
 TURN_TIMEOUT_S = 30.0  # a turn not complete by then is lost
 SETUP_TIMEOUT_S = 60.0
+# a client process reports all its sessions' turns on one line: megabytes for 200 sessions × 10 min (asyncio's
+# default line limit, 64 KiB, ended the first full run)
+RESULT_LINE_LIMIT = 2**30
 MAX_ERRORS = 50  # kept per worker (all are counted)
 SETUP = {"setup": {"model": MODEL, "generationConfig": {"responseModalities": ["AUDIO"]},
                    "inputAudioTranscription": {}, "outputAudioTranscription": {}}}
@@ -486,7 +489,7 @@ class ClientProcess:
                    "--barge-in", str(args.barge_in), "--seed", str(args.seed)]
         process = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.PIPE,
                                                        stdout=asyncio.subprocess.PIPE,
-                                                       cwd=REPO_ROOT)
+                                                       cwd=REPO_ROOT, limit=RESULT_LINE_LIMIT)
         return cls(process)
 
     async def line(self, prefix: str, timeout_s: float) -> str:

@@ -245,6 +245,11 @@ async def test_a_foreign_page_cannot_open_a_live_websocket(open_server: Localive
 
 # --- F8: secrets in the debug log -------------------------------------------------------------------------------
 
+def access_lines(server: LocaliveServer) -> int:
+    """The server's access-log lines for finished Live sessions so far."""
+    return sum(1 for line in server.log().splitlines() if '"WS ' in line)
+
+
 async def test_debug_log_shows_no_key_or_token(keyed_server: LocaliveServer) -> None:
     """Finding row 7: with --log-level debug the handshake logger printed every x-goog-api-key and Authorization
     header. The key and a token go in each place the SDKs put them; none reaches the log."""
@@ -261,10 +266,13 @@ async def test_debug_log_shows_no_key_or_token(keyed_server: LocaliveServer) -> 
         (url(keyed_server, CONSTRAINED), {"x-goog-api-key": token}),
         (url(keyed_server, CONSTRAINED), {"Authorization": f"Token {token}"}),
     ]
+    before = access_lines(keyed_server)
     for address, headers in places:
         async with connect(address, additional_headers=headers) as ws:
             assert await session_answers(ws) == "You said: ping"
-    await asyncio.sleep(0.5)  # the last access lines
+    async with asyncio.timeout(10):  # each session's access line is written as the server finishes it
+        while access_lines(keyed_server) < before + len(places):  # noqa: ASYNC110  # no event to await
+            await asyncio.sleep(0.05)
     log = keyed_server.log()
     assert "< x-goog-api-key: <redacted>" in log, "the debug handshake log is not on: the test proves nothing"
     assert "< authorization: <redacted>" in log
