@@ -10,6 +10,7 @@ from localive.models.errors import ModelNotInstalled
 
 class SileroVAD:
     sample_rate_hz = 16000
+    inline = False  # a neural network: run off the event loop
 
     def __init__(self) -> None:
         try:
