@@ -535,7 +535,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(args.workdir)
     progress(f"starting localive serve --llm emulator --voice emulator (work dir {workdir})")
     server = start_server(workdir / "server", "--llm", "emulator", "--voice", "emulator", "--playground", "off",
-                          "--max-sessions", str(args.sessions + 10))
+                          "--max-sessions", str(args.sessions + 10), *args.server_arg)
     clients: list[ClientProcess] = []
     try:
         return await _measure(server, clients, args)
@@ -730,6 +730,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "the RSS after each round's close tells a leak from the sessions' own growth "
                              "(default 1)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                        help="one more argument for `localive serve` (repeat: --server-arg=--ws-compression "
+                             "--server-arg=off)")
     parser.add_argument("--out", type=Path, default=None,
                         help="write the JSON report here (default: WORKDIR/soak.json)")
     parser.add_argument("--workdir", default=None, help="server data and log (default: a new temporary directory)")

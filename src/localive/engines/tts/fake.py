@@ -7,6 +7,7 @@ duration is proportional to the text (60 ms per character by default, divided by
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,6 +20,19 @@ from localive.engines.tts.voices import BaseVoice, VoiceSpec, resolve_voice, voi
 
 _BASE_HZ = {BaseVoice.HEART: 220.0, BaseVoice.JOE: 120.0}
 _FADE_S = 0.005
+# tones up to this long are kept once made (32 of them, at most 32 × 240 KB): `--voice emulator` says the same
+# clauses again and again, and making them was 7 % of a 200-session soak's server CPU (benchmarks/soak.py)
+_CACHED_SAMPLES = 5 * OUTPUT_SAMPLE_RATE_HZ
+
+
+def _tone(n: int, hz: float, second: float, gain: float) -> bytes:
+    t = np.arange(n) / OUTPUT_SAMPLE_RATE_HZ
+    wave = 0.3 * np.sin(2 * np.pi * hz * t) + second * np.sin(4 * np.pi * hz * t)
+    fade = np.minimum(1.0, np.minimum(t, t[::-1]) / _FADE_S)
+    return Pcm16.from_float32(wave * fade * gain, OUTPUT_SAMPLE_RATE_HZ).data
+
+
+_cached_tone = functools.lru_cache(maxsize=32)(_tone)
 
 
 @dataclass(frozen=True)
@@ -81,12 +95,11 @@ class ToneTTS:
         if n == 0:
             return Pcm16(b"", OUTPUT_SAMPLE_RATE_HZ)
         hz = _BASE_HZ[spec.base] * spec.variant.pitch_ratio * 2.0 ** (delivery.pitch_semitones / 12.0)
-        t = np.arange(n) / OUTPUT_SAMPLE_RATE_HZ
         second = 0.1 * 10.0 ** (spec.variant.tilt_db_per_octave / 20.0)  # tilt: one octave up, in dB
-        wave = 0.3 * np.sin(2 * np.pi * hz * t) + second * np.sin(4 * np.pi * hz * t)
-        fade = np.minimum(1.0, np.minimum(t, t[::-1]) / _FADE_S)
         gain = 10.0 ** (delivery.gain_db / 20.0)
-        return Pcm16.from_float32(wave * fade * gain, OUTPUT_SAMPLE_RATE_HZ)
+        if n <= _CACHED_SAMPLES:  # the same clause again (an emulator's replies repeat): made once
+            return Pcm16(_cached_tone(n, hz, second, gain), OUTPUT_SAMPLE_RATE_HZ)
+        return Pcm16(_tone(n, hz, second, gain), OUTPUT_SAMPLE_RATE_HZ)
 
     def close(self) -> None:
         pass
