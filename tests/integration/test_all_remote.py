@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,16 @@ class Remote:
         tts = self.tts.log()  # local-tts-studio logs each synthesis, not the path
         return (self.llm.log().count("POST /v1/chat/completions"),
                 self.asr.log().count("/v1/audio/transcriptions"), tts.count("speech reply") + tts.count("synthesized"))
+
+    def requests_after(self, before: tuple[int, int, int], *stages: int) -> tuple[int, int, int]:
+        """The counts once each of `stages` has logged more than `before` (up to 10 s: a server writes its access
+        line after the response, so the client can be done first)."""
+        deadline = time.monotonic() + 10
+        now = self.requests()
+        while not all(now[i] > before[i] for i in stages) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = self.requests()
+        return now
 
 
 @pytest.fixture(scope="module")
@@ -107,14 +118,14 @@ def test_the_seeds_audio_in_program_runs_unchanged(remote_engines: Remote, tmp_p
                      if line.startswith("Model Text Response:"))
     assert answer.strip(), out  # the spoken question was answered (its words are the 0.5B model's to choose)
     assert "Audio sending example finished." in out
-    after = remote_engines.requests()
+    after = remote_engines.requests_after(before, 0, 1)
     assert after[0] > before[0] and after[1] > before[1]  # heard by the remote recogniser, answered remotely
 
 
 def test_the_seeds_audio_out_program_runs_unchanged(remote_engines: Remote, tmp_path: Path) -> None:
     before = remote_engines.requests()
     out = run_seed("receiving_audio_example.py", remote_engines.server, tmp_path)
-    assert remote_engines.requests()[2] > before[2]  # spoken by the remote voice
+    assert remote_engines.requests_after(before, 2)[2] > before[2]  # spoken by the remote voice
     assert "Audio generation complete." in out
     pcm, rate = read_wav(tmp_path / "received_audio.wav")
     assert rate == 24000 and len(pcm) > 24000 * 2  # over a second of the remote voice, at the Live API's rate

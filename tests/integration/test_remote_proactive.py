@@ -69,7 +69,7 @@ async def test_side_talk_gets_no_answer_when_the_remote_backend_judges(
     assert all(f"@{backend.url} " in line and "channel=-" in line for line in judged)  # the backend, question alone
     assert "respond=False" in judged[0] and "respond=True" in judged[1]
     assert "yes_no=inf" not in " ".join(judged) and "returned no logprobs" not in remote_server.log()
-    assert backend.log().count(REQUEST) >= requests + 4  # two judgements, two answers
+    assert backend.count(REQUEST, requests + 4) >= requests + 4  # two judgements, two answers
     print("\n".join(judged))
 
 
@@ -102,8 +102,8 @@ async def test_a_backend_without_logprobs_is_found_out_once_and_judges_by_a_cons
         told = [r.getMessage() for r in caplog.records if "returned no logprobs" in r.getMessage()]
         assert len(told) == 1 and plain.url in told[0]
         # refused once each, not every time: the logprobs, then OpenAI's json_schema form of the constrained answer
-        assert plain.log().count(f'{REQUEST} HTTP/1.1" 500') == 2
-        assert plain.log().count(f'{REQUEST} HTTP/1.1" 200') == 2  # the constrained answers, llama-cpp-python's form
+        assert plain.count(f'{REQUEST} HTTP/1.1" 500', 2) == 2
+        assert plain.count(f'{REQUEST} HTTP/1.1" 200', 2) == 2  # the constrained answers, llama-cpp-python's form
         assert llm.schema_form == "json_object"
     finally:
         await llm.aclose()

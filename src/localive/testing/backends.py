@@ -98,6 +98,14 @@ class Backend:
                 pass
         return text
 
+    def count(self, needle: str, at_least: int, timeout_s: float = 10.0) -> int:
+        """How many times `needle` is in the output, waiting up to `timeout_s` for `at_least`: a server writes
+        its access line after the response, so the client can be done before the line is."""
+        deadline = time.monotonic() + timeout_s
+        while (seen := self.log().count(needle)) < at_least and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return seen
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
