@@ -173,7 +173,8 @@ async def test_an_interruption_finishes_only_a_transcription_the_client_was_sent
 def semantic_session(finished: float, ms_per_char: float = 2.0, clock: Clock = SYSTEM_CLOCK) -> LiveSession:
     """A session whose end-of-turn model judges every pause finished (1.0) or unfinished (0.0)."""
     llm = EmulatorLLM(SCRIPT, clock=clock)
-    engines = Engines(llm_for=lambda entry: llm, asr=ListASR("turn off the lights in the kitchen"),
+    # every pass hears the sentence: the one worked ahead in a pause (session/foresight.py), the turn's own
+    engines = Engines(llm_for=lambda entry: llm, asr=ListASR(*["turn off the lights in the kitchen"] * 4),
                       tts=ToneTTS(ms_per_char=ms_per_char, clock=clock), vad_factory=EnergyVAD,
                       end_of_turn=FakeEndOfTurn(finished), semantic_families=frozenset({"half-cascade"}))
     return LiveSession(registry=ModelRegistry(), engines=engines, session_id="semantic", clock=clock)

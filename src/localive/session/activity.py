@@ -9,6 +9,7 @@ hands back the utterance audio, including a little audio from before the start s
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,9 @@ MAX_UTTERANCE_S = 30.0
 # would not help: the longer the silence, the more any cut-off sounds finished to it (docs/turn-taking.md).
 PAUSE_MS = 200
 INCOMPLETE_SILENCE_MS = 2000
+# Work ahead (session/foresight.py): this much silence after speech and the session starts answering what it has
+# heard so far, ahead of the end-of-turn decision; two 32 ms frames, so that the gaps between words rarely count.
+FORESEE_AFTER_MS = 64
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class SpeechEnded:
     at_s: float  # where the end was decided (after the silence that ended the speech)
     forced: bool = False  # by audioStreamEnd or the length limit rather than silence
     speech_end_s: float | None = None  # where the speech itself stopped, before that silence (None: at at_s)
+    heard_frames: int | None = None  # frames of the utterance up to its last speech frame (None: not tracked)
 
     @property
     def stopped_s(self) -> float:
@@ -102,11 +107,28 @@ class PauseHeld:
     at_s: float
 
 
-ActivityEvent = SpeechStarted | SpeechEnded | PauseHeard | PauseHeld
+@dataclass(frozen=True)
+class PauseStarted:
+    """The user has been silent for FORESEE_AFTER_MS after speech: the utterance so far (`audio`), which the turn
+    will hear if they say no more — `heard_frames` is then the same in the `SpeechEnded` that ends it."""
+
+    audio: Pcm16
+    heard_frames: int
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """The user spoke again after a `PauseStarted`: what was foreseen from it is out of date."""
+
+    at_s: float
+
+
+ActivityEvent = SpeechStarted | SpeechEnded | PauseHeard | PauseHeld | PauseStarted | SpeechResumed
 
 
 class ActivityDetector:
-    def __init__(self, settings: ActivitySettings, frame_samples: int, sample_rate_hz: int = 16000) -> None:
+    def __init__(self, settings: ActivitySettings, frame_samples: int, sample_rate_hz: int = 16000, *,
+                 foresee: bool = False) -> None:
         self.settings = settings
         self.frame_samples = frame_samples
         self.sample_rate_hz = sample_rate_hz
@@ -115,6 +137,7 @@ class ActivityDetector:
         self._min_speech_frames = max(1, round(settings.min_speech_ms / frame_ms))
         self._silence_frames = max(1, round(settings.end_silence_ms / frame_ms))
         self._pause_frames = max(1, round(PAUSE_MS / frame_ms))
+        self._foresee_frames = max(1, round(FORESEE_AFTER_MS / frame_ms)) if foresee else 0
         self._keep_trailing = round(TRAILING_KEEP_MS / frame_ms)
         max_frames = round(settings.max_utterance_s * 1000 / frame_ms)
         history = max_frames if settings.include_all_input else round(PREROLL_MS / frame_ms)
@@ -146,16 +169,23 @@ class ActivityDetector:
                 return [SpeechStarted(self.position_s - self._speech_run * self._frame_ms / 1000)]
             return []
         self._utterance.append(frame)
+        was_silent = self._silence_run
         self._silence_run = self._silence_run + 1 if probability < self.settings.end_threshold else 0
+        events: list[ActivityEvent] = []
+        if self._foresee_frames and was_silent >= self._foresee_frames and not self._silence_run:
+            events.append(SpeechResumed(self.position_s))
         if self._silence_run >= self._silence_frames:
             drop = max(0, self._silence_run - self._keep_trailing)
-            return [self._end(drop, forced=False)]
+            return [*events, self._end(drop, forced=False)]
         if len(self._utterance) >= self._max_frames:
-            return [self._end(0, forced=True)]
+            return [*events, self._end(0, forced=True)]
         if self.settings.semantic and self._silence_run == self._pause_frames:
             audio = Pcm16.from_float32_frames(self._utterance, self.sample_rate_hz)
-            return [PauseHeard(audio, self._silence_run * self._frame_ms)]
-        return []
+            events.append(PauseHeard(audio, self._silence_run * self._frame_ms))
+        if self._foresee_frames and self._silence_run == self._foresee_frames:
+            audio = Pcm16.from_float32_frames(self._utterance, self.sample_rate_hz)
+            events.append(PauseStarted(audio, len(self._utterance) - self._silence_run))
+        return events
 
     @property
     def paused(self) -> bool:
@@ -179,8 +209,35 @@ class ActivityDetector:
         frames = self._utterance[: len(self._utterance) - drop_frames] if drop_frames else self._utterance
         audio = Pcm16.from_float32_frames(frames, self.sample_rate_hz)
         speech_end_s = self.position_s - self._silence_run * self._frame_ms / 1000  # before the trailing silence
+        heard_frames = len(self._utterance) - self._silence_run
         self._utterance = []
         self.speaking = False
         self._speech_run = 0
         self._silence_run = 0
-        return SpeechEnded(audio, self.position_s, forced, speech_end_s)
+        return SpeechEnded(audio, self.position_s, forced, speech_end_s, heard_frames)
+
+
+class PauseTracker:
+    """With manual activity (the client says where speech starts and ends): where the user pauses within it, from
+    the VAD's probabilities, so that the session can work ahead (`PauseStarted`) before `activityEnd` arrives."""
+
+    def __init__(self, settings: ActivitySettings, frame_samples: int, sample_rate_hz: int = 16000) -> None:
+        self._threshold = settings.start_threshold
+        self._end_threshold = settings.end_threshold
+        self._foresee_frames = max(1, round(FORESEE_AFTER_MS * sample_rate_hz / 1000 / frame_samples))
+        self.frames = 0  # scored since activityStart
+        self.heard_frames = 0  # up to the last speech frame
+        self._silence_run = 0
+        self._heard = False
+
+    def push(self, probability: float, audio: Callable[[], Pcm16]) -> list[ActivityEvent]:
+        """One frame's probability; `audio` makes the utterance so far (only called for a `PauseStarted`)."""
+        self.frames += 1
+        if probability >= self._threshold or (self._heard and probability >= self._end_threshold):
+            resumed = self._silence_run >= self._foresee_frames
+            self._heard, self._silence_run, self.heard_frames = True, 0, self.frames
+            return [SpeechResumed(0.0)] if resumed else []
+        if not self._heard:
+            return []
+        self._silence_run += 1
+        return [PauseStarted(audio(), self.heard_frames)] if self._silence_run == self._foresee_frames else []

@@ -26,6 +26,7 @@ from localive.session.activity import (
     ActivitySettings,
     PauseHeard,
     PauseHeld,
+    PauseTracker,
     SpeechEnded,
     SpeechStarted,
 )
@@ -36,8 +37,9 @@ INPUT_RATE_HZ = 16000
 class AudioInput:
     def __init__(self, settings: ActivitySettings, *, manual: bool, vad_factory: VADFactory | None,
                  executor: Executor | None = None, end_of_turn: EndOfTurn | None = None,
-                 end_of_turn_threshold: float = 0.5) -> None:
+                 end_of_turn_threshold: float = 0.5, foresee: bool = False) -> None:
         self.manual = manual
+        self._foresee = foresee  # say where the user pauses (PauseStarted), also with manual activity
         self._end_of_turn = end_of_turn if settings.semantic else None
         self._threshold = end_of_turn_threshold
         self.pauses_judged: list[tuple[float, float]] = []  # (silence ms, probability) of the current utterance
@@ -51,6 +53,7 @@ class AudioInput:
         self._carry: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)
         self._manual_audio: list[Pcm16] = []
         self._manual_samples = 0
+        self._pauses: PauseTracker | None = None  # manual activity with `foresee`: pauses within the activity
         self.in_activity = False  # manual mode: between activityStart and activityEnd
         self.received_s = 0.0  # seconds of audio received, at 16 kHz
 
@@ -70,7 +73,8 @@ class AudioInput:
             loop = asyncio.get_running_loop()
             self._vad = await loop.run_in_executor(self._executor, self._vad_factory)
             self._frame_samples = self._vad.frame_samples
-            self._detector = ActivityDetector(self._settings, self._frame_samples, INPUT_RATE_HZ)
+            self._detector = ActivityDetector(self._settings, self._frame_samples, INPUT_RATE_HZ,
+                                              foresee=self._foresee)
         return self._vad, self._detector
 
     async def push(self, data: bytes, mime_type: str) -> list[ActivityEvent]:
@@ -82,21 +86,19 @@ class AudioInput:
         audio = self._resampler.push(Pcm16(data, rate))
         self.received_s += audio.duration_s
         if self.manual:
-            if self.in_activity:
-                self._keep_manual(audio)
-            return []
-        vad, detector = await self._ready_vad()
-        samples = np.concatenate([self._carry, audio.to_float32()])
-        count = len(samples) // self._frame_samples
-        frames = [samples[i * self._frame_samples:(i + 1) * self._frame_samples] for i in range(count)]
-        self._carry = samples[count * self._frame_samples:]
-        if not frames:
-            return []
-        if vad.inline:  # cheaper in place than the hand-off to a thread (engines/vad/base.py)
-            probabilities = [vad.speech_probability(f) for f in frames]
-        else:
-            probabilities = await asyncio.get_running_loop().run_in_executor(
-                self._executor, lambda: [vad.speech_probability(f) for f in frames])
+            if not self.in_activity:
+                return []
+            self._keep_manual(audio)
+            if not self._foresee or self._vad_factory is None:
+                return []
+            if self._pauses is None:
+                await self._ready_vad()
+                self._pauses = PauseTracker(self._settings, self._frame_samples, INPUT_RATE_HZ)
+            pauses = self._pauses
+            _, probabilities = await self._score(audio)
+            return [event for p in probabilities for event in pauses.push(p, self._manual_pcm)]
+        _, detector = await self._ready_vad()
+        frames, probabilities = await self._score(audio)
         events: list[ActivityEvent] = []
         for frame, probability in zip(frames, probabilities, strict=True):
             for event in detector.push(frame, probability):
@@ -110,6 +112,22 @@ class AudioInput:
                         self.pauses_judged = []
                     events.append(event)
         return events
+
+    async def _score(self, audio: Pcm16) -> tuple[list[npt.NDArray[np.float32]], list[float]]:
+        """The complete VAD frames of the audio so far (the rest waits for the next chunk), and their speech
+        probabilities."""
+        vad, _ = await self._ready_vad()
+        samples = np.concatenate([self._carry, audio.to_float32()])
+        count = len(samples) // self._frame_samples
+        frames = [samples[i * self._frame_samples:(i + 1) * self._frame_samples] for i in range(count)]
+        self._carry = samples[count * self._frame_samples:]
+        if not frames:
+            return [], []
+        if vad.inline:  # cheaper in place than the hand-off to a thread (engines/vad/base.py)
+            return frames, [vad.speech_probability(f) for f in frames]
+        probabilities = await asyncio.get_running_loop().run_in_executor(
+            self._executor, lambda: [vad.speech_probability(f) for f in frames])
+        return frames, probabilities
 
     async def _finished(self, pause: PauseHeard) -> bool:
         """Semantic turn-taking: does the utterance so far sound finished? (The model runs off the event loop.)"""
@@ -134,15 +152,21 @@ class AudioInput:
             return []
         self.in_activity = True
         self._manual_audio, self._manual_samples = [], 0
+        self._pauses, self._carry = None, np.zeros(0, dtype=np.float32)
         return [SpeechStarted(self.received_s)]
 
     def activity_end(self) -> list[ActivityEvent]:
         if not self.in_activity:
             return []
         self.in_activity = False
-        audio = Pcm16(b"".join(a.data for a in self._manual_audio), INPUT_RATE_HZ)
-        self._manual_audio, self._manual_samples = [], 0
-        return [SpeechEnded(audio, self.received_s, forced=True)]
+        audio = self._manual_pcm()
+        heard = self._pauses.heard_frames if self._pauses is not None else None
+        self._manual_audio, self._manual_samples, self._pauses = [], 0, None
+        return [SpeechEnded(audio, self.received_s, forced=True, heard_frames=heard)]
+
+    def _manual_pcm(self) -> Pcm16:
+        """The audio since activityStart."""
+        return Pcm16(b"".join(a.data for a in self._manual_audio), INPUT_RATE_HZ)
 
     def _keep_manual(self, audio: Pcm16) -> None:
         """Bounded: beyond the utterance limit the oldest audio is dropped."""

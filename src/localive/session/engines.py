@@ -30,6 +30,7 @@ class Engines:
     vision: Vision | None = None  # describes video frames (None: video input is refused)
     end_of_turn: EndOfTurn | None = None  # semantic turn-taking (None: silence-based VAD only)
     semantic_families: frozenset[str] = frozenset()  # model families whose sessions use it by default
+    foresee: bool = True  # work ahead in the user's pauses (session/foresight.py)
 
     @property
     def hears(self) -> bool:

@@ -21,10 +21,18 @@ from localive.engines.voice import VOICE_HINT
 from localive.protocol import messages as wire
 from localive.protocol import server_messages as out
 from localive.protocol.errors import InvalidArgument, LiveError, Unimplemented, close_for
-from localive.session.activity import ActivityEvent, PauseHeld, SpeechEnded, SpeechStarted
+from localive.session.activity import (
+    ActivityEvent,
+    PauseHeld,
+    PauseStarted,
+    SpeechEnded,
+    SpeechResumed,
+    SpeechStarted,
+)
 from localive.session.backchannel import BARGE_IN_AFTER_S, LISTENER_WORDS, lets_the_model_go_on
 from localive.session.config import SessionConfig
 from localive.session.events import BackchannelHeard, EventQueue
+from localive.session.foresight import Foresight, Prepared
 from localive.session.history import History
 from localive.session.lifecycle import Lifecycle, Trigger
 from localive.session.outbox import Outbox
@@ -54,7 +62,8 @@ class Listening:
     def __init__(self, session_id: str, config: Callable[[], SessionConfig], audio: AudioInput | None,
                  vision: Vision | None,
                  *, turns: Turns, transcripts: Transcripts, history: History, outbox: Outbox, watchdog: Watchdog,
-                 lifecycle: Lifecycle, tasks: SessionTasks, events: EventQueue) -> None:
+                 lifecycle: Lifecycle, tasks: SessionTasks, events: EventQueue,
+                 foresight: Foresight | None = None) -> None:
         self.session_id = session_id
         self._config = config  # the session's, as in force now (contextUpdate replaces it)
         self._audio = audio
@@ -70,6 +79,8 @@ class Listening:
         self._events = events
         self._maybe_backchannel: float | None = None  # when speech began while the model was talking (semantic)
         self._judge: asyncio.Task[None] | None = None  # judging a short utterance's words
+        self._foresight = foresight  # working ahead in the user's pauses (session/foresight.py)
+        self.prepared: Prepared | None = None  # what was worked ahead for the turn about to start
 
     def video_input(self) -> VideoInput:
         if self.video is None:
@@ -109,6 +120,8 @@ class Listening:
         config, turns = self._config(), self._turns
         automatic = not config.manual_activity
         for event in events:
+            if isinstance(event, PauseStarted | SpeechResumed | SpeechStarted):
+                self._foresee(event)
             if automatic and isinstance(event, SpeechStarted):  # what the VAD heard (none with manual activity)
                 await self._outbox.put(out.voice_activity("ACTIVITY_START", event.at_s))
             elif automatic and isinstance(event, SpeechEnded):
@@ -141,8 +154,31 @@ class Listening:
             self._maybe_backchannel = None
             await self._turns.interrupt()
 
+    def _foresee(self, event: PauseStarted | SpeechResumed | SpeechStarted) -> None:
+        """Work ahead in a pause, unless the model is talking (a barge-in or a backchannel is being judged then);
+        stop when the user goes on."""
+        foresight = self._foresight
+        if foresight is None:
+            return
+        if isinstance(event, PauseStarted) and not self._turns.generating and self.video is None:
+            foresight.pause(event, self._config(), self._history)
+        else:
+            foresight.cancel()
+
     def _transcribe_later(self, event: SpeechEnded) -> None:
-        self._transcripts.queue(self._transcripts.start(event, self._config()))
+        prepared = None
+        if self._foresight is not None and self._turns.generating:  # the turn waits (NO_INTERRUPTION): no use
+            self._foresight.cancel()
+        elif self._foresight is not None:
+            prepared = self._foresight.take(event)
+        self.prepared = prepared
+        self._transcripts.queue(prepared.heard if prepared is not None else self._transcripts.start(event,
+                                                                                                    self._config()))
+
+    def take_prepared(self) -> Prepared | None:
+        """For the turn that starts now: what was worked ahead for it."""
+        prepared, self.prepared = self.prepared, None
+        return prepared
 
     def _judge_short_utterance(self, event: SpeechEnded) -> None:
         """A short utterance while the model talks: a backchannel is let pass; anything else interrupts."""

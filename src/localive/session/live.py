@@ -34,6 +34,7 @@ from localive.session.config import SessionConfig, content_text, session_config,
 from localive.session.content_history import history_of
 from localive.session.engines import Engines
 from localive.session.events import BackchannelHeard, ClientMessage, Event, EventQueue, TurnEnded
+from localive.session.foresight import Foresight, prepared_engines, worth_foreseeing
 from localive.session.history import HISTORY_BYTES_PER_TOKEN, Entry, History
 from localive.session.lifecycle import Lifecycle, Trigger
 from localive.session.lifetime import LOCAL_LIMITS, Limits, deadline_s, run_out
@@ -227,12 +228,14 @@ class LiveSession:
             from localive.session.audio_in import AudioInput  # numpy, soxr: only where audio is processed
 
             audio = AudioInput(config.activity, manual=config.manual_activity, vad_factory=self._engines.vad_factory,
-                               executor=self._engines.vad_executor, end_of_turn=self._engines.end_of_turn)
+                               executor=self._engines.vad_executor, end_of_turn=self._engines.end_of_turn,
+                               foresee=self._engines.foresee and worth_foreseeing(config))
         self.config = config
+        foresight = Foresight(self._transcripts, self._tasks, lambda: (self._llm_now, self._engines.tts))
         self._listening = Listening(self.session_id, lambda: self._config, audio, self._engines.vision, turns=self,
                                     transcripts=self._transcripts, history=self.history, outbox=self.outbox,
                                     watchdog=self._watchdog, lifecycle=self._lifecycle, tasks=self._tasks,
-                                    events=self._events)
+                                    events=self._events, foresight=foresight if self._engines.foresee else None)
         self.state = State.ACTIVE
         await self.outbox.put(out.setup_complete(self.session_id))
         if config.proactive_audio:  # judged by the server's judge (the larger embedded LLM where installed; a
@@ -251,6 +254,11 @@ class LiveSession:
     def _config(self) -> SessionConfig:
         assert self.config is not None
         return self.config
+
+    @property
+    def _llm_now(self) -> LLM:
+        assert self._llm is not None
+        return self._llm
 
     def _llm_for(self, config: SessionConfig) -> LLM:
         if (config.tools.code_execution or config.thinking) and self._engines.code_llm_for is not None:
@@ -358,15 +366,20 @@ class LiveSession:
         listening = self._listening
         self._turn_id += 1
         self._lifecycle.move(Trigger.TURN_STARTED)
+        prepared = listening.take_prepared()  # worked ahead in the user's last pause (session/foresight.py)
+        llm, tts = prepared_engines(self._llm, self._engines.tts, prepared)
         scope = TurnScope(
             session_id=self.session_id, session_key=self._resumption.session_key, owner=self.owner,
-            config=self._config, llm=self._llm, engines=self._engines, outbox=self.outbox, watchdog=self._watchdog,
+            config=self._config, llm=llm, engines=replace(self._engines, tts=tts), outbox=self.outbox,
+            watchdog=self._watchdog,
             history=self.history, tool_calls=self._tool_calls, transcripts=self._transcripts,
             lifecycle=self._lifecycle, judge=self._judge, video=lambda: listening.video, url_lane=self._url_lane,
             charge_work=self._charge_work, resumable=self._resumption.config is not None,
             checkpoint=self._checkpoint, closing=lambda: self.state is State.CLOSED, clock=self._clock)
-        self._turn = Turn(self._turn_id, ModelTurn(scope, self._turn_id).run,
-                          lambda turn: self._events.post(TurnEnded(turn)), self._tasks)
+        run = ModelTurn(scope, self._turn_id).run
+        if prepared is not None:
+            run = prepared.used_by(run)
+        self._turn = Turn(self._turn_id, run, lambda turn: self._events.post(TurnEnded(turn)), self._tasks)
         self._watchdog.watch(self._turn.task)
 
     async def interrupt(self) -> bool:
