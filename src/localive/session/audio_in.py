@@ -1,9 +1,9 @@
 """The user's audio: realtime chunks → 16 kHz frames → VAD → activity events (or client-driven activity).
 
 One per session. Chunks are validated (rate from the MIME type, even byte count), resampled with a streaming
-resampler, cut into VAD frames, scored by the VAD off the event loop, and fed to the ActivityDetector. With
-automatic activity detection disabled, the client brackets speech with activityStart/activityEnd and audio
-outside those brackets is ignored.
+resampler, cut into VAD frames, scored by the VAD (one awaited call a chunk: the VAD runs it in place or on its
+shared worker) and fed to the ActivityDetector. With automatic activity detection disabled, the client brackets
+speech with activityStart/activityEnd and audio outside those brackets is ignored.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class AudioInput:
         self.pauses_judged: list[tuple[float, float]] = []  # (silence ms, probability) of the current utterance
         self._settings = settings
         self._vad_factory = vad_factory
-        self._vad: VAD | None = None  # made on the first audio, off the event loop (it loads a model)
+        self._vad: VAD | None = None  # made on the first audio, off the event loop
         self._executor = executor
         self._resampler: StreamResampler | None = None
         self._detector: ActivityDetector | None = None
@@ -86,17 +86,14 @@ class AudioInput:
                 self._keep_manual(audio)
             return []
         vad, detector = await self._ready_vad()
-        samples = np.concatenate([self._carry, audio.to_float32()])
+        fresh = audio.to_float32()
+        samples = np.concatenate([self._carry, fresh]) if len(self._carry) else fresh
         count = len(samples) // self._frame_samples
-        frames = [samples[i * self._frame_samples:(i + 1) * self._frame_samples] for i in range(count)]
-        self._carry = samples[count * self._frame_samples:]
-        if not frames:
+        self._carry = samples[count * self._frame_samples:].copy()
+        if not count:
             return []
-        if vad.inline:  # cheaper in place than the hand-off to a thread (engines/vad/base.py)
-            probabilities = [vad.speech_probability(f) for f in frames]
-        else:
-            probabilities = await asyncio.get_running_loop().run_in_executor(
-                self._executor, lambda: [vad.speech_probability(f) for f in frames])
+        frames = samples[:count * self._frame_samples].reshape(count, self._frame_samples)
+        probabilities = await vad.probabilities(frames)  # the VAD decides where it runs (engines/vad/base.py)
         events: list[ActivityEvent] = []
         for frame, probability in zip(frames, probabilities, strict=True):
             for event in detector.push(frame, probability):
@@ -120,6 +117,11 @@ class AudioInput:
         probability = await asyncio.get_running_loop().run_in_executor(self._executor, model.probability, samples)
         self.pauses_judged.append((pause.silence_ms, probability))
         return probability > self._threshold
+
+    def close(self) -> None:
+        """Release the VAD stream now (else it is released when this object is collected)."""
+        if self._vad is not None:
+            self._vad.close()
 
     def stream_end(self) -> list[ActivityEvent]:
         """audioStreamEnd: the microphone paused; finish the user's speech now (automatic mode only)."""
