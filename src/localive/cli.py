@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "Turn v3.2, judges pauses: finished questions are answered sooner, mid-sentence pauses "
                             "wait), 'silence' (silence only, silenceDurationMs), 'auto' (default: semantic for "
                             "native-audio model names). A client's own silenceDurationMs is always honoured")
+    serve.add_argument("--work-ahead", action=argparse.BooleanOptionalAction, default=True,
+                       help="in the user's pauses, start transcribing and answering what they said so far, before the "
+                            "turn has ended, and use it if the turn ends there (default: on; docs/latency.md)")
     serve.add_argument("--llm", default=None, metavar="BACKEND",
                        help="serve every model name with this LLM backend: 'emulator' (scripted, instant) or "
                             "'qwen2.5-coder-0.5b-instruct' (default: as the registry says)")
@@ -618,7 +621,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         engines = Engines(llm_for=pool.for_model, asr=voice.asr, tts=voice.tts, vad_factory=voice.vad_factory,
                           vad_executor=voice.vad_executor, tools=tool_engines, code_llm_for=pool.for_code,
                           judge_for=pool.for_code, vision=vision, end_of_turn=voice.end_of_turn if families else None,
-                          semantic_families=families)
+                          semantic_families=families, foresee=args.work_ahead)
         print(f"localive: turn-taking: {_describe_turns(families)}", file=sys.stderr, flush=True)
     settings = ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,
                               max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes,

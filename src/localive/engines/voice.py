@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -29,8 +30,11 @@ class VoiceEngines:
     vad_factory: VADFactory
     vad_executor: ThreadPoolExecutor
     end_of_turn: EndOfTurn | None = None  # semantic turn-taking (Smart Turn v3.2), None: silence only
+    vad_close: Callable[[], None] | None = None  # stops the shared VAD worker (the batched Silero VAD)
 
     def close(self) -> None:
+        if self.vad_close is not None:
+            self.vad_close()
         self.asr.close()
         self.tts.close()
         if self.end_of_turn is not None:
@@ -50,12 +54,12 @@ def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True,
         from localive.engines.tts.embedded import EmbeddedTTS
         from localive.engines.tts.espeak import EspeakTTS
         from localive.engines.tts.multilingual import MultilingualTTS
-        from localive.engines.vad.silero import SileroVAD
+        from localive.engines.vad.silero import SileroBatcher
         from localive.models.weights import WHISPER_BASE, ensure_model_dir
     except ImportError as exc:
         raise ModelNotInstalled(f"the speech engines are not installed ({exc.name}): {VOICE_HINT}") from exc
     started = time.monotonic()
-    SileroVAD()  # fail now, not in the first session, if it cannot load
+    vad = SileroBatcher()  # one model and one worker thread for every session's stream (engines/vad/silero.py)
     names: list[str] = ["Silero VAD"]
     asr: ASR
     if remote.asr_url and remote.asr_model:
@@ -99,8 +103,8 @@ def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True,
     if end_of_turn is not None:
         names.append("Smart Turn v3.2")
     log.info("loaded speech engines (%s) in %.1f s", ", ".join(names), time.monotonic() - started)
-    return VoiceEngines(asr, tts, SileroVAD, ThreadPoolExecutor(max_workers=2, thread_name_prefix="vad"),
-                        end_of_turn)
+    return VoiceEngines(asr, tts, vad.stream, ThreadPoolExecutor(max_workers=2, thread_name_prefix="vad"),
+                        end_of_turn, vad_close=vad.close)
 
 
 def load_emulator_voice(hearing: EmulatorHearing | None = None) -> VoiceEngines:

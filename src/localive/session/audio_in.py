@@ -1,9 +1,9 @@
 """The user's audio: realtime chunks → 16 kHz frames → VAD → activity events (or client-driven activity).
 
 One per session. Chunks are validated (rate from the MIME type, even byte count), resampled with a streaming
-resampler, cut into VAD frames, scored by the VAD off the event loop, and fed to the ActivityDetector. With
-automatic activity detection disabled, the client brackets speech with activityStart/activityEnd and audio
-outside those brackets is ignored.
+resampler, cut into VAD frames, scored by the VAD (one awaited call a chunk: the VAD runs it in place or on its
+shared worker) and fed to the ActivityDetector. With automatic activity detection disabled, the client brackets
+speech with activityStart/activityEnd and audio outside those brackets is ignored.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class AudioInput:
         self.pauses_judged: list[tuple[float, float]] = []  # (silence ms, probability) of the current utterance
         self._settings = settings
         self._vad_factory = vad_factory
-        self._vad: VAD | None = None  # made on the first audio, off the event loop (it loads a model)
+        self._vad: VAD | None = None  # made on the first audio, off the event loop
         self._executor = executor
         self._resampler: StreamResampler | None = None
         self._detector: ActivityDetector | None = None
@@ -113,21 +113,18 @@ class AudioInput:
                     events.append(event)
         return events
 
-    async def _score(self, audio: Pcm16) -> tuple[list[npt.NDArray[np.float32]], list[float]]:
+    async def _score(self, audio: Pcm16) -> tuple[npt.NDArray[np.float32], list[float]]:
         """The complete VAD frames of the audio so far (the rest waits for the next chunk), and their speech
         probabilities."""
         vad, _ = await self._ready_vad()
-        samples = np.concatenate([self._carry, audio.to_float32()])
+        fresh = audio.to_float32()
+        samples = np.concatenate([self._carry, fresh]) if len(self._carry) else fresh
         count = len(samples) // self._frame_samples
-        frames = [samples[i * self._frame_samples:(i + 1) * self._frame_samples] for i in range(count)]
-        self._carry = samples[count * self._frame_samples:]
-        if not frames:
-            return [], []
-        if vad.inline:  # cheaper in place than the hand-off to a thread (engines/vad/base.py)
-            return frames, [vad.speech_probability(f) for f in frames]
-        probabilities = await asyncio.get_running_loop().run_in_executor(
-            self._executor, lambda: [vad.speech_probability(f) for f in frames])
-        return frames, probabilities
+        self._carry = samples[count * self._frame_samples:].copy()
+        frames = samples[:count * self._frame_samples].reshape(count, self._frame_samples)
+        if not count:
+            return frames, []
+        return frames, await vad.probabilities(frames)  # the VAD decides where it runs (engines/vad/base.py)
 
     async def _finished(self, pause: PauseHeard) -> bool:
         """Semantic turn-taking: does the utterance so far sound finished? (The model runs off the event loop.)"""
@@ -138,6 +135,11 @@ class AudioInput:
         probability = await asyncio.get_running_loop().run_in_executor(self._executor, model.probability, samples)
         self.pauses_judged.append((pause.silence_ms, probability))
         return probability > self._threshold
+
+    def close(self) -> None:
+        """Release the VAD stream now (else it is released when this object is collected)."""
+        if self._vad is not None:
+            self._vad.close()
 
     def stream_end(self) -> list[ActivityEvent]:
         """audioStreamEnd: the microphone paused; finish the user's speech now (automatic mode only)."""

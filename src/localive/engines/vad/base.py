@@ -11,17 +11,21 @@ if TYPE_CHECKING:  # an interface: only its implementations import numpy
 
 
 class VAD(Protocol):
-    """Stateful (one per audio stream). `speech_probability` is cheap but blocking: callers batch frames and
-    run it off the event loop — unless `inline` says it costs less than the hand-off to a thread (a few
-    microseconds a frame: the energy VAD), when the caller runs it in place."""
+    """One per audio stream (it keeps the stream's state). The session awaits one `probabilities` call per
+    chunk of audio, with the chunk's whole frames in order; the VAD decides where the work runs: in place (the
+    energy VAD: an RMS a frame costs less than any hand-off) or on a shared worker that scores the frames of all
+    streams together (Silero, engines/vad/silero.py). `close` releases the stream's state; calling it twice, or
+    never (the stream is then released when it is garbage-collected), is fine."""
 
     sample_rate_hz: int
     frame_samples: int
-    inline: bool
 
-    def speech_probability(self, frame: npt.NDArray[np.float32]) -> float: ...
+    async def probabilities(self, frames: npt.NDArray[np.float32]) -> list[float]:
+        """`frames`: shape (n, frame_samples), consecutive audio of this stream. One speech probability (0..1)
+        a frame. Cancelling it is safe (the frames are still scored: the stream's state stays continuous)."""
+        ...
 
-    def reset(self) -> None: ...
+    def close(self) -> None: ...
 
 
 VADFactory = Callable[[], VAD]
