@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from localive.engines.asr.base import Transcript
 from localive.engines.llm.base import ChatMessage, FunctionCalls, FunctionSpec, SamplingParams
 from localive.engines.llm.emulator import EmulatorLLM
 from localive.engines.tts.fake import ToneTTS
@@ -27,6 +28,12 @@ class RecordingLLM:
         self.name = self._llm.name
         self.context_tokens = self._llm.context_tokens
         self.streams: list[dict[str, Any]] = []
+        self.read_ahead: list[str] = []  # the user's words in each prompt read ahead (`prefill`)
+        self.idle = True
+
+    async def prefill(self, messages: list[ChatMessage], functions: Sequence[FunctionSpec] = ()) -> int:
+        self.read_ahead.append(messages[-1].text)
+        return 1
 
     def count_tokens(self, text: str) -> int:
         return self._llm.count_tokens(text)
@@ -47,6 +54,29 @@ class RecordingLLM:
             record["closed"] = True
 
 
+class GrowingASR:
+    """Hears more of a sentence the longer the audio is (as a real recogniser does of a sentence being spoken), and
+    says when it is idle."""
+
+    name = "growing"
+    sample_rate_hz = 16000
+
+    def __init__(self, sentence: str, words_per_s: float = 4.0) -> None:
+        self.words = sentence.split()
+        self.words_per_s = words_per_s
+        self.heard: list[float] = []
+        self.idle = True
+
+    async def transcribe(self, audio: Any, language: str | None = None, expect: str | None = None, *,
+                         detect_among: tuple[str, ...] | None = None) -> Transcript:
+        self.heard.append(audio.duration_s)
+        count = max(1, int(audio.duration_s * self.words_per_s))
+        return Transcript(" ".join(self.words[:count]), audio_s=audio.duration_s)
+
+    def close(self) -> None:
+        pass
+
+
 class CountingTTS(ToneTTS):
     def __init__(self) -> None:
         super().__init__(ms_per_char=1.0)
@@ -58,7 +88,7 @@ class CountingTTS(ToneTTS):
             await super().synthesize(text, voice, language, delivery)
 
 
-def session_with(asr: ListASR, llm: RecordingLLM, tts: CountingTTS, foresee: bool = True) -> LiveSession:
+def session_with(asr: ListASR | GrowingASR, llm: RecordingLLM, tts: CountingTTS, foresee: bool = True) -> LiveSession:
     engines = Engines(llm_for=lambda entry: llm, asr=asr, tts=tts, vad_factory=EnergyVAD, foresee=foresee)
     return LiveSession(registry=ModelRegistry(), engines=engines, session_id="ahead")
 
@@ -175,3 +205,37 @@ async def test_a_session_that_ends_in_a_pause_leaves_no_work_running() -> None:
     await until(lambda: bool(llm.streams))
     await session.aclose()
     assert llm.streams[0]["closed"] and await sent(session) == ["voiceActivity"]
+
+
+async def test_while_the_user_speaks_the_llm_reads_what_they_said_so_far() -> None:
+    sentence = "please turn on all the lights in the kitchen and the hall"
+    asr, llm, tts = GrowingASR(sentence, words_per_s=5.0), RecordingLLM(), CountingTTS()
+    session = session_with(asr, llm, tts)
+    await send(session, setup())
+    await session.outbox.get()
+    for _ in range(12):  # 2.4 s of speech, as a microphone sends it
+        await send(session, tone_frame(0.2, loud=True))
+        for _ in range(50):  # let a pass over the words so far run (the fakes answer at once)
+            await asyncio.sleep(0)
+    await send(session, tone_frame(0.7, loud=False))
+    messages = await drain_turn(session)
+    assert llm.read_ahead, "nothing was read ahead"
+    assert all(sentence.startswith(words) for words in llm.read_ahead)  # the words so far, each time
+    assert len(llm.read_ahead) >= 2 and llm.read_ahead[-1] != sentence  # more as the user goes on; never all
+    assert min(asr.heard) < max(asr.heard)  # passes over part of the utterance, then over all of it
+    assert session.history[0].text == sentence and "audio" in kinds(messages)
+    await session.aclose()
+
+
+async def test_nothing_is_read_ahead_while_the_recogniser_works_for_someone() -> None:
+    asr, llm, tts = GrowingASR("please turn on the lights"), RecordingLLM(), CountingTTS()
+    asr.idle = False
+    session = session_with(asr, llm, tts)
+    await send(session, setup())
+    await session.outbox.get()
+    for _ in range(8):
+        await send(session, tone_frame(0.2, loud=True))
+    await send(session, tone_frame(0.7, loud=False))
+    await drain_turn(session)
+    assert not llm.read_ahead and len(asr.heard) == 1  # only the pause's pass, which the turn used
+    await session.aclose()

@@ -54,6 +54,8 @@ class Pcm16:
         """Consecutive frames of samples in [-1, 1), joined into one clip."""
         import numpy as np
 
+        if not len(frames):
+            return cls(b"", sample_rate_hz)
         return cls.from_float32(np.concatenate(frames), sample_rate_hz)
 
     @classmethod

@@ -35,6 +35,8 @@ INCOMPLETE_SILENCE_MS = 2000
 # Work ahead (session/foresight.py): this much silence after speech and the session starts answering what it has
 # heard so far, ahead of the end-of-turn decision; two 32 ms frames, so that the gaps between words rarely count.
 FORESEE_AFTER_MS = 64
+# ...and while they speak, this often the session may transcribe what they said so far and have the LLM read it.
+LISTEN_AHEAD_EVERY_MS = 500
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,12 @@ class SpeechResumed:
     at_s: float
 
 
-ActivityEvent = SpeechStarted | SpeechEnded | PauseHeard | PauseHeld | PauseStarted | SpeechResumed
+@dataclass(frozen=True)
+class SpeechGoingOn:
+    """Another LISTEN_AHEAD_EVERY_MS of the user's speech: a moment to read what they have said so far."""
+
+
+ActivityEvent = SpeechStarted | SpeechEnded | PauseHeard | PauseHeld | PauseStarted | SpeechResumed | SpeechGoingOn
 
 
 class ActivityDetector:
@@ -138,6 +145,7 @@ class ActivityDetector:
         self._silence_frames = max(1, round(settings.end_silence_ms / frame_ms))
         self._pause_frames = max(1, round(PAUSE_MS / frame_ms))
         self._foresee_frames = max(1, round(FORESEE_AFTER_MS / frame_ms)) if foresee else 0
+        self._listen_frames = max(1, round(LISTEN_AHEAD_EVERY_MS / frame_ms))
         self._keep_trailing = round(TRAILING_KEEP_MS / frame_ms)
         max_frames = round(settings.max_utterance_s * 1000 / frame_ms)
         history = max_frames if settings.include_all_input else round(PREROLL_MS / frame_ms)
@@ -183,9 +191,14 @@ class ActivityDetector:
             audio = Pcm16.from_float32_frames(self._utterance, self.sample_rate_hz)
             events.append(PauseHeard(audio, self._silence_run * self._frame_ms))
         if self._foresee_frames and self._silence_run == self._foresee_frames:
-            audio = Pcm16.from_float32_frames(self._utterance, self.sample_rate_hz)
-            events.append(PauseStarted(audio, len(self._utterance) - self._silence_run))
+            events.append(PauseStarted(self.utterance(), len(self._utterance) - self._silence_run))
+        elif self._foresee_frames and not self._silence_run and len(self._utterance) % self._listen_frames == 0:
+            events.append(SpeechGoingOn())
         return events
+
+    def utterance(self) -> Pcm16:
+        """The current utterance so far."""
+        return Pcm16.from_float32_frames(self._utterance, self.sample_rate_hz)
 
     @property
     def paused(self) -> bool:
@@ -225,6 +238,7 @@ class PauseTracker:
         self._threshold = settings.start_threshold
         self._end_threshold = settings.end_threshold
         self._foresee_frames = max(1, round(FORESEE_AFTER_MS * sample_rate_hz / 1000 / frame_samples))
+        self._listen_frames = max(1, round(LISTEN_AHEAD_EVERY_MS * sample_rate_hz / 1000 / frame_samples))
         self.frames = 0  # scored since activityStart
         self.heard_frames = 0  # up to the last speech frame
         self._silence_run = 0
@@ -236,7 +250,9 @@ class PauseTracker:
         if probability >= self._threshold or (self._heard and probability >= self._end_threshold):
             resumed = self._silence_run >= self._foresee_frames
             self._heard, self._silence_run, self.heard_frames = True, 0, self.frames
-            return [SpeechResumed(0.0)] if resumed else []
+            if resumed:
+                return [SpeechResumed(0.0)]
+            return [SpeechGoingOn()] if self.frames % self._listen_frames == 0 else []
         if not self._heard:
             return []
         self._silence_run += 1

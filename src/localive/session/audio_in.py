@@ -166,6 +166,12 @@ class AudioInput:
         self._manual_audio, self._manual_samples, self._pauses = [], 0, None
         return [SpeechEnded(audio, self.received_s, forced=True, heard_frames=heard)]
 
+    def utterance(self) -> Pcm16:
+        """What the user has said so far in the current utterance (empty between utterances)."""
+        if self.manual:
+            return self._manual_pcm()
+        return self._detector.utterance() if self._detector is not None else Pcm16(b"", INPUT_RATE_HZ)
+
     def _manual_pcm(self) -> Pcm16:
         """The audio since activityStart."""
         return Pcm16(b"".join(a.data for a in self._manual_audio), INPUT_RATE_HZ)

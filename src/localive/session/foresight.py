@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
 from localive.audio.pcm import Pcm16
-from localive.engines.llm.base import LLM, ChatMessage, FunctionCalls, FunctionSpec, SamplingParams
+from localive.engines.llm.base import LLM, ChatMessage, FunctionCalls, FunctionSpec, Prefills, SamplingParams
 from localive.engines.tts.base import NEUTRAL, TTS, Delivery
 from localive.session.activity import PauseStarted, SpeechEnded
 from localive.session.clauses import ClauseSplitter
@@ -228,7 +228,8 @@ class PreparedTTS:
 
 
 class Foresight:
-    """One session's work ahead: at most one `Prepared` at a time."""
+    """One session's work ahead: reading what the user says while they speak (at most one pass at a time), and at
+    most one `Prepared` for their latest pause."""
 
     def __init__(self, transcripts: Transcripts, tasks: SessionTasks,
                  engines: Callable[[], tuple[LLM, TTS | None]]) -> None:
@@ -236,9 +237,22 @@ class Foresight:
         self._tasks = tasks
         self._engines = engines  # the session's LLM and voice, as in force now
         self._prepared: Prepared | None = None
+        self._reading: asyncio.Task[None] | None = None  # a pass over the words so far, and the LLM reading them
+
+    def listen(self, audio: Callable[[], Pcm16], config: SessionConfig, history: History) -> None:
+        """The user is speaking: while the recogniser and the LLM are idle, transcribe what they said so far and
+        have the LLM read it (its KV cache), so that at the end of the turn only the last words remain to read."""
+        if (self._reading is not None and not self._reading.done()) or self._prepared is not None:
+            return
+        llm, _ = self._engines()
+        if not (worth_foreseeing(config) and self._transcripts.idle and isinstance(llm, Prefills) and llm.idle):
+            return
+        heard = self._transcripts.start(SpeechEnded(audio(), 0.0), config)
+        self._reading = self._tasks.start(_read_ahead(heard, config, History(history), llm), "listen-ahead")
 
     def pause(self, event: PauseStarted, config: SessionConfig, history: History) -> None:
-        """The user paused: work ahead on what they said so far (replacing any earlier work)."""
+        """The user paused: work ahead on what they said so far (replacing any earlier work, and reading ahead:
+        a pass already running on the recogniser finishes first)."""
         self.cancel()
         if not worth_foreseeing(config):
             return
@@ -250,6 +264,9 @@ class Foresight:
 
     def cancel(self) -> None:
         """The user went on, or something else changed: the work so far is of no use."""
+        if self._reading is not None:
+            self._reading.cancel()
+            self._reading = None
         prepared, self._prepared = self._prepared, None
         if prepared is not None and not prepared.handed:
             prepared.discard()
@@ -264,6 +281,20 @@ class Foresight:
             return None
         prepared.handed = True
         return prepared
+
+
+async def _read_ahead(heard: asyncio.Task[Outcome[Heard]], config: SessionConfig, history: History,
+                      llm: Prefills) -> None:
+    try:
+        try:
+            text = (await heard).get().transcript.text
+        except Exception:  # noqa: BLE001 - only a head start: the turn's own pass meets the failure itself
+            return
+        if text and llm.idle:
+            history.add_text("user", text)
+            await llm.prefill(chat_messages(config, history), function_specs(config))
+    finally:
+        heard.cancel()  # cancelled with this task: a pass still queued never starts
 
 
 def worth_foreseeing(config: SessionConfig) -> bool:

@@ -26,6 +26,7 @@ from localive.session.activity import (
     PauseHeld,
     PauseStarted,
     SpeechEnded,
+    SpeechGoingOn,
     SpeechResumed,
     SpeechStarted,
 )
@@ -120,7 +121,7 @@ class Listening:
         config, turns = self._config(), self._turns
         automatic = not config.manual_activity
         for event in events:
-            if isinstance(event, PauseStarted | SpeechResumed | SpeechStarted):
+            if isinstance(event, PauseStarted | SpeechResumed | SpeechStarted | SpeechGoingOn):
                 self._foresee(event)
             if automatic and isinstance(event, SpeechStarted):  # what the VAD heard (none with manual activity)
                 await self._outbox.put(out.voice_activity("ACTIVITY_START", event.at_s))
@@ -154,13 +155,17 @@ class Listening:
             self._maybe_backchannel = None
             await self._turns.interrupt()
 
-    def _foresee(self, event: PauseStarted | SpeechResumed | SpeechStarted) -> None:
-        """Work ahead in a pause, unless the model is talking (a barge-in or a backchannel is being judged then);
-        stop when the user goes on."""
-        foresight = self._foresight
-        if foresight is None:
+    def _foresee(self, event: PauseStarted | SpeechResumed | SpeechStarted | SpeechGoingOn) -> None:
+        """Work ahead while the user speaks and in their pauses, unless the model is talking (a barge-in or a
+        backchannel is being judged then); stop when the user goes on after a pause."""
+        foresight, audio = self._foresight, self._audio
+        if foresight is None or audio is None:
             return
-        if isinstance(event, PauseStarted) and not self._turns.generating and self.video is None:
+        quiet = not self._turns.generating and self.video is None
+        if isinstance(event, SpeechGoingOn):
+            if quiet:
+                foresight.listen(audio.utterance, self._config(), self._history)
+        elif isinstance(event, PauseStarted) and quiet:
             foresight.pause(event, self._config(), self._history)
         else:
             foresight.cancel()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from localive.engines.asr.base import ASR
+from localive.engines.asr.base import ASR, Busy
 from localive.engines.speech_remote import ASR_STAGE
 from localive.engines.voice import VOICE_HINT
 from localive.protocol import server_messages as out
@@ -46,6 +46,11 @@ class Transcripts:
         if config and config.affective and self._tracker is None:
             self._tracker = AffectTracker()
         return self._tasks.start_outcome(hear(self._asr, event.audio, recognition, self._tracker, expect), "asr")
+
+    @property
+    def idle(self) -> bool:
+        """The recogniser says it is working for nobody now (engines that cannot tell are never idle)."""
+        return isinstance(self._asr, Busy) and self._asr.idle
 
     def queue(self, heard: asyncio.Task[Outcome[Heard]]) -> None:
         """An utterance the next model turn takes into the history."""

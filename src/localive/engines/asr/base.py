@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from localive.audio.pcm import Pcm16
 
@@ -33,3 +33,13 @@ class ASR(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Busy(Protocol):
+    """An engine that can tell whether it is working for anyone now (the embedded ones, each on one worker thread):
+    work done only to be ready sooner (session/foresight.py) is started only while it is idle, so that it never
+    delays another session's request."""
+
+    @property
+    def idle(self) -> bool: ...

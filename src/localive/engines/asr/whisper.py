@@ -190,6 +190,7 @@ class WhisperASR:
         self.log_prob_threshold = log_prob_threshold
         self.silence_dbfs = silence_dbfs
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"asr-{name}")
+        self._passes = 0  # waiting or running on the worker (counted on the event loop)
         self._closed = False
         # Worker-thread state: only touched by functions that run on `_worker`.
         self._model: Any = None
@@ -230,8 +231,17 @@ class WhisperASR:
         if self._closed:
             raise RuntimeError(f"ASR '{self.name}' is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, self._transcribe_on_worker, audio, language, expect,
-                                          detect_among)
+        self._passes += 1
+        try:
+            return await loop.run_in_executor(self._worker, self._transcribe_on_worker, audio, language, expect,
+                                              detect_among)
+        finally:
+            self._passes -= 1
+
+    @property
+    def idle(self) -> bool:
+        """No pass is waiting or running for anyone (a cancelled caller's pass may still be finishing)."""
+        return self._passes == 0
 
     def _transcribe_on_worker(self, audio: Pcm16, language: str | None, expect: str | None = None,
                               detect_among: tuple[str, ...] | None = None) -> Transcript:

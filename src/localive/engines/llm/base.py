@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from localive.engines.remote_backend import SessionSlots as SessionSlots  # also importable from here, as before
 from localive.protocol.errors import InternalError
@@ -109,4 +109,20 @@ class LLM(Protocol):
         given: each call names one of them, with arguments that fit its schema). Closing the iterator (or
         cancelling the task that iterates it) stops generation promptly; no work keeps running for an abandoned
         stream."""
+        ...
+
+
+@runtime_checkable
+class Prefills(Protocol):
+    """An LLM that can read a prompt ahead (its KV cache), so that a later `stream` on a prompt that begins the same
+    way evaluates only the rest (session/foresight.py reads the user's words while they speak)."""
+
+    @property
+    def idle(self) -> bool:
+        """Nothing is running or waiting on the model: reading ahead now delays nobody."""
+        ...
+
+    async def prefill(self, messages: list[ChatMessage], functions: Sequence[FunctionSpec] = ()) -> int:
+        """Read the prompt of `messages` up to the end of the last message's text (what follows it depends on
+        nothing); returns the tokens evaluated (0: all were cached already)."""
         ...
