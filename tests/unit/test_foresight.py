@@ -215,8 +215,7 @@ async def test_while_the_user_speaks_the_llm_reads_what_they_said_so_far() -> No
     await session.outbox.get()
     for _ in range(12):  # 2.4 s of speech, as a microphone sends it
         await send(session, tone_frame(0.2, loud=True))
-        for _ in range(50):  # let a pass over the words so far run (the fakes answer at once)
-            await asyncio.sleep(0)
+        await settle()  # a pass over the words so far runs
     await send(session, tone_frame(0.7, loud=False))
     messages = await drain_turn(session)
     assert llm.read_ahead, "nothing was read ahead"
@@ -225,6 +224,29 @@ async def test_while_the_user_speaks_the_llm_reads_what_they_said_so_far() -> No
     assert min(asr.heard) < max(asr.heard)  # passes over part of the utterance, then over all of it
     assert session.history[0].text == sentence and "audio" in kinds(messages)
     await session.aclose()
+
+
+async def settle() -> None:
+    """Let the session's tasks take their next steps (the fakes answer at once)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+async def test_a_busy_recogniser_or_a_long_utterance_is_not_worked_ahead() -> None:
+    for busy, speech_s in ((True, 1.0), (False, 9.0)):
+        asr, llm, tts = GrowingASR("please turn on the lights"), RecordingLLM(), CountingTTS()
+        asr.idle = not busy
+        session = session_with(asr, llm, tts)
+        await send(session, setup())
+        await session.outbox.get()
+        await send(session, tone_frame(speech_s, loud=True))
+        await send(session, tone_frame(0.2, loud=False))  # a pause
+        await settle()
+        assert not asr.heard and not llm.streams  # nothing started ahead of the turn
+        await send(session, tone_frame(0.5, loud=False))
+        messages = await drain_turn(session)
+        assert "audio" in kinds(messages) and len(asr.heard) == 1
+        await session.aclose()
 
 
 async def test_nothing_is_read_ahead_while_the_recogniser_works_for_someone() -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
@@ -39,6 +40,10 @@ from localive.session.tasks import Outcome, SessionTasks
 from localive.session.transcripts import Transcripts
 
 log = logging.getLogger("localive.session")
+
+# Longer utterances are not worked ahead: a pass over them takes long enough to delay another session's turn that
+# arrives meanwhile (the recogniser and the LLM each run one request at a time), and their answer can wait.
+FORESEE_MAX_S = 8.0
 
 Item = str | FunctionCalls
 
@@ -62,6 +67,11 @@ class Prepared:
         self._reading = asyncio.Lock()  # one reader of the generation at a time
         self._handover = asyncio.Event()
         self.first: tuple[tuple[str, str, str | None, Delivery], asyncio.Future[Pcm16]] | None = None  # its audio
+        self._began = time.perf_counter()
+        self.marks: dict[str, float] = {}  # ms from the pause to each step done (logged by the turn)
+
+    def mark(self, step: str) -> None:
+        self.marks.setdefault(step, round((time.perf_counter() - self._began) * 1000, 1))
 
     # --- the work (a task of the session's group) -----------------------------------------------------------
 
@@ -72,10 +82,13 @@ class Prepared:
             except Exception:  # noqa: BLE001 - the turn that takes the transcription meets the failure itself
                 return
             text = heard.transcript.text
+            self.mark("heard")
             if not text:
                 return
             foreseen = History(history)
             foreseen.add_text("user", text)
+            if isinstance(llm, Prefills) and not llm.idle:  # it works for another session: the words are enough
+                return
             self.messages = chat_messages(config, foreseen)
             self.params, self.functions = config.sampling, function_specs(config)
             self._stream = aiter(llm.stream(self.messages, self.params, self.functions))
@@ -91,8 +104,10 @@ class Prepared:
             key = (piece, voice, config.language, NEUTRAL)
             future: asyncio.Future[Pcm16] = asyncio.get_running_loop().create_future()
             self.first = (key, future)
+            self.mark("first_piece")
             try:
                 future.set_result(await tts.synthesize(piece, voice, config.language, NEUTRAL))
+                self.mark("first_audio")
             except asyncio.CancelledError:
                 future.cancel()
                 raise
@@ -126,6 +141,7 @@ class Prepared:
                 assert self._stream is not None
                 try:
                     self._items.append(await anext(self._stream))
+                    self.mark("first_token")
                 except StopAsyncIteration:
                     self._ended = True
             return self._items[index] if index < len(self._items) else None
@@ -149,13 +165,17 @@ class Prepared:
         finally:
             await _close(self._stream)
 
-    def used_by(self, run: Callable[[], Coroutine[Any, Any, bool]]) -> Callable[[], Coroutine[Any, Any, bool]]:
+    def used_by(self, run: Callable[[], Coroutine[Any, Any, bool]],
+                session_id: str) -> Callable[[], Coroutine[Any, Any, bool]]:
         """The turn's body, throwing away at its end whatever of the work it did not use."""
+        self.mark("turn")
         async def body() -> bool:
             try:
                 return await run()
             finally:
                 self.handed = True  # its transcription is the turn's
+                log.info("work ahead session=%s used=%s %s", session_id, "answer" if self.consumed else "words",
+                         " ".join(f"{step}_ms={ms}" for step, ms in self.marks.items()))
                 self.discard()
         return body
 
@@ -242,19 +262,28 @@ class Foresight:
     def listen(self, audio: Callable[[], Pcm16], config: SessionConfig, history: History) -> None:
         """The user is speaking: while the recogniser and the LLM are idle, transcribe what they said so far and
         have the LLM read it (its KV cache), so that at the end of the turn only the last words remain to read."""
-        if (self._reading is not None and not self._reading.done()) or self._prepared is not None:
+        if self._reading_now or self._prepared is not None:
             return
         llm, _ = self._engines()
         if not (worth_foreseeing(config) and self._transcripts.idle and isinstance(llm, Prefills) and llm.idle):
             return
-        heard = self._transcripts.start(SpeechEnded(audio(), 0.0), config)
+        words = audio()
+        if words.duration_s > FORESEE_MAX_S:
+            return
+        heard = self._transcripts.start(SpeechEnded(words, 0.0), config)
         self._reading = self._tasks.start(_read_ahead(heard, config, History(history), llm), "listen-ahead")
 
+    @property
+    def _reading_now(self) -> bool:
+        return self._reading is not None and not self._reading.done()
+
     def pause(self, event: PauseStarted, config: SessionConfig, history: History) -> None:
-        """The user paused: work ahead on what they said so far (replacing any earlier work, and reading ahead:
-        a pass already running on the recogniser finishes first)."""
+        """The user paused: work ahead on what they said so far (replacing any earlier work). Only where the
+        recogniser works for nobody else (this session's own pass over the words so far finishes first): work
+        ahead uses idle engines, never another session's turn."""
+        busy = self._transcripts.busy and not self._reading_now
         self.cancel()
-        if not worth_foreseeing(config):
+        if busy or event.audio.duration_s > FORESEE_MAX_S or not worth_foreseeing(config):
             return
         heard = self._transcripts.start(SpeechEnded(event.audio, 0.0, heard_frames=event.heard_frames), config)
         prepared = Prepared(event.heard_frames, heard)
@@ -292,7 +321,8 @@ async def _read_ahead(heard: asyncio.Task[Outcome[Heard]], config: SessionConfig
             return
         if text and llm.idle:
             history.add_text("user", text)
-            await llm.prefill(chat_messages(config, history), function_specs(config))
+            read = await llm.prefill(chat_messages(config, history), function_specs(config))
+            log.debug("read ahead: %d tokens for %r", read, text[-40:])
     finally:
         heard.cancel()  # cancelled with this task: a pass still queued never starts
 

@@ -378,7 +378,7 @@ class LiveSession:
             checkpoint=self._checkpoint, closing=lambda: self.state is State.CLOSED, clock=self._clock)
         run = ModelTurn(scope, self._turn_id).run
         if prepared is not None:
-            run = prepared.used_by(run)
+            run = prepared.used_by(run, self.session_id)
         self._turn = Turn(self._turn_id, run, lambda turn: self._events.post(TurnEnded(turn)), self._tasks)
         self._watchdog.watch(self._turn.task)
 

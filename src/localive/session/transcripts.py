@@ -52,6 +52,11 @@ class Transcripts:
         """The recogniser says it is working for nobody now (engines that cannot tell are never idle)."""
         return isinstance(self._asr, Busy) and self._asr.idle
 
+    @property
+    def busy(self) -> bool:
+        """The recogniser says it is working for someone now (engines that cannot tell never are)."""
+        return isinstance(self._asr, Busy) and not self._asr.idle
+
     def queue(self, heard: asyncio.Task[Outcome[Heard]]) -> None:
         """An utterance the next model turn takes into the history."""
         self._pending.append(heard)
