@@ -42,6 +42,7 @@ from localive.bench.voice import (
     audio_message,
     chunked,
     parse_turn_timings,
+    server_turn_taking,
     summarize_run,
     voice_setup,
 )
@@ -259,6 +260,20 @@ def test_word_errors_and_the_rate_over_a_run() -> None:
     assert word_error_rate([]) == 0.0
 
 
+_SERVER_LOG = """\
+localive: voice: embedded (Silero VAD, Whisper base, hibari/piper)
+localive: turn-taking: semantic (Smart Turn v3.2) for emulator, native-audio models; silence only for the others
+2026-11-25 20:03:18,846 INFO localive.session: turn timings session=1 turn=1 asr_done_ms=1.0
+"""
+
+
+def test_the_servers_turn_taking_is_read_from_its_log() -> None:
+    assert server_turn_taking(_SERVER_LOG).startswith("semantic (Smart Turn v3.2) for emulator, native-audio")
+    assert server_turn_taking("localive: turn-taking: silence only (silenceDurationMs)\n") == \
+        "silence only (silenceDurationMs)"
+    assert server_turn_taking("no such line\n") == ""
+
+
 def _voice_result() -> VoiceResult:
     turns = [VoiceTurn(question="What is two plus two?", session_id=f"s{i}", speech_s=1.5,
                        first_audio_ms=400.0 + i, generation_ms=900.0, response_audio_s=2.0,
@@ -287,7 +302,7 @@ def _voice_result() -> VoiceResult:
                              fell_behind_at=80)
     return VoiceResult(model="gemini-2.5-flash-preview-native-audio-dialog", max_tokens=48, chunk_ms=20,
                        questions=3, runs=[manual, default, auto], listening=listening, background_cpu_pct=0.1,
-                       steal_pct=0.0)
+                       steal_pct=0.0, turn_taking=server_turn_taking(_SERVER_LOG))
 
 
 def test_voice_run_summary_splits_the_first_clause() -> None:
@@ -340,6 +355,10 @@ def test_voice_report_renders_targets_stages_and_capacity() -> None:
         ["0/3", "20.0%", "end-of-turn model at the pause 1/2"],  # "What is two plus?": 1 of 5 words missing
         ["3/3", "0.0%", "500 ms of silence"],
     ]
+    assert "The server's default turn-taking (its log): semantic (Smart Turn v3.2)" in text
+    silence_only = dataclasses.replace(_voice_result(), turn_taking="silence only (silenceDurationMs)")
+    assert "the server's silence window" in render_markdown(BenchResults(results.machine, results.load, None,
+                                                                         silence_only))
     assert "fell behind at 80 sessions; kept up with 1" in text
     assert "1,500, failed" in text
     data = json.loads(to_json(results))

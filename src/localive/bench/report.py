@@ -143,12 +143,14 @@ def _verdict(run: VoiceRun) -> str:
     return "yes" if p50 <= TARGET_MS else "no"
 
 
-def _turn_end(run: VoiceRun) -> str:
-    """What ended the user's turns in this run."""
+def _turn_end(run: VoiceRun, turn_taking: str) -> str:
+    """What ended the user's turns in this run (turn_taking: the server's default, from its log)."""
     if run.mode == "manual":
         return "activityEnd"
     if run.mode == "silence":
         return f"{run.silence_ms} ms of silence"
+    if turn_taking and not turn_taking.startswith("semantic"):
+        return "the server's silence window"
     if run.ended_at_pause is None:
         return "end-of-turn model (no server timings)"
     timed = run.outside_server_turn_ms.n if run.outside_server_turn_ms else 0
@@ -199,7 +201,9 @@ def _render_runs(voice: VoiceResult) -> list[str]:
                 "exact transcripts", "WER", "turns ended by"],
                [[run_name(r), _num(r.speech_s_mean, 2), _num(r.first_clause_words_mean),
                  _pair(r.generation_ms), f"{r.exact_transcripts}/{r.first_audio_ms.n}",
-                 f"{r.word_error_rate:.1%}", _turn_end(r)] for r in voice.runs]),
+                 f"{r.word_error_rate:.1%}", _turn_end(r, voice.turn_taking)] for r in voice.runs]),
+        *([] if not voice.turn_taking or all(r.mode != "default" for r in voice.runs) else
+          ["", f"The server's default turn-taking (its log): {voice.turn_taking}."]),
     ]
 
 

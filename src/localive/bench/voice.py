@@ -671,6 +671,16 @@ class VoiceResult:
     listening: ListenResult | None
     background_cpu_pct: float  # other processes' CPU during the voice benchmark, % of the machine
     steal_pct: float
+    turn_taking: str = ""  # the server's default turn-taking, as its log says ("" when it does not)
+
+
+_TURN_TAKING = re.compile(r"localive: turn-taking: (?P<how>.+)$", re.MULTILINE)
+
+
+def server_turn_taking(log_text: str) -> str:
+    """What the server says at start about its default turn-taking (`localive: turn-taking: …`), or ""."""
+    found = _TURN_TAKING.search(log_text)
+    return found["how"].strip() if found else ""
 
 
 _RUN_TITLES = {"manual": "manual-activity turns", "default": "default-turn-detection turns",
@@ -697,7 +707,8 @@ async def measure(server: RunningServer, *, voices: Sequence[str], auto_voices: 
     background, steal = meter.other_pct()
     return VoiceResult(model=MODEL.removeprefix("models/"), max_tokens=MAX_TOKENS, chunk_ms=chunk_ms,
                        questions=min(turns, len(QUESTIONS)), runs=results, listening=listening,
-                       background_cpu_pct=background, steal_pct=steal)
+                       background_cpu_pct=background, steal_pct=steal,
+                       turn_taking=server_turn_taking(server.log_path.read_text(errors="replace")))
 
 
 def run_voice(workdir: Path, *, voices: Sequence[str], auto_voices: Sequence[str], turns: int, silence_ms: int,
