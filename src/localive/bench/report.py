@@ -163,8 +163,9 @@ def render_voice(voice: VoiceResult) -> list[str]:
         out += _render_runs(voice)
     if voice.listening is not None:
         out += ["", *_render_listening(voice)] if voice.runs else _render_listening(voice)
-    out += ["", f"Other processes' CPU / steal during the voice benchmark: {_num(voice.background_cpu_pct)}% / "
-                f"{_num(voice.steal_pct)}% of the machine."]
+    out += [*([""] if out[-1] else []),
+            f"Other processes' CPU / steal during the voice benchmark: {_num(voice.background_cpu_pct)}% / "
+            f"{_num(voice.steal_pct)}% of the machine."]
     return out
 
 
