@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import json
 import shutil
 
@@ -22,7 +23,8 @@ from benchmarks.engines import (
 )
 from benchmarks.engines import to_json as to_engines_json
 from localive.bench import speech
-from localive.bench.cli import listen_levels
+from localive.bench.accuracy import word_error_rate, word_errors, words
+from localive.bench.cli import listen_levels, voice_runs
 from localive.bench.llm import LlmResult, prompt_for
 from localive.bench.load import LoadResult
 from localive.bench.machine import MachineInfo, cpu_model
@@ -40,9 +42,9 @@ from localive.bench.voice import (
     audio_message,
     chunked,
     parse_turn_timings,
+    server_turn_taking,
     summarize_run,
     voice_setup,
-    words,
 )
 from localive.cli import build_parser
 
@@ -210,6 +212,9 @@ def test_voice_setup_and_audio_messages() -> None:
     assert manual["generationConfig"]["speechConfig"]["voiceConfig"]["prebuiltVoiceConfig"]["voiceName"] == "Kore"
     auto = voice_setup("Puck", manual=False, silence_ms=700)["setup"]
     assert auto["realtimeInputConfig"]["automaticActivityDetection"] == {"silenceDurationMs": 700}
+    default = voice_setup("Puck", manual=False, silence_ms=None)["setup"]
+    assert "realtimeInputConfig" not in default  # the server's default turn detection, as the SDKs send it
+    assert default["generationConfig"] == auto["generationConfig"]
     blob = json.loads(audio_message(b"\1\0\2\0"))["realtimeInput"]["audio"]
     assert blob["mimeType"] == "audio/pcm;rate=16000" and base64.b64decode(blob["data"]) == b"\1\0\2\0"
     assert [len(c) for c in chunked(b"\0" * 1500, 20)] == [640, 640, 220]  # 20 ms = 320 samples
@@ -242,6 +247,33 @@ def test_words_compare_transcripts_without_case_or_punctuation() -> None:
     assert words("It's 7 days.") == ["it's", "7", "days"]
 
 
+def test_word_errors_and_the_rate_over_a_run() -> None:
+    assert word_errors("What is the capital of France?", "what is the capital of france") == 0
+    assert word_errors("What is the capital of France?", "What is the capital on France?") == 1  # substitution
+    assert word_errors("What is two plus two?", "What is two plus") == 1  # deletion
+    assert word_errors("What is two plus two?", "So what is two plus two?") == 1  # insertion
+    assert word_errors("How many legs?", "") == 3
+    # over the run: all errors over all spoken words (6 + 4 words, 1 + 2 errors), not a mean of the turns' rates
+    rate = word_error_rate([("What is the capital of France?", "What is the capital on France?"),
+                            ("What do bees make?", "What do we?")])
+    assert rate == pytest.approx(3 / 10)
+    assert word_error_rate([]) == 0.0
+
+
+_SERVER_LOG = """\
+localive: voice: embedded (Silero VAD, Whisper base, hibari/piper)
+localive: turn-taking: semantic (Smart Turn v3.2) for emulator, native-audio models; silence only for the others
+2026-11-25 20:03:18,846 INFO localive.session: turn timings session=1 turn=1 asr_done_ms=1.0
+"""
+
+
+def test_the_servers_turn_taking_is_read_from_its_log() -> None:
+    assert server_turn_taking(_SERVER_LOG).startswith("semantic (Smart Turn v3.2) for emulator, native-audio")
+    assert server_turn_taking("localive: turn-taking: silence only (silenceDurationMs)\n") == \
+        "silence only (silenceDurationMs)"
+    assert server_turn_taking("no such line\n") == ""
+
+
 def _voice_result() -> VoiceResult:
     turns = [VoiceTurn(question="What is two plus two?", session_id=f"s{i}", speech_s=1.5,
                        first_audio_ms=400.0 + i, generation_ms=900.0, response_audio_s=2.0,
@@ -250,7 +282,12 @@ def _voice_result() -> VoiceResult:
                        stages=StageTimings(100.0, 180.0, 390.0 + i, 0.05, 0.1))
              for i in range(3)]
     manual = summarize_run("manual", "Puck", "joe", None, 20, turns)
-    auto = summarize_run("automatic", "Puck", "joe", 500, 20, turns)
+    default = summarize_run("default", "Puck", "joe", None, 20, [
+        dataclasses.replace(t, first_audio_ms=900.0 + i, heard="What is two plus?",
+                            stages=StageTimings(100.0, 180.0, 390.0, 0.05, 0.1) if i < 2 else None)
+        for i, t in enumerate(turns)])
+    default = dataclasses.replace(default, ended_at_pause=1)  # as if one of the two timed turns waited 2 s
+    auto = summarize_run("silence", "Puck", "joe", 500, 20, turns)
     levels = [ListenLevel(sessions=1, backlog_ms=spread([3.0]), send_late_p99_ms=1.0, server_cpu_pct=5.0,
                           bench_cpu_pct=2.0, server_rss_mib=600.0, streamed_s=10.0,
                           probe_first_audio_ms=[420.0, 430.0],
@@ -264,7 +301,8 @@ def _voice_result() -> VoiceResult:
     listening = ListenResult(chunk_ms=20, lag_limit_ms=200.0, levels=levels, max_sessions_keeping_up=1,
                              fell_behind_at=80)
     return VoiceResult(model="gemini-2.5-flash-preview-native-audio-dialog", max_tokens=48, chunk_ms=20,
-                       questions=3, runs=[manual, auto], listening=listening, background_cpu_pct=0.1, steal_pct=0.0)
+                       questions=3, runs=[manual, default, auto], listening=listening, background_cpu_pct=0.1,
+                       steal_pct=0.0, turn_taking=server_turn_taking(_SERVER_LOG))
 
 
 def test_voice_run_summary_splits_the_first_clause() -> None:
@@ -276,6 +314,26 @@ def test_voice_run_summary_splits_the_first_clause() -> None:
     assert run.first_clause_tts_ms.p50 == pytest.approx(100.0)  # 1 s of audio × RTF 0.1
     assert run.first_clause_wait_ms.p50 == pytest.approx(391.0 - 180.0 - 100.0)
     assert run.exact_transcripts == 3 and run.first_clause_words_mean == 5.0
+    assert run.word_error_rate == 0.0 and run.ended_at_pause is None  # manual: no end-of-turn decision
+
+
+def _stage_turn(first_audio_ms: float, first_output_ms: float | None) -> VoiceTurn:
+    stages = None if first_output_ms is None else StageTimings(100.0, 180.0, first_output_ms, 0.05, 0.1)
+    return VoiceTurn(question="What is two plus two?", session_id="s", speech_s=1.5, first_audio_ms=first_audio_ms,
+                     generation_ms=first_audio_ms + 500, response_audio_s=2.0, heard="What is two plus two",
+                     said="Four.", first_clause="Four.", first_clause_audio_s=0.5, stages=stages)
+
+
+def test_default_run_counts_turns_the_end_of_turn_model_ended_at_the_pause() -> None:
+    # outside = client first audio − server first output: ~0.4 s after the pause, ~2.1 s after the long silence
+    turns = [_stage_turn(800.0, 400.0), _stage_turn(2500.0, 400.0), _stage_turn(850.0, 420.0),
+             _stage_turn(900.0, None)]  # no server timings: cannot tell
+    run = summarize_run("default", "Puck", "joe", None, 20, turns)
+    assert run.ended_at_pause == 2
+    assert run.outside_server_turn_ms is not None and run.outside_server_turn_ms.n == 3
+    assert run.first_audio_ms.n == 4 and run.exact_transcripts == 4 and run.word_error_rate == 0.0
+    assert summarize_run("silence", "Puck", "joe", 500, 20, turns).ended_at_pause is None
+    assert summarize_run("default", "Puck", "joe", None, 20, [_stage_turn(900.0, None)]).ended_at_pause is None
 
 
 def test_voice_report_renders_targets_stages_and_capacity() -> None:
@@ -283,12 +341,31 @@ def test_voice_report_renders_targets_stages_and_capacity() -> None:
     text = render_markdown(results)
     assert "### Voice latency: gemini-2.5-flash-preview-native-audio-dialog" in text
     assert "| manual, Puck (joe) " in text and "automatic, silence 500 ms, Puck (joe)" in text
+    assert "| default turn detection, Puck (joe) " in text
     assert "yes" in text and "n/a (includes the silence)" in text
+    latency_row = next(line for line in text.splitlines() if line.startswith("| default turn detection"))
+    assert latency_row.split("|")[2].strip() == "901.0" and latency_row.split("|")[-2].strip() == "no"  # > 600 ms
     assert "100 / 100" in text  # ASR done p50 / p90
+    quality = [line for line in text.splitlines() if "| exact transcripts |" in line]
+    assert quality and "WER" in quality[0] and "turns ended by" in quality[0]
+    quality_rows = [[c.strip() for c in line.split("|")[1:-1]]
+                    for line in text.splitlines()[text.splitlines().index(quality[0]) + 2:][:3]]
+    assert [row[-3:] for row in quality_rows] == [
+        ["3/3", "0.0%", "activityEnd"],
+        ["0/3", "20.0%", "end-of-turn model at the pause 1/2"],  # "What is two plus?": 1 of 5 words missing
+        ["3/3", "0.0%", "500 ms of silence"],
+    ]
+    assert "The server's default turn-taking (its log): semantic (Smart Turn v3.2)" in text
+    silence_only = dataclasses.replace(_voice_result(), turn_taking="silence only (silenceDurationMs)")
+    assert "the server's silence window" in render_markdown(BenchResults(results.machine, results.load, None,
+                                                                         silence_only))
     assert "fell behind at 80 sessions; kept up with 1" in text
     assert "1,500, failed" in text
     data = json.loads(to_json(results))
     assert data["voice"]["runs"][0]["first_audio_ms"]["p90"] == pytest.approx(401.8)
+    assert [r["mode"] for r in data["voice"]["runs"]] == ["manual", "default", "silence"]
+    assert data["voice"]["runs"][1]["word_error_rate"] == pytest.approx(0.2)
+    assert data["voice"]["runs"][1]["ended_at_pause"] == 1
     assert data["voice"]["listening"]["levels"][1]["probe_first_audio_ms"] == [1500.0, None]
 
 
@@ -297,6 +374,13 @@ def test_voice_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert (args.voice, args.voice_turns, args.voices, args.silence_ms, args.chunk_ms) == (False, 20, ["Puck", "Kore"],
                                                                                           500, 20)
     assert args.listen == [10, 20, 40, 60, 80, 120]
+    assert args.voice_runs == ["manual", "default", "silence"]
+    args = build_parser().parse_args(["bench", "--voice", "--voice-runs", "silence, Default"])
+    assert args.voice_runs == ["default", "silence"]  # always in the order they run
+    assert voice_runs("manual") == ["manual"]
+    for bad_runs in ("", "manual,auto", ","):
+        with pytest.raises(argparse.ArgumentTypeError):
+            voice_runs(bad_runs)
     args = build_parser().parse_args(["bench", "--voice", "--voices", "kore, PUCK,Kore", "--listen", "none"])
     assert args.voice and args.voices == ["Kore", "Puck"] and args.listen == []
     assert listen_levels("0,5,10") == [0, 5, 10]

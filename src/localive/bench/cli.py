@@ -30,9 +30,11 @@ Start a private localive server on free 127.0.0.1 ports and measure it:
      overhead as a ratio (server TTFT / raw TTFT) with percentiles.
   3. Voice (--voice): a server on the default models and speech engines (Silero VAD, Whisper base,
      Qwen2.5-Coder-0.5B, hibari/piper). VOICE_TURNS spoken questions (espeak-ng + sox), streamed in real time,
-     one new session per turn: time from activityEnd (manual activity, for each of VOICES) and from the end of speech
-     (automatic VAD with SILENCE_MS, first voice) to the first response audio, p50/p90, with the server's
-     per-stage timings (ASR, first LLM token, first TTS chunk) and real-time factors. Then listening capacity:
+     one new session per turn, in the runs VOICE_RUNS: time to the first response audio from activityEnd
+     ("manual" activity, for each of VOICES), and from the last speech sample with an open microphone, first
+     voice: "default" turn detection (the server decides: semantic, Smart Turn, for this model) and "silence"
+     (automatic VAD with SILENCE_MS). p50/p90, with the server's per-stage timings (ASR, first LLM token, first
+     TTS chunk), real-time factors and transcription accuracy (exact transcripts, WER). Then listening capacity:
      LISTEN sessions streaming audio in real time through the VAD, until their audio falls behind.
 
 Everything stops by itself; the servers are stopped at the end. Progress goes to stderr, the report to stdout.
@@ -49,6 +51,7 @@ examples:
   localive bench --json > bench.json           # machine-readable results
   localive bench --voice                       # plus the voice benchmark (about 5 minutes)
   localive bench --voice --voice-turns 5 --voices Kore --listen none                  # a quick voice check
+  localive bench --voice --voice-runs default --listen none       # as users feel it: default turn detection
   localive bench --voice --voice-turns 0 --chunk-ms 100 --listen 20,40,80,120,160     # listening capacity only
 """
 
@@ -102,6 +105,17 @@ def listen_levels(text: str) -> list[int]:
     return levels
 
 
+def voice_runs(text: str) -> list[str]:
+    """'manual,default' → the latency runs named, in the order they run (manual, default, silence)."""
+    from localive.bench.voice import RUNS
+
+    names = {n.strip().lower() for n in text.split(",") if n.strip()}
+    unknown = sorted(names - set(RUNS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected one or more of {','.join(RUNS)}, not {text!r}")
+    return [r for r in RUNS if r in names]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.epilog = EPILOG
@@ -122,8 +136,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "localive[voice,llm], espeak-ng and sox; a few minutes)")
     parser.add_argument("--voice-turns", type=_bounded_int(0, 1000), default=20, metavar="VOICE_TURNS",
                         help="measured spoken turns per voice run; 0 skips the latency runs (default: 20)")
+    parser.add_argument("--voice-runs", type=voice_runs, default=["manual", "default", "silence"],
+                        metavar="VOICE_RUNS",
+                        help="latency runs, comma-separated: manual (activityEnd), default (the server's default "
+                             "turn detection, from the last speech sample), silence (silenceDurationMs "
+                             "SILENCE_MS) (default: manual,default,silence)")
     parser.add_argument("--voices", type=_voice_names, default=["Puck", "Kore"], metavar="VOICES",
-                        help="voices of the manual-activity runs, comma-separated; the automatic-VAD run and the "
+                        help="voices of the manual-activity runs, comma-separated; the automatic runs and the "
                              "listening test use the first (default: Puck,Kore: piper joe and hibari heart)")
     parser.add_argument("--silence-ms", type=_bounded_int(100, 5000), default=500, metavar="SILENCE_MS",
                         help="silenceDurationMs of the automatic-VAD run and the listening test (default: 500)")
@@ -221,5 +240,6 @@ def _run_voice(workdir: Path, args: argparse.Namespace) -> VoiceResult:
     from localive.bench.voice import run_voice
 
     return run_voice(workdir, voices=args.voices, auto_voices=args.voices[:1], turns=args.voice_turns,
-                     silence_ms=args.silence_ms, chunk_ms=args.chunk_ms, listen=args.listen, timeout_s=args.timeout)
+                     silence_ms=args.silence_ms, chunk_ms=args.chunk_ms, listen=args.listen, timeout_s=args.timeout,
+                     runs=args.voice_runs)
 

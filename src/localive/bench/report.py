@@ -117,7 +117,7 @@ def _render_llm(llm: LlmResult) -> list[str]:
     ]
 
 
-TARGET_MS, STRETCH_MS = 600.0, 300.0  # p50 from activityEnd to first audio (Gemini native audio: ~630 ms)
+TARGET_MS, STRETCH_MS = 600.0, 300.0  # p50 to first audio (Gemini native audio: ~630 ms); stretch: manual only
 
 
 def _pair(s: Spread | None, digits: int = 0) -> str:
@@ -129,17 +129,32 @@ def _opt(value: float | None, digits: int = 3) -> str:
 
 
 def run_name(run: VoiceRun) -> str:
-    mode = "manual" if run.mode == "manual" else f"automatic, silence {run.silence_ms} ms"
+    mode = {"manual": "manual", "default": "default turn detection"}.get(
+        run.mode, f"automatic, silence {run.silence_ms} ms")
     return f"{mode}, {run.voice} ({run.base_voice})"
 
 
 def _verdict(run: VoiceRun) -> str:
-    if run.mode != "manual":
+    if run.mode == "silence":
         return "n/a (includes the silence)"
     p50 = run.first_audio_ms.p50
-    if p50 <= STRETCH_MS:
+    if p50 <= STRETCH_MS and run.mode == "manual":
         return "yes, also ≤ 300"
     return "yes" if p50 <= TARGET_MS else "no"
+
+
+def _turn_end(run: VoiceRun, turn_taking: str) -> str:
+    """What ended the user's turns in this run (turn_taking: the server's default, from its log)."""
+    if run.mode == "manual":
+        return "activityEnd"
+    if run.mode == "silence":
+        return f"{run.silence_ms} ms of silence"
+    if turn_taking and not turn_taking.startswith("semantic"):
+        return "the server's silence window"
+    if run.ended_at_pause is None:
+        return "end-of-turn model (no server timings)"
+    timed = run.outside_server_turn_ms.n if run.outside_server_turn_ms else 0
+    return f"end-of-turn model at the pause {run.ended_at_pause}/{timed}"
 
 
 def render_voice(voice: VoiceResult) -> list[str]:
@@ -148,8 +163,9 @@ def render_voice(voice: VoiceResult) -> list[str]:
         out += _render_runs(voice)
     if voice.listening is not None:
         out += ["", *_render_listening(voice)] if voice.runs else _render_listening(voice)
-    out += ["", f"Other processes' CPU / steal during the voice benchmark: {_num(voice.background_cpu_pct)}% / "
-                f"{_num(voice.steal_pct)}% of the machine."]
+    out += [*([""] if out[-1] else []),
+            f"Other processes' CPU / steal during the voice benchmark: {_num(voice.background_cpu_pct)}% / "
+            f"{_num(voice.steal_pct)}% of the machine."]
     return out
 
 
@@ -159,7 +175,8 @@ def _render_runs(voice: VoiceResult) -> list[str]:
         f"real time in {voice.chunk_ms} ms chunks; AUDIO, temperature 0, at most {voice.max_tokens} output tokens; "
         "one unmeasured warm-up turn per run. First audio = the first `serverContent.modelTurn` `inlineData` "
         "received, measured from sending `activityEnd` (manual) or from sending the last chunk that holds speech "
-        "(automatic: includes the configured silence).",
+        "(default turn detection: no `realtimeInputConfig`, the server decides, as a user with an open microphone "
+        "feels it; silence: includes the configured silence).",
         "",
         *table(["run: time to first response audio (ms)", "p50", "p90", "mean", "min", "max", "n",
                 "p50 ≤ 600 ms"],
@@ -168,8 +185,9 @@ def _render_runs(voice: VoiceResult) -> list[str]:
                 for r in voice.runs]),
         "",
         "Per stage, p50 / p90 in ms. The server's stages count from the moment the user's turn ended on the "
-        "server (its `turn timings` log line); *outside* = client first audio − server first output (end-of-turn "
-        "detection, transport, client); the first-clause split is estimated from the turn's TTS real-time factor.",
+        "server (its `turn timings` log line: after `activityEnd`, the silence, or the end-of-turn model's verdict "
+        "on a pause); *outside* = client first audio − server first output (end-of-turn detection, transport, "
+        "client); the first-clause split is estimated from the turn's TTS real-time factor.",
         "",
         *table(["run", "ASR done", "first LLM token", "first TTS chunk", "outside", "clause wait", "clause TTS",
                 "ASR RTF", "TTS RTF"],
@@ -177,10 +195,16 @@ def _render_runs(voice: VoiceResult) -> list[str]:
                  _pair(r.outside_server_turn_ms), _pair(r.first_clause_wait_ms), _pair(r.first_clause_tts_ms),
                  _opt(r.asr_rtf_mean), _opt(r.tts_rtf_mean)] for r in voice.runs]),
         "",
+        "Quality next to the latency: transcripts of the spoken questions (exact = every word right; WER = word "
+        "errors of all the run's transcripts over the words spoken), and what ended the user's turns.",
+        "",
         *table(["run", "speech (s, mean)", "first clause (words, mean)", "to generationComplete p50 / p90 (ms)",
-                "exact transcripts"],
+                "exact transcripts", "WER", "turns ended by"],
                [[run_name(r), _num(r.speech_s_mean, 2), _num(r.first_clause_words_mean),
-                 _pair(r.generation_ms), f"{r.exact_transcripts}/{r.first_audio_ms.n}"] for r in voice.runs]),
+                 _pair(r.generation_ms), f"{r.exact_transcripts}/{r.first_audio_ms.n}",
+                 f"{r.word_error_rate:.1%}", _turn_end(r, voice.turn_taking)] for r in voice.runs]),
+        *([] if not voice.turn_taking or all(r.mode != "default" for r in voice.runs) else
+          ["", f"The server's default turn-taking (its log): {voice.turn_taking}."]),
     ]
 
 

@@ -5,14 +5,17 @@ A server on the default registry and the default speech engines (Silero VAD → 
 (model gemini-2.5-flash-preview-native-audio-dialog, AUDIO, temperature 0, at most MAX_TOKENS output tokens,
 input and output transcription on), so no turn carries another's history.
 
-Latency runs, one turn at a time:
-- manual activity (automaticActivityDetection.disabled): activityStart, the question's espeak-ng audio paced
+Latency runs (RUNS, chosen with --voice-runs), one turn at a time:
+- "manual" activity (automaticActivityDetection.disabled): activityStart, the question's espeak-ng audio paced
   in real time (chunk i is sent once it has been "recorded", i.e. chunk_ms after the previous one), activityEnd;
   latency = sending activityEnd → the first serverContent.modelTurn inlineData (audio) received.
-- automatic activity detection with silenceDurationMs set: 0.3 s of room noise, the question, then noise (the
+- "default" turn detection, as a user with an open microphone feels it: no realtimeInputConfig at all, so the
+  server's default turn-taking applies (semantic for the native-audio model: Silero hears a pause, the
+  end-of-turn model judges it; see docs/turn-taking.md). 0.5 s of room noise, the question, then noise (the
   microphone stays open), all paced in real time; latency = sending the chunk that holds the last sample of
-  speech (found by energy: espeak's own trailing silence does not count) → first audio. It includes the
-  configured silence the VAD must hear before it ends the turn.
+  speech (found by energy: espeak's own trailing silence does not count) → first audio.
+- "silence": automatic activity detection with silenceDurationMs set (silence only), the same audio and origin.
+  It includes the configured silence the VAD must hear before it ends the turn.
 The client reads until generationComplete (the server has generated and synthesised the whole answer) and closes
 the session; it does not wait for turnComplete, which comes only after the answer's playback time. The server
 logs one `turn timings` line per turn (times from the moment the user's turn ended on the server); the bench
@@ -48,16 +51,19 @@ import psutil
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from localive.bench.accuracy import word_error_rate, words
 from localive.bench.client import receive_json
 from localive.bench.machine import BackgroundMeter
 from localive.bench.server import BenchError, RunningServer, start_server
 from localive.bench.speech import RATE_HZ, room_noise, speech_bounds, speech_pcm
 from localive.bench.stats import Spread, percentile, spread
+from localive.session.activity import INCOMPLETE_SILENCE_MS
 
 MODEL = "models/gemini-2.5-flash-preview-native-audio-dialog"
 MAX_TOKENS = 48
-LEAD_S = 0.3  # room noise before the question in automatic mode
-TAIL_S = 1.5  # room noise after the configured silence, in automatic mode (the microphone stays open)
+RUNS = ("manual", "default", "silence")  # the latency runs, in the order they run
+LEAD_S = 0.5  # room noise before the question in automatic mode (as ../shared/tools/auto_latency.py)
+TAIL_S = 1.5  # room noise after the longest silence the server may wait, in automatic mode (the microphone stays open)
 NOISE_DBFS = -60.0
 WARM_UP = "Hello, can you hear me?"
 QUESTIONS = (
@@ -142,26 +148,27 @@ def parse_turn_timings(log_text: str) -> dict[str, list[tuple[int, StageTimings]
     return found
 
 
-def words(text: str) -> list[str]:
-    """Lower-case words without punctuation, for comparing a transcript with the question."""
-    return re.sub(r"[^\w\s']", " ", text.lower()).split()
-
-
 # --- a raw Live client for voice --------------------------------------------------------------------------
 
-def voice_setup(voice: str, *, manual: bool, silence_ms: int, max_tokens: int = MAX_TOKENS) -> dict[str, Any]:
-    """The setup message of every voice-benchmark session."""
-    detection: dict[str, Any] = {"disabled": True} if manual else {"silenceDurationMs": silence_ms}
-    return {"setup": {
+def voice_setup(voice: str, *, manual: bool, silence_ms: int | None,
+                max_tokens: int = MAX_TOKENS) -> dict[str, Any]:
+    """The setup message of every voice-benchmark session.
+
+    manual: activity signals only; else automatic activity detection with silenceDurationMs, or with
+    silence_ms None no realtimeInputConfig at all: the server's default turn detection."""
+    setup: dict[str, Any] = {
         "model": MODEL,
         "generationConfig": {
             "responseModalities": ["AUDIO"], "temperature": 0, "maxOutputTokens": max_tokens,
             "speechConfig": {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": voice}}},
         },
-        "realtimeInputConfig": {"automaticActivityDetection": detection},
         "inputAudioTranscription": {},
         "outputAudioTranscription": {},
-    }}
+    }
+    if manual or silence_ms is not None:
+        detection: dict[str, Any] = {"disabled": True} if manual else {"silenceDurationMs": silence_ms}
+        setup["realtimeInputConfig"] = {"automaticActivityDetection": detection}
+    return {"setup": setup}
 
 
 def audio_message(pcm: bytes) -> str:
@@ -275,7 +282,7 @@ class VoiceTurn:
     question: str
     session_id: str
     speech_s: float  # the spoken words (espeak output without its trailing silence)
-    first_audio_ms: float  # from activityEnd (manual) / from the last speech sample sent (automatic)
+    first_audio_ms: float  # from activityEnd (manual) / from the last speech sample sent (default, silence)
     generation_ms: float  # same origin → generationComplete
     response_audio_s: float  # audio received up to generationComplete
     heard: str  # inputTranscription
@@ -294,10 +301,10 @@ class VoiceTurn:
 
 @dataclass(frozen=True)
 class VoiceRun:
-    mode: str  # "manual" | "automatic"
+    mode: str  # one of RUNS: "manual" | "default" | "silence"
     voice: str
     base_voice: str
-    silence_ms: int | None  # automatic mode's silenceDurationMs
+    silence_ms: int | None  # the silence run's silenceDurationMs
     chunk_ms: int
     first_audio_ms: Spread
     generation_ms: Spread
@@ -312,19 +319,16 @@ class VoiceRun:
     tts_rtf_mean: float | None
     speech_s_mean: float
     exact_transcripts: int  # turns whose input transcription has exactly the question's words
+    word_error_rate: float  # all the run's transcripts against the questions spoken (word errors / words)
+    # default run: turns that ended at a pause the end-of-turn model judged finished; the others waited out its
+    # longest silence (INCOMPLETE_SILENCE_MS). None for the other runs, or without the server's timings.
+    ended_at_pause: int | None
     turns: list[VoiceTurn]
 
-    @property
-    def label(self) -> str:
-        if self.mode == "manual":
-            return f"manual activity, {self.voice} ({self.base_voice}): activityEnd → first audio"
-        return (f"automatic VAD (silenceDurationMs {self.silence_ms}), {self.voice} ({self.base_voice}): "
-                "end of speech → first audio")
 
-
-async def _turn(server: RunningServer, question: str, *, voice: str, manual: bool, silence_ms: int,
+async def _turn(server: RunningServer, question: str, *, voice: str, manual: bool, silence_ms: int | None,
                 chunk_ms: int, timeout_s: float) -> VoiceTurn:
-    """One measured turn on a new session."""
+    """One measured turn on a new session (silence_ms None: the server's default turn detection)."""
     speech = speech_pcm(question)
     start_s, end_s = speech_bounds(speech)
     session = await VoiceSession.open(server.live_url, voice_setup(voice, manual=manual, silence_ms=silence_ms),
@@ -336,7 +340,8 @@ async def _turn(server: RunningServer, question: str, *, voice: str, manual: boo
             chunks = chunked(speech, chunk_ms)
             last_speech_chunk = len(chunks) - 1
         else:
-            noise = room_noise(LEAD_S + len(speech) / 2 / RATE_HZ + silence_ms / 1000 + TAIL_S, dbfs=NOISE_DBFS,
+            wait_ms = INCOMPLETE_SILENCE_MS if silence_ms is None else silence_ms  # the longest the server waits
+            noise = room_noise(LEAD_S + len(speech) / 2 / RATE_HZ + wait_ms / 1000 + TAIL_S, dbfs=NOISE_DBFS,
                                seed=len(question))
             lead = b"\0\0" * round(LEAD_S * RATE_HZ)
             chunks = chunked(_mix(lead + speech + b"\0" * (len(noise) - len(lead) - len(speech)), noise), chunk_ms)
@@ -416,6 +421,9 @@ def summarize_run(mode: str, voice: str, base_voice: str, silence_ms: int | None
     stages = [t.stages for t in turns]
     outside = [t.first_audio_ms - s.first_output_ms for t, s in zip(turns, stages, strict=True)
                if s is not None and s.first_output_ms is not None]
+    # Outside the server's turn lies the end-of-turn decision: a turn the end-of-turn model let go at a pause
+    # started ~0.2-0.5 s after the speech; one it held waited INCOMPLETE_SILENCE_MS of silence first.
+    at_pause = sum(o < INCOMPLETE_SILENCE_MS for o in outside) if mode == "default" and outside else None
     return VoiceRun(
         mode=mode, voice=voice, base_voice=base_voice, silence_ms=silence_ms, chunk_ms=chunk_ms,
         first_audio_ms=spread([t.first_audio_ms for t in turns]),
@@ -435,6 +443,8 @@ def summarize_run(mode: str, voice: str, base_voice: str, silence_ms: int | None
         tts_rtf_mean=_mean([s.tts_rtf if s else None for s in stages]),
         speech_s_mean=sum(t.speech_s for t in turns) / len(turns),
         exact_transcripts=sum(words(t.heard) == words(t.question) for t in turns),
+        word_error_rate=word_error_rate((t.question, t.heard) for t in turns),
+        ended_at_pause=at_pause,
         turns=turns,
     )
 
@@ -450,24 +460,27 @@ def _attach_stages(turns: list[VoiceTurn], log_text: str) -> list[VoiceTurn]:
 
 async def latency_run(server: RunningServer, *, mode: str, voice: str, turns: int, silence_ms: int,
                       chunk_ms: int, timeout_s: float) -> VoiceRun:
+    """mode: one of RUNS; silence_ms is used by the "silence" run only."""
     from localive.engines.tts.voices import voice_spec
 
+    if mode not in RUNS:
+        raise ValueError(f"unknown voice run {mode!r}")
     manual = mode == "manual"
-    await _turn(server, WARM_UP, voice=voice, manual=manual, silence_ms=silence_ms, chunk_ms=chunk_ms,
+    silence = silence_ms if mode == "silence" else None
+    await _turn(server, WARM_UP, voice=voice, manual=manual, silence_ms=silence, chunk_ms=chunk_ms,
                 timeout_s=timeout_s)  # unmeasured: first-use costs stay out of the statistics
     results: list[VoiceTurn] = []
     for i in range(turns):
         question = QUESTIONS[i % len(QUESTIONS)]
-        turn = await _turn(server, question, voice=voice, manual=manual, silence_ms=silence_ms,
-                              chunk_ms=chunk_ms, timeout_s=timeout_s)
+        turn = await _turn(server, question, voice=voice, manual=manual, silence_ms=silence,
+                           chunk_ms=chunk_ms, timeout_s=timeout_s)
         results.append(turn)
         print(f"  {mode} {voice} {i + 1}/{turns}: first audio {turn.first_audio_ms:.0f} ms "
               f"(heard {turn.heard!r})", file=sys.stderr, flush=True)
         await asyncio.sleep(0.2)  # the closed session's turn winds down
     await asyncio.sleep(0.2)
     results = _attach_stages(results, server.log_path.read_text(errors="replace"))
-    return summarize_run(mode, voice, str(voice_spec(voice).base), None if manual else silence_ms, chunk_ms,
-                         results)
+    return summarize_run(mode, voice, str(voice_spec(voice).base), silence, chunk_ms, results)
 
 
 # --- listening capacity -----------------------------------------------------------------------------------
@@ -658,20 +671,34 @@ class VoiceResult:
     listening: ListenResult | None
     background_cpu_pct: float  # other processes' CPU during the voice benchmark, % of the machine
     steal_pct: float
+    turn_taking: str = ""  # the server's default turn-taking, as its log says ("" when it does not)
+
+
+_TURN_TAKING = re.compile(r"localive: turn-taking: (?P<how>.+)$", re.MULTILINE)
+
+
+def server_turn_taking(log_text: str) -> str:
+    """What the server says at start about its default turn-taking (`localive: turn-taking: …`), or ""."""
+    found = _TURN_TAKING.search(log_text)
+    return found["how"].strip() if found else ""
+
+
+_RUN_TITLES = {"manual": "manual-activity turns", "default": "default-turn-detection turns",
+               "silence": "automatic-VAD turns (silenceDurationMs {silence_ms})"}
 
 
 async def measure(server: RunningServer, *, voices: Sequence[str], auto_voices: Sequence[str], turns: int,
-                  silence_ms: int, chunk_ms: int, listen: Sequence[int], timeout_s: float) -> VoiceResult:
+                  silence_ms: int, chunk_ms: int, listen: Sequence[int], timeout_s: float,
+                  runs: Sequence[str] = RUNS) -> VoiceResult:
+    """The latency runs named in `runs` (in RUNS order; manual for each of `voices`, the others for each of
+    `auto_voices`), then the listening levels."""
     meter = BackgroundMeter(psutil.Process(server.pid), psutil.Process())
-    runs: list[VoiceRun] = []
-    for voice in voices if turns else ():
-        print(f"manual-activity turns, voice {voice}…", file=sys.stderr, flush=True)
-        runs.append(await latency_run(server, mode="manual", voice=voice, turns=turns, silence_ms=silence_ms,
-                                      chunk_ms=chunk_ms, timeout_s=timeout_s))
-    for voice in auto_voices if turns else ():
-        print(f"automatic-VAD turns (silenceDurationMs {silence_ms}), voice {voice}…", file=sys.stderr, flush=True)
-        runs.append(await latency_run(server, mode="automatic", voice=voice, turns=turns, silence_ms=silence_ms,
-                                      chunk_ms=chunk_ms, timeout_s=timeout_s))
+    results: list[VoiceRun] = []
+    for mode in (m for m in RUNS if m in runs and turns):
+        for voice in voices if mode == "manual" else auto_voices:
+            print(f"{_RUN_TITLES[mode].format(silence_ms=silence_ms)}, voice {voice}…", file=sys.stderr, flush=True)
+            results.append(await latency_run(server, mode=mode, voice=voice, turns=turns, silence_ms=silence_ms,
+                                             chunk_ms=chunk_ms, timeout_s=timeout_s))
     listening = None
     if listen:
         print(f"listening capacity ({', '.join(map(str, listen))} sessions)…", file=sys.stderr, flush=True)
@@ -679,12 +706,13 @@ async def measure(server: RunningServer, *, voices: Sequence[str], auto_voices: 
                                              chunk_ms=chunk_ms, timeout_s=timeout_s)
     background, steal = meter.other_pct()
     return VoiceResult(model=MODEL.removeprefix("models/"), max_tokens=MAX_TOKENS, chunk_ms=chunk_ms,
-                       questions=min(turns, len(QUESTIONS)), runs=runs, listening=listening,
-                       background_cpu_pct=background, steal_pct=steal)
+                       questions=min(turns, len(QUESTIONS)), runs=results, listening=listening,
+                       background_cpu_pct=background, steal_pct=steal,
+                       turn_taking=server_turn_taking(server.log_path.read_text(errors="replace")))
 
 
 def run_voice(workdir: Path, *, voices: Sequence[str], auto_voices: Sequence[str], turns: int, silence_ms: int,
-              chunk_ms: int, listen: Sequence[int], timeout_s: float) -> VoiceResult:
+              chunk_ms: int, listen: Sequence[int], timeout_s: float, runs: Sequence[str] = RUNS) -> VoiceResult:
     """Start a server on the default models and speech engines, and measure it."""
     for question in (WARM_UP, *QUESTIONS[:turns]):
         speech_pcm(question)  # fails early, in one line, without espeak-ng/sox; caches the speech
@@ -693,7 +721,8 @@ def run_voice(workdir: Path, *, voices: Sequence[str], auto_voices: Sequence[str
     server = start_server(workdir, "--max-sessions", str(max(100, max(listen, default=0) + 10)))
     try:
         return asyncio.run(measure(server, voices=voices, auto_voices=auto_voices, turns=turns,
-                                   silence_ms=silence_ms, chunk_ms=chunk_ms, listen=listen, timeout_s=timeout_s))
+                                   silence_ms=silence_ms, chunk_ms=chunk_ms, listen=listen, timeout_s=timeout_s,
+                                   runs=runs))
     except BenchError as exc:
         raise BenchError(f"{exc}\nserver log (last lines):\n{server.log_tail()}") from exc
     finally:
