@@ -1,8 +1,8 @@
 """How well the server heard the voice benchmark's questions: exact transcripts and word error rate (pure functions).
 
 The rate is over a whole run: the word errors of all its turns over the words of all its questions, so a long
-question weighs more than a short one (the usual corpus WER). localive.testing.text has the same per-sentence
-measure for tests; it sits above this layer, so the bench cannot import it.
+question weighs more than a short one (the usual corpus WER). localive.testing.text's per-sentence rate for tests
+is built on the same functions.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from localive.bench.accuracy import word_errors, words
+
 __all__ = ["CLOSE_WER", "spoken_words", "text_language", "word_error_rate"]
 
 # A transcript a user would read as what was said: at most a quarter of its words wrong (2 in 8), whatever one
@@ -21,18 +23,12 @@ _STOP_WORDS = {
 
 def spoken_words(text: str) -> list[str]:
     """The words of `text`, lower case, punctuation dropped (apostrophes kept: "don't")."""
-    return re.sub(r"[^\w\s']", " ", text.lower()).split()
+    return words(text)
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
     """Word-level edit distance over the reference's length (Levenshtein on `spoken_words`)."""
-    ref, hyp = spoken_words(reference), spoken_words(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i in range(1, len(ref) + 1):
-        diagonal, row[0] = row[0], i
-        for j in range(1, len(hyp) + 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (ref[i - 1] != hyp[j - 1]))
-    return row[len(hyp)] / max(1, len(ref))
+    return word_errors(reference, hypothesis) / max(1, len(words(reference)))
 
 
 def text_language(text: str) -> str | None:
