@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import threading
 import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -199,6 +200,31 @@ async def test_a_cancelled_request_leaves_the_engine_usable(asr: WhisperASR, say
             await task
     transcript = await asr.transcribe(say(PHRASES[2]))
     assert wer(PHRASES[2], transcript.text) <= CLOSE_WER
+
+
+async def test_the_engine_is_busy_until_a_pass_is_over_even_one_whose_caller_gave_up(asr: WhisperASR,
+                                                                                    say: Say) -> None:
+    assert asr.idle
+    started, original = threading.Event(), asr._transcribe_on_worker
+
+    def noting(*args: Any) -> Any:
+        started.set()
+        return original(*args)
+
+    asr._transcribe_on_worker = noting  # type: ignore[method-assign]
+    try:
+        spoken = say(PHRASES[0])
+        long = Pcm16(spoken.data * 4, spoken.sample_rate_hz)  # a pass long enough to still run when cancelled
+        given_up = asyncio.create_task(asr.transcribe(long))
+        assert await asyncio.to_thread(started.wait, 30)  # the pass runs on the worker
+    finally:
+        asr._transcribe_on_worker = original  # type: ignore[method-assign]
+    given_up.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await given_up
+    assert not asr.idle  # the worker still runs it: work ahead must not start another pass now
+    await asr.transcribe(say(PHRASES[1]))  # queued behind it: both are over when this returns
+    assert asr.idle
 
 
 async def test_language_hints(asr: WhisperASR, say: Say) -> None:
