@@ -261,3 +261,19 @@ async def test_nothing_is_read_ahead_while_the_recogniser_works_for_someone() ->
     await drain_turn(session)
     assert not llm.read_ahead and len(asr.heard) == 1  # only the pause's pass, which the turn used
     await session.aclose()
+
+
+async def test_an_answer_worked_ahead_is_interrupted_like_any_other() -> None:
+    asr, llm, tts = ListASR("slow", "stop"), RecordingLLM(), CountingTTS()  # "slow": a word every 30 ms
+    session = session_with(asr, llm, tts)
+    await send(session, setup())
+    await session.outbox.get()
+    await send(session, tone_frame(0.6, loud=True))
+    await send(session, tone_frame(0.2, loud=False))
+    await until(lambda: bool(tts.said))
+    await send(session, tone_frame(0.5, loud=False))  # the turn ends on the pause: it takes the answer...
+    await until(lambda: session.generating)
+    await send(session, tone_frame(0.4, loud=True))  # ...and the user talks over it
+    messages = await drain_turn(session)
+    assert "interrupted" in kinds(messages) and llm.streams[0]["closed"] and not llm.streams[0]["finished"]
+    await session.aclose()

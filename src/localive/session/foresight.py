@@ -95,6 +95,7 @@ class Prepared:
             self.started.set()
             voice = config.voice
             if config.response_modality != "AUDIO" or tts is None or voice is None:
+                await self._item(0)  # the prompt is read and the first words are there when the turn starts
                 await self._handover.wait()
                 return
             piece = await self._first_piece()
@@ -163,7 +164,8 @@ class Prepared:
                 index += 1
                 yield item
         finally:
-            await _close(self._stream)
+            async with self._reading:  # not while the work's task reads it (it reads up to the first piece)
+                await _close(self._stream)
 
     def used_by(self, run: Callable[[], Coroutine[Any, Any, bool]],
                 session_id: str) -> Callable[[], Coroutine[Any, Any, bool]]:
@@ -242,7 +244,11 @@ class PreparedTTS:
             self._prepared.first = None  # once
             try:
                 return await asyncio.shield(first[1])
-            except Exception:  # noqa: BLE001 - its failure (or its cancellation) is met again below
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not first[1].cancelled() or (task is not None and task.cancelling()):
+                    raise  # this turn is being cancelled (not only the work ahead)
+            except Exception:  # noqa: BLE001 - its failure is met again below
                 pass
         return await self._tts.synthesize(text, voice, language, delivery)
 
@@ -289,6 +295,7 @@ class Foresight:
         prepared = Prepared(event.heard_frames, heard)
         llm, tts = self._engines()
         prepared.task = self._tasks.start(prepared.work(config, History(history), llm, tts), "foresight")
+        prepared.task.add_done_callback(lambda _: prepared.started.set())  # also if cancelled before it ran
         self._prepared = prepared
 
     def cancel(self) -> None:
