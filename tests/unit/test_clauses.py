@@ -49,32 +49,39 @@ def test_nothing_is_lost_or_reordered_however_the_text_streams(text: str) -> Non
 
 
 @pytest.mark.parametrize("text", TEXTS)
-def test_the_first_piece_is_a_few_words_and_later_pieces_end_at_sentence_ends(text: str) -> None:
+def test_the_first_piece_is_a_few_words_and_later_pieces_end_at_punctuation(text: str) -> None:
     pieces = stream(llm_tokens(text))
-    assert 1 <= len(pieces[0].split()) <= 6 or "`" in pieces[0], pieces  # `code` is never cut
+    assert 1 <= len(pieces[0].split()) <= 6, pieces
     for piece in pieces[1:-1]:
-        assert piece[-1] in ".!?" or len(piece.split()) >= 12, pieces
+        assert piece[-1] in ".!?,;:", pieces  # sentences, or clauses once the pieces before them are long
 
 
 @pytest.mark.parametrize("text, first", [
-    ("Well, the capital of France, as you know, is Paris.", "Well, the capital"),
+    ("Well, the capital of France, as you know, is Paris.", "Well,"),
+    ("The capital of France, as you know, is Paris.", "The capital of France,"),
     ("The capital of France is Paris.", "The capital of France"),  # before the verb
     ("Sure! The answer is yes.", "Sure!"),  # a sentence end, however short
-    ("Sure, the answer is yes.", "Sure, the answer"),  # a lone "Sure," is not worth a pause of its own
-    ("Yes, of course, I can help with that.", "Yes, of course,"),  # a clause mark after two words
+    ("Sure, the answer is yes.", "Sure,"),  # a clause mark, however short
+    ("Yes of course, I can help with that.", "Yes of course,"),
     ("Dr. Smith lives at 221 Baker Street.", "Dr. Smith lives"),  # never after an abbreviation
     ("Mr. and Mrs. Jones are here.", "Mr. and Mrs. Jones"),
     ("J. R. R. Tolkien wrote many books.", "J. R. R. Tolkien wrote"),  # nor after an initial
     ("1. First, open the box.", "1. First,"),  # a list number is not a sentence
     ("Pi is about 3.14159 and change.", "Pi is about 3.14159"),  # never inside a number
     ("I think that you should go now.", "I think"),  # no phrase starter in time: the word-count fallback
-    ("Run `ls -la | grep foo and bar` and see.", "Run `ls -la | grep foo and bar`"),  # never inside code
+    ("Run `ls -la | grep foo and bar` and see.", "Run"),  # before `code`, never inside it
+    ("`ls -la | grep foo and bar` is the command.", "`ls -la | grep foo and bar`"),
     ("It costs 1 000 000 euros in total now.", "It costs 1 000 000"),  # the groups of a number stay together
     ("My favourite kind of music is jazz.", "My favourite kind"),  # "of", after a word that may end a phrase
     ("The very best of all is this.", "The very best"),  # "very" needs its word: not "The very | best"
 ])
 def test_the_first_piece_ends_at_a_natural_break(text: str, first: str) -> None:
     assert stream(llm_tokens(text))[0] == first
+
+
+def test_marks_inside_code_are_not_cuts() -> None:
+    text = "Call `f(a, b); g(c): h. i` to start, then wait. Done."
+    assert stream(llm_tokens(text)) == ["Call", "`f(a, b); g(c): h. i` to start,", "then wait.", "Done."]
 
 
 def test_the_first_piece_is_cut_as_soon_as_the_break_word_is_complete() -> None:
@@ -110,11 +117,23 @@ def test_english_phrase_starters_are_not_used_for_other_languages() -> None:
 
 
 def test_later_long_sentences_break_at_clause_marks_only_when_long() -> None:
-    text = ("Sure. One two three four five six seven eight nine ten eleven twelve, thirteen. "
+    text = ("Sure. One two three, four five six seven eight nine ten eleven twelve, thirteen. "
             "A short one, with a comma.")
-    assert stream(llm_tokens(text))[1:] == [
-        "One two three four five six seven eight nine ten eleven twelve,", "thirteen.",
+    assert stream(llm_tokens(text))[1:] == [  # clause marks after twice the words before, at least 4, at most 12
+        "One two three, four five six seven eight nine ten eleven twelve,", "thirteen.",
         "A short one, with a comma."]
+
+
+def test_the_pieces_after_a_short_first_one_grow_so_that_the_audio_never_runs_dry() -> None:
+    text = ("Sure, I can help with that, and I will explain every step of the recipe, one by one, in detail. "
+            "First, preheat the oven.")
+    assert stream(llm_tokens(text)) == [
+        "Sure,",  # 1 word
+        "I can help with that,",  # a clause mark after ≥ 4 words (twice 1, at least 4)
+        "and I will explain every step of the recipe, one by one,",  # ≥ 12 words (twice 6): not at "recipe,"
+        "in detail.",
+        "First, preheat the oven.",  # later clause marks wait for 12 words: sentences
+    ]
 
 
 def test_pieces_without_words_are_dropped() -> None:

@@ -3,7 +3,7 @@
 The first piece ends at the first natural break that the text streamed so far shows:
 
 1. a sentence end (. ! ? … and the CJK 。！？), or a clause mark (, ; : — and 、，；：) after at least
-   `first_min_words` words; the earliest in the buffer wins;
+   `first_min_words` words ("Sure," alone: a speaker's natural first beat); the earliest in the buffer wins;
 2. otherwise (English only), before a word that starts a new phrase — a conjunction, preposition, auxiliary or
    relative word ("and", "of", "is", "that", …) — once at least `phrase_min_words` words precede it and the last
    of them is not one that needs its continuation ("the", "a", "my", "very", …): "The capital of France | is
@@ -12,8 +12,12 @@ The first piece ends at the first natural break that the text streamed so far sh
    not inside a number ("1 000"), after an abbreviation or after a word that needs its continuation. This is the
    fallback for languages other than English (with 1. and the marks of 1).
 
-Later pieces end at sentence ends (or at clause marks once they have `later_clause_min_words` words), so after
-the first words the speech flows in sentence-sized units with their natural prosody.
+Later pieces end at sentence ends, or at a clause mark once they have twice as many words as all the pieces
+before them (at least 4, at most `later_clause_min_words`): after "Sure," the next piece may end at "I can help
+with that," so that it is ready before "Sure," has been played even when the LLM is slow, and after the first
+dozen words the speech flows in sentence-sized units with their natural prosody. (The LLM writes a word every
+30–60 ms, a voice speaks one every ~350 ms: a piece of N words is ready in time if the audio before it is longer
+than N × the LLM's time per word; measured in docs/voices.md, "Joins".)
 
 Never cut: inside a word (so never inside a URL or a number such as 3.14 or 1,000, which have no space), after
 an abbreviation or an initial ("Dr. Smith", "e.g. this", "J. R. R. Tolkien"), after a list number ("1. First"),
@@ -47,7 +51,7 @@ _NEEDS_CONTINUATION = PHRASE_STARTERS | frozenset(
 
 
 class ClauseSplitter:
-    def __init__(self, *, first_min_words: int = 2, phrase_min_words: int = 3, first_max_words: int = 6,
+    def __init__(self, *, first_min_words: int = 1, phrase_min_words: int = 3, first_max_words: int = 6,
                  later_clause_min_words: int = 12, english: bool = True) -> None:
         self._buffer = ""
         self._first = True
@@ -56,6 +60,7 @@ class ClauseSplitter:
         self._first_max_words = first_max_words
         self._later_clause_min_words = later_clause_min_words
         self._english = english
+        self._words_cut = 0  # words in the pieces returned so far
 
     def push(self, text: str) -> list[str]:
         """Add streamed text; return the pieces that are complete."""
@@ -82,6 +87,7 @@ class ClauseSplitter:
         if not any(c.isalnum() for c in piece):
             return self._take()  # only punctuation: dropped, and the first piece is still to come
         self._first = False
+        self._words_cut += _count_words(piece)
         return piece
 
     # --- the three kinds of cut: each returns the index where the piece ends, or None ----------------------
@@ -94,7 +100,10 @@ class ClauseSplitter:
                 break
         else:
             sentence_end = None
-        min_words = self._first_min_words if self._first else self._later_clause_min_words
+        if self._first:
+            min_words = self._first_min_words
+        else:  # twice the words already cut, so the next piece is ready before they have been spoken
+            min_words = min(self._later_clause_min_words, max(4, 2 * self._words_cut))
         for match in _CLAUSE_END.finditer(buffer):
             if sentence_end is not None and match.end() >= sentence_end:
                 break

@@ -1,6 +1,8 @@
 """The embedded speech synthesizer: hibari "heart" (female) and piper "joe" (male), on one worker thread.
 
-Every Live voice name is a variant of one of the two (voices.py). A variant is rendered in three cheap steps:
+Every Live voice name is a variant of one of the two (voices.py). A variant is rendered in three cheap steps,
+after the silence the base voice pads a piece with is trimmed to a natural join (`trim_silence`: hibari adds
+~0.3 s on each side, which would delay the first words and leave ~0.7 s between pieces):
 
 1. The base voice speaks at `rate / pitch_ratio` (hibari's `speed`; piper's `length_scale` divided by it).
 2. Pitch shift by resampling: the samples are declared to be at `native_rate × pitch_ratio` and converted to
