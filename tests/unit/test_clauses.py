@@ -65,6 +65,7 @@ def test_the_first_piece_is_a_few_words_and_later_pieces_end_at_punctuation(text
     ("Yes of course, I can help with that.", "Yes of course,"),
     ("Dr. Smith lives at 221 Baker Street.", "Dr. Smith lives"),  # never after an abbreviation
     ("Mr. and Mrs. Jones are here.", "Mr. and Mrs. Jones"),
+    ("No. I do not think so.", "No."),  # "no" is a word first: a sentence end
     ("J. R. R. Tolkien wrote many books.", "J. R. R. Tolkien wrote"),  # nor after an initial
     ("1. First, open the box.", "1. First,"),  # a list number is not a sentence
     ("Pi is about 3.14159 and change.", "Pi is about 3.14159"),  # never inside a number

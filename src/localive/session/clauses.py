@@ -10,7 +10,7 @@ The first piece ends at the first natural break that the text streamed so far sh
    Paris." is cut as soon as " is" is followed by the next token's space;
 3. otherwise, once `first_max_words` complete words have arrived, at the last word boundary among them that is
    not inside a number ("1 000"), after an abbreviation or after a word that needs its continuation. This is the
-   fallback for languages other than English (with 1. and the marks of 1).
+   fallback for languages other than English (after rule 1, with its marks).
 
 Later pieces end at sentence ends, or at a clause mark once they have twice as many words as all the pieces
 before them (at least 4, at most `later_clause_min_words`): after "Sure," the next piece may end at "I can help
@@ -33,8 +33,8 @@ _CLAUSE_END = re.compile(r"[,;:—–](?=\s)|[、，；：]")
 _WORD = re.compile(r"\S+")
 
 _ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof sr jr st mt ft vs approx dept est fig no nos vol ch sec cf al gen col lt sgt capt rev hon"
-    .split()
+    # titles and short forms that end with "." mid-sentence; not "no", "sec", "etc": they often end a sentence
+    "mr mrs ms dr prof sr jr st mt ft vs approx dept fig vol cf lt sgt capt".split()
 )
 # Words that begin a new phrase: breaking just before one sounds like a speaker's natural short pause.
 PHRASE_STARTERS = frozenset(
