@@ -221,6 +221,32 @@ async def test_two_voice_names_sound_different(emulator: genai.Client) -> None:
     assert abs(spectral_centroid_hz(kore) - spectral_centroid_hz(charon)) > 100
 
 
+async def test_the_default_voice_speaks_the_whole_answer_in_order_first_words_first(emulator: genai.Client,
+                                                                                    whisper: object) -> None:
+    """The answer is cut into a short first phrase, then sentences: every piece arrives as its transcription
+    followed by its audio, in order, and the audio as a whole says the whole reply (nothing lost at the joins)."""
+    said = ("My brother moved to Canada last year for a new job. He likes the snow, the lakes and the quiet "
+            "summer evenings. Dr. Smith helped him find a flat.")
+    reply = f"You said: {said}"  # the emulator's echo (tests/data/emulator_script.toml)
+    config = {"response_modalities": ["AUDIO"], "output_audio_transcription": {}}  # no voice: the default, Puck
+    async with emulator.aio.live.connect(model=NATIVE, config=config) as session:
+        await session.send_client_content(turns={"role": "user", "parts": [{"text": said}]})
+        messages = await one_turn(session)
+    pieces: list[tuple[str, int]] = []  # each transcription piece and the bytes of audio that follow it
+    for m in messages:
+        piece = m.server_content.output_transcription if m.server_content else None
+        if piece is not None and piece.text:
+            pieces.append((piece.text, 0))
+        elif m.data:
+            assert pieces, "audio before its transcription"
+            pieces[-1] = (pieces[-1][0], pieces[-1][1] + len(m.data))
+    assert "".join(text for text, _ in pieces).split() == reply.split()  # in order, nothing lost or repeated
+    assert len(pieces) >= 4 and len(pieces[0][0].split()) <= 6  # a short first phrase, then sentences
+    assert all(audio_bytes > 0 for _, audio_bytes in pieces)  # every piece was spoken
+    heard = await transcribe(whisper, audio_of(messages), 24000)
+    assert word_error_rate(reply, heard) <= CLOSE_WER, heard
+
+
 async def test_unknown_voice_is_refused(emulator: genai.Client) -> None:
     with pytest.raises(errors.APIError) as info:
         await spoken(emulator, "NoSuchVoice")

@@ -23,11 +23,13 @@ Int16 = npt.NDArray[np.int16]
 # Whisper word timestamps (then the quietest 10 ms nearby); these four stayed below 0.25 with the cut moved ±30 ms
 # and 0.1-0.3 s of pause. (Others, e.g. "What is the capital of", did not: see docs/turn-taking.md.)
 # text, the render's length in seconds (a guard: another render needs new cut points), cut point in seconds.
+# (Since the engine trims its padding to 30 ms before the speech, each render starts 0.26-0.29 s earlier and the
+# cut points moved by exactly that: the same samples, cut at the same place.)
 CUT_MID_SENTENCE = [
-    ("Please turn off the lights in the kitchen.", 2.600, 1.695),
-    ("So the thing is that I forgot my keys.", 2.650, 1.125),
-    ("And then we went to the beach with our friends.", 2.650, 1.165),
-    ("Do you know where the nearest pharmacy is?", 2.575, 0.945),
+    ("Please turn off the lights in the kitchen.", 2.180, 1.415),
+    ("So the thing is that I forgot my keys.", 2.250, 0.865),
+    ("And then we went to the beach with our friends.", 2.230, 0.875),
+    ("Do you know where the nearest pharmacy is?", 2.140, 0.655),
 ]
 
 

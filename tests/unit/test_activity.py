@@ -9,7 +9,6 @@ from localive.engines.vad.energy import EnergyVAD
 from localive.protocol import messages as wire
 from localive.session.activity import ActivityDetector, ActivitySettings, PauseHeard, SpeechEnded, SpeechStarted
 from localive.session.audio_in import AudioInput
-from localive.session.clauses import ClauseSplitter
 
 FRAME = 512  # 32 ms at 16 kHz
 
@@ -68,23 +67,6 @@ def test_settings_from_setup(aad: dict, expected: tuple) -> None:
     config = wire.RealtimeInputConfig.model_validate({"automaticActivityDetection": aad})
     s = ActivitySettings.from_setup(config)
     assert (s.start_threshold, s.min_speech_ms, s.silence_ms) == expected
-
-
-def test_clause_splitter_speaks_the_first_clause_early() -> None:
-    splitter = ClauseSplitter()
-    tokens = ["Well", ",", " the", " capital", " of", " France", ",", " as", " you", " know", ",", " is",
-              " Paris", ".", " It", " is", " lovely", "."]
-    pieces = []
-    for t in tokens:
-        pieces += splitter.push(t)
-    pieces += splitter.flush()
-    assert pieces == ["Well, the capital of France,", "as you know, is Paris.", "It is lovely."]
-
-
-def test_clause_splitter_drops_pieces_without_words() -> None:
-    splitter = ClauseSplitter()
-    assert splitter.push("... ") == []
-    assert splitter.flush() == []
 
 
 # --- semantic turn-taking -----------------------------------------------------------------------------------------

@@ -120,12 +120,12 @@ def test_espeak_voice_for_a_language_tag() -> None:
 
 
 def test_espeak_command_keeps_the_live_voice_gender_rate_and_pitch() -> None:
-    kore, puck = voice_spec("Kore"), voice_spec("Puck")
+    kore, fenrir = voice_spec("Kore"), voice_spec("Fenrir")
     female = command("espeak-ng", "es", kore)
-    male = command("espeak-ng", "es", puck)
+    male = command("espeak-ng", "es", fenrir)
     assert female[female.index("-v") + 1] == "es+f3" and male[male.index("-v") + 1] == "es+m3"
-    assert int(male[male.index("-s") + 1]) > int(female[female.index("-s") + 1])  # Puck 1.10×, Kore 0.95×
-    assert int(female[female.index("-p") + 1]) < 50 < int(male[male.index("-p") + 1])  # -2 and +2 semitones
+    assert int(male[male.index("-s") + 1]) > int(female[female.index("-s") + 1])  # Fenrir 1.15×, Kore 0.95×
+    assert int(female[female.index("-p") + 1]) < 50 < int(male[male.index("-p") + 1])  # -2 and +2.5 semitones
     assert "--stdout" in female
 
 

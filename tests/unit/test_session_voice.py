@@ -27,7 +27,7 @@ from localive.testing.session import drain_turn, send
 
 SCRIPT = EmulatorScript.from_dict({"reply": [
     {"match": "slow", "text": "one, two, three, four, five, six, seven, eight, nine, ten.", "delay_ms": 30},
-    {"match": "count", "text": "One, two, three. Four five six seven eight nine ten eleven. That is all."},
+    {"match": "count", "text": "One two three. Four five six seven eight nine ten eleven. That is all."},
 ]})
 
 

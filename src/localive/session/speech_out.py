@@ -1,9 +1,10 @@
-"""The model's spoken answer: LLM text → clauses → speech → audio chunks, and what the user has heard.
+"""The model's spoken answer: LLM text → pieces → speech → audio chunks, and what the user has heard.
 
-The LLM and the synthesiser run concurrently (each on its own worker thread): the first clause is spoken while
-the LLM writes the next. `Playback` assumes the client plays audio in real time from the moment the first
-chunk is sent, which is what decides when the turn is over and, on barge-in, which words were heard. It reads the
-session's `Clock`, so tests check both in virtual time.
+The LLM and the synthesiser run concurrently (each on its own worker thread): the first piece — the first few
+words, up to a natural phrase break (clauses.py) — goes to the synthesiser the moment it is cut, and is spoken
+while the LLM writes the next; later pieces are sentences. `Playback` assumes the client plays audio in real time
+from the moment the first chunk is sent, which is what decides when the turn is over and, on barge-in, which words
+were heard. It reads the session's `Clock`, so tests check both in virtual time.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from localive.audio.pcm import Pcm16
 from localive.clock import SYSTEM_CLOCK, Clock
 from localive.engines.speech_remote import TTS_STAGE
-from localive.engines.tts.base import NEUTRAL, OUTPUT_SAMPLE_RATE_HZ, TTS, Delivery
+from localive.engines.tts.base import NEUTRAL, OUTPUT_SAMPLE_RATE_HZ, TTS, Delivery, is_english
 from localive.protocol import server_messages as out
 from localive.session.clauses import ClauseSplitter
 from localive.session.outbox import Outbox
@@ -85,7 +86,7 @@ async def speak(stream: AsyncIterator[str], *, tts: TTS, voice: str, language: s
     clauses: asyncio.Queue[str | None] = asyncio.Queue(maxsize=CLAUSE_QUEUE)  # bounded: backpressure to the LLM
 
     async def write() -> None:
-        splitter = ClauseSplitter()
+        splitter = ClauseSplitter(english=is_english(language))
         async for piece in stream:
             for clause in splitter.push(piece):
                 await clauses.put(clause)

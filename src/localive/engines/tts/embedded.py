@@ -1,6 +1,8 @@
 """The embedded speech synthesizer: hibari "heart" (female) and piper "joe" (male), on one worker thread.
 
-Every Live voice name is a variant of one of the two (voices.py). A variant is rendered in three cheap steps:
+Every Live voice name is a variant of one of the two (voices.py). A variant is rendered in three cheap steps,
+after the silence the base voice pads a piece with is trimmed to a natural join (`trim_silence`: hibari adds
+~0.3 s on each side, which would delay the first words and leave ~0.7 s between pieces):
 
 1. The base voice speaks at `rate / pitch_ratio` (hibari's `speed`; piper's `length_scale` divided by it).
 2. Pitch shift by resampling: the samples are declared to be at `native_rate × pitch_ratio` and converted to
@@ -42,6 +44,13 @@ Samples = npt.NDArray[np.float32]
 TARGET_RMS = 0.1  # −20 dBFS over the active (speech) part of a clause
 PEAK_CEILING = 0.89  # −1 dBFS
 MAX_GAIN = 8.0  # +18 dB: both voices need ~1.5–2.5×; more would only lift a breath or noise to speech level
+# Joins between pieces (docs/voices.md, "Joins"): hibari pads every piece with 0.2–0.35 s of silence before
+# and 0.2–0.47 s after the speech, piper with 0–0.05 s and 0.06–0.24 s; kept at most:
+LEAD_S = 0.03
+PAUSE_AFTER_S = {"sentence": 0.30, "clause": 0.18, "phrase": 0.06}
+SENTENCE_MARKS = frozenset(".!?…。！？")
+CLAUSE_MARKS = frozenset(",;:—–、，；：")
+SILENCE_DB = -45.0
 _INSTALL_HINT = "speech synthesis is not installed: pip install 'localive[voice]'"
 _WARMUP_TEXT = "Hello, this is a warm-up sentence."
 
@@ -58,6 +67,33 @@ def finish_voice(samples: Samples, rate_hz: int, spec: VoiceSpec, delivery: Deli
     if delivery.gain_db:
         samples = np.clip(samples * 10.0 ** (delivery.gain_db / 20.0), -1.0, 1.0)
     return Pcm16.from_float32(samples, OUTPUT_SAMPLE_RATE_HZ)
+
+
+def trim_silence(samples: Samples, rate_hz: int, text: str) -> Samples:
+    """Cut the silence a voice puts around a piece down to a natural join: at most LEAD_S before the speech, and
+    after it at most the pause its last mark calls for (PAUSE_AFTER_S). Silence: 10 ms frames more than
+    SILENCE_DB below the loudest. Never adds silence, never cuts speech."""
+    frame = max(1, rate_hz // 100)
+    usable = samples.size - samples.size % frame
+    if usable == 0:
+        return samples
+    energy = np.mean(samples[:usable].reshape(-1, frame).astype(np.float64) ** 2, axis=1)
+    loud = np.flatnonzero(energy > energy.max() * 10.0 ** (SILENCE_DB / 10.0))
+    if loud.size == 0:
+        return samples
+    start = max(0, loud[0] * frame - round(LEAD_S * rate_hz))
+    end = min(samples.size, (loud[-1] + 1) * frame + round(pause_after_s(text) * rate_hz))
+    return samples[start:end]
+
+
+def pause_after_s(text: str) -> float:
+    """The silence kept after a piece: a sentence's pause, a clause mark's, or a phrase cut's short breath."""
+    last = text.rstrip().rstrip("\"')]»”’」』）")[-1:]
+    if last in SENTENCE_MARKS:
+        return PAUSE_AFTER_S["sentence"]
+    if last in CLAUSE_MARKS:
+        return PAUSE_AFTER_S["clause"]
+    return PAUSE_AFTER_S["phrase"]
 
 
 def apply_tilt(samples: Samples, sample_rate_hz: int, db_per_octave: float, *, pivot_hz: float = 1000.0,
@@ -235,7 +271,8 @@ class EmbeddedTTS:
         samples = backend.render(text, rate / ratio) if text.strip() else np.zeros(0, np.float32)
         if samples.size == 0:
             return Pcm16(b"", OUTPUT_SAMPLE_RATE_HZ)
-        return finish_voice(samples, round(backend.sample_rate_hz * ratio), spec, delivery)
+        declared_rate_hz = round(backend.sample_rate_hz * ratio)  # the pitch shift (module docstring, step 2)
+        return finish_voice(trim_silence(samples, declared_rate_hz, text), declared_rate_hz, spec, delivery)
 
     def close(self) -> None:
         self._worker.shutdown(wait=True, cancel_futures=True)

@@ -1,8 +1,11 @@
 """The Live voice catalog: every Gemini Live voice name as a variant of one of two real local voices.
 
 Pure data, no model loading. Google's male voices map to piper's "joe" (US English, male), the female ones to
-hibari's "heart" (US English, female). Each name gets its own `Variant` — speaking rate, pitch shift and
-spectral tilt — chosen to echo Google's style label ("Upbeat" → faster and higher, "Soft" → slower and darker).
+hibari's "heart" (US English, female) — except the default voice, Puck: it is "heart" four semitones down (a low,
+androgynous register, not a male speaker), because the first words of every answer in the default voice must be
+cheap to synthesise and piper costs ~6× hibari (docs/voices.md, "Why Puck is heart"). Each name gets its own
+`Variant` — speaking rate, pitch shift and spectral tilt — chosen to echo Google's style label ("Upbeat" → faster,
+"Soft" → slower and darker).
 They are variants of two voices, not 30 different speakers; docs/voices.md says what each knob does.
 """
 
@@ -62,8 +65,9 @@ class VoiceSpec:
 
 
 def _voice(name: str, style: str, gender: Gender, rate: float, pitch: float, tilt: float,
-           original: bool = False) -> VoiceSpec:
-    base = BaseVoice.JOE if gender == "male" else BaseVoice.HEART
+           original: bool = False, base: BaseVoice | None = None) -> VoiceSpec:
+    if base is None:
+        base = BaseVoice.JOE if gender == "male" else BaseVoice.HEART
     return VoiceSpec(name, style, gender, base, Variant(rate, pitch, tilt), original)
 
 
@@ -83,8 +87,9 @@ CATALOG: tuple[VoiceSpec, ...] = (
     _voice("Pulcherrima", "Forward", "female", 1.08, 0.0, +2.5),
     _voice("Vindemiatrix", "Gentle", "female", 0.90, +1.0, -2.0),
     _voice("Sulafat", "Warm", "female", 0.97, -1.5, -1.5),
+    # Google's male default voice, on heart for speed: the lowest heart variant, 2 semitones below Kore
+    _voice("Puck", "Upbeat", "male", 1.03, -4.0, 0.0, original=True, base=BaseVoice.HEART),
     # --- joe (male) -----------------------------------------------------------------------------------
-    _voice("Puck", "Upbeat", "male", 1.10, +2.0, +1.5, original=True),
     _voice("Charon", "Informative", "male", 1.00, 0.0, 0.0, original=True),  # joe exactly as it ships
     _voice("Fenrir", "Excitable", "male", 1.15, +2.5, +2.0, original=True),
     _voice("Orus", "Firm", "male", 0.95, -2.0, 0.0, original=True),
