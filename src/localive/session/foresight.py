@@ -31,11 +31,11 @@ from localive.audio.pcm import Pcm16
 from localive.engines.llm.base import LLM, ChatMessage, FunctionCalls, FunctionSpec, Prefills, SamplingParams
 from localive.engines.tts.base import NEUTRAL, TTS, Delivery
 from localive.session.activity import PauseStarted, SpeechEnded
-from localive.session.clauses import ClauseSplitter
 from localive.session.config import SessionConfig
 from localive.session.hearing import Heard
 from localive.session.history import History
 from localive.session.prompt import chat_messages, function_specs
+from localive.session.speech_out import splitter_for
 from localive.session.tasks import Outcome, SessionTasks
 from localive.session.transcripts import Transcripts
 
@@ -98,7 +98,7 @@ class Prepared:
                 await self._item(0)  # the prompt is read and the first words are there when the turn starts
                 await self._handover.wait()
                 return
-            piece = await self._first_piece()
+            piece = await self._first_piece(config.language)
             if piece is None:
                 await self._handover.wait()
                 return
@@ -122,9 +122,9 @@ class Prepared:
             if self._stream is not None and not self.consumed:
                 await _close(self._stream)
 
-    async def _first_piece(self) -> str | None:
+    async def _first_piece(self, language: str | None) -> str | None:
         """Read the generation until its first piece to speak is complete (as session/speech_out.py cuts it)."""
-        splitter = ClauseSplitter()
+        splitter = splitter_for(language)
         index = 0
         while (item := await self._item(index)) is not None:
             index += 1

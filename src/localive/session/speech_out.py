@@ -74,6 +74,11 @@ class Playback:
         return " ".join(t for t, _, _ in self.clauses)
 
 
+def splitter_for(language: str | None) -> ClauseSplitter:
+    """How an answer in `language` is cut into pieces to speak (the same for the turn and its work ahead)."""
+    return ClauseSplitter(english=is_english(language))
+
+
 def audio_chunks(audio: Pcm16, chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
     return [audio.data[i:i + chunk_bytes] for i in range(0, len(audio.data), chunk_bytes)]
 
@@ -86,7 +91,7 @@ async def speak(stream: AsyncIterator[str], *, tts: TTS, voice: str, language: s
     clauses: asyncio.Queue[str | None] = asyncio.Queue(maxsize=CLAUSE_QUEUE)  # bounded: backpressure to the LLM
 
     async def write() -> None:
-        splitter = ClauseSplitter(english=is_english(language))
+        splitter = splitter_for(language)
         async for piece in stream:
             for clause in splitter.push(piece):
                 await clauses.put(clause)
