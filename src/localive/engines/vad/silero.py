@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import weakref
 from collections import deque
@@ -43,7 +42,6 @@ FRAME_SAMPLES = 512  # 32 ms at 16 kHz
 CONTEXT_SAMPLES = 64  # 4 ms of the previous frame, before each window (silero_vad.cpp)
 STATE_SHAPE = (2, 128)  # per stream; the model's `state` input is (2, batch, 128)
 MAX_PENDING_FRAMES = 62  # about 2 s of audio a stream
-WORKER_NICENESS = 0  # see docs/architecture.md "Voice activity detection": lowering it did not help the probe
 
 
 class VADBehind(RuntimeError):
@@ -97,10 +95,9 @@ class SileroBatcher:
     """Process-wide: one model, one worker thread (started at the first frame), any number of streams."""
 
     def __init__(self, *, session: onnxruntime.InferenceSession | None = None,
-                 max_pending_frames: int = MAX_PENDING_FRAMES, niceness: int = WORKER_NICENESS) -> None:
+                 max_pending_frames: int = MAX_PENDING_FRAMES) -> None:
         self._session = session or load_session()
         self.max_pending_frames = max_pending_frames
-        self._niceness = niceness
         self._sr = np.array(SAMPLE_RATE_HZ, dtype=np.int64)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -173,11 +170,6 @@ class SileroBatcher:
     # -- the worker's side -----------------------------------------------------------------------------
 
     def _work(self) -> None:
-        if self._niceness:
-            try:  # Linux: a thread's own niceness (other systems: the whole process, so not there)
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._niceness)
-            except (AttributeError, OSError) as exc:
-                log.info("could not lower the VAD worker's priority: %s", exc)
         while True:
             with self._lock:
                 while not self._ready and not self._closed:
