@@ -182,12 +182,16 @@ class SileroBatcher:
                 self._score(taken)
             except Exception as exc:  # a broken model: fail the callers, keep serving the others
                 log.exception("the VAD failed")
-                for _, job in taken:
-                    if not job.future.done():
-                        _call_soon(job.loop, _fail, job.future, exc)
-            with self._lock:
-                for stream, job in taken:
-                    stream.pending_frames -= len(job.frames)
+                unfinished = [(stream, job) for stream, job in taken if len(job.results) < len(job.frames)]
+                self._finish(unfinished)
+                for _, job in unfinished:
+                    _call_soon(job.loop, _fail, job.future, exc)
+
+    def _finish(self, jobs: list[tuple[_StreamState, _Job]]) -> None:
+        """Before a caller hears of its result: its next call may come at once, and must find room."""
+        with self._lock:
+            for stream, job in jobs:
+                stream.pending_frames -= len(job.frames)
 
     def _score(self, taken: list[tuple[_StreamState, _Job]]) -> None:
         """Frame k of every job in one run, k = 0, 1, …; each job's result goes back as soon as it is done."""
@@ -204,16 +208,17 @@ class SileroBatcher:
             probability, new_state = self._session.run(None, {"input": window, "state": state, "sr": self._sr})
             self.runs += 1
             self.frames_scored += batch
-            done: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[float]], list[float]]]] = {}
+            finished: list[tuple[_StreamState, _Job]] = []
             still: list[tuple[_StreamState, _Job]] = []
             for i, (stream, job) in enumerate(active):
                 stream.state = new_state[:, i, :].copy()
                 stream.context = window[i, -CONTEXT_SAMPLES:].copy()
                 job.results.append(float(probability[i, 0]))
-                if len(job.results) == len(job.frames):
-                    done.setdefault(job.loop, []).append((job.future, job.results))
-                else:
-                    still.append((stream, job))
+                (finished if len(job.results) == len(job.frames) else still).append((stream, job))
+            self._finish(finished)
+            done: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[float]], list[float]]]] = {}
+            for _, job in finished:
+                done.setdefault(job.loop, []).append((job.future, job.results))
             for loop, results in done.items():  # one wake-up of each event loop a run, not one a stream
                 _call_soon(loop, _deliver, results)
             active = still
