@@ -7,8 +7,10 @@ from localive.audio.pcm import Pcm16
 from localive.engines.turn.base import FakeEndOfTurn
 from localive.engines.vad.energy import EnergyVAD
 from localive.protocol import messages as wire
+from localive.protocol.errors import InvalidArgument
 from localive.session.activity import ActivityDetector, ActivitySettings, PauseHeard, SpeechEnded, SpeechStarted
 from localive.session.audio_in import AudioInput
+from localive.testing.audio import tone
 
 FRAME = 512  # 32 ms at 16 kHz
 
@@ -127,3 +129,16 @@ async def feed(audio: AudioInput) -> list[object]:
     for chunk in [loud] * 10 + [quiet] * 30:
         events += await audio.push(chunk, "audio/pcm;rate=16000")
     return events
+
+
+async def test_audio_input_reads_each_chunks_mime_type() -> None:
+    """The rate is parsed once per MIME type, not per chunk: a new type still takes effect, a bad one is refused."""
+    audio, only_8k = (AudioInput(ActivitySettings(), manual=False, vad_factory=EnergyVAD) for _ in range(2))
+    await audio.push(tone(0.1), "audio/pcm;rate=16000")
+    for _ in range(5):
+        await audio.push(tone(0.1, rate_hz=8000), "audio/pcm;rate=8000")  # resampled, as when it came first
+        await only_8k.push(tone(0.1, rate_hz=8000), "audio/pcm;rate=8000")
+    assert audio.received_s == pytest.approx(0.1 + only_8k.received_s) and only_8k.received_s > 0.4
+    with pytest.raises(InvalidArgument):
+        await audio.push(tone(0.1), "audio/opus")
+    audio.close()

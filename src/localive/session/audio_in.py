@@ -48,6 +48,7 @@ class AudioInput:
         self._vad: VAD | None = None  # made on the first audio, off the event loop
         self._executor = executor
         self._resampler: StreamResampler | None = None
+        self._mime_type, self._rate = "", 0  # the last chunk's MIME type and its rate: parsed once, not per chunk
         self._detector: ActivityDetector | None = None
         self._frame_samples = 0
         self._carry: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)
@@ -78,7 +79,9 @@ class AudioInput:
         return self._vad, self._detector
 
     async def push(self, data: bytes, mime_type: str) -> list[ActivityEvent]:
-        rate = pcm_rate(mime_type)
+        if mime_type != self._mime_type:
+            self._rate, self._mime_type = pcm_rate(mime_type), mime_type
+        rate = self._rate
         if len(data) % 2:
             raise InvalidArgument("Audio data must be 16-bit PCM: an even number of bytes.")
         if self._resampler is None or self._resampler.from_hz != rate:

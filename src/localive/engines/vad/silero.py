@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import weakref
 from collections import deque
@@ -43,7 +42,6 @@ FRAME_SAMPLES = 512  # 32 ms at 16 kHz
 CONTEXT_SAMPLES = 64  # 4 ms of the previous frame, before each window (silero_vad.cpp)
 STATE_SHAPE = (2, 128)  # per stream; the model's `state` input is (2, batch, 128)
 MAX_PENDING_FRAMES = 62  # about 2 s of audio a stream
-WORKER_NICENESS = 0  # see docs/architecture.md "Voice activity detection": lowering it did not help the probe
 
 
 class VADBehind(RuntimeError):
@@ -97,10 +95,9 @@ class SileroBatcher:
     """Process-wide: one model, one worker thread (started at the first frame), any number of streams."""
 
     def __init__(self, *, session: onnxruntime.InferenceSession | None = None,
-                 max_pending_frames: int = MAX_PENDING_FRAMES, niceness: int = WORKER_NICENESS) -> None:
+                 max_pending_frames: int = MAX_PENDING_FRAMES) -> None:
         self._session = session or load_session()
         self.max_pending_frames = max_pending_frames
-        self._niceness = niceness
         self._sr = np.array(SAMPLE_RATE_HZ, dtype=np.int64)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -173,11 +170,6 @@ class SileroBatcher:
     # -- the worker's side -----------------------------------------------------------------------------
 
     def _work(self) -> None:
-        if self._niceness:
-            try:  # Linux: a thread's own niceness (other systems: the whole process, so not there)
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._niceness)
-            except (AttributeError, OSError) as exc:
-                log.info("could not lower the VAD worker's priority: %s", exc)
         while True:
             with self._lock:
                 while not self._ready and not self._closed:
@@ -190,12 +182,16 @@ class SileroBatcher:
                 self._score(taken)
             except Exception as exc:  # a broken model: fail the callers, keep serving the others
                 log.exception("the VAD failed")
-                for _, job in taken:
-                    if not job.future.done():
-                        _call_soon(job.loop, _fail, job.future, exc)
-            with self._lock:
-                for stream, job in taken:
-                    stream.pending_frames -= len(job.frames)
+                unfinished = [(stream, job) for stream, job in taken if len(job.results) < len(job.frames)]
+                self._finish(unfinished)
+                for _, job in unfinished:
+                    _call_soon(job.loop, _fail, job.future, exc)
+
+    def _finish(self, jobs: list[tuple[_StreamState, _Job]]) -> None:
+        """Before a caller hears of its result: its next call may come at once, and must find room."""
+        with self._lock:
+            for stream, job in jobs:
+                stream.pending_frames -= len(job.frames)
 
     def _score(self, taken: list[tuple[_StreamState, _Job]]) -> None:
         """Frame k of every job in one run, k = 0, 1, …; each job's result goes back as soon as it is done."""
@@ -212,16 +208,17 @@ class SileroBatcher:
             probability, new_state = self._session.run(None, {"input": window, "state": state, "sr": self._sr})
             self.runs += 1
             self.frames_scored += batch
-            done: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[float]], list[float]]]] = {}
+            finished: list[tuple[_StreamState, _Job]] = []
             still: list[tuple[_StreamState, _Job]] = []
             for i, (stream, job) in enumerate(active):
                 stream.state = new_state[:, i, :].copy()
                 stream.context = window[i, -CONTEXT_SAMPLES:].copy()
                 job.results.append(float(probability[i, 0]))
-                if len(job.results) == len(job.frames):
-                    done.setdefault(job.loop, []).append((job.future, job.results))
-                else:
-                    still.append((stream, job))
+                (finished if len(job.results) == len(job.frames) else still).append((stream, job))
+            self._finish(finished)
+            done: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[float]], list[float]]]] = {}
+            for _, job in finished:
+                done.setdefault(job.loop, []).append((job.future, job.results))
             for loop, results in done.items():  # one wake-up of each event loop a run, not one a stream
                 _call_soon(loop, _deliver, results)
             active = still
