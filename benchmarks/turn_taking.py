@@ -86,7 +86,7 @@ OPEN_TIMEOUT_S = 30.0
 TRIAL_TIMEOUT_S = 60.0  # a whole trial, session open included (a bound: trials take 3-12 s)
 BETWEEN_TRIALS_S = 0.3
 SET_DIR = CACHE / "turn-taking"
-SET_VERSION = "1"  # part of every cache key: bump when synthesis or the cut search changes
+SET_VERSION = "2"  # part of every cache key: bump when synthesis or the cut search changes
 # Cut search: the quietest 10 ms frame from CUT_BEFORE_S before Whisper's end of the prefix's last word to
 # CUT_AFTER_S after its start of the next word (Whisper's word boundaries are ~20-50 ms late on this voice).
 CUT_BEFORE_S = 0.03

@@ -143,7 +143,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "SILENCE_MS) (default: manual,default,silence)")
     parser.add_argument("--voices", type=_voice_names, default=["Puck", "Kore"], metavar="VOICES",
                         help="voices of the manual-activity runs, comma-separated; the automatic runs and the "
-                             "listening test use the first (default: Puck,Kore: piper joe and hibari heart)")
+                             "listening test use the first (default: Puck,Kore: two variants of hibari heart, "
+                             "docs/voices.md)")
     parser.add_argument("--silence-ms", type=_bounded_int(100, 5000), default=500, metavar="SILENCE_MS",
                         help="silenceDurationMs of the automatic-VAD run and the listening test (default: 500)")
     parser.add_argument("--chunk-ms", type=_bounded_int(10, 1000), default=20, metavar="MS",
