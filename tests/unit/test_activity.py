@@ -8,7 +8,15 @@ from localive.engines.turn.base import FakeEndOfTurn
 from localive.engines.vad.energy import EnergyVAD
 from localive.protocol import messages as wire
 from localive.protocol.errors import InvalidArgument
-from localive.session.activity import ActivityDetector, ActivitySettings, PauseHeard, SpeechEnded, SpeechStarted
+from localive.session.activity import (
+    ActivityDetector,
+    ActivitySettings,
+    PauseHeard,
+    PauseStarted,
+    SpeechEnded,
+    SpeechGoingOn,
+    SpeechStarted,
+)
 from localive.session.audio_in import AudioInput
 from localive.testing.audio import tone
 
@@ -32,6 +40,27 @@ def test_speech_starts_after_prefix_padding_and_ends_after_silence() -> None:
     assert not end.forced
     # 30 speech frames + up to ~300 ms before + ~200 ms of trailing silence kept
     assert 1.0 < end.audio.duration_s < 1.6 and end.audio.sample_rate_hz == 16000
+
+
+def test_a_pause_is_foreseen_with_the_audio_the_turn_will_hear_if_the_user_says_no_more() -> None:
+    detector = ActivityDetector(ActivitySettings(min_speech_ms=64, silence_ms=500), FRAME, foresee=True)
+    events = [e for _, e in run(detector, [1.0] * 20 + [0.0] * 20)]
+    pause = next(e for e in events if isinstance(e, PauseStarted))
+    ended = next(e for e in events if isinstance(e, SpeechEnded))
+    assert events.index(pause) < events.index(ended) and pause.heard_frames == ended.heard_frames
+    # what was cut 64 ms into the pause gets the trailing silence the utterance ends with (here, as the padding,
+    # digital silence: the very same audio)
+    assert pause.audio.duration_s == ended.audio.duration_s and pause.audio.data == ended.audio.data
+
+
+def test_speech_after_a_pause_makes_what_was_foreseen_out_of_date() -> None:
+    detector = ActivityDetector(ActivitySettings(min_speech_ms=64, silence_ms=500), FRAME, foresee=True)
+    events = [e for _, e in run(detector, [1.0] * 10 + [0.0] * 3 + [1.0] * 10 + [0.0] * 20)]
+    kinds = [type(e).__name__ for e in events if not isinstance(e, SpeechGoingOn)]
+    assert kinds == ["SpeechStarted", "PauseStarted", "SpeechResumed", "PauseStarted", "SpeechEnded"]
+    first, last = [e for e in events if isinstance(e, PauseStarted)]
+    ended = events[-1]
+    assert isinstance(ended, SpeechEnded) and first.heard_frames != ended.heard_frames == last.heard_frames
 
 
 def test_short_blips_do_not_start_speech() -> None:

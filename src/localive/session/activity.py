@@ -191,7 +191,8 @@ class ActivityDetector:
             audio = Pcm16.from_float32_frames(self._utterance, self.sample_rate_hz)
             events.append(PauseHeard(audio, self._silence_run * self._frame_ms))
         if self._foresee_frames and self._silence_run == self._foresee_frames:
-            events.append(PauseStarted(self.utterance(), len(self._utterance) - self._silence_run))
+            audio = padded(self.utterance(), (self._keep_trailing - self._silence_run) * self._frame_ms)
+            events.append(PauseStarted(audio, len(self._utterance) - self._silence_run))
         elif self._foresee_frames and not self._silence_run and len(self._utterance) % self._listen_frames == 0:
             events.append(SpeechGoingOn())
         return events
@@ -256,4 +257,14 @@ class PauseTracker:
         if not self._heard:
             return []
         self._silence_run += 1
-        return [PauseStarted(audio(), self.heard_frames)] if self._silence_run == self._foresee_frames else []
+        if self._silence_run != self._foresee_frames:
+            return []
+        return [PauseStarted(padded(audio(), TRAILING_KEEP_MS - FORESEE_AFTER_MS), self.heard_frames)]
+
+
+def padded(audio: Pcm16, silence_ms: float) -> Pcm16:
+    """`audio` with `silence_ms` of digital silence after it: an utterance cut early in a pause, given the trailing
+    silence the utterance will have when it ends (Whisper mishears a last word that the audio ends right after:
+    "capital of France" heard as "capital of friends" 64 ms into the pause, rightly with 200 ms after it)."""
+    samples = round(audio.sample_rate_hz * max(0.0, silence_ms) / 1000)
+    return Pcm16(audio.data + bytes(2 * samples), audio.sample_rate_hz) if samples else audio
