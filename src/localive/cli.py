@@ -140,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="start even when the --tts-url server does not answer yet: sessions that answer in "
                              "AUDIO are refused with 1013 until it answers (checked again at most every 2 s); "
                              "without it, serve stops with one line")
+    threads = serve.add_argument_group(
+        "embedded engines' threads", "CPU threads each embedded engine computes one request with (requests queue, "
+        "one at a time per engine); the defaults were measured on 2 cores (docs/latency.md, Threads)")
+    threads.add_argument("--llm-threads", type=_positive, default=None, metavar="N",
+                         help="llama.cpp's threads (default: the CPU count, at most 4)")
+    threads.add_argument("--asr-threads", type=_positive, default=None, metavar="N",
+                         help="Whisper's threads (default: 1; faster than 2 for the short window on 2 cores, and "
+                              "it leaves a core to the LLM)")
+    threads.add_argument("--tts-threads", type=_positive, default=None, metavar="N",
+                         help="the hibari and piper voices' threads (default: 1)")
     sessions = serve.add_argument_group("long sessions")
     sessions.add_argument("--sessions-db", type=Path, default=None, metavar="FILE",
                           help="SQLite file for resumable session state (default: DATA_DIR/sessions.sqlite3)")
@@ -551,7 +561,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "", api_key=os.environ.get(API_KEY_ENV) or None, connect_timeout_s=args.llm_connect_timeout_s,
         first_token_timeout_s=args.llm_timeout_s, read_timeout_s=args.llm_timeout_s,
         max_sessions=args.llm_max_concurrency, context_tokens=args.llm_context_tokens,
-        may_start_down=args.llm_may_start_down, logprobs=not args.llm_no_logprobs), clock=clock)
+        may_start_down=args.llm_may_start_down, logprobs=not args.llm_no_logprobs), clock=clock,
+        llm_threads=args.llm_threads)
     print(f"localive {__version__}: loading models ({', '.join(sorted(map(_shown, registry.llm_backends())))})…",
           file=sys.stderr, flush=True)
     voice = None
@@ -575,7 +586,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from localive.engines.voice import load_voice_engines
 
             voice = load_voice_engines(semantic_turns=args.turn_taking != "silence", remote=remote_speech,
-                                       down=speech_down)
+                                       down=speech_down, asr_threads=args.asr_threads, tts_threads=args.tts_threads)
         elif args.voice == "emulator":
             from localive.engines.voice import load_emulator_voice
 

@@ -100,6 +100,11 @@ class LlamaLLM:
         self._grammar: tuple[str, str] | None = None  # the last function set's call grammar (GBNF)
         self._scorer: SequenceScorer | None = None  # worker-thread state, like _llama
 
+    @property
+    def n_threads(self) -> int:
+        """llama.cpp's threads for one generation (and its prompt's evaluation)."""
+        return self._n_threads
+
     # --- loading (on the worker thread) -----------------------------------------------------------------
 
     def load(self) -> None:
