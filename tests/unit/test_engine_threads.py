@@ -1,14 +1,19 @@
 """`localive serve --llm-threads/--asr-threads/--tts-threads` and `localive bench --server-arg`: parsed, and handed
-to the embedded engines' constructors (which only keep the count: nothing is loaded here)."""
+to the embedded engines' constructors (which only keep the count: nothing is loaded here); and a turn's prompt
+counted off the event loop where counting takes time."""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from localive.cli import build_parser
+from localive.engines.llm.base import ChatMessage, FunctionSpec
+from localive.session.prompt import count_prompt_tokens
 
 
 def test_serve_thread_options_default_to_the_engines_own_choice() -> None:
@@ -54,3 +59,24 @@ def test_bench_server_args_are_repeatable_and_kept_in_order() -> None:
     args = build_parser().parse_args(["bench", "--server-arg=--llm-threads=1", "--server-arg=--asr-threads=2",
                                       "--server-arg", "off"])
     assert args.server_arg == ["--llm-threads=1", "--asr-threads=2", "off"]
+
+
+class _Counter:
+    """An LLM's token counting only (all `count_prompt_tokens` needs), recording the thread it ran on."""
+
+    def __init__(self, on_a_thread: bool) -> None:
+        self.counts_on_a_thread = on_a_thread
+        self.threads: list[int] = []
+
+    def count_prompt_tokens(self, messages: list[ChatMessage], functions: Sequence[FunctionSpec] = ()) -> int:
+        self.threads.append(threading.get_ident())
+        return len(messages)
+
+
+async def test_a_prompt_is_counted_off_the_event_loop_when_the_llm_says_counting_takes_time() -> None:
+    messages = [ChatMessage("user", "Hello")]
+    slow, fast = _Counter(True), _Counter(False)
+    assert await count_prompt_tokens(slow, messages, ()) == 1  # type: ignore[arg-type]
+    assert await count_prompt_tokens(fast, messages, ()) == 1  # type: ignore[arg-type]
+    assert slow.threads != [threading.get_ident()]
+    assert fast.threads == [threading.get_ident()]  # the emulator's count stays in the loop's (virtual) time
