@@ -144,12 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
         "embedded engines' threads", "CPU threads each embedded engine computes one request with (requests queue, "
         "one at a time per engine); the defaults were measured on 2 cores (docs/latency.md, Threads)")
     threads.add_argument("--llm-threads", type=_positive, default=None, metavar="N",
-                         help="llama.cpp's threads (default: the CPU count, at most 4)")
+                         help="llama.cpp's threads (default: the CPU count, at most 4; with many listening "
+                              "sessions on 2 cores, 1 kept their VAD from falling behind)")
     threads.add_argument("--asr-threads", type=_positive, default=None, metavar="N",
                          help="Whisper's threads (default: 1; faster than 2 for the short window on 2 cores, and "
                               "it leaves a core to the LLM)")
     threads.add_argument("--tts-threads", type=_positive, default=None, metavar="N",
-                         help="the hibari and piper voices' threads (default: 1)")
+                         help="the hibari and piper voices' threads (default: 1; 2 synthesised faster on 2 cores "
+                              "but the first audio came no sooner)")
     sessions = serve.add_argument_group("long sessions")
     sessions.add_argument("--sessions-db", type=Path, default=None, metavar="FILE",
                           help="SQLite file for resumable session state (default: DATA_DIR/sessions.sqlite3)")
