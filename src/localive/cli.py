@@ -439,6 +439,17 @@ def _hearing(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> Em
     return EmulatorHearing.load(args.emulator_script)
 
 
+def _unused_threads(args: argparse.Namespace) -> str | None:
+    """A thread count for an engine that this server does not run embedded (no silent no-op)."""
+    if args.llm_threads and args.llm_url:
+        return "--llm-threads is for the embedded LLM (llama.cpp), not with --llm-url"
+    for stage, engine in (("asr", "Whisper"), ("tts", "voices")):
+        if getattr(args, f"{stage}_threads") and (args.voice != "embedded" or getattr(args, f"{stage}_url")):
+            where = f"--{stage}-url" if getattr(args, f"{stage}_url") else f"--voice {args.voice}"
+            return f"--{stage}-threads is for the embedded {engine}, not with {where}"
+    return None
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -534,6 +545,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if given and not getattr(args, f"{stage}_url"):
             print(f"localive: {given[0]} needs --{stage}-url", file=sys.stderr)
             return 2
+    if problem := _unused_threads(args):
+        print(f"localive: {problem}", file=sys.stderr)
+        return 2
     if args.voice == "emulator" and (args.asr_url or args.tts_url):
         print("localive: --asr-url and --tts-url need --voice embedded, not emulator", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from localive.cli import build_parser
+from localive.cli import build_parser, main
 from localive.engines.llm.base import ChatMessage, FunctionSpec
 from localive.session.prompt import count_prompt_tokens
 
@@ -29,6 +29,18 @@ def test_serve_thread_options_refuse_what_is_not_a_positive_count(value: str,
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--llm-threads", value])
     assert "--llm-threads" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--llm-url", "http://127.0.0.1:9/v1", "--llm-threads", "2"], "--llm-threads is for the embedded LLM"),
+    (["--voice", "off", "--asr-threads", "2"], "--asr-threads is for the embedded Whisper, not with --voice off"),
+    (["--voice", "emulator", "--tts-threads", "2"], "--tts-threads is for the embedded voices, not with --voice"),
+    (["--tts-url", "http://127.0.0.1:9/v1", "--tts-model", "m", "--tts-threads", "2"], "not with --tts-url"),
+])
+def test_serve_refuses_threads_for_an_engine_it_does_not_run(argv: list[str], message: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", *argv]) == 2  # before anything is loaded or listened on
+    assert message in capsys.readouterr().err
 
 
 def test_serve_help_names_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
