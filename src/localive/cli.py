@@ -144,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
         "embedded engines' threads", "CPU threads each embedded engine computes one request with (requests queue, "
         "one at a time per engine); the defaults were measured on 2 cores (docs/latency.md, Threads)")
     threads.add_argument("--llm-threads", type=_positive, default=None, metavar="N",
-                         help="llama.cpp's threads (default: the CPU count, at most 4; with many listening "
-                              "sessions on 2 cores, 1 kept their VAD from falling behind)")
+                         help="llama.cpp's threads (default: the CPU count, at most 4; on 2 cores 2 answered "
+                              "sooner than 1, but 1 held up better on a machine shared with other busy processes)")
     threads.add_argument("--asr-threads", type=_positive, default=None, metavar="N",
                          help="Whisper's threads (default: 1; faster than 2 for the short window on 2 cores, and "
                               "it leaves a core to the LLM)")
