@@ -140,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="start even when the --tts-url server does not answer yet: sessions that answer in "
                              "AUDIO are refused with 1013 until it answers (checked again at most every 2 s); "
                              "without it, serve stops with one line")
+    threads = serve.add_argument_group(
+        "embedded engines' threads", "CPU threads each embedded engine computes one request with (requests queue, "
+        "one at a time per engine); the defaults were measured on 2 cores (docs/latency.md, Threads)")
+    threads.add_argument("--llm-threads", type=_positive, default=None, metavar="N",
+                         help="llama.cpp's threads (default: the CPU count, at most 4; on 2 cores 2 answered "
+                              "sooner than 1, but 1 held up better on a machine shared with other busy processes)")
+    threads.add_argument("--asr-threads", type=_positive, default=None, metavar="N",
+                         help="Whisper's threads (default: 1; faster than 2 for the short window on 2 cores, and "
+                              "it leaves a core to the LLM)")
+    threads.add_argument("--tts-threads", type=_positive, default=None, metavar="N",
+                         help="the hibari and piper voices' threads (default: 1; 2 synthesised faster on 2 cores "
+                              "but the first audio came no sooner)")
     sessions = serve.add_argument_group("long sessions")
     sessions.add_argument("--sessions-db", type=Path, default=None, metavar="FILE",
                           help="SQLite file for resumable session state (default: DATA_DIR/sessions.sqlite3)")
@@ -427,6 +439,17 @@ def _hearing(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> Em
     return EmulatorHearing.load(args.emulator_script)
 
 
+def _unused_threads(args: argparse.Namespace) -> str | None:
+    """A thread count for an engine that this server does not run embedded (no silent no-op)."""
+    if args.llm_threads and args.llm_url:
+        return "--llm-threads is for the embedded LLM (llama.cpp), not with --llm-url"
+    for stage, engine in (("asr", "Whisper"), ("tts", "voices")):
+        if getattr(args, f"{stage}_threads") and (args.voice != "embedded" or getattr(args, f"{stage}_url")):
+            where = f"--{stage}-url" if getattr(args, f"{stage}_url") else f"--voice {args.voice}"
+            return f"--{stage}-threads is for the embedded {engine}, not with {where}"
+    return None
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -522,6 +545,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if given and not getattr(args, f"{stage}_url"):
             print(f"localive: {given[0]} needs --{stage}-url", file=sys.stderr)
             return 2
+    if problem := _unused_threads(args):
+        print(f"localive: {problem}", file=sys.stderr)
+        return 2
     if args.voice == "emulator" and (args.asr_url or args.tts_url):
         print("localive: --asr-url and --tts-url need --voice embedded, not emulator", file=sys.stderr)
         return 2
@@ -551,7 +577,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "", api_key=os.environ.get(API_KEY_ENV) or None, connect_timeout_s=args.llm_connect_timeout_s,
         first_token_timeout_s=args.llm_timeout_s, read_timeout_s=args.llm_timeout_s,
         max_sessions=args.llm_max_concurrency, context_tokens=args.llm_context_tokens,
-        may_start_down=args.llm_may_start_down, logprobs=not args.llm_no_logprobs), clock=clock)
+        may_start_down=args.llm_may_start_down, logprobs=not args.llm_no_logprobs), clock=clock,
+        llm_threads=args.llm_threads)
     print(f"localive {__version__}: loading models ({', '.join(sorted(map(_shown, registry.llm_backends())))})…",
           file=sys.stderr, flush=True)
     voice = None
@@ -575,7 +602,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from localive.engines.voice import load_voice_engines
 
             voice = load_voice_engines(semantic_turns=args.turn_taking != "silence", remote=remote_speech,
-                                       down=speech_down)
+                                       down=speech_down, asr_threads=args.asr_threads, tts_threads=args.tts_threads)
         elif args.voice == "emulator":
             from localive.engines.voice import load_emulator_voice
 

@@ -152,6 +152,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", type=listen_levels, default=[10, 20, 40, 60, 80, 120], metavar="LISTEN",
                         help="listening sessions per capacity level, comma-separated, increasing; stops at the "
                              "first level that falls behind; 'none' skips the test (default: 10,20,40,60,80,120)")
+    parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                        help="one more argument for the `localive serve` of the concurrency and voice benchmarks "
+                             "(repeat; an ARG that starts with '-' needs the '=': --server-arg=--llm-threads=2)")
     parser.add_argument("--timeout", type=_seconds, default=120.0, metavar="S",
                         help="give up when a session open or a turn takes longer than this (default: 120 s)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
@@ -218,7 +221,8 @@ def _run_load(workdir: Path, args: argparse.Namespace) -> LoadResult:
     from localive.bench.server import start_server
 
     print("starting a server on the emulator model…", file=sys.stderr, flush=True)
-    server = start_server(workdir, "--llm", "emulator", "--max-sessions", str(max(100, args.sessions + 1)))
+    server = start_server(workdir, "--llm", "emulator", "--max-sessions", str(max(100, args.sessions + 1)),
+                          *args.server_arg)
     try:
         return asyncio.run(run_load(server, sessions=args.sessions, turns=args.turns, timeout_s=args.timeout))
     except BenchError as exc:
@@ -242,5 +246,5 @@ def _run_voice(workdir: Path, args: argparse.Namespace) -> VoiceResult:
 
     return run_voice(workdir, voices=args.voices, auto_voices=args.voices[:1], turns=args.voice_turns,
                      silence_ms=args.silence_ms, chunk_ms=args.chunk_ms, listen=args.listen, timeout_s=args.timeout,
-                     runs=args.voice_runs)
+                     runs=args.voice_runs, server_args=args.server_arg)
 

@@ -712,13 +712,14 @@ async def measure(server: RunningServer, *, voices: Sequence[str], auto_voices: 
 
 
 def run_voice(workdir: Path, *, voices: Sequence[str], auto_voices: Sequence[str], turns: int, silence_ms: int,
-              chunk_ms: int, listen: Sequence[int], timeout_s: float, runs: Sequence[str] = RUNS) -> VoiceResult:
-    """Start a server on the default models and speech engines, and measure it."""
+              chunk_ms: int, listen: Sequence[int], timeout_s: float, runs: Sequence[str] = RUNS,
+              server_args: Sequence[str] = ()) -> VoiceResult:
+    """Start a server on the default models and speech engines (and `server_args`), and measure it."""
     for question in (WARM_UP, *QUESTIONS[:turns]):
         speech_pcm(question)  # fails early, in one line, without espeak-ng/sox; caches the speech
     print("starting a server on the default models and speech engines (loading them)…", file=sys.stderr,
           flush=True)
-    server = start_server(workdir, "--max-sessions", str(max(100, max(listen, default=0) + 10)))
+    server = start_server(workdir, "--max-sessions", str(max(100, max(listen, default=0) + 10)), *server_args)
     try:
         return asyncio.run(measure(server, voices=voices, auto_voices=auto_voices, turns=turns,
                                    silence_ms=silence_ms, chunk_ms=chunk_ms, listen=listen, timeout_s=timeout_s,

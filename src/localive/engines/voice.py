@@ -43,11 +43,13 @@ class VoiceEngines:
 
 
 def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True,
-                       remote: RemoteSpeech | None = None, down: frozenset[str] = frozenset()) -> VoiceEngines:
+                       remote: RemoteSpeech | None = None, down: frozenset[str] = frozenset(),
+                       asr_threads: int | None = None, tts_threads: int | None = None) -> VoiceEngines:
     """Load and warm every speech model now, so no session pays for it. Raises ModelNotInstalled, and ValueError
     for a bad remote configuration. `semantic_turns`: also the end-of-turn model (Smart Turn v3.2). `remote`: the
     stages that run on OpenAI-compatible servers instead (VAD and turn-taking stay here); `down`: those of them
-    whose server did not answer at start (ASR_STAGE, TTS_STAGE), whose sessions are refused until it answers."""
+    whose server did not answer at start (ASR_STAGE, TTS_STAGE), whose sessions are refused until it answers.
+    `asr_threads`, `tts_threads`: the embedded Whisper's and voices' threads (None: their measured defaults)."""
     remote = remote or RemoteSpeech()
     try:
         from localive.engines.asr.whisper import WhisperASR
@@ -71,10 +73,10 @@ def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True,
         asr = remote_asr
         names.append(f"remote ASR {remote.asr_model}")
     else:
-        whisper = WhisperASR(ensure_model_dir(WHISPER_BASE, progress=progress))
+        whisper = WhisperASR(ensure_model_dir(WHISPER_BASE, progress=progress), cpu_threads=asr_threads)
         whisper.load()
         asr = whisper
-        names.append("Whisper base")
+        names.append(f"Whisper base on {_threads(whisper.cpu_threads)}")
     tts: TTS
     if remote.tts_url and remote.tts_model:
         from localive.engines.tts.openai_speech import OpenAISpeechTTS
@@ -88,10 +90,11 @@ def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True,
         names.append(f"remote TTS {remote.tts_model}")
     else:
         fallback = EspeakTTS()
-        multilingual = MultilingualTTS(EmbeddedTTS(), fallback)
+        embedded = EmbeddedTTS(threads=tts_threads or 1)
+        multilingual = MultilingualTTS(embedded, fallback)
         multilingual.load()
         tts = multilingual
-        names.append("hibari + piper, espeak-ng")
+        names.append(f"hibari + piper on {_threads(embedded.threads)}, espeak-ng")
         if fallback.problem:
             log.warning("speech in other languages than English is off: %s", fallback.problem)
     end_of_turn = None
@@ -105,6 +108,10 @@ def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True,
     log.info("loaded speech engines (%s) in %.1f s", ", ".join(names), time.monotonic() - started)
     return VoiceEngines(asr, tts, vad.stream, ThreadPoolExecutor(max_workers=2, thread_name_prefix="vad"),
                         end_of_turn, vad_close=vad.close)
+
+
+def _threads(count: int) -> str:
+    return f"{count} thread" + ("" if count == 1 else "s")
 
 
 def load_emulator_voice(hearing: EmulatorHearing | None = None) -> VoiceEngines:

@@ -30,7 +30,7 @@ from localive.session.history import Entry, History
 from localive.session.lifecycle import Lifecycle, Trigger
 from localive.session.outbox import Outbox
 from localive.session.proactive import ProactiveJudge
-from localive.session.prompt import chat_messages, fit_context, function_specs
+from localive.session.prompt import chat_messages, count_prompt_tokens, fit_context, function_specs
 from localive.session.rounds import MalformedCall, call_functions, execute, model_round, think
 from localive.session.speech_out import Playback, finish_transcription
 from localive.session.thinking import answer_messages
@@ -145,7 +145,7 @@ class ModelTurn:
         tool_prompt_tokens, thought_tokens, reason = 0, 0, None
         if s.resumable:
             await s.outbox.put(out.resumption_update("", False), turn=turn_id)
-        fit_context(llm, config, history, s.session_id)
+        await fit_context(llm, config, history, s.session_id)
         context = await self._gather_context()
         feeling, spoken_as = self._sense_affect()
         functions = function_specs(config)
@@ -153,7 +153,7 @@ class ModelTurn:
         for round_no in range(MAX_TOOL_ROUNDS):
             offered = functions if round_no < MAX_TOOL_ROUNDS - 1 else []  # the last round must answer
             messages = chat_messages(config, history, "\n\n".join(p for p in (context.prompt, feeling) if p))
-            tokens = llm.count_prompt_tokens(messages, offered)
+            tokens = await count_prompt_tokens(llm, messages, offered)
             if round_no == 0:
                 self.prompt_tokens = tokens
             else:

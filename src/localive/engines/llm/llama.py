@@ -90,6 +90,7 @@ class LlamaLLM:
         self.n_ctx = n_ctx
         self.context_tokens = n_ctx
         self.can_score_continuations = True  # any text, in a KV sequence of its own (llama_scoring.py)
+        self.counts_on_a_thread = True  # tokenizing a prompt takes ms: sessions count off the event loop
         self._n_threads = n_threads or max(1, min(4, os.cpu_count() or 1))
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llm-{name}")
         self._jobs = 0  # submitted to the worker and not done yet (under _jobs_lock: done callbacks run on the worker)
@@ -97,8 +98,14 @@ class LlamaLLM:
         self._llama: Any = None
         self._formatter: Any = None
         self._last_render: tuple[object, str] | None = None  # token count, then generation
+        self._last_count: tuple[object, int] | None = None  # the last prompt counted, and its tokens
         self._grammar: tuple[str, str] | None = None  # the last function set's call grammar (GBNF)
         self._scorer: SequenceScorer | None = None  # worker-thread state, like _llama
+
+    @property
+    def n_threads(self) -> int:
+        """llama.cpp's threads for one generation (and its prompt's evaluation)."""
+        return self._n_threads
 
     # --- loading (on the worker thread) -----------------------------------------------------------------
 
@@ -149,8 +156,16 @@ class LlamaLLM:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def count_prompt_tokens(self, messages: list[ChatMessage], functions: Sequence[FunctionSpec] = ()) -> int:
+        """Thread-safe (sessions call it off the event loop: ~2 µs a token). A turn counts the same prompt twice
+        (fitting the context, then its usage), so the last count is kept."""
+        key = (tuple(messages), tuple(f.name for f in functions))
+        last = self._last_count
+        if last is not None and last[0] == key:
+            return last[1]
         prompt = self._render(messages, functions)
-        return len(self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+        count = len(self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+        self._last_count = (key, count)
+        return count
 
     # --- generation ------------------------------------------------------------------------------------
 

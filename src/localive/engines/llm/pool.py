@@ -21,12 +21,14 @@ log = logging.getLogger("localive.engines")
 
 class LLMPool:
     def __init__(self, *, emulator_script: EmulatorScript | None = None, model_dir: Path | None = None,
-                 remote: RemoteSettings | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+                 remote: RemoteSettings | None = None, clock: Clock = SYSTEM_CLOCK,
+                 llm_threads: int | None = None) -> None:
         self._emulator_script = emulator_script
         self._clock = clock  # the emulator's pacing (the server's clock)
         self._model_dir = model_dir
         self._remote = remote or RemoteSettings("")  # timeouts and limits of remote backends (their URL: the key)
         self._llms: dict[str, ScoringLLM] = {}
+        self._llm_threads = llm_threads  # embedded llama.cpp's threads (None: LlamaLLM's default)
 
     def load(self, backends: set[str], *, progress: bool = True) -> None:
         """Load (and warm) the named backends now, at start-up, so that no session pays for it."""
@@ -58,9 +60,9 @@ class LLMPool:
 
             path = ensure_weights(WEIGHTS[key], directory=self._model_dir, progress=progress)
             started = time.monotonic()
-            llm = LlamaLLM(path, name=key)
+            llm = LlamaLLM(path, name=key, n_threads=self._llm_threads)
             llm.load()
-            log.info("loaded %s in %.1f s", key, time.monotonic() - started)
+            log.info("loaded %s in %.1f s on %d thread(s)", key, time.monotonic() - started, llm.n_threads)
             return llm
         raise ModelNotInstalled(f"unknown LLM backend '{key}' (known: {EMULATOR}, {', '.join(WEIGHTS)})")
 

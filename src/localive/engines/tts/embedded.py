@@ -221,6 +221,11 @@ class EmbeddedTTS:
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts")
         self._backends: dict[BaseVoice, _Backend] = {}
 
+    @property
+    def threads(self) -> int:
+        """Each voice's inference threads (onnxruntime intra-op)."""
+        return self._threads
+
     def voices(self) -> list[str]:
         return voice_names()
 
