@@ -405,6 +405,8 @@ class LiveSession:
                 await asyncio.gather(event_loop, return_exceptions=True)
         finally:  # the backends' slots are given back however the session ends, even if this is cancelled
             self._slots.give_back()
+            if self._listening is not None:  # its VAD stream, now rather than when the session is collected
+                self._listening.close()
         self._tool_calls.cancel_all()
         try:  # the handles' expiry clock; a store that fails or hangs here must not keep the session open
             await self._resumption.session_ended(self._watchdog)
