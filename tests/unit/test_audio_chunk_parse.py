@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from localive.protocol.b64 import decode_lenient
 from localive.protocol.errors import InvalidArgument
 from localive.protocol.keys import normalise_keys
-from localive.protocol.messages import RealtimeInput
+from localive.protocol.messages import JOIN_BYTES, RealtimeInput, audio_only, join_audio, joinable
 from localive.protocol.parse import audio_chunk, parse_client_message
 
 PCM = bytes(range(256)) * 3
@@ -81,3 +81,33 @@ def test_lenient_base64_gives_what_it_gave_before(text: str) -> None:
 def test_lenient_base64_refuses_what_it_refused(text: str) -> None:
     with pytest.raises(InvalidArgument):
         decode_lenient(text)
+
+
+def _chunk(data: bytes, mime: str = "audio/pcm;rate=16000") -> RealtimeInput:
+    return RealtimeInput.model_validate({"audio": {"data": base64.b64encode(data).decode(), "mimeType": mime}})
+
+
+def test_audio_chunks_behind_each_other_join_in_order() -> None:
+    chunks = [_chunk(bytes([i]) * 640) for i in range(3)]
+    joined = join_audio(chunks)
+    assert joined == _chunk(b"".join(bytes([i]) * 640 for i in range(3)))
+    assert join_audio(chunks[:1]) is chunks[0]
+    assert joinable(chunks[0], chunks[1], 640)
+
+
+@pytest.mark.parametrize("after", [
+    _chunk(b"\0" * 640, "audio/pcm;rate=24000"),  # another rate
+    _chunk(b"\0" * 641),  # not whole samples: applied alone, where it fails
+    RealtimeInput.model_validate({"audio": {"data": "AAAA", "mimeType": "audio/pcm;rate=16000"}, "text": "hi"}),
+    RealtimeInput.model_validate({"audioStreamEnd": True}),
+    RealtimeInput.model_validate({"activityEnd": {}}),
+    RealtimeInput.model_validate({"mediaChunks": [{"data": "AAAA", "mimeType": "audio/pcm;rate=16000"}]}),
+])
+def test_only_plain_audio_chunks_of_one_type_join(after: RealtimeInput) -> None:
+    assert not joinable(_chunk(b"\0" * 640), after, 640)
+
+
+def test_an_odd_chunk_joins_nothing_and_the_joined_audio_is_bounded() -> None:
+    assert not joinable(_chunk(b"\0" * 641), _chunk(b"\0" * 640), 641)
+    assert not joinable(_chunk(b"\0" * 640), _chunk(b"\0" * 640), JOIN_BYTES - 638)
+    assert audio_only(RealtimeInput.model_validate({"activityStart": {}})) is None

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from functools import partial
 
 from starlette.types import Message
@@ -36,7 +37,15 @@ from localive.protocol.errors import (
     close_for,
     log_close,
 )
-from localive.protocol.messages import ClientMessage, ContextUpdate
+from localive.protocol.messages import (
+    JOIN_CHUNKS,
+    ClientMessage,
+    ContextUpdate,
+    RealtimeInput,
+    audio_only,
+    join_audio,
+    joinable,
+)
 from localive.protocol.server_messages import dumps
 from localive.server.auth import ANONYMOUS
 from localive.server.budget import WorkBudget
@@ -210,12 +219,16 @@ async def _read(ws: WebSocket, session: LiveSession, writer: asyncio.Task[Close 
     """Feed frames to the session until the client leaves, an error ends the session, or the writer stops."""
     message: ClientMessage | Close = first
     watch = WriterWatch(writer)
+    ahead: Ahead = None  # what came right behind joined audio chunks (`_join_audio`): the next to apply
     while True:
         if isinstance(message, Close):
             return message
-        started = time.thread_time()
+        consumed = 1
+        if isinstance(message, RealtimeInput) and audio_only(message):
+            message, consumed, ahead = await _join_audio(ws, message, session.session_id, budget)
+        started = time.thread_time() if isinstance(message, ContextUpdate) else 0.0
         try:
-            await session.handle(message)
+            await session.handle(message, consumed)
             # compiling a contextUpdate's tools is the session's one heavy step that awaits nothing: the event
             # loop's CPU time for it is this client's alone, and is charged too
             if isinstance(message, ContextUpdate):
@@ -227,11 +240,53 @@ async def _read(ws: WebSocket, session: LiveSession, writer: asyncio.Task[Close 
             return close_for(exc)
         if writer.done():
             return writer.result() or close_for(None)
-        try:
-            event = await watch.receive(ws)
-        except WriterEnded:
-            return writer.result() or close_for(None)
+        if isinstance(ahead, Parsed):
+            message, ahead = ahead.message, None
+            continue
+        if ahead is not None:
+            event, ahead = ahead, None
+        else:
+            try:
+                event = await watch.receive(ws)
+            except WriterEnded:
+                return writer.result() or close_for(None)
         message = await _parse(event, session.session_id, budget)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    message: ClientMessage | Close
+
+
+Ahead = Parsed | Message | None  # a frame parsed, or the event of one not parsed yet (the client's close)
+
+
+async def _join_audio(ws: WebSocket, message: RealtimeInput, session_id: str,
+                      budget: WorkBudget) -> tuple[RealtimeInput, int, Ahead]:
+    """An audio chunk, joined with the audio chunks right behind it that have already arrived (at most
+    JOIN_CHUNKS): a session that has fallen behind real time catches up in fewer, longer steps, one VAD hand-off
+    each, instead of one a chunk; a session that keeps up finds nothing waiting and goes on chunk by chunk.
+    Returns the message to apply, how many client messages it stands for, and what came next if it was taken
+    and not joined (a message of another kind, a refused frame's Close, the client's close event): that is
+    applied next, so the order holds. Every frame is parsed and charged to the budget as it always is."""
+    joined = [message]
+    joined_bytes = len(message.audio.data) if message.audio is not None else 0
+    while len(joined) < JOIN_CHUNKS and _frame_waiting(ws):
+        event = await ws.receive()  # waiting: returns at once
+        if event["type"] != "websocket.receive":
+            return join_audio(joined), len(joined), event
+        after = await _parse(event, session_id, budget)
+        if not (isinstance(after, RealtimeInput) and joinable(joined[-1], after, joined_bytes)):
+            return join_audio(joined), len(joined), Parsed(after)
+        joined.append(after)
+        joined_bytes += len(after.audio.data) if after.audio is not None else 0
+    return join_audio(joined), len(joined), None
+
+
+def _frame_waiting(ws: WebSocket) -> bool:
+    """Whether the client's next frame is already here (received and parsed by the WebSocket layer)."""
+    extension = (ws.scope.get("extensions") or {}).get(ABORT_EXTENSION)
+    return extension is not None and "waiting" in extension and bool(extension["waiting"]())
 
 
 class WriterEnded(Exception):
