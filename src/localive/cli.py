@@ -220,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="open client connections of all listeners; at the bound a new connection pushes out "
                              "the one waiting longest for its request, or gets 503 (default: the open-file limit "
                              "less 128)")
+    limits.add_argument("--ws-compression", choices=["on", "off"], default="off",
+                        help="accept permessage-deflate when a client offers it: about 25%% fewer bytes on the "
+                             "wire for more CPU per message (default off: more sessions per core; "
+                             "docs/benchmarks.md)")
     tools = serve.add_argument_group("tools")
     tools.add_argument("--code-execution", choices=["on", "off"], default="on",
                        help="run the model's Python in a bubblewrap sandbox (default on; refused with a clear "
@@ -668,7 +672,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                                header_timeout_s=args.header_timeout,
                                                max_connections=args.max_connections,
                                                forwarded_allow_ips=args.forwarded_allow_ips, started=started,
-                                               clock=clock))
+                                               clock=clock, ws_compression=args.ws_compression == "on"))
         waiter = asyncio.create_task(started.wait())
         await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if started.is_set():

@@ -18,6 +18,10 @@ _ALPHABET = re.compile(r"^[A-Za-z0-9+/\-_]*={0,2}$")
 
 def decode_lenient(data: str) -> bytes:
     """Decode standard or URL-safe base64, with or without padding."""
+    try:  # the common case, standard and padded (JS SDK, browsers): what the strict decoder accepts, the rest does
+        return binascii.a2b_base64(data, strict_mode=True)
+    except (binascii.Error, ValueError):
+        pass
     text = data.strip()
     if not _ALPHABET.match(text):
         raise InvalidArgument("Invalid value for a bytes field: not base64.")

@@ -477,6 +477,29 @@ class ContextUpdate(WireModel):
 
 ClientMessage = Setup | ClientContent | RealtimeInput | ToolResponse | ContextUpdate
 
+_BLOB_FIELDS_SET = frozenset({"mime_type", "data"})
+_AUDIO_FIELDS_SET = frozenset({"audio"})
+_NO_REALTIME_INPUT = dict.fromkeys(RealtimeInput.model_fields)
+
+
+def _built(model: type[WireModel], values: dict[str, Any], fields_set: frozenset[str]) -> Any:
+    """An instance of `model` from values already checked, as `model_validate` would leave it (what pydantic's
+    `model_construct` does, without its per-field walk, a third of an audio chunk's parse)."""
+    instance = model.__new__(model)
+    object.__setattr__(instance, "__dict__", values)
+    object.__setattr__(instance, "__pydantic_fields_set__", set(fields_set))
+    object.__setattr__(instance, "__pydantic_extra__", None)
+    object.__setattr__(instance, "__pydantic_private__", None)
+    return instance
+
+
+def audio_chunk_input(mime_type: str, data: bytes) -> RealtimeInput:
+    """``RealtimeInput(audio=Blob(mime_type=..., data=...))`` for a chunk whose fields are checked already
+    (protocol/parse.py's fast path); equal to what validating it gives (tests/unit/test_protocol.py)."""
+    blob = _built(Blob, {"mime_type": mime_type, "data": data, "display_name": None}, _BLOB_FIELDS_SET)
+    result: RealtimeInput = _built(RealtimeInput, {**_NO_REALTIME_INPUT, "audio": blob}, _AUDIO_FIELDS_SET)
+    return result
+
 # camelCase top-level key → model (after normalisation snake keys arrive here as camelCase too)
 TOP_LEVEL: dict[str, type[WireModel]] = {
     "setup": Setup,
@@ -485,3 +508,35 @@ TOP_LEVEL: dict[str, type[WireModel]] = {
     "toolResponse": ToolResponse,
     "contextUpdate": ContextUpdate,
 }
+
+
+# --- joined audio chunks (server/live_ws.py: a session behind real time catches up) ---------------------------
+
+JOIN_CHUNKS = 16  # audio chunks joined into one at most (0.32 s of 20 ms chunks)
+JOIN_BYTES = 64 * 1024  # and at most this much audio
+
+
+def audio_only(message: RealtimeInput) -> Blob | None:
+    """The audio of a realtimeInput that holds an audio chunk and nothing else, else None."""
+    if message.audio is None or message.video is not None or message.text is not None or message.media_chunks \
+            or message.audio_stream_end is not None or message.activity_start or message.activity_end:
+        return None
+    return message.audio
+
+
+def joinable(last: RealtimeInput, after: RealtimeInput, joined_bytes: int) -> bool:
+    """Whether `after` may be applied together with the audio-only chunks before it (the `last` of them, holding
+    `joined_bytes` in all): the same MIME type, whole 16-bit samples in each (a chunk that is wrong is applied
+    alone, so it fails where it always did), and within JOIN_BYTES together."""
+    a, b = audio_only(last), audio_only(after)
+    return (a is not None and b is not None and a.mime_type == b.mime_type and not len(a.data) % 2
+            and not len(b.data) % 2 and joined_bytes + len(b.data) <= JOIN_BYTES)
+
+
+def join_audio(chunks: list[RealtimeInput]) -> RealtimeInput:
+    """Joinable chunks (see `joinable`, checked pairwise in order) as one, their audio in order."""
+    if len(chunks) == 1:
+        return chunks[0]
+    first = audio_only(chunks[0])
+    assert first is not None
+    return audio_chunk_input(first.mime_type, b"".join(c.audio.data for c in chunks if c.audio is not None))

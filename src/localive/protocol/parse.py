@@ -7,9 +7,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from localive.protocol.b64 import decode_lenient
 from localive.protocol.errors import InvalidArgument
 from localive.protocol.keys import normalise_keys
-from localive.protocol.messages import TOP_LEVEL, ClientMessage
+from localive.protocol.messages import TOP_LEVEL, ClientMessage, RealtimeInput, audio_chunk_input
 
 _TYPE_NAMES = {
     "bool": "TYPE_BOOL",
@@ -36,6 +37,9 @@ def parse_client_message(frame: str | bytes) -> ClientMessage:
         raise InvalidArgument("Invalid JSON payload received.") from exc
     if not isinstance(raw, dict):
         raise InvalidArgument("Invalid JSON payload received: expected an object.")
+    chunk = audio_chunk(raw)
+    if chunk is not None:
+        return chunk
     message = normalise_keys(raw)
     if len(message) != 1:
         keys = ", ".join(sorted(message)) or "none"
@@ -53,6 +57,29 @@ def parse_client_message(frame: str | bytes) -> ClientMessage:
         raise InvalidArgument(describe_validation_error(key, exc)) from None
     except InvalidArgument:
         raise
+
+
+def audio_chunk(raw: dict[str, Any]) -> RealtimeInput | None:
+    """The commonest message, a realtimeInput holding one audio chunk and nothing else
+    (``{"realtimeInput": {"audio": {"data": "<base64>", "mimeType": "<type>"}}}``, keys in either spelling), checked
+    here without the generic path's key normalisation and model validation (half of the parse's cost); every
+    check of that path holds (strings only, valid base64, no other field). None for any other message, or one that
+    fails a check: the generic path validates it and reports what is wrong exactly as it always does."""
+    body = raw.get("realtimeInput") or raw.get("realtime_input")
+    if len(raw) != 1 or type(body) is not dict or len(body) != 1:
+        return None
+    blob = body.get("audio")
+    if type(blob) is not dict or len(blob) != 2:
+        return None
+    data = blob.get("data")
+    mime_type = blob.get("mimeType") or blob.get("mime_type")
+    if type(data) is not str or type(mime_type) is not str:
+        return None
+    try:
+        decoded = decode_lenient(data)
+    except InvalidArgument:
+        return None
+    return audio_chunk_input(mime_type, decoded)
 
 
 def describe_validation_error(root: str, exc: ValidationError) -> str:

@@ -13,7 +13,8 @@ descriptor, and a Live connection also holds a session slot. Here:
   flood that is an attacker's, while a real request, sent at once, gets through); if no connection is waiting,
   the newcomer gets 503. The server therefore never runs out of descriptors, and ``/healthz`` keeps answering.
 - **Transport abort**: WebSocket handlers find ``abort`` under ``scope["extensions"][ABORT_EXTENSION]`` and use it
-  when a send misses its write deadline (server/live_ws.py). A WebSocket connection still open
+  when a send misses its write deadline (server/live_ws.py); ``waiting`` there says whether the client's next
+  message is already in (the reader joins audio chunks that are). A WebSocket connection still open
   ``KEEPALIVE_GRACE_S`` after its ping went unanswered, or ``CLOSE_GRACE_S`` after its handler returned, is
   aborted too: uvicorn's close would wait for ever for a client that reads nothing to take the close frame.
 
@@ -216,7 +217,7 @@ def websocket_protocol(guard: ConnectionGuard) -> type[WebSocketsSansIOProtocol]
             super().connection_lost(exc)
 
         async def run_asgi(self) -> None:
-            self.scope["extensions"][ABORT_EXTENSION] = {"abort": self.abort}
+            self.scope["extensions"][ABORT_EXTENSION] = {"abort": self.abort, "waiting": self.waiting}
             try:
                 await super().run_asgi()
             finally:
@@ -225,6 +226,13 @@ def websocket_protocol(guard: ConnectionGuard) -> type[WebSocketsSansIOProtocol]
         def keepalive_timeout(self) -> None:
             super().keepalive_timeout()  # a 1011 close frame, then a close that waits until the client reads it
             self.loop.call_later(KEEPALIVE_GRACE_S, self._abort_if_open)
+
+        def waiting(self) -> bool:
+            """Whether a message can be received at once: one is queued, or the bytes already read hold one
+            (parsed now, as the next `_feed` would)."""
+            if self.queue.empty() and self._unread:
+                self._feed()
+            return not self.queue.empty()
 
         def abort(self) -> None:
             if not self.disconnected:

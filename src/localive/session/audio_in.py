@@ -120,7 +120,8 @@ class AudioInput:
         """The complete VAD frames of the audio so far (the rest waits for the next chunk), and their speech
         probabilities."""
         vad, _ = await self._ready_vad()
-        fresh = audio.to_float32()
+        fresh = np.frombuffer(audio.data, dtype="<i2").astype(np.float32)  # Pcm16.to_float32, in place:
+        fresh *= 1 / 32768  # one array a chunk, not two (a power of two: the same values as dividing)
         samples = np.concatenate([self._carry, fresh]) if len(self._carry) else fresh
         count = len(samples) // self._frame_samples
         self._carry = samples[count * self._frame_samples:].copy()

@@ -35,6 +35,7 @@ INTERNAL_ROOM = 32  # internal events queued at most (a few at a time, by constr
 @dataclass(frozen=True)
 class ClientMessage:
     message: wire.ClientMessage
+    count: int = 1  # client messages it stands for (audio chunks the transport joined: server/live_ws.py)
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 

@@ -90,6 +90,11 @@ class Listening:
             self.video = VideoInput(self._vision, self._config().media_resolution)
         return self.video
 
+    def close(self) -> None:
+        """The session ends: release what the audio input holds (its VAD stream). Safe to call twice."""
+        if self._audio is not None:
+            self._audio.close()
+
     async def realtime_input(self, realtime: wire.RealtimeInput) -> None:
         if realtime.video is not None:
             self.video_input().push(realtime.video.data, realtime.video.mime_type)

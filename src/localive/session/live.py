@@ -127,15 +127,17 @@ class LiveSession:
 
     # --- the event stream --------------------------------------------------------------------------------
 
-    async def handle(self, message: wire.ClientMessage) -> None:
-        """Apply one client message (in the event loop). Raises a LiveError for input that must end the session."""
+    async def handle(self, message: wire.ClientMessage, count: int = 1) -> None:
+        """Apply one client message (in the event loop). Raises a LiveError for input that must end the session.
+        `count`: how many client messages it stands for (audio chunks the transport joined), for the index of
+        the last message consumed that resumption reports."""
         if self.state is State.CLOSED:
             return
         if self._event_loop is None:
             self._event_loop = asyncio.create_task(self._run_events(), name=f"session-{self.session_id}")
         if self._event_loop.done():
             raise RuntimeError(f"session {self.session_id}: its event loop has ended")
-        await self._events.send(ClientMessage(message))
+        await self._events.send(ClientMessage(message, count))
 
     async def _run_events(self) -> None:
         try:
@@ -153,7 +155,7 @@ class LiveSession:
     async def _apply(self, event: Event) -> None:
         if isinstance(event, ClientMessage):
             try:
-                await self._on_message(event.message)
+                await self._on_message(event.message, event.count)
             except Exception as exc:  # noqa: BLE001 - raised by handle(), to the transport
                 if not event.done.done():
                     event.done.set_exception(exc)
@@ -176,8 +178,8 @@ class LiveSession:
     async def _fail(self, exc: Exception) -> None:
         await self.outbox.put(close_for(exc))
 
-    async def _on_message(self, message: wire.ClientMessage) -> None:
-        self._consumed += 1
+    async def _on_message(self, message: wire.ClientMessage, count: int = 1) -> None:
+        self._consumed += count
         if self.state is State.AWAITING_SETUP:
             if not isinstance(message, wire.Setup):
                 raise InvalidArgument("The first message must be setup.")
@@ -405,6 +407,8 @@ class LiveSession:
                 await asyncio.gather(event_loop, return_exceptions=True)
         finally:  # the backends' slots are given back however the session ends, even if this is cancelled
             self._slots.give_back()
+            if self._listening is not None:  # its VAD stream, now rather than when the session is collected
+                self._listening.close()
         self._tool_calls.cancel_all()
         try:  # the handles' expiry clock; a store that fails or hangs here must not keep the session open
             await self._resumption.session_ended(self._watchdog)
