@@ -258,7 +258,7 @@ class Foresight:
     most one `Prepared` for their latest pause."""
 
     def __init__(self, transcripts: Transcripts, tasks: SessionTasks,
-                 engines: Callable[[], tuple[LLM, TTS | None]]) -> None:
+                 engines: Callable[[], tuple[LLM | None, TTS | None]]) -> None:
         self._transcripts = transcripts
         self._tasks = tasks
         self._engines = engines  # the session's LLM and voice, as in force now
@@ -289,11 +289,11 @@ class Foresight:
         ahead uses idle engines, never another session's turn."""
         busy = self._transcripts.busy and not self._reading_now
         self.cancel()
-        if busy or event.audio.duration_s > FORESEE_MAX_S or not worth_foreseeing(config):
+        llm, tts = self._engines()
+        if busy or llm is None or event.audio.duration_s > FORESEE_MAX_S or not worth_foreseeing(config):
             return
         heard = self._transcripts.start(SpeechEnded(event.audio, 0.0, heard_frames=event.heard_frames), config)
         prepared = Prepared(event.heard_frames, heard)
-        llm, tts = self._engines()
         prepared.task = self._tasks.start(prepared.work(config, History(history), llm, tts), "foresight")
         prepared.task.add_done_callback(lambda _: prepared.started.set())  # also if cancelled before it ran
         self._prepared = prepared

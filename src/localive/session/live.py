@@ -20,7 +20,6 @@ import enum
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Protocol
 
 from localive.clock import Clock, SystemClock
 from localive.engines.llm.base import LLM, ChatMessage
@@ -35,6 +34,7 @@ from localive.session.content_history import history_of
 from localive.session.engines import Engines
 from localive.session.events import BackchannelHeard, ClientMessage, Event, EventQueue, TurnEnded
 from localive.session.foresight import Foresight, prepared_engines, worth_foreseeing
+from localive.session.gate import SetupGate
 from localive.session.history import HISTORY_BYTES_PER_TOKEN, Entry, History
 from localive.session.lifecycle import Lifecycle, Trigger
 from localive.session.lifetime import LOCAL_LIMITS, Limits, deadline_s, run_out
@@ -56,22 +56,6 @@ __all__ = ["HISTORY_BYTES_PER_TOKEN", "INTERRUPT_TIMEOUT_S", "MAX_PENDING_UTTERA
            "ClientNotReading", "LiveSession", "SetupGate", "State", "TurnDidNotStop"]
 
 log = logging.getLogger("localive.session")
-
-
-class SetupGate(Protocol):
-    """What a credential (an ephemeral token) enforces on its session; each method raises a LiveError to refuse."""
-
-    async def __call__(self, setup: wire.Setup) -> wire.Setup:
-        """Admit the session: check (and may rewrite) its setup before it is applied."""
-        ...
-
-    def constrain(self, setup: wire.Setup) -> wire.Setup:
-        """Apply the locks again to a setup restored from a resumed session."""
-        ...
-
-    def check_update(self, update: wire.ContextUpdate) -> None:
-        """Refuse a contextUpdate that changes a locked field."""
-        ...
 
 
 class State(enum.Enum):
@@ -233,7 +217,7 @@ class LiveSession:
                                executor=self._engines.vad_executor, end_of_turn=self._engines.end_of_turn,
                                foresee=self._engines.foresee and worth_foreseeing(config))
         self.config = config
-        foresight = Foresight(self._transcripts, self._tasks, lambda: (self._llm_now, self._engines.tts))
+        foresight = Foresight(self._transcripts, self._tasks, lambda: (self._llm, self._engines.tts))
         self._listening = Listening(self.session_id, lambda: self._config, audio, self._engines.vision, turns=self,
                                     transcripts=self._transcripts, history=self.history, outbox=self.outbox,
                                     watchdog=self._watchdog, lifecycle=self._lifecycle, tasks=self._tasks,
@@ -256,11 +240,6 @@ class LiveSession:
     def _config(self) -> SessionConfig:
         assert self.config is not None
         return self.config
-
-    @property
-    def _llm_now(self) -> LLM:
-        assert self._llm is not None
-        return self._llm
 
     def _llm_for(self, config: SessionConfig) -> LLM:
         if (config.tools.code_execution or config.thinking) and self._engines.code_llm_for is not None:
