@@ -48,8 +48,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocaliveServer]
     workdir = tmp_path_factory.mktemp("attacks-server")
     script = workdir / "script.toml"
     script.write_text(SCRIPT.replace("AAAA", BACKTRACKING_ARG), encoding="utf-8")
+    # permessage-deflate on (off by default): the compressed-flood attack below needs it, the others do not care
     running = start_server(workdir, "--llm", "emulator", "--voice", "off", "--api-key", KEY,
-                           "--emulator-script", str(script), "--code-execution", "off")
+                           "--emulator-script", str(script), "--code-execution", "off", "--ws-compression", "on")
     yield running
     running.stop()
 
