@@ -36,10 +36,8 @@ roughly doubled their latency.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import math
 import re
-import threading
 import time
 import zlib
 from pathlib import Path
@@ -51,6 +49,7 @@ import numpy.typing as npt
 from localive.audio.pcm import Pcm16
 from localive.audio.resample import resample
 from localive.engines.asr.base import Transcript
+from localive.engines.worker import CountedWorker
 from localive.models.errors import ModelNotInstalled
 
 SAMPLE_RATE_HZ = 16000
@@ -190,9 +189,7 @@ class WhisperASR:
         self.no_speech_threshold = no_speech_threshold
         self.log_prob_threshold = log_prob_threshold
         self.silence_dbfs = silence_dbfs
-        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"asr-{name}")
-        self._passes = 0  # waiting or running on the worker (its done callback runs there: under _passes_lock)
-        self._passes_lock = threading.Lock()
+        self._worker = CountedWorker(thread_name_prefix=f"asr-{name}")
         self._closed = False
         # Worker-thread state: only touched by functions that run on `_worker`.
         self._model: Any = None
@@ -232,21 +229,13 @@ class WhisperASR:
         abandons the result; a pass that has started finishes on the worker thread, a queued one never starts."""
         if self._closed:
             raise RuntimeError(f"ASR '{self.name}' is closed")
-        with self._passes_lock:
-            self._passes += 1
         future = self._worker.submit(self._transcribe_on_worker, audio, language, expect, detect_among)
-        future.add_done_callback(self._pass_done)
         return await asyncio.wrap_future(future)
-
-    def _pass_done(self, _: concurrent.futures.Future[Transcript]) -> None:
-        with self._passes_lock:
-            self._passes -= 1
 
     @property
     def idle(self) -> bool:
         """No pass is waiting or running, for anyone (one whose caller gave up counts until it has finished)."""
-        with self._passes_lock:
-            return self._passes == 0
+        return self._worker.idle
 
     def _transcribe_on_worker(self, audio: Pcm16, language: str | None, expect: str | None = None,
                               detect_among: tuple[str, ...] | None = None) -> Transcript:

@@ -10,14 +10,13 @@ stops within one token.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from localive.engines.llm.addressed import SENTINEL, prompt_prefix
 from localive.engines.llm.base import (
@@ -29,12 +28,12 @@ from localive.engines.llm.base import (
 )
 from localive.engines.llm.calls import CALL_MAX_TOKENS, call_intent, calls_grammar
 from localive.engines.llm.llama_scoring import N_SEQ_MAX, SEQUENCES, Choice, SequenceScorer
+from localive.engines.worker import CountedWorker
 from localive.models.errors import ModelNotInstalled
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 MAX_SCORED_TOKENS = 128  # continuation_logprobs scores at most this many tokens of the text
 _DONE = object()
-T = TypeVar("T")
 
 
 def _import_llama() -> Any:
@@ -92,9 +91,7 @@ class LlamaLLM:
         self.can_score_continuations = True  # any text, in a KV sequence of its own (llama_scoring.py)
         self.counts_on_a_thread = True  # tokenizing a prompt takes ms: sessions count off the event loop
         self._n_threads = n_threads or max(1, min(4, os.cpu_count() or 1))
-        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llm-{name}")
-        self._jobs = 0  # submitted to the worker and not done yet (under _jobs_lock: done callbacks run on the worker)
-        self._jobs_lock = threading.Lock()
+        self._worker = CountedWorker(thread_name_prefix=f"llm-{name}")
         self._llama: Any = None
         self._formatter: Any = None
         self._last_render: tuple[object, str] | None = None  # token count, then generation
@@ -261,7 +258,7 @@ class LlamaLLM:
             finally:
                 emit(_DONE)
 
-        future = self._submit(run)
+        future = self._worker.submit(run)
         try:
             while True:
                 item = await queue.get()
@@ -276,22 +273,9 @@ class LlamaLLM:
 
     # --- reading ahead ---------------------------------------------------------------------------------
 
-    def _submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
-        """Run `fn` on the worker, counted while it waits or runs (`idle`)."""
-        with self._jobs_lock:
-            self._jobs += 1
-        future = self._worker.submit(fn, *args)
-        future.add_done_callback(self._job_done)
-        return future
-
-    def _job_done(self, _: concurrent.futures.Future[Any]) -> None:
-        with self._jobs_lock:
-            self._jobs -= 1
-
     @property
     def idle(self) -> bool:
-        with self._jobs_lock:
-            return self._jobs == 0
+        return self._worker.idle
 
     async def prefill(self, messages: list[ChatMessage], functions: Sequence[FunctionSpec] = ()) -> int:
         """Bring the KV cache to the prompt of `messages` up to the end of the last message's text, reusing the
@@ -302,7 +286,7 @@ class LlamaLLM:
         end = prompt.rfind(last) + len(last) if last and last in prompt else 0
         if not end:
             return 0
-        return await asyncio.wrap_future(self._submit(self._prefill, prompt[:end]))
+        return await asyncio.wrap_future(self._worker.submit(self._prefill, prompt[:end]))
 
     def _prefill(self, prefix: str) -> int:
         """On the worker: evaluate the tokens of `prefix` that the KV cache does not hold yet."""
@@ -323,7 +307,7 @@ class LlamaLLM:
     # --- scoring ---------------------------------------------------------------------------------------
 
     async def continuation_logprobs(self, chats: Sequence[list[ChatMessage]], text: str) -> list[float]:
-        return await asyncio.wrap_future(self._submit(self._score, list(chats), text))
+        return await asyncio.wrap_future(self._worker.submit(self._score, list(chats), text))
 
     def _score(self, chats: list[list[ChatMessage]], text: str) -> list[float]:
         """On the worker: each chat's prompt up to the next user message, then `text` as that message, scored in
@@ -337,11 +321,11 @@ class LlamaLLM:
         return self._scorer.logprobs([(prefix, continuation) for prefix in prefixes])
 
     async def reply_start_logprobs(self, chat: list[ChatMessage], starts: Sequence[Sequence[str]]) -> list[float]:
-        return await asyncio.wrap_future(self._submit(self._reply_start, list(chat), [list(g) for g in starts]))
+        return await asyncio.wrap_future(self._worker.submit(self._reply_start, list(chat), [list(g) for g in starts]))
 
     async def prepare_scoring(self, chats: Sequence[list[ChatMessage]],
                               question: list[ChatMessage] | None = None) -> None:
-        await asyncio.wrap_future(self._submit(self._prepare, list(chats), question))
+        await asyncio.wrap_future(self._worker.submit(self._prepare, list(chats), question))
 
     def _prepare(self, chats: list[list[ChatMessage]], question: list[ChatMessage] | None) -> None:
         """On the worker: the prompts `_score` and `_reply_start` will decode, up to the utterance, into the same
