@@ -88,9 +88,14 @@ class CountingTTS(ToneTTS):
             await super().synthesize(text, voice, language, delivery)
 
 
-def session_with(asr: ListASR | GrowingASR, llm: RecordingLLM, tts: CountingTTS, foresee: bool = True) -> LiveSession:
+async def opened(asr: ListASR | GrowingASR, llm: RecordingLLM, tts: CountingTTS, foresee: bool = True,
+                 **setup_extra: object) -> LiveSession:
+    """A voice session on these engines, set up (its setupComplete read)."""
     engines = Engines(llm_for=lambda entry: llm, asr=asr, tts=tts, vad_factory=EnergyVAD, foresee=foresee)
-    return LiveSession(registry=ModelRegistry(), engines=engines, session_id="ahead")
+    session = LiveSession(registry=ModelRegistry(), engines=engines, session_id="ahead")
+    await send(session, setup(**setup_extra))
+    await session.outbox.get()
+    return session
 
 
 async def sent(session: LiveSession) -> list[str]:
@@ -107,9 +112,7 @@ async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
 
 async def test_a_turn_that_ends_on_the_pause_uses_what_was_worked_ahead_in_it() -> None:
     asr, llm, tts = ListASR("hello there"), RecordingLLM(), CountingTTS()
-    session = session_with(asr, llm, tts)
-    await send(session, setup())
-    await session.outbox.get()
+    session = await opened(asr, llm, tts)
     await send(session, tone_frame(0.6, loud=True))
     await send(session, tone_frame(0.2, loud=False))  # a pause: not yet the end of the turn (500 ms)
     await until(lambda: bool(tts.said))  # the answer's first piece is spoken ahead...
@@ -129,9 +132,7 @@ async def test_a_turn_that_ends_on_the_pause_uses_what_was_worked_ahead_in_it() 
 
 async def test_when_the_user_goes_on_the_work_ahead_is_thrown_away() -> None:
     asr, llm, tts = ListASR("turn on", "turn on the lights"), RecordingLLM(), CountingTTS()
-    session = session_with(asr, llm, tts)
-    await send(session, setup())
-    await session.outbox.get()
+    session = await opened(asr, llm, tts)
     await send(session, tone_frame(0.6, loud=True))
     await send(session, tone_frame(0.2, loud=False))
     await until(lambda: bool(llm.streams))  # an answer to "turn on" is under way
@@ -149,9 +150,7 @@ async def test_when_the_user_goes_on_the_work_ahead_is_thrown_away() -> None:
 
 async def test_a_turn_whose_prompt_changed_meanwhile_generates_its_own_answer() -> None:
     asr, llm, tts = ListASR("hello there"), RecordingLLM(), CountingTTS()
-    session = session_with(asr, llm, tts)
-    await send(session, setup())
-    await session.outbox.get()
+    session = await opened(asr, llm, tts)
     await send(session, tone_frame(0.6, loud=True))
     await send(session, tone_frame(0.2, loud=False))
     await until(lambda: bool(tts.said))
@@ -166,9 +165,7 @@ async def test_a_turn_whose_prompt_changed_meanwhile_generates_its_own_answer() 
 
 async def test_with_manual_activity_the_work_is_done_before_activity_end() -> None:
     asr, llm, tts = ListASR("hello there"), RecordingLLM(), CountingTTS()
-    session = session_with(asr, llm, tts)
-    await send(session, setup(realtimeInputConfig={"automaticActivityDetection": {"disabled": True}}))
-    await session.outbox.get()
+    session = await opened(asr, llm, tts, realtimeInputConfig={"automaticActivityDetection": {"disabled": True}})
     await send(session, {"realtimeInput": {"activityStart": {}}})
     await send(session, tone_frame(0.6, loud=True))
     await send(session, tone_frame(0.3, loud=False))
@@ -183,9 +180,7 @@ async def test_without_work_ahead_the_answer_is_the_same() -> None:
     answers = []
     for foresee in (True, False):
         asr, llm, tts = ListASR("hello there"), RecordingLLM(), CountingTTS()
-        session = session_with(asr, llm, tts, foresee=foresee)
-        await send(session, setup())
-        await session.outbox.get()
+        session = await opened(asr, llm, tts, foresee=foresee)
         await send(session, tone_frame(0.6, loud=True))
         await send(session, tone_frame(0.7, loud=False))
         messages = await drain_turn(session)
@@ -197,9 +192,7 @@ async def test_without_work_ahead_the_answer_is_the_same() -> None:
 
 async def test_a_session_that_ends_in_a_pause_leaves_no_work_running() -> None:
     asr, llm, tts = ListASR("hello there"), RecordingLLM(), CountingTTS()
-    session = session_with(asr, llm, tts)
-    await send(session, setup())
-    await session.outbox.get()
+    session = await opened(asr, llm, tts)
     await send(session, tone_frame(0.6, loud=True))
     await send(session, tone_frame(0.2, loud=False))
     await until(lambda: bool(llm.streams))
@@ -210,9 +203,7 @@ async def test_a_session_that_ends_in_a_pause_leaves_no_work_running() -> None:
 async def test_while_the_user_speaks_the_llm_reads_what_they_said_so_far() -> None:
     sentence = "please turn on all the lights in the kitchen and the hall"
     asr, llm, tts = GrowingASR(sentence, words_per_s=5.0), RecordingLLM(), CountingTTS()
-    session = session_with(asr, llm, tts)
-    await send(session, setup())
-    await session.outbox.get()
+    session = await opened(asr, llm, tts)
     for _ in range(12):  # 2.4 s of speech, as a microphone sends it
         await send(session, tone_frame(0.2, loud=True))
         await settle()  # a pass over the words so far runs
@@ -236,9 +227,7 @@ async def test_a_busy_recogniser_or_a_long_utterance_is_not_worked_ahead() -> No
     for busy, speech_s in ((True, 1.0), (False, 9.0)):
         asr, llm, tts = GrowingASR("please turn on the lights"), RecordingLLM(), CountingTTS()
         asr.idle = not busy
-        session = session_with(asr, llm, tts)
-        await send(session, setup())
-        await session.outbox.get()
+        session = await opened(asr, llm, tts)
         await send(session, tone_frame(speech_s, loud=True))
         await send(session, tone_frame(0.2, loud=False))  # a pause
         await settle()
@@ -252,9 +241,7 @@ async def test_a_busy_recogniser_or_a_long_utterance_is_not_worked_ahead() -> No
 async def test_nothing_is_read_ahead_while_the_recogniser_works_for_someone() -> None:
     asr, llm, tts = GrowingASR("please turn on the lights"), RecordingLLM(), CountingTTS()
     asr.idle = False
-    session = session_with(asr, llm, tts)
-    await send(session, setup())
-    await session.outbox.get()
+    session = await opened(asr, llm, tts)
     for _ in range(8):
         await send(session, tone_frame(0.2, loud=True))
     await send(session, tone_frame(0.7, loud=False))
@@ -265,9 +252,7 @@ async def test_nothing_is_read_ahead_while_the_recogniser_works_for_someone() ->
 
 async def test_an_answer_worked_ahead_is_interrupted_like_any_other() -> None:
     asr, llm, tts = ListASR("slow", "stop"), RecordingLLM(), CountingTTS()  # "slow": a word every 30 ms
-    session = session_with(asr, llm, tts)
-    await send(session, setup())
-    await session.outbox.get()
+    session = await opened(asr, llm, tts)
     await send(session, tone_frame(0.6, loud=True))
     await send(session, tone_frame(0.2, loud=False))
     await until(lambda: bool(tts.said))
