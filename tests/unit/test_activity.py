@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -48,7 +50,7 @@ def test_a_pause_is_foreseen_with_the_audio_the_turn_will_hear_if_the_user_says_
     pause = next(e for e in events if isinstance(e, PauseStarted))
     ended = next(e for e in events if isinstance(e, SpeechEnded))
     assert events.index(pause) < events.index(ended) and pause.heard_frames == ended.heard_frames
-    # what was cut 64 ms into the pause gets the trailing silence the utterance ends with (here, as the padding,
+    # what was cut at the pause's start gets the trailing silence the utterance ends with (here, as the padding,
     # digital silence: the very same audio)
     assert pause.audio.duration_s == ended.audio.duration_s and pause.audio.data == ended.audio.data
 
@@ -147,6 +149,52 @@ async def test_audio_input_waits_out_an_unfinished_pause() -> None:
     ended = [e for e in events if isinstance(e, SpeechEnded)]
     assert len(ended) == 1 and ended[0].at_s == pytest.approx(1.0 + 2.0, abs=0.1)
     assert len(unfinished.calls) == 1 and audio.pauses_judged[0][1] == pytest.approx(0.1)
+
+
+async def test_the_end_of_turn_model_is_asked_as_soon_as_the_pause_starts() -> None:
+    """Semantic turn-taking asks its model at the pause's first silent frame, on the audio padded with the silence
+    it will have at PAUSE_MS, so the answer is ready then; the same pause is not judged twice."""
+    finished = FakeEndOfTurn(1.0)
+    audio = AudioInput(ActivitySettings(semantic=True), manual=False, vad_factory=EnergyVAD, end_of_turn=finished)
+    loud, quiet = _tone_and_silence()
+    for chunk in [loud] * 10 + [quiet]:  # 1 s of speech, then 100 ms of silence
+        assert not [e for e in await audio.push(chunk, "audio/pcm;rate=16000") if isinstance(e, SpeechEnded)]
+    for _ in range(100):
+        if finished.calls:
+            break
+        await asyncio.sleep(0.01)
+    assert len(finished.calls) == 1  # asked within 100 ms of the pause, before the 200 ms it is judged at
+    events: list[object] = []
+    for _ in range(10):
+        events += await audio.push(quiet, "audio/pcm;rate=16000")
+    ended = [e for e in events if isinstance(e, SpeechEnded)]
+    assert len(ended) == 1 and ended[0].at_s == pytest.approx(1.0 + 0.2, abs=0.1)
+    # the early question was about exactly the audio the pause was judged on
+    assert finished.calls == [round(ended[0].audio.samples * 1.0)] and len(audio.pauses_judged) == 1
+
+
+async def test_an_early_judgement_is_dropped_when_the_user_goes_on() -> None:
+    """A pause that the user ends by speaking again is not judged on what was asked at its start: the next pause is
+    asked about the longer utterance."""
+    finished = FakeEndOfTurn(1.0)
+    audio = AudioInput(ActivitySettings(semantic=True), manual=False, vad_factory=EnergyVAD,
+                       end_of_turn=finished)
+    loud, quiet = _tone_and_silence()
+    events: list[object] = []
+    for chunk in [loud] * 10 + [quiet] + [loud] * 5 + [quiet] * 10:  # 1 s, a 100 ms gap, 0.5 s, silence
+        events += await audio.push(chunk, "audio/pcm;rate=16000")
+        await asyncio.sleep(0.01)  # early judgements have time to run
+    ended = [e for e in events if isinstance(e, SpeechEnded)]
+    assert len(ended) == 1 and ended[0].at_s == pytest.approx(1.6 + 0.2, abs=0.1)
+    assert ended[0].audio.duration_s > 1.5  # both parts
+    assert len(finished.calls) == 2 and finished.calls[-1] == ended[0].audio.samples
+    assert len(audio.pauses_judged) == 1  # only the pause that ended the turn was judged
+
+
+def _tone_and_silence() -> tuple[bytes, bytes]:
+    """100 ms of a loud tone and of silence, 16 kHz PCM."""
+    t = np.arange(1600) / 16000
+    return Pcm16.from_float32((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000).data, bytes(3200)
 
 
 async def feed(audio: AudioInput) -> list[object]:

@@ -72,7 +72,8 @@ def test_the_first_piece_is_a_few_words_and_later_pieces_end_at_punctuation(text
     ("I think that you should go now.", "I think"),  # no phrase starter in time: the word-count fallback
     ("Run `ls -la | grep foo and bar` and see.", "Run"),  # before `code`, never inside it
     ("`ls -la | grep foo and bar` is the command.", "`ls -la | grep foo and bar`"),
-    ("It costs 1 000 000 euros in total now.", "It costs 1 000 000"),  # the groups of a number stay together
+    ("It costs 1 000 000 euros in total now.", "It costs 1 000 000 euros"),  # a number's groups stay together
+    ("It costs 1 000 000 000 000 euros.", "It costs"),  # too long a number: cut before it
     ("My favourite kind of music is jazz.", "My favourite kind"),  # "of", after a word that may end a phrase
     ("The very best of all is this.", "The very best"),  # "very" needs its word: not "The very | best"
 ])
@@ -82,17 +83,26 @@ def test_the_first_piece_ends_at_a_natural_break(text: str, first: str) -> None:
 
 def test_marks_inside_code_are_not_cuts() -> None:
     text = "Call `f(a, b); g(c): h. i` to start, then wait. Done."
-    assert stream(llm_tokens(text)) == ["Call", "`f(a, b); g(c): h. i` to start,", "then wait.", "Done."]
+    assert stream(llm_tokens(text)) == ["Call `f(a, b); g(c): h. i`", "to start, then wait.", "Done."]
 
 
-def test_the_first_piece_is_cut_as_soon_as_the_break_word_is_complete() -> None:
+def test_the_first_piece_is_cut_as_soon_as_the_break_word_arrives() -> None:
     splitter = ClauseSplitter()
     assert splitter.push("The capital of France") == []
-    assert splitter.push(" is") == []  # "is" could still become "island"
-    assert splitter.push(" Paris") == ["The capital of France"]
+    assert splitter.push(" is") == ["The capital of France"]  # at once: the cut is before the word, whatever it is
+    assert splitter.push(" Paris") == []
     assert splitter.push(".") == []
     assert splitter.push(" It") == ["is Paris."]
     assert splitter.flush() == ["It"]
+
+
+def test_a_break_word_that_turns_out_longer_still_cuts_between_words() -> None:
+    splitter = ClauseSplitter()
+    assert splitter.push("The capital of France") == []
+    assert splitter.push(" is") == ["The capital of France"]
+    assert splitter.push("land") == []
+    assert splitter.push(" nation.") == []
+    assert splitter.flush() == ["island nation."]
 
 
 def test_a_whole_sentence_pushed_at_once_is_spoken_whole() -> None:

@@ -92,3 +92,47 @@ async def test_a_prompt_is_counted_off_the_event_loop_when_the_llm_says_counting
     assert await count_prompt_tokens(fast, messages, ()) == 1  # type: ignore[arg-type]
     assert slow.threads != [threading.get_ident()]
     assert fast.threads == [threading.get_ident()]  # the emulator's count stays in the loop's (virtual) time
+
+
+_MATMUL_THREADS = """
+import os, sys, time
+import numpy as np
+from localive.engines.blas import limit_blas_threads
+if sys.argv[1] == "limited":
+    print("limits", limit_blas_threads(1))
+def others_cpu_ns():  # CPU time of every thread but this one
+    me, total = str(os.getpid()), 0
+    for tid in os.listdir("/proc/self/task"):
+        if tid != me:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+    return total
+a = np.random.default_rng(0).random((600, 600))
+time.sleep(0.5)  # helpers that were busy before (loading, the random numbers) have gone to sleep
+before = others_cpu_ns()
+for _ in range(10):
+    a @ a
+print("helpers ms", round((others_cpu_ns() - before) / 1e6))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir() or (os.cpu_count() or 1) < 2, reason="needs /proc, 2 cores")
+def test_the_server_keeps_numpys_blas_on_one_thread() -> None:
+    """The voice engines' small matrix products run on the calling thread: no BLAS helper thread takes CPU that
+    llama.cpp needs (engines/blas.py). Without the limit, the same products keep helpers busy."""
+    import subprocess
+    import sys
+
+    def helpers_ms(mode: str) -> int:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.pop(name, None)
+        done = subprocess.run([sys.executable, "-c", _MATMUL_THREADS, mode], capture_output=True, text=True,
+                              env=env, timeout=120, check=True)
+        if mode == "limited":
+            assert "limits [1]" in done.stdout, done.stdout
+        return int(done.stdout.rsplit("helpers ms", 1)[1])
+
+    if helpers_ms("default") <= 10:
+        pytest.skip("numpy's BLAS uses no helper threads on this machine: nothing to limit")
+    assert helpers_ms("limited") <= 2

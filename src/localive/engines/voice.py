@@ -53,6 +53,7 @@ def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True,
     remote = remote or RemoteSpeech()
     try:
         from localive.engines.asr.whisper import WhisperASR
+        from localive.engines.blas import limit_blas_threads
         from localive.engines.tts.embedded import EmbeddedTTS
         from localive.engines.tts.espeak import EspeakTTS
         from localive.engines.tts.multilingual import MultilingualTTS
@@ -61,6 +62,7 @@ def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True,
     except ImportError as exc:
         raise ModelNotInstalled(f"the speech engines are not installed ({exc.name}): {VOICE_HINT}") from exc
     started = time.monotonic()
+    limit_blas_threads(1)  # the engines' small matrix products: helpers would only spin on the cores (blas.py)
     vad = SileroBatcher()  # one model and one worker thread for every session's stream (engines/vad/silero.py)
     names: list[str] = ["Silero VAD"]
     asr: ASR

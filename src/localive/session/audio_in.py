@@ -4,6 +4,11 @@ One per session. Chunks are validated (rate from the MIME type, even byte count)
 resampler, cut into VAD frames, scored by the VAD (one awaited call a chunk: the VAD runs it in place or on its
 shared worker) and fed to the ActivityDetector. With automatic activity detection disabled, the client brackets
 speech with activityStart/activityEnd and audio outside those brackets is ignored.
+
+Semantic turn-taking asks the end-of-turn model about a pause as soon as the pause starts (`PauseStarted`, one
+silent frame in), on the utterance padded with the silence it will have when judged (`PAUSE_MS`): the answer is
+ready when the pause reaches `PAUSE_MS`, and the model's work is done while the recogniser transcribes the same
+words, before the LLM needs both cores. The user going on throws it away; a pause without one is judged then.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from localive.session.activity import (
     ActivitySettings,
     PauseHeard,
     PauseHeld,
+    PauseStarted,
     PauseTracker,
     SpeechEnded,
+    SpeechResumed,
     SpeechStarted,
 )
 
@@ -43,6 +50,7 @@ class AudioInput:
         self._end_of_turn = end_of_turn if settings.semantic else None
         self._threshold = end_of_turn_threshold
         self.pauses_judged: list[tuple[float, float]] = []  # (silence ms, probability) of the current utterance
+        self._early: tuple[int, asyncio.Future[float]] | None = None  # the judgement asked when the pause started
         self._settings = settings
         self._vad_factory = vad_factory
         self._vad: VAD | None = None  # made on the first audio, off the event loop
@@ -75,7 +83,7 @@ class AudioInput:
             self._vad = await loop.run_in_executor(self._executor, self._vad_factory)
             self._frame_samples = self._vad.frame_samples
             self._detector = ActivityDetector(self._settings, self._frame_samples, INPUT_RATE_HZ,
-                                              foresee=self._foresee)
+                                              foresee=self._foresee or self._end_of_turn is not None)
         return self._vad, self._detector
 
     async def push(self, data: bytes, mime_type: str) -> list[ActivityEvent]:
@@ -105,6 +113,10 @@ class AudioInput:
         events: list[ActivityEvent] = []
         for frame, probability in zip(frames, probabilities, strict=True):
             for event in detector.push(frame, probability):
+                if isinstance(event, PauseStarted):
+                    self._judge_early(event)
+                elif isinstance(event, SpeechResumed | SpeechEnded):
+                    self._drop_early()
                 if isinstance(event, PauseHeard):
                     if await self._finished(event):
                         events += detector.end_at_pause()
@@ -134,14 +146,39 @@ class AudioInput:
         """Semantic turn-taking: does the utterance so far sound finished? (The model runs off the event loop.)"""
         if self._end_of_turn is None:
             return False
-        model = self._end_of_turn
-        samples = np.frombuffer(pause.audio.data, dtype="<i2")
-        probability = await asyncio.get_running_loop().run_in_executor(self._executor, model.probability, samples)
+        early, self._early = self._early, None
+        if early is not None and early[0] == pause.heard_frames:  # asked when this pause started
+            probability = await early[1]
+        else:
+            if early is not None:
+                early[1].cancel()
+            probability = await self._judge(pause.audio)
         self.pauses_judged.append((pause.silence_ms, probability))
         return probability > self._threshold
 
+    def _judge(self, audio: Pcm16) -> asyncio.Future[float]:
+        assert self._end_of_turn is not None
+        samples = np.frombuffer(audio.data, dtype="<i2")
+        return asyncio.get_running_loop().run_in_executor(self._executor, self._end_of_turn.probability, samples)
+
+    def _judge_early(self, pause: PauseStarted) -> None:
+        """A pause started: ask the end-of-turn model now about the utterance as it will be judged (its audio
+        padded with the silence `PauseHeard` will have), so that the answer is ready when the pause is long enough."""
+        if self._end_of_turn is None:
+            return
+        self._drop_early()
+        future = self._judge(pause.audio)
+        future.add_done_callback(_retrieved)  # nobody may await it: the user may go on
+        self._early = (pause.heard_frames, future)
+
+    def _drop_early(self) -> None:
+        if self._early is not None:
+            self._early[1].cancel()  # if it has not started yet, it never does
+            self._early = None
+
     def close(self) -> None:
         """Release the VAD stream now (else it is released when this object is collected)."""
+        self._drop_early()
         if self._vad is not None:
             self._vad.close()
 
@@ -187,3 +224,9 @@ class AudioInput:
         limit = int(self._settings.max_utterance_s * INPUT_RATE_HZ)
         while self._manual_samples > limit and len(self._manual_audio) > 1:
             self._manual_samples -= self._manual_audio.pop(0).samples
+
+
+def _retrieved(future: asyncio.Future[float]) -> None:
+    """Mark a judgement's failure as seen: one that nobody awaited (the user went on) is not an error."""
+    if not future.cancelled():
+        future.exception()

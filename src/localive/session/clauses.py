@@ -7,7 +7,8 @@ The first piece ends at the first natural break that the text streamed so far sh
 2. otherwise (English only), before a word that starts a new phrase — a conjunction, preposition, auxiliary or
    relative word ("and", "of", "is", "that", …) — once at least `phrase_min_words` words precede it and the last
    of them is not one that needs its continuation ("the", "a", "my", "very", …): "The capital of France | is
-   Paris." is cut as soon as " is" is followed by the next token's space;
+   Paris." is cut as soon as the token " is" arrives (a word later costs one more token, ~30 ms, before the
+   first audio);
 3. otherwise, once `first_max_words` complete words have arrived, at the last word boundary among them that is
    not inside a number ("1 000"), after an abbreviation or after a word that needs its continuation. This is the
    fallback for languages other than English (after rule 1, with its marks).
@@ -124,7 +125,10 @@ class ClauseSplitter:
         return not (bare.isdigit() and len(before) == 1)  # "1. First": a list number, not a sentence
 
     def _phrase_cut(self) -> int | None:
-        words = _complete_words(self._buffer)
+        # The last word counts before a blank follows it: a token that is a phrase starter (" is") is cut before
+        # at once, one token sooner, even if it turns out to begin a longer word ("island"): the cut is still
+        # between two words, only a less natural one (an LLM's tokenizer has its own token for common longer words).
+        words = [(m.start(), m.group()) for m in _WORD.finditer(self._buffer)]
         for index in range(self._phrase_min_words, len(words)):
             start, word = words[index]
             if _bare(word) in PHRASE_STARTERS and self._can_end_after(words[index - 1][1], word) \
