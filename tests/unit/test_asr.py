@@ -21,6 +21,7 @@ from localive.engines.asr.fake import ASRCall, ScriptedASR
 from localive.engines.asr.whisper import (
     WhisperASR,
     join_segments,
+    looks_like_a_loop,
     split_timestamped,
     trim_silence,
     whisper_language,
@@ -282,6 +283,20 @@ def test_trim_silence_keeps_speech_with_a_margin() -> None:
     assert 1.5 <= trimmed.size / rate <= 1.7  # 1 s of tone + 0.25 s before + 0.35 s after
     assert trim_silence(np.zeros(rate, np.float32), rate, -60.0).size == 0
     assert trim_silence(np.zeros(10, np.float32), rate, -60.0).size == 0
+
+
+@pytest.mark.parametrize(("text", "loop"), [
+    ("Can Can Can Can Can Can Can Can Can Can Can Can", True),  # seen: "Can you tell me the weather in Paris today?"
+    ("Turn on the radio turn on the radio radio radio radio", True),
+    ("Tokyo right now Tokyo right now Tokyo right now Tokyo right now Tokyo right now", True),  # compresses well
+    ("Can you tell me the weather in Paris today?", False),
+    ("No, no, no. That is not what I meant.", False),  # three in a row is speech
+    ("I would like a cup of coffee, please.", False),
+    ("", False),
+])
+def test_a_short_window_pass_that_loops_is_recognised(text: str, loop: bool) -> None:
+    """Such a pass is redone on the 30 s path, also when it did not reach the length cap."""
+    assert looks_like_a_loop(text) is loop
 
 
 def test_join_segments_drops_repeated_sentences() -> None:

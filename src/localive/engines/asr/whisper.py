@@ -8,8 +8,10 @@ Decoding paths
   speech a 3 s window doubled the word errors (loops, clipped short words) while the encoder costs ~20 ms
   either way; decoding (~6 ms a token) dominates. Guards against the repetition loops short windows
   invite: `max_length` is capped by the audio duration, segments whose start timestamp lies past the end of
-  the audio are dropped, and repeated sentences are dropped. A pass that still runs into the cap with highly
-  repetitive text is redone on the 30 s path. Audio longer than ~29 s always takes the 30 s path.
+  the audio are dropped, and repeated sentences are dropped. A pass whose text still loops (highly compressible,
+  or a word four times in a row: "Can Can Can Can …" for "Can you tell me the weather in Paris today?", seen with
+  the utterance cut at the pause's first silent frame, without reaching the length cap) is redone on the 30 s
+  path. Audio longer than ~29 s always takes the 30 s path.
 - `short_window=False`: faster-whisper's `transcribe()` (30 s windows, temperature fallback), the reference.
 
 Silence: the caller normally sends only speech (a VAD ends the turn), but this engine guards on its own:
@@ -63,6 +65,7 @@ _MAX_PROMPT_TOKENS = 223  # of `expect` (Whisper keeps at most half its context 
 _TOKENS_PER_S = 12  # generous: fast speech is ~5 text tokens/s, plus timestamp tokens
 _MAX_INITIAL_TIMESTAMP_S = 1.0
 _COMPRESSION_RATIO_LIMIT = 2.4  # faster-whisper's threshold for "too repetitive"
+_LOOP_WORDS = 4  # the same word this many times in a row: a repetition loop
 _FRAME_S = 0.02  # silence trimming works on 20 ms frames
 _TRIM_BELOW_LOUDEST_DB = 35.0
 _KEEP_BEFORE_S = 0.25  # kept around the speech when trimming
@@ -167,6 +170,21 @@ def split_timestamped(tokens: list[int], timestamp_begin: int, eot: int) -> list
 def _compression_ratio(text: str) -> float:
     data = text.encode("utf-8")
     return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def looks_like_a_loop(text: str) -> bool:
+    """Whether a short-window pass's text shows Whisper's repetition loop: text that compresses as well as
+    faster-whisper's "too repetitive" threshold, or a word said `_LOOP_WORDS` times in a row ("Can Can Can Can…",
+    "radio radio radio radio"), which a short utterance rarely has and which is too short to compress well."""
+    if _compression_ratio(text) > _COMPRESSION_RATIO_LIMIT:
+        return True
+    run, previous = 0, None
+    for word in (w.strip(".,!?;:").casefold() for w in text.split()):
+        run = run + 1 if word and word == previous else 1
+        if run >= _LOOP_WORDS:
+            return True
+        previous = word
+    return False
 
 
 class WhisperASR:
@@ -312,7 +330,7 @@ class WhisperASR:
             return "", language
         segments = split_timestamped(tokens, tokenizer.timestamp_begin, tokenizer.eot)
         texts = [tokenizer.decode(t).strip() for start, t in segments if start < duration_s]
-        if len(prompt) + len(tokens) >= max_length and _compression_ratio(" ".join(texts)) > _COMPRESSION_RATIO_LIMIT:
+        if looks_like_a_loop(" ".join(texts)):
             return None, language  # a repetition loop: redo on the 30 s path
         return join_segments(texts), language
 
