@@ -18,10 +18,11 @@ Which time goes through the clock (the rule, decided case by case by what the ti
   `EmulatorLLM`'s pacing).
 - **Real time, always**: (1) a real engine measuring its own compute (``time.perf_counter`` around a model call,
   in `engines/asr/whisper.py`; load times logged at start): virtual time cannot make a model faster, and the
-  number is only logged. (2) Work charged to a client's work budget: CPU time (``time.thread_time``) of what runs on a
-  worker thread, the event loop's own time (``time.perf_counter`` around a parse that runs there without waiting)
-  of what runs on it: it measures work done, it does not wait. (3) Timeouts on real I/O: ``asyncio.timeout`` around a socket's send or receive, an
-  HTTP call to a backend, uvicorn's ``call_later`` deadlines in `server/transport.py`, the runner's start-up poll:
+  number is only logged. (2) Work charged to a client's work budget: CPU time (``time.thread_time``) of what
+  runs on a worker thread, the event loop's own time (``time.perf_counter`` around a parse that runs there
+  without waiting) of what runs on it: it measures work done, it does not wait. (3) Timeouts on real I/O:
+  ``asyncio.timeout`` around a socket's send or receive, an HTTP call to a backend, uvicorn's ``call_later``
+  deadlines in `server/transport.py`, the runner's start-up poll:
   they guard against real peers, which a virtual clock does not slow down. (4) The tools' deadlines (code sandbox,
   URL fetching): they bound real processes and real network reads. (5) `localive.bench`: it measures real
   latency by definition. A ``sleep(0)`` that only yields to the event loop is not a wait and stays
