@@ -439,3 +439,18 @@ def test_engines_report_gives_ratios_stages_and_barge_in_verdicts() -> None:
     assert json.loads(to_engines_json(result, machine, "x"))["engines"]["runs"][1]["key"] == "remote-llm"
     with pytest.raises(SystemExit):  # a research benchmark, not an option of `localive bench`
         build_parser().parse_args(["bench", "--engines"])
+
+
+def test_the_pause_start_report_counts_errors_and_disagreements() -> None:
+    import numpy as np
+
+    from benchmarks.pause_start import Results, _with_pause, report
+
+    results = Results({"pause start + 32 ms": [("What do bees make?", "What do these make?"),
+                                               ("Turn on the radio.", "turn on the radio")]},
+                      [("a", 0.9, 0.8), ("b", 0.6, 0.4)])
+    text = report(results)
+    assert "| pause start + 32 ms | 2 | 12.5 % | 1 |" in text  # 1 word of 8; case and punctuation do not count
+    assert "1 of 2 decisions agree" in text and "disagrees: 'b': 0.600 at 200 ms, 0.400 at the start" in text
+    with_pause = np.frombuffer(_with_pause(np.ones(1600, dtype="<i2"), 0.05, 0.5), dtype="<i2")
+    assert len(with_pause) == 1600 + 8000 and not with_pause[800:8800].any() and with_pause[8800:].all()
