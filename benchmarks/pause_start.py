@@ -33,7 +33,7 @@ import numpy as np
 
 from benchmarks.turn_taking import labelled_set
 from localive.audio.pcm import Pcm16
-from localive.bench.accuracy import word_error_rate
+from localive.bench.accuracy import word_error_rate, words
 from localive.bench.speech import RATE_HZ, room_noise, speech_pcm
 from localive.bench.voice import LEAD_S, NOISE_DBFS, QUESTIONS
 from localive.engines.asr.whisper import WhisperASR
@@ -145,7 +145,7 @@ def _with_pause(samples: np.ndarray, cut_s: float | None, pause_s: float) -> byt
 def report(results: Results) -> str:
     lines = ["| audio transcribed | utterances | word error rate | exact |", "|---|---:|---:|---:|"]
     for variant, pairs in results.transcripts.items():
-        exact = sum(_plain(spoken) == _plain(heard) for spoken, heard in pairs)
+        exact = sum(words(spoken) == words(heard) for spoken, heard in pairs)  # as `localive bench --voice`
         lines.append(f"| {variant} | {len(pairs)} | {100 * word_error_rate(pairs):.1f} % | {exact} |")
     agree = sum((late > THRESHOLD) == (early > THRESHOLD) for _, late, early in results.judgements)
     gap = max((abs(late - early) for _, late, early in results.judgements), default=0.0)
@@ -156,10 +156,6 @@ def report(results: Results) -> str:
         if (late > THRESHOLD) != (early > THRESHOLD):
             lines.append(f"- disagrees: {text!r}: {late:.3f} at 200 ms, {early:.3f} at the start")
     return "\n".join(lines)
-
-
-def _plain(text: str) -> str:
-    return " ".join(text.casefold().replace(",", " ").replace(".", " ").replace("?", " ").replace("!", " ").split())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,12 +146,12 @@ class AudioInput:
         """Semantic turn-taking: does the utterance so far sound finished? (The model runs off the event loop.)"""
         if self._end_of_turn is None:
             return False
-        early, self._early = self._early, None
+        early = self._early
         if early is not None and early[0] == pause.heard_frames:  # asked when this pause started
+            self._early = None
             probability = await early[1]
         else:
-            if early is not None:
-                early[1].cancel()
+            self._drop_early()
             probability = await self._judge(pause.audio)
         self.pauses_judged.append((pause.silence_ms, probability))
         return probability > self._threshold
