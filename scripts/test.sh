@@ -7,13 +7,15 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 
 # Debian packages the tests need: Node.js for the JS SDK, espeak-ng and sox to make test speech, redis-server for
-# the shared-sessions tests, Chromium for the playground's browser tests.
+# the shared-sessions tests, nginx for the load-balanced recipe (deploy/nginx.conf), Chromium for the playground's
+# browser tests.
 missing=()
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v sox >/dev/null || missing+=(sox)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

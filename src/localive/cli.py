@@ -8,6 +8,7 @@ import logging
 import os
 import shlex
 import sys
+from functools import partial
 from pathlib import Path
 
 from localive import __version__
@@ -15,6 +16,7 @@ from localive.clock import Clock
 from localive.config import default_data_dir
 
 DEFAULT_PORT = 8765
+DEFAULT_DRAIN_S = 25.0  # within Kubernetes' default 30 s termination grace, with time for the last closes
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -172,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="end sessions without contextWindowCompression at this age (overrides --limits)")
     sessions.add_argument("--goaway-before-s", type=float, default=None, metavar="SECONDS",
                           help="send goAway this long before a connection ends (default 60)")
+    sessions.add_argument("--drain-s", type=float, default=DEFAULT_DRAIN_S, metavar="SECONDS",
+                          help="on SIGTERM or Ctrl-C: refuse new sessions (1013, /readyz 503), send each open one "
+                               "goAway and a fresh resumption handle, and close it (1001) after this long or when "
+                               f"it leaves; a second signal stops at once (default {DEFAULT_DRAIN_S:.0f}; 0: no wait)")
     keys = serve.add_argument_group("access (docs/access.md)")
     keys.add_argument("--api-key", action="append", default=[], metavar="KEY",
                       help="accept only these API keys (repeatable; also --api-keys-file and $LOCALIVE_API_KEYS, "
@@ -662,8 +668,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                               work_share=args.client_work_share / 100,
                               max_connections_per_ip=args.max_connections_per_ip,
                               allow_hosts=tuple(args.allow_host), allow_origins=tuple(args.allow_origin))
-    app = create_app(ServerState(settings=settings, registry=registry, llms=pool, engines=engines, store=store,
-                                 limits=_limits(args), access=access, clock=clock), playground=args.playground)
+    state = ServerState(settings=settings, registry=registry, llms=pool, engines=engines, store=store,
+                        limits=_limits(args), access=access, clock=clock)
+    app = create_app(state, playground=args.playground)
 
     async def run() -> None:
         started = asyncio.Event()
@@ -672,7 +679,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                                header_timeout_s=args.header_timeout,
                                                max_connections=args.max_connections,
                                                forwarded_allow_ips=args.forwarded_allow_ips, started=started,
-                                               clock=clock, ws_compression=args.ws_compression == "on"))
+                                               clock=clock, ws_compression=args.ws_compression == "on",
+                                               drain=partial(state.drain, args.drain_s)))
         waiter = asyncio.create_task(started.wait())
         await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if started.is_set():
@@ -708,7 +716,7 @@ def banner(args: argparse.Namespace, ca: Path) -> str:
         lines.append(f"  ws://{host}:{args.plain_port}    (plain; JS SDK: httpOptions.baseUrl 'http://{host}:{args.plain_port}')")
     lines += [
         f'  Point an unmodified app at it:  eval "$({env_cmd})"   then run the app',
-        f"  Health: https://{host}:{args.port}/healthz    Stop: Ctrl-C",
+        f"  Health: https://{host}:{args.port}/healthz, /readyz    Stop: Ctrl-C (drains; twice: at once)",
     ]
     if args.playground != "off":
         if args.plain_port:

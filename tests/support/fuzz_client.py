@@ -99,6 +99,9 @@ class MemoryStore:
     async def session_ended(self, session_key: str) -> None:
         pass
 
+    async def ping(self) -> None:
+        pass
+
 
 @dataclass(frozen=True)
 class Server:

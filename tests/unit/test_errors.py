@@ -29,7 +29,7 @@ from localive.server.auth import INVALID_KEY, TOKEN_EXPIRED, TokenExpired, Token
 from localive.server.live_ws import SlowReader
 from localive.session.lifetime import DEADLINE_REASON, DeadlineExpired
 
-ALLOWED_CODES = {1000, 1007, 1008, 1009, 1011, 1013}  # Gemini's (docs/protocol-notes.md), 1009 and 1013
+ALLOWED_CODES = {1000, 1001, 1007, 1008, 1009, 1011, 1013}  # Gemini's (protocol-notes.md), 1009, 1013, 1001 (drain)
 
 
 @pytest.mark.parametrize(("error", "expected"), [

@@ -46,6 +46,16 @@ class RunningServer:
     def pid(self) -> int:
         return self.process.pid
 
+    def drain(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM, as an orchestrator stops a process: its sessions get goAway and it exits after --drain-s, or
+        once they have left. Returns its exit status (killed after `timeout_s`)."""
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -53,7 +63,9 @@ class RunningServer:
             return "(no server log)"
 
     def stop(self) -> None:
+        """Stop now: two SIGTERMs (the first would drain the open sessions for --drain-s: `drain` does that)."""
         if self.process.poll() is None:
+            self.process.terminate()
             self.process.terminate()
             try:
                 self.process.wait(timeout=15)

@@ -155,6 +155,8 @@ class _Stores(Protocol):
 
     async def session_ended(self, session_key: str) -> None: ...
 
+    async def ping(self) -> None: ...
+
 
 class FaultyStore(_Wrapper):
     """A session store whose operations fail as their faults say (None: that one never fails). `struck` is set when

@@ -20,6 +20,7 @@ from typing import ClassVar, Literal
 MAX_REASON_BYTES = 123
 
 NORMAL = 1000
+GOING_AWAY = 1001  # the server is shutting down (a drain's end): resume on a new connection
 INVALID_ARGUMENT = 1007
 POLICY = 1008  # policy violation, not found, unauthenticated, unimplemented
 MESSAGE_TOO_BIG = 1009
@@ -82,6 +83,15 @@ class Overloaded(LiveError):
 
     close_code = OVERLOADED
     default_reason = "The service is currently overloaded. Please try again later."
+
+
+class ShuttingDown(LiveError):
+    """The server is draining (SIGTERM): new sessions are refused with 1013 and open ones, after a `goAway`, end with
+    1001 at the drain's end, resumable elsewhere (server/drain.py)."""
+
+    close_code = GOING_AWAY
+    default_reason = "The server is shutting down: resume the session on a new connection."
+    blame = "nobody"
 
 
 class ContextFull(LiveError):

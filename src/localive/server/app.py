@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -49,9 +50,34 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse(body)
 
 
+READY_STORE_TIMEOUT_S = 1.0  # /readyz's bound on the session store's answer
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Whether this process takes new sessions now (a load balancer's readiness probe): 200, or 503 with the
+    reasons — draining (shutting down), at capacity (--max-sessions), the session store unreachable. The engines
+    are loaded before the server listens, so a process that answers has them."""
+    state: ServerState = request.app.state.localive
+    reasons = []
+    if state.draining:
+        reasons.append("draining")
+    if state.active_sessions >= state.settings.max_sessions:
+        reasons.append("at capacity")
+    if state.store is not None:
+        try:
+            async with asyncio.timeout(READY_STORE_TIMEOUT_S):
+                await state.store.ping()
+        except Exception:  # noqa: BLE001 - any failure means "not ready"; the reason says which part
+            reasons.append("session store unreachable")
+    if reasons:
+        return JSONResponse({"status": "unavailable", "reasons": reasons}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
 def create_app(state: ServerState, playground: PlaygroundMode = "local") -> Any:
     app = Starlette(routes=[
         Route("/healthz", healthz),
+        Route("/readyz", readyz),
         WebSocketRoute(LIVE_PATH, live_endpoint),
         WebSocketRoute(LIVE_PATH + "Constrained", live_endpoint),  # ephemeral tokens (docs/protocol-notes.md)
         Route("/{version}/auth_tokens", create_token, methods=["POST"]),

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
+from starlette.responses import JSONResponse
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -34,6 +35,7 @@ from localive.protocol.errors import (
     NotFound,
     Overloaded,
     PolicyViolation,
+    ShuttingDown,
     close_for,
     log_close,
 )
@@ -100,6 +102,12 @@ async def live_endpoint(ws: WebSocket) -> None:
         await ws.close(code=outcome.code, reason=outcome.reason)
         _ended(client, path, "-", outcome)
         return
+    if state.draining:  # refused before the upgrade: a proxy (deploy/nginx.conf) passes it to another process
+        await ws.send_denial_response(JSONResponse({"error": {"code": 503, "status": "UNAVAILABLE",
+                                                              "message": ShuttingDown.default_reason}},
+                                                   status_code=503, headers={"Retry-After": "1"}))
+        access.info('%s "WS %s" session=- http=503 the server is draining', client, path)
+        return
     try:  # its address's share and the queue of connections waiting for their setup (server/state.py)
         connection = state.connections.open(ws.client.host if ws.client else None)
     except Overloaded as exc:
@@ -138,8 +146,10 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
         await _close(ws, first, settings.write_timeout_s)
         _ended(client, path, "-", first)
         return
-    if not state.admit():  # the session slot is taken only now, with the setup in hand
-        outcome = close_for(Overloaded())
+    try:  # the session slot is taken only now, with the setup in hand
+        state.admit()
+    except Overloaded as exc:  # full, or draining
+        outcome = close_for(exc)
         await _close(ws, outcome, settings.write_timeout_s)
         _ended(client, path, "-", outcome)
         return
@@ -149,6 +159,7 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
                           limits=state.limits, principal=credential.principal, setup_gate=credential.gate,
                           owner=_owner(credential.principal, ws), charge_work=partial(budget.charge, 0),
                           turn_watchdog_s=settings.turn_watchdog_s, on_stall=state.count_stall, clock=state.clock)
+    state.opened(session)
     expiry = credential.watch_expiry(session.outbox)  # a token's session ends at its expireTime
     writer = asyncio.create_task(_write(ws, session, settings.write_timeout_s), name=f"writer-{session_id}")
     outcome, closed_by_peer = close_for(None), False
@@ -163,7 +174,7 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
             expiry.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await writer
-        state.release()
+        state.release(session)
         if not closed_by_peer:
             await _close(ws, outcome, settings.write_timeout_s)
         _ended(client, path, session_id, outcome)

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import re
 import signal
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import uvicorn
@@ -101,8 +101,11 @@ def _config(app: Any, host: str, port: int, max_message_bytes: int, tls: TlsFile
 async def serve_all(app: Any, *, host: str, port: int, plain_port: int | None, tls: TlsFiles,
                     max_message_bytes: int, header_timeout_s: float = 10.0, max_connections: int | None = None,
                     forwarded_allow_ips: str | None = None, started: asyncio.Event | None = None,
-                    clock: Clock = SYSTEM_CLOCK, ws_compression: bool = False) -> None:
+                    clock: Clock = SYSTEM_CLOCK, ws_compression: bool = False,
+                    drain: Callable[[], Awaitable[None]] | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or cancellation). `started` is set once every listener is bound.
+    `drain`: on the first signal, run it (the sessions leave: ServerState.drain) before the listeners close; a
+    second signal closes them at once.
     `max_connections` bounds the client connections of both listeners together (None: the descriptor limit less
     a reserve). `clock`: the server's (ServerState.clock), for the connection guard's bookkeeping.
     `ws_compression`: accept permessage-deflate when a client offers it (`--ws-compression`, docs/benchmarks.md)."""
@@ -120,10 +123,23 @@ async def serve_all(app: Any, *, host: str, port: int, plain_port: int | None, t
         for server in servers:
             server.should_exit = True
 
+    draining: list[asyncio.Task[None]] = []
+
+    def signalled() -> None:
+        if drain is None or draining:
+            if draining:
+                log.warning("stopping now: open sessions are cut")
+            stop()
+            return
+        log.info("shutting down: draining the open sessions (a second signal stops at once)")
+        task = asyncio.ensure_future(drain())
+        task.add_done_callback(lambda _: stop())
+        draining.append(task)
+
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread (tests)
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop)
+            loop.add_signal_handler(sig, signalled)
     tasks = [asyncio.create_task(s.serve(), name=f"uvicorn-{s.config.port}") for s in servers]
     try:
         while not all(s.started for s in servers):
@@ -137,4 +153,6 @@ async def serve_all(app: Any, *, host: str, port: int, plain_port: int | None, t
         await asyncio.gather(*tasks)
     finally:
         stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in draining:
+            task.cancel()
+        await asyncio.gather(*tasks, *draining, return_exceptions=True)

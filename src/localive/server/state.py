@@ -5,6 +5,10 @@ against ``max_awaiting_setup`` and its client address's ``max_connections_per_ip
 sockets that never send a setup cannot keep real sessions out. Only once its first message has arrived does it
 take one of the ``max_sessions`` slots. Each refusal is a 1013 at once, which clients may retry.
 
+Draining (SIGTERM, server/runner.py): `drain` stops admitting sessions (each refusal a 1013 the client may retry
+elsewhere; `/readyz` says so, for the load balancer), asks every open session to leave by the drain's deadline
+(`goAway`, a fresh resumption handle, then 1001: session/lifetime.py `leave_by`), and returns once all have left.
+
 The state holds the server's one `Clock` (localive/clock.py) and hands it on: to each session, to its access policy
 (ephemeral tokens' minting, redemption and expiry) and to the work budgets. A session store is built before the
 state; whoever builds both gives the store the same clock (cli.py does).
@@ -12,14 +16,16 @@ state; whoever builds both gives the store the same clock (cli.py does).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from localive.clock import SYSTEM_CLOCK, Clock
 from localive.engines.llm.pool import LLMPool
 from localive.models.registry import ModelRegistry
-from localive.protocol.errors import Overloaded
+from localive.protocol.errors import Overloaded, ShuttingDown
 from localive.server.auth import Access
 from localive.server.budget import SHARE, WorkBudgets
 from localive.session.engines import Engines
@@ -27,7 +33,12 @@ from localive.session.lifetime import LOCAL_LIMITS, Limits
 from localive.session.watchdog import DEFAULT_TURN_WATCHDOG_S
 from localive.stores.base import SessionStore
 
+if TYPE_CHECKING:
+    from localive.session.live import LiveSession
+
 IPV6_PREFIX = 64  # one IPv6 client usually holds a whole /64: count it as one address
+DRAIN_GRACE_S = 5.0  # after the drain's deadline, for the last close frames (a client that reads nothing is cut
+# by its write deadline meanwhile: server/live_ws.py)
 
 
 @dataclass(frozen=True)
@@ -124,22 +135,52 @@ class ServerState:
     connections: Connections = field(init=False)
     budgets: WorkBudgets = field(init=False)  # server work per client address (server/budget.py)
     clock: Clock = SYSTEM_CLOCK  # the server's one clock: sessions, tokens, budgets (and the store, given by cli)
+    draining: bool = False  # no new session is admitted: the server is shutting down (drain)
+    sessions: set[LiveSession] = field(default_factory=set)  # the open ones (those admitted and not yet released)
+    _emptied: asyncio.Event | None = field(default=None, init=False)
+    _deadline: float = field(default=0.0, init=False)  # set when the last session leaves a drain
 
     def __post_init__(self) -> None:
         self.connections = Connections(self.settings.max_connections_per_ip, self.settings.max_awaiting_setup)
         self.budgets = WorkBudgets(share=self.settings.work_share, clock=self.clock)
         self.access.clock = self.clock  # token times are the server's time
 
-    def admit(self) -> bool:
-        """Take a session slot; False when the server is full (the client gets 1013)."""
+    def admit(self) -> None:
+        """Take a session slot; raises Overloaded (1013) when the server is full or draining."""
+        if self.draining:
+            raise Overloaded(ShuttingDown.default_reason)
         if self.active_sessions >= self.settings.max_sessions:
-            return False
+            raise Overloaded()
         self.active_sessions += 1
         self.sessions_served += 1
-        return True
 
-    def release(self) -> None:
+    def opened(self, session: LiveSession) -> None:
+        """An admitted session exists: a drain reaches it."""
+        self.sessions.add(session)
+        if self.draining:  # admitted before the drain began, created after (no await between, but be sure)
+            session.go_away(self._deadline)
+
+    def release(self, session: LiveSession | None = None) -> None:
         self.active_sessions -= 1
+        if session is not None:
+            self.sessions.discard(session)
+        if not self.sessions and self._emptied is not None:
+            self._emptied.set()
+
+    async def drain(self, drain_s: float) -> None:
+        """Refuse new sessions and ask each open one to leave within `drain_s` (`goAway`, then 1001 at the deadline);
+        return when all have left, or `drain_s` plus a grace later (real time: a stuck client's socket)."""
+        self.draining = True
+        self._deadline = self.clock.time() + drain_s
+        self._emptied = asyncio.Event()
+        for session in list(self.sessions):
+            session.go_away(self._deadline)
+        if not self.sessions:
+            return
+        try:
+            await asyncio.wait_for(self._emptied.wait(), drain_s + DRAIN_GRACE_S)
+        except TimeoutError:
+            pass
 
     def count_stall(self) -> None:
         self.stalls += 1

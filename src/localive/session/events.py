@@ -6,6 +6,8 @@ interrupted only there, never by two tasks at once.
   from applying it still reaches the transport's reader as a raise.
 - `BackchannelHeard`: the words of a short utterance heard while the model talked (its judge's task transcribed
   them): let pass as a backchannel, or taken as the user's turn.
+- `GoingAway`: the server is draining (server/drain.py): tell the client, give it a fresh resumption handle if
+  the session is between turns, and end the session at the drain's deadline.
 - `TurnEnded`: a model turn answered in full (its audio played out): what waited for it (NON_BLOCKING results, a
   next turn asked for with NO_INTERRUPTION or WHEN_IDLE) can go on.
 
@@ -51,7 +53,12 @@ class TurnEnded:
     turn: Turn
 
 
-Event = ClientMessage | BackchannelHeard | TurnEnded
+@dataclass(frozen=True)
+class GoingAway:
+    deadline: float  # clock time: the session ends then
+
+
+Event = ClientMessage | BackchannelHeard | TurnEnded | GoingAway
 
 
 class EventQueue:

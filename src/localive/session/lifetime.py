@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from localive.clock import Clock
 from localive.protocol import server_messages as out
-from localive.protocol.errors import INTERNAL, LiveError, close_for
+from localive.protocol.errors import INTERNAL, LiveError, ShuttingDown, close_for
 from localive.session.outbox import Outbox
 
 DEADLINE_REASON = "Deadline expired before operation could complete."  # Gemini's (docs/protocol-notes.md#lifetimes)
@@ -56,3 +56,12 @@ async def run_out(deadline: float, limits: Limits, clock: Clock, outbox: Outbox)
     if left > 0:
         await clock.sleep(left)
     await outbox.put(close_for(DeadlineExpired()))
+
+
+async def leave_by(deadline: float, clock: Clock, outbox: Outbox) -> None:
+    """The server is draining: `goAway` with the time left now, then close (1001, resumable) at `deadline`."""
+    left = max(0.0, deadline - clock.time())
+    await outbox.put(out.go_away(round(left)))
+    if left > 0:
+        await clock.sleep(left)
+    await outbox.put(close_for(ShuttingDown()))

@@ -32,12 +32,12 @@ from localive.session.admission import BackendSlots
 from localive.session.config import SessionConfig, content_text, session_config, session_tools
 from localive.session.content_history import history_of
 from localive.session.engines import Engines
-from localive.session.events import BackchannelHeard, ClientMessage, Event, EventQueue, TurnEnded
+from localive.session.events import BackchannelHeard, ClientMessage, Event, EventQueue, GoingAway, TurnEnded
 from localive.session.foresight import Foresight, prepared_engines, worth_foreseeing
 from localive.session.gate import SetupGate
 from localive.session.history import HISTORY_BYTES_PER_TOKEN, Entry, History
 from localive.session.lifecycle import Lifecycle, Trigger
-from localive.session.lifetime import LOCAL_LIMITS, Limits, deadline_s, run_out
+from localive.session.lifetime import LOCAL_LIMITS, Limits, deadline_s, leave_by, run_out
 from localive.session.listening import Listening
 from localive.session.model_turn import MAX_TOOL_ROUNDS, ModelTurn, TurnScope
 from localive.session.outbox import Outbox
@@ -108,6 +108,7 @@ class LiveSession:
         # the session's pages take one URL-parsing thread at a time: one session cannot starve the others' URLs
         self._url_lane = ParseLane()
         self._seeding = False  # historyConfig.initialHistoryInClientContent: clientContent is history until complete
+        self._leave_at: float | None = None  # the server is draining: the session ends then (go_away)
 
     # --- the event stream --------------------------------------------------------------------------------
 
@@ -122,6 +123,13 @@ class LiveSession:
         if self._event_loop.done():
             raise RuntimeError(f"session {self.session_id}: its event loop has ended")
         await self._events.send(ClientMessage(message, count))
+
+    def go_away(self, deadline: float) -> None:
+        """The server is draining: send `goAway`, a fresh resumption handle once the session is between turns, and
+        end the session (1001) at `deadline` (clock time). Applied in order with the client's messages; once."""
+        if self._leave_at is None and self.state is not State.CLOSED:
+            self._leave_at = deadline
+            self._events.post(GoingAway(deadline))
 
     async def _run_events(self) -> None:
         try:
@@ -148,7 +156,10 @@ class LiveSession:
                     event.done.set_result(None)
             return
         try:
-            if isinstance(event, BackchannelHeard):
+            if isinstance(event, GoingAway):
+                if self.state is State.ACTIVE:  # before the setup, the setup's end starts it (_start_leaving)
+                    await self._start_leaving(event.deadline)
+            elif isinstance(event, BackchannelHeard):
                 assert self._listening is not None
                 await self._listening.on_backchannel(event)
             elif event.turn is self._turn and self._respond_after_turn:  # TurnEnded: asked to answer again
@@ -235,6 +246,15 @@ class LiveSession:
                               session_started_at=self._resumption.started_at, compressed=config.compression is not None)
         if deadline is not None:
             self._tasks.start(run_out(deadline, self._limits, self._clock, self.outbox), "lifetime")
+        if self._leave_at is not None:  # the server began to drain while the setup was applied
+            await self._start_leaving(self._leave_at)
+
+    async def _start_leaving(self, deadline: float) -> None:
+        """A fresh handle first if no turn is under way (one in progress saves one when it ends), then the
+        `goAway`, then the close at the deadline."""
+        if not self.generating:
+            await self._checkpoint()
+        self._tasks.start(leave_by(deadline, self._clock, self.outbox), "leaving")
 
     @property
     def _config(self) -> SessionConfig:

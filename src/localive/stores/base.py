@@ -29,3 +29,7 @@ class SessionStore(Protocol):
     async def session_ended(self, session_key: str) -> None:
         """Start the session's handles' expiry clock (they stay valid `ttl_s` from now)."""
         ...
+
+    async def ping(self) -> None:
+        """Raise if the store cannot be reached now (`/readyz`)."""
+        ...

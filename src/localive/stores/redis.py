@@ -145,6 +145,9 @@ class RedisStore:
     async def session_ended(self, session_key: str) -> None:
         await self._eval(_ENDED, [self._session_key(session_key)], [self._ttl_ms, self._handle_key("")])
 
+    async def ping(self) -> None:
+        await self._conn().ping()
+
     async def _eval(self, script: str, keys: list[str], args: list[str | int]) -> None:
         await self._conn().eval(script, len(keys), *keys, *args)
 

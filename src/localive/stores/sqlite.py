@@ -92,6 +92,13 @@ class SqliteStore:
             self._db.execute("UPDATE snapshots SET expires_at = ? WHERE session_key = ?",
                              (self._clock.time() + self.ttl_s, session_key))
 
+    async def ping(self) -> None:
+        await self._run(self._ping)
+
+    def _ping(self) -> None:
+        with self._lock:
+            self._db.execute("SELECT 1").fetchone()
+
     async def _run(self, work: Callable[..., T], *args: object) -> T:
         """Database work on the store's own thread: not the default executor, which DNS look-ups and other
         blocking work share (security finding F4: a stalled default executor kept sessions from their setup)."""
