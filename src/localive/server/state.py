@@ -22,6 +22,7 @@ from localive.models.registry import ModelRegistry
 from localive.protocol.errors import Overloaded
 from localive.server.auth import Access
 from localive.server.budget import SHARE, WorkBudgets
+from localive.server.metrics import ServerMetrics
 from localive.session.engines import Engines
 from localive.session.lifetime import LOCAL_LIMITS, Limits
 from localive.session.watchdog import DEFAULT_TURN_WATCHDOG_S
@@ -124,11 +125,13 @@ class ServerState:
     connections: Connections = field(init=False)
     budgets: WorkBudgets = field(init=False)  # server work per client address (server/budget.py)
     clock: Clock = SYSTEM_CLOCK  # the server's one clock: sessions, tokens, budgets (and the store, given by cli)
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)  # `GET /metrics` (server/metrics.py)
 
     def __post_init__(self) -> None:
         self.connections = Connections(self.settings.max_connections_per_ip, self.settings.max_awaiting_setup)
         self.budgets = WorkBudgets(share=self.settings.work_share, clock=self.clock)
         self.access.clock = self.clock  # token times are the server's time
+        self.metrics.watch(sessions_open=lambda: self.active_sessions, vad_backlog=self.engines.vad_backlog)
 
     def admit(self) -> bool:
         """Take a session slot; False when the server is full (the client gets 1013)."""
@@ -143,3 +146,4 @@ class ServerState:
 
     def count_stall(self) -> None:
         self.stalls += 1
+        self.metrics.stalled()
