@@ -44,6 +44,7 @@ def timings(asr_s: float, token_s: float, output_s: float | None) -> TurnTimings
     timed.transcribed = timed.started + asr_s
     timed.first_token = timed.started + token_s
     timed.first_output = None if output_s is None else timed.started + output_s
+    timed.asr_audio_s = 1.0 if asr_s else 0.0  # spoken, or typed (nothing transcribed)
     return timed
 
 
@@ -71,7 +72,7 @@ def test_the_families_after_events() -> None:
     assert value(text, "localive_sessions_total", model=MODEL, code="other") == 1
     assert value(text, "localive_turns_total", model=MODEL, outcome="answered") == 1
     assert value(text, "localive_turns_total", model=MODEL, outcome="interrupted") == 1
-    assert value(text, "localive_turn_asr_done_seconds_count", model=MODEL) == 2
+    assert value(text, "localive_turn_asr_done_seconds_count", model=MODEL) == 1  # the typed turn: no ASR time
     assert value(text, "localive_turn_first_token_seconds_sum", model=MODEL) == pytest.approx(0.43)
     assert value(text, "localive_turn_first_token_seconds_bucket", model=MODEL, le="0.05") == 1
     assert value(text, "localive_turn_first_output_seconds_count", model=MODEL) == 1

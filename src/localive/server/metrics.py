@@ -41,7 +41,7 @@ class ServerMetrics(Telemetry):
         self.turns = Counter("localive_turns", "Model turns ended, by model and outcome (answered, unanswered, "
                              "interrupted, failed, cancelled)", ["model", "outcome"], registry=r)
         self.asr_done = Histogram("localive_turn_asr_done_seconds", "From the end of the user's turn until its "
-                                  "speech was transcribed (answered turns)", ["model"], buckets=STAGE_BUCKETS_S,
+                                  "speech was transcribed (answered spoken turns)", ["model"], buckets=STAGE_BUCKETS_S,
                                   registry=r)
         self.first_token = Histogram("localive_turn_first_token_seconds", "From the end of the user's turn until "
                                      "the LLM's first text", ["model"], buckets=STAGE_BUCKETS_S, registry=r)
@@ -89,8 +89,9 @@ class ServerMetrics(Telemetry):
         self.turns.labels(model=model, outcome=outcome).inc()
 
     def turn_timed(self, model: str, timings: TurnTimings) -> None:
-        for histogram, moment in ((self.asr_done, timings.transcribed), (self.first_token, timings.first_token),
-                                  (self.first_output, timings.first_output)):
+        spoken = timings.asr_audio_s > 0  # a typed turn has nothing to transcribe: no ASR time to count
+        for histogram, moment in ((self.asr_done, timings.transcribed if spoken else None),
+                                  (self.first_token, timings.first_token), (self.first_output, timings.first_output)):
             if moment is not None:
                 histogram.labels(model=model).observe(max(0.0, moment - timings.started))
 
