@@ -378,6 +378,7 @@ class LiveSession:
         self._telemetry.barge_in(self._config.model.name)
         await turn.stop(self.outbox, self._clock)
         if not turn.started:  # cancelled before it ran: it could not report itself
+            self._telemetry.turn_ended(self._config.model.name, "interrupted")
             await self.outbox.put(out.interrupted())
             await self.outbox.put(out.turn_complete(None))
         return True
