@@ -658,7 +658,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         engines = Engines(llm_for=pool.for_model, asr=voice.asr, tts=voice.tts, vad_factory=voice.vad_factory,
                           vad_executor=voice.vad_executor, tools=tool_engines, code_llm_for=pool.for_code,
                           judge_for=pool.for_code, vision=vision, end_of_turn=voice.end_of_turn if families else None,
-                          semantic_families=families, foresee=args.work_ahead)
+                          semantic_families=families, foresee=args.work_ahead, vad_backlog=voice.vad_backlog)
         print(f"localive: turn-taking: {_describe_turns(families)}", file=sys.stderr, flush=True)
     settings = ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,
                               max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes,

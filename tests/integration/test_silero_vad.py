@@ -183,8 +183,10 @@ def test_a_stream_over_its_bound_is_told_it_is_behind(clips: dict[str, npt.NDArr
             await stream.probabilities(frames[3:5])  # 3 + 2 > 4: refused at once, nothing queued
         fits = asyncio.ensure_future(stream.probabilities(frames[3:4]))  # 3 + 1: fits
         await asyncio.sleep(0)
+        assert batcher.pending_frames == 4  # the listening backlog the server's metrics read (taken or waiting)
         gated.go.set()
         got = await first + await fits
+        assert batcher.pending_frames == 0
         assert np.max(np.abs(np.array(got) - np.array(reference(frames[:4])))) < TOLERANCE
         # one call longer than the bound is scored in slices of the bound, one after the other: each slice finds
         # room as soon as the one before it is answered

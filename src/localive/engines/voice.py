@@ -31,6 +31,7 @@ class VoiceEngines:
     vad_executor: ThreadPoolExecutor
     end_of_turn: EndOfTurn | None = None  # semantic turn-taking (Smart Turn v3.2), None: silence only
     vad_close: Callable[[], None] | None = None  # stops the shared VAD worker (the batched Silero VAD)
+    vad_backlog: Callable[[], int] | None = None  # frames waiting for the shared VAD (server/metrics.py)
 
     def close(self) -> None:
         if self.vad_close is not None:
@@ -109,7 +110,7 @@ def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True,
         names.append("Smart Turn v3.2")
     log.info("loaded speech engines (%s) in %.1f s", ", ".join(names), time.monotonic() - started)
     return VoiceEngines(asr, tts, vad.stream, ThreadPoolExecutor(max_workers=2, thread_name_prefix="vad"),
-                        end_of_turn, vad_close=vad.close)
+                        end_of_turn, vad_close=vad.close, vad_backlog=lambda: vad.pending_frames)
 
 
 def _threads(count: int) -> str:

@@ -8,12 +8,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from localive import __version__
 from localive.server.live_ws import live_endpoint
+from localive.server.metrics import CONTENT_TYPE
 from localive.server.origins import HostOriginGuard, OriginPolicy
 from localive.server.playground import PlaygroundMode, playground_routes
 from localive.server.state import ServerState
@@ -42,8 +43,7 @@ async def healthz(request: Request) -> JSONResponse:
     many turns its watchdog has ended since it started (`stalls`: a turn that produced nothing for too long)."""
     state: ServerState = request.app.state.localive
     body: dict[str, object] = {"status": "ok", "version": __version__}
-    key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
-    if state.access.keys.open or (key and state.access.keys.accepts(key)):
+    if _has_key(request, state):
         body["activeSessions"] = state.active_sessions
         body["stalls"] = state.stalls
         body["models"] = sorted(e.name for e in state.registry)
@@ -74,10 +74,32 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics (server/metrics.py): for anyone on an open server; with API keys configured, only for a
+    caller presenting one (as Prometheus does with `authorization: Bearer KEY`), else 401."""
+    state: ServerState = request.app.state.localive
+    if not _has_key(request, state, bearer=True):
+        return PlainTextResponse("An API key is required.", status_code=401, headers={"www-authenticate": "Bearer"})
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE)
+
+
+def _has_key(request: Request, state: ServerState, *, bearer: bool = False) -> bool:
+    """The server is open, or the caller presents one of its API keys (`x-goog-api-key`, `?key=`, and with
+    `bearer`, `authorization: Bearer KEY`). Ephemeral tokens do not count: they are for one Live session."""
+    key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+    if not key and bearer:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        key = token.strip() if scheme.lower() == "bearer" else None
+    return state.access.keys.accepts(key)  # open: anything
+
+
 def create_app(state: ServerState, playground: PlaygroundMode = "local") -> Any:
     app = Starlette(routes=[
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+
+
+        Route("/metrics", metrics),
         WebSocketRoute(LIVE_PATH, live_endpoint),
         WebSocketRoute(LIVE_PATH + "Constrained", live_endpoint),  # ephemeral tokens (docs/protocol-notes.md)
         Route("/{version}/auth_tokens", create_token, methods=["POST"]),

@@ -100,7 +100,7 @@ async def live_endpoint(ws: WebSocket) -> None:
     if version not in API_VERSIONS:  # refused at the handshake (a close before accept is an HTTP 403)
         outcome = close_for(NotFound(f"API version {version} is not supported."))
         await ws.close(code=outcome.code, reason=outcome.reason)
-        _ended(client, path, "-", outcome)
+        _ended(state, client, path, "-", outcome)
         return
     if state.draining:  # refused before the upgrade: a proxy (deploy/nginx.conf) passes it to another process
         await ws.send_denial_response(JSONResponse({"error": {"code": 503, "status": "UNAVAILABLE",
@@ -115,7 +115,7 @@ async def live_endpoint(ws: WebSocket) -> None:
         with contextlib.suppress(Exception):  # the client may already be gone
             await ws.accept()
             await _close(ws, outcome, state.settings.write_timeout_s)
-        _ended(client, path, "-", outcome)
+        _ended(state, client, path, "-", outcome)
         return
     budget = state.budgets.open(ws.client.host if ws.client else "-")  # its share of server work (budget.py)
     try:
@@ -134,31 +134,32 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
     except LiveError as exc:
         outcome = close_for(exc)
         await _refuse(ws, outcome, settings.write_timeout_s)
-        _ended(client, path, "-", outcome)
+        _ended(state, client, path, "-", outcome)
         return
     try:
         first = await _first_message(ws, settings.setup_timeout_s, budget)
     except PeerClosed as exc:
-        _ended(client, path, "-", exc.close)
+        _ended(state, client, path, "-", exc.close)
         return
     state.connections.setup_arrived(connection)
     if isinstance(first, Close):  # no setup in time, or a first frame that is not a message
         await _close(ws, first, settings.write_timeout_s)
-        _ended(client, path, "-", first)
+        _ended(state, client, path, "-", first)
         return
     try:  # the session slot is taken only now, with the setup in hand
         state.admit()
     except Overloaded as exc:  # full, or draining
         outcome = close_for(exc)
         await _close(ws, outcome, settings.write_timeout_s)
-        _ended(client, path, "-", outcome)
+        _ended(state, client, path, "-", outcome)
         return
     session_id = secrets.token_hex(8)
     session = LiveSession(registry=state.registry, engines=state.engines, session_id=session_id,
                           api_version=version, outbox_size=settings.outbox_size, store=state.store,
                           limits=state.limits, principal=credential.principal, setup_gate=credential.gate,
                           owner=_owner(credential.principal, ws), charge_work=partial(budget.charge, 0),
-                          turn_watchdog_s=settings.turn_watchdog_s, on_stall=state.count_stall, clock=state.clock)
+                          turn_watchdog_s=settings.turn_watchdog_s, on_stall=state.count_stall, clock=state.clock,
+                          telemetry=state.metrics)
     state.opened(session)
     expiry = credential.watch_expiry(session.outbox)  # a token's session ends at its expireTime
     writer = asyncio.create_task(_write(ws, session, settings.write_timeout_s), name=f"writer-{session_id}")
@@ -177,13 +178,16 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
         state.release(session)
         if not closed_by_peer:
             await _close(ws, outcome, settings.write_timeout_s)
-        _ended(client, path, session_id, outcome)
+        _ended(state, client, path, session_id, outcome, session.config.model.name if session.config else None)
 
 
-def _ended(client: str, path: str, session_id: str, close: Close) -> None:
-    """Log a connection's end: its access line, and why it ended at the level the close's blame calls for."""
+def _ended(state: ServerState, client: str, path: str, session_id: str, close: Close,
+           model: str | None = None) -> None:
+    """The single place a connection's end is recorded: its access line, why it ended at the level the close's
+    blame calls for, and the metrics' count by model (None: no setup named one) and close code."""
     access.info('%s "WS %s" session=%s close=%d %s', client, path, session_id, close.code, close.reason)
     log_close(log, session_id, close)
+    state.metrics.session_ended(model, close.code)
 
 
 def _owner(principal: str, ws: WebSocket) -> str:

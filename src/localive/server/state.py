@@ -28,6 +28,7 @@ from localive.models.registry import ModelRegistry
 from localive.protocol.errors import Overloaded, ShuttingDown
 from localive.server.auth import Access
 from localive.server.budget import SHARE, WorkBudgets
+from localive.server.metrics import ServerMetrics
 from localive.session.engines import Engines
 from localive.session.lifetime import LOCAL_LIMITS, Limits
 from localive.session.watchdog import DEFAULT_TURN_WATCHDOG_S
@@ -135,15 +136,19 @@ class ServerState:
     connections: Connections = field(init=False)
     budgets: WorkBudgets = field(init=False)  # server work per client address (server/budget.py)
     clock: Clock = SYSTEM_CLOCK  # the server's one clock: sessions, tokens, budgets (and the store, given by cli)
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)  # `GET /metrics` (server/metrics.py)
     draining: bool = False  # no new session is admitted: the server is shutting down (drain)
     sessions: set[LiveSession] = field(default_factory=set)  # the open ones (those admitted and not yet released)
-    _emptied: asyncio.Event | None = field(default=None, init=False)
-    _deadline: float = field(default=0.0, init=False)  # set when the last session leaves a drain
+    _emptied: asyncio.Event | None = field(default=None, init=False)  # set when the last session leaves a drain
+    _deadline: float = field(default=0.0, init=False)  # the drain's (clock time)
 
     def __post_init__(self) -> None:
         self.connections = Connections(self.settings.max_connections_per_ip, self.settings.max_awaiting_setup)
         self.budgets = WorkBudgets(share=self.settings.work_share, clock=self.clock)
         self.access.clock = self.clock  # token times are the server's time
+        # getattr: tests build a state without engines
+        self.metrics.watch(sessions_open=lambda: self.active_sessions,
+                           vad_backlog=getattr(self.engines, "vad_backlog", None))
 
     def admit(self) -> None:
         """Take a session slot; raises Overloaded (1013) when the server is full or draining."""
@@ -184,3 +189,4 @@ class ServerState:
 
     def count_stall(self) -> None:
         self.stalls += 1
+        self.metrics.stalled()

@@ -24,6 +24,7 @@ class Engines:
     tts: TTS | None = None
     vad_factory: VADFactory | None = None
     vad_executor: Executor | None = None  # where VAD frames are scored (None: the loop's default executor)
+    vad_backlog: Callable[[], int] | None = None  # frames waiting for a shared VAD now (None: none to read)
     tools: ToolEngines = field(default_factory=ToolEngines)
     code_llm_for: Callable[[ModelEntry], LLM] | None = None  # codeExecution and thinking (None: llm_for)
     judge_for: Callable[[ModelEntry], Scorer] | None = None  # proactive audio's judge (None: proactiveAudio is refused)

@@ -45,6 +45,7 @@ from localive.session.proactive import ProactiveJudge
 from localive.session.prompt import chat_messages
 from localive.session.resumption import Resumption
 from localive.session.tasks import SessionTasks
+from localive.session.telemetry import NO_TELEMETRY, Telemetry
 from localive.session.tool_calls import ToolCalls, response_text, scheduling_of
 from localive.session.transcripts import MAX_PENDING_UTTERANCES, Transcripts
 from localive.session.turn import INTERRUPT_TIMEOUT_S, ClientNotReading, Turn, TurnDidNotStop
@@ -71,12 +72,13 @@ class LiveSession:
                  limits: Limits = LOCAL_LIMITS, clock: Clock | None = None, owner: str | None = None,
                  charge_work: Callable[[float], object] | None = None,
                  turn_watchdog_s: float | None = DEFAULT_TURN_WATCHDOG_S,
-                 on_stall: Callable[[], None] | None = None) -> None:
+                 on_stall: Callable[[], None] | None = None, telemetry: Telemetry = NO_TELEMETRY) -> None:
         self.session_id = session_id
         self.api_version = api_version
         self.principal = principal  # who connected (a hash of the API key): resumption handles are bound to it
         self.owner = owner or principal  # whose share of rationed work (code runs) this session uses
         self._charge_work = charge_work  # CPU seconds of work done for the client off its messages (URL pages)
+        self._telemetry = telemetry  # what the server's metrics count (session/telemetry.py)
         self._setup_gate = setup_gate
         self._registry = registry
         self._engines = engines
@@ -234,6 +236,8 @@ class LiveSession:
                                     watchdog=self._watchdog, lifecycle=self._lifecycle, tasks=self._tasks,
                                     events=self._events, foresight=foresight if self._engines.foresee else None)
         self.state = State.ACTIVE
+        if setup.session_resumption is not None and setup.session_resumption.handle:
+            self._telemetry.resumed(config.model.name)
         await self.outbox.put(out.setup_complete(self.session_id))
         if config.proactive_audio:  # judged by the server's judge (the larger embedded LLM where installed; a
             # remote LLM judges with itself): session_config refused proactiveAudio where the server has none
@@ -376,7 +380,8 @@ class LiveSession:
             history=self.history, tool_calls=self._tool_calls, transcripts=self._transcripts,
             lifecycle=self._lifecycle, judge=self._judge, video=lambda: listening.video, url_lane=self._url_lane,
             charge_work=self._charge_work, resumable=self._resumption.config is not None,
-            checkpoint=self._checkpoint, closing=lambda: self.state is State.CLOSED, clock=self._clock)
+            checkpoint=self._checkpoint, closing=lambda: self.state is State.CLOSED, clock=self._clock,
+            telemetry=self._telemetry)
         run = ModelTurn(scope, self._turn_id).run
         if prepared is not None:
             run = prepared.used_by(run, self.session_id)
@@ -390,8 +395,10 @@ class LiveSession:
         if turn is None or not turn.cancel():
             return False
         self._lifecycle.move(Trigger.INTERRUPT)
+        self._telemetry.barge_in(self._config.model.name)
         await turn.stop(self.outbox, self._clock)
         if not turn.started:  # cancelled before it ran: it could not report itself
+            self._telemetry.turn_ended(self._config.model.name, "interrupted")
             await self.outbox.put(out.interrupted())
             await self.outbox.put(out.turn_complete(None))
         return True

@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from localive.clock import Clock
-from localive.engines.llm.base import LLM, REPORTED_PROMPT_TOKENS, SESSION_ID, CalledFunction
+from localive.engines.llm.base import LLM, REPORTED_PROMPT_TOKENS, SESSION_ID, BackendError, CalledFunction
+from localive.engines.speech_remote import BackendFailed
 from localive.engines.tts.base import NEUTRAL, Delivery
 from localive.protocol import server_messages as out
 from localive.protocol.errors import LiveError, close_for
@@ -33,6 +34,7 @@ from localive.session.proactive import ProactiveJudge
 from localive.session.prompt import chat_messages, count_prompt_tokens, fit_context, function_specs
 from localive.session.rounds import MalformedCall, call_functions, execute, model_round, think
 from localive.session.speech_out import Playback, finish_transcription
+from localive.session.telemetry import NO_TELEMETRY, Telemetry
 from localive.session.thinking import answer_messages
 from localive.session.timings import TurnTimings
 from localive.session.tool_calls import ToolCalls
@@ -76,6 +78,7 @@ class TurnScope:
     checkpoint: Callable[[], Awaitable[None]]
     closing: Callable[[], bool]  # the session is ending: nobody reads the outbox any more
     clock: Clock  # the session's: playback pacing and the turn's timings
+    telemetry: Telemetry = NO_TELEMETRY  # what the server's metrics count (session/telemetry.py)
 
 
 class ModelTurn:
@@ -94,6 +97,7 @@ class ModelTurn:
         config, llm, history = s.config, s.llm, s.history
         mark = len(history)
         speech_s = 0.0
+        model = config.model.name
         try:
             speech_s = await s.transcripts.take(history, config, s.outbox, s.watchdog, self.timings)
             spoken = s.transcripts.spoken_last
@@ -101,6 +105,7 @@ class ModelTurn:
             mark = len(history)
             if not history or history[-1].role not in ("user", "tool"):
                 s.lifecycle.move(Trigger.NOT_ANSWERED)
+                s.telemetry.turn_ended(model, "unanswered")
                 return False  # nothing new to answer (e.g. the user made a sound but said no words)
             answer_as = target_speech(config.translation, spoken, s.transcripts.language)  # translation sessions
             if answer_as == "echo":
@@ -119,6 +124,7 @@ class ModelTurn:
                 await s.outbox.put(out.turn_complete(turn_usage(llm, 0, speech_s, "", self.playback,
                                                                 config.response_modality)))
                 s.lifecycle.move(Trigger.NOT_ANSWERED)
+                s.telemetry.turn_ended(model, "unanswered")
                 return False
             await self._answer(llm, speech_s, mark)
         except asyncio.CancelledError:
@@ -126,17 +132,23 @@ class ModelTurn:
             if s.closing() or s.watchdog.expired is not None:
                 if not s.closing():
                     s.lifecycle.move(Trigger.FAIL)
+                s.telemetry.turn_ended(model, "cancelled")
                 raise
+            s.telemetry.turn_ended(model, "interrupted")
             await self._interrupted(llm, speech_s, mark)
             raise
         except Exception as exc:  # any failure ends the session: a LiveError with its code (1011 for a backend)
             if not isinstance(exc, LiveError):  # an unexpected one (a bug, an engine's crash): its traceback
                 log.exception("session %s: turn failed", s.session_id)
+            if isinstance(exc, BackendFailed | BackendError):  # a remote backend's: the stage is a fixed name
+                s.telemetry.backend_failed(exc.stage)
+            s.telemetry.turn_ended(model, "failed")
             await s.outbox.put(close_for(exc))
             s.lifecycle.move(Trigger.FAIL)
             return False
         history.take_deferred()
         s.lifecycle.move(Trigger.PLAYED_OUT)
+        s.telemetry.turn_ended(model, "answered")
         return True
 
     async def _answer(self, llm: LLM, speech_s: float, mark: int) -> None:
@@ -174,12 +186,14 @@ class ModelTurn:
                 tool_prompt_tokens = max(tool_prompt_tokens, reported - self.prompt_tokens)
             if result.code is not None:
                 history.add(Entry("model", f"{result.text}```python\n{result.code}\n```"))
+                s.telemetry.tool_called(config.model.name, "code_execution")
                 await execute(result.code, engines=s.engines, owner=s.owner, history=history, outbox=s.outbox,
                               watchdog=s.watchdog, turn_id=turn_id)
             elif result.calls and all(c in made for c in result.calls):
                 functions = []  # the same call again: answer from the results instead
             elif result.calls:
                 made.extend(result.calls)
+                s.telemetry.tool_called(config.model.name, "function", len(result.calls))
                 try:
                     await call_functions(result, config=config, tool_calls=s.tool_calls, history=history,
                                          outbox=s.outbox, watchdog=s.watchdog, turn_id=turn_id)
@@ -191,6 +205,7 @@ class ModelTurn:
                 history.add_text("model", result.text)
                 break
         log.info("turn timings session=%s turn=%d %s", s.session_id, turn_id, self.timings.log_fields())
+        s.telemetry.turn_timed(config.model.name, self.timings)
         reply = history.reply_since(mark)
         if context.hits:
             await s.outbox.put(out.grounding(grounding_metadata([context.query], context.hits, reply)), turn=turn_id)

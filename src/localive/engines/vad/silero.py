@@ -126,6 +126,12 @@ class SileroBatcher:
         with self._lock:
             return len(self._streams)
 
+    @property
+    def pending_frames(self) -> int:
+        """Frames of all streams waiting to be scored now (the listening backlog, for the server's metrics)."""
+        with self._lock:
+            return sum(stream.pending_frames for stream in self._streams.values())
+
     def submit(self, stream_id: int, frames: npt.NDArray[np.float32]) -> asyncio.Future[list[float]]:
         loop = asyncio.get_running_loop()
         job = _Job(frames, loop.create_future(), loop)
