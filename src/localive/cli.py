@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "serve":
-        from localive.cli_config import SettingsError, render, resolve, subcommand
+        from localive.cli_config import SettingsError, describe, render, resolve, subcommand
 
         try:
             settings = resolve(build_parser, "serve", sys.argv[1:] if argv is None else argv, os.environ, args)
@@ -296,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.print_config:
             print(render(settings, os.environ))
             return 0
+        if line := describe(settings):
+            print(f"localive: {line}", file=sys.stderr, flush=True)
         return cmd_serve(args)
     if args.command == "env":
         return cmd_env(args)

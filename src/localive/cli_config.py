@@ -174,6 +174,14 @@ def render(settings: Settings, environ: Mapping[str, str], command: str = "serve
     return "\n".join(lines)
 
 
+def describe(settings: Settings) -> str | None:
+    """One line naming the variables and the file that set something (no values), or None."""
+    names = [s.source.removeprefix("env ") for s in settings.settings if s.source.startswith("env ")]
+    if any(s.source == "file" for s in settings.settings):
+        names.append(str(settings.config_file))
+    return f"settings from {', '.join(names)} (--print-config shows them)" if names else None
+
+
 def _given(make_parser: Callable[[], argparse.ArgumentParser], command: str,
            argv: Sequence[str]) -> dict[str, object]:
     """The options that `argv` gives (dest → the strings typed, or the boolean): parsed again with no defaults,
