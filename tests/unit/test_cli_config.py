@@ -223,3 +223,10 @@ def test_print_config_in_a_real_process(tmp_path: Path) -> None:
     assert settings["sessions-redis"] == "redis://redis:6379/0"
     assert "secret-key" not in done.stdout + done.stderr and "#   LOCALIVE_API_KEYS: set" in done.stdout
     assert "loading models" not in done.stderr
+
+
+def test_the_documented_example_file_is_valid(tmp_path: Path) -> None:
+    text = (REPO / "docs" / "configuration.md").read_text()
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    args = settle([], {}, example, tmp_path)
+    assert args.host == "0.0.0.0" and args.plain_port == 8766 and args.code_execution == "off"
