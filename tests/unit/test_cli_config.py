@@ -230,3 +230,11 @@ def test_the_documented_example_file_is_valid(tmp_path: Path) -> None:
     example = text.split("```toml\n", 1)[1].split("```", 1)[0]
     args = settle([], {}, example, tmp_path)
     assert args.host == "0.0.0.0" and args.plain_port == 8766 and args.code_execution == "off"
+
+
+def test_a_password_in_the_searxng_url_is_not_printed_at_start() -> None:
+    from localive.tools.loader import ToolSettings, load_tool_engines
+
+    _, lines = load_tool_engines(ToolSettings(code_execution=False, search="searxng",
+                                              searxng_url="http://user:hunter2@searx:8080", url_context=False))
+    assert "googleSearch: SearXNG at http://searx:8080" in lines and "hunter2" not in " ".join(lines)
