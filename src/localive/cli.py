@@ -37,7 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="serve the Live API over wss:// (and optionally ws://)",
-                           description="Serve the Live API. Loads and warms the models first.")
+                           description="Serve the Live API. Loads and warms the models first.",
+                           epilog="Every option can also be set by an environment variable, LOCALIVE_ and its name "
+                                  "in capitals with _ for - (--max-sessions: LOCALIVE_MAX_SESSIONS; lists "
+                                  "comma-separated; booleans 1/0, true/false, on/off), or in a TOML file given by "
+                                  "--config or LOCALIVE_CONFIG (max-sessions = 200). A flag wins over the "
+                                  "environment, the environment over the file, the file over the default. Secrets "
+                                  "(API keys, passwords in URLs) are never read from the file. --print-config shows "
+                                  "what applies and where it came from (docs/configuration.md).")
+    config = serve.add_argument_group("settings (docs/configuration.md)")
+    config.add_argument("--config", type=Path, default=None, metavar="FILE",
+                        help="read settings from this TOML file (also $LOCALIVE_CONFIG): option names without "
+                             "dashes as keys; flags and LOCALIVE_* variables win over it")
+    config.add_argument("--print-config", action="store_true",
+                        help="print the effective settings (as TOML, each with its source, secrets redacted) and "
+                             "exit without loading models")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TLS (wss) port (default: {DEFAULT_PORT})")
     serve.add_argument("--plain-port", type=_plain_port, default=None, metavar="PORT|off",
@@ -274,8 +288,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "serve":
+        from localive.cli_config import SettingsError, describe, render, resolve, subcommand
+
+        try:
+            settings = resolve(build_parser, "serve", sys.argv[1:] if argv is None else argv, os.environ, args)
+        except SettingsError as exc:
+            subcommand(parser, "serve").error(str(exc))
+        for warning in settings.warnings:
+            print(f"localive: warning: {warning}", file=sys.stderr, flush=True)
+        if args.print_config:
+            print(render(settings, os.environ))
+            return 0
+        if line := describe(settings):
+            print(f"localive: {line}", file=sys.stderr, flush=True)
         return cmd_serve(args)
     if args.command == "env":
         return cmd_env(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def load_tool_engines(settings: ToolSettings) -> tuple[ToolEngines, list[str]]:
         if not settings.searxng_url:
             raise ValueError("--search searxng needs --searxng-url")
         search = SearxngSearch(settings.searxng_url)
-        lines.append(f"googleSearch: SearXNG at {settings.searxng_url}")
+        lines.append(f"googleSearch: SearXNG at {re.sub(r'//[^/@]*@', '//', settings.searxng_url)}")  # no password
     elif settings.search == "local":
         if settings.search_dir is not None:
             if not settings.search_dir.is_dir():
