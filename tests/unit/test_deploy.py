@@ -17,7 +17,7 @@ def test_the_compose_files_localive_command_is_a_valid_serve_command() -> None:
     first, second = compose["services"]["localive-1"], compose["services"]["localive-2"]
     assert second["command"] == first["command"] and second["volumes"] != first["volumes"]
     localive = first
-    command = [c.replace("${LOCALIVE_HOST:-localhost}", "localhost") for c in localive["command"]]
+    command = [c.replace("${PUBLIC_HOST:-localhost}", "localhost") for c in localive["command"]]
     args = build_parser().parse_args(command)
     assert args.llm_url == "http://vllm:8000/v1" and args.sessions_redis == "redis://redis:6379/0"
     assert args.host == "0.0.0.0" and args.drain_s < int(localive["stop_grace_period"].rstrip("s"))
