@@ -212,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "Default: never, so the client address is the connection's (--playground local and "
                            "--max-connections-per-ip count real peers)")
     limits = serve.add_argument_group("connection limits (docs/security.md)")
+    limits.add_argument("--admission-cores", type=float, default=None, metavar="CORES",
+                        help="refuse new sessions (1013; /readyz says overloaded) while the work that serves every "
+                             "session — the event loop and the shared VAD, smoothed over 2 s — takes more than this "
+                             "many cores, or the event loop or the VAD runs behind; sessions resuming with a handle "
+                             "are still admitted (default: a quarter of the cores this process may use; 0: only "
+                             "the lag tests; docs/deploy.md)")
     limits.add_argument("--max-connections-per-ip", type=int, default=32, metavar="N",
                         help="Live connections from one client address (an IPv6 /64) before 1013; loopback "
                              "clients are not counted (default 32; 0: no cap)")
@@ -544,6 +550,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from localive.models.errors import ModelNotInstalled
     from localive.server.app import create_app
     from localive.server.auth import Access, KeyRing
+    from localive.server.load import default_max_serving_cores
     from localive.server.origins import OriginPolicy
     from localive.server.runner import serve_all
     from localive.server.state import ServerSettings, ServerState
@@ -686,7 +693,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         engines = Engines(llm_for=pool.for_model, asr=voice.asr, tts=voice.tts, vad_factory=voice.vad_factory,
                           vad_executor=voice.vad_executor, tools=tool_engines, code_llm_for=pool.for_code,
                           judge_for=pool.for_code, vision=vision, end_of_turn=voice.end_of_turn if families else None,
-                          semantic_families=families, foresee=args.work_ahead, vad_backlog=voice.vad_backlog)
+                          semantic_families=families, foresee=args.work_ahead, vad_load=voice.vad_load)
         print(f"localive: turn-taking: {_describe_turns(families)}", file=sys.stderr, flush=True)
     settings = ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,
                               max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes,
@@ -695,12 +702,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
                               max_awaiting_setup=args.max_awaiting_setup,
                               work_share=args.client_work_share / 100,
                               max_connections_per_ip=args.max_connections_per_ip,
-                              allow_hosts=tuple(args.allow_host), allow_origins=tuple(args.allow_origin))
+                              allow_hosts=tuple(args.allow_host), allow_origins=tuple(args.allow_origin),
+                              max_serving_cores=(default_max_serving_cores() if args.admission_cores is None
+                                                 else args.admission_cores))
     state = ServerState(settings=settings, registry=registry, llms=pool, engines=engines, store=store,
                         limits=_limits(args), access=access, clock=clock)
     app = create_app(state, playground=args.playground)
 
     async def run() -> None:
+        load = asyncio.create_task(state.load.run(), name="load-meter")  # admission by load (server/load.py)
+        try:
+            await serve(state)
+        finally:
+            load.cancel()
+            await asyncio.gather(load, return_exceptions=True)
+
+    async def serve(state: ServerState) -> None:
         started = asyncio.Event()
         server = asyncio.create_task(serve_all(app, host=args.host, port=args.port, plain_port=args.plain_port,
                                                tls=tls, max_message_bytes=args.max_message_bytes,

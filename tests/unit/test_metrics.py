@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from localive.clock import VirtualClock
 from localive.engines.llm.emulator import EmulatorLLM, EmulatorScript
 from localive.engines.speech_remote import ASR_STAGE
+from localive.engines.vad.base import VADLoad
 from localive.models.registry import ModelRegistry
 from localive.server.app import metrics
 from localive.server.auth import Access, KeyRing
@@ -50,7 +51,7 @@ def timings(asr_s: float, token_s: float, output_s: float | None) -> TurnTimings
 
 def test_the_families_after_events() -> None:
     m = ServerMetrics()
-    m.watch(sessions_open=lambda: 3, vad_backlog=lambda: 12)
+    m.watch(sessions_open=lambda: 3, vad_load=lambda: VADLoad(12, 0.05, 1.0))
     m.session_ended(MODEL, 1000)
     m.session_ended(None, 1008)
     m.session_ended(MODEL, 4321)  # a client's own code: not a series of its own
@@ -122,7 +123,7 @@ def request(state: ServerState, headers: dict[str, str] | None = None, query: di
 
 def server(access: Access) -> ServerState:
     return ServerState(settings=ServerSettings(), registry=ModelRegistry(), llms=None,  # type: ignore[arg-type]
-                       engines=SimpleNamespace(vad_backlog=None), access=access)  # type: ignore[arg-type]
+                       engines=SimpleNamespace(vad_load=None), access=access)  # type: ignore[arg-type]
 
 
 async def test_metrics_need_a_key_where_keys_are_configured() -> None:

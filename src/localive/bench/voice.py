@@ -329,10 +329,19 @@ class VoiceRun:
 async def _turn(server: RunningServer, question: str, *, voice: str, manual: bool, silence_ms: int | None,
                 chunk_ms: int, timeout_s: float) -> VoiceTurn:
     """One measured turn on a new session (silence_ms None: the server's default turn detection)."""
-    speech = speech_pcm(question)
-    start_s, end_s = speech_bounds(speech)
     session = await VoiceSession.open(server.live_url, voice_setup(voice, manual=manual, silence_ms=silence_ms),
                                       timeout_s=timeout_s)
+    try:
+        return await turn_on(session, question, manual=manual, silence_ms=silence_ms, chunk_ms=chunk_ms)
+    finally:
+        await session.close()
+
+
+async def turn_on(session: VoiceSession, question: str, *, manual: bool, silence_ms: int | None,
+                  chunk_ms: int) -> VoiceTurn:
+    """One measured turn on an open session (made with `voice_setup` of the same `manual` and `silence_ms`)."""
+    speech = speech_pcm(question)
+    start_s, end_s = speech_bounds(speech)
     watch = TurnWatch()
     watcher = asyncio.create_task(watch_turn(session, watch))
     try:
@@ -361,7 +370,6 @@ async def _turn(server: RunningServer, question: str, *, voice: str, manual: boo
         if not watcher.done():
             watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
-        await session.close()
     return VoiceTurn(
         question=question, session_id=session.session_id, speech_s=end_s - start_s,
         first_audio_ms=(watch.first_audio_at - reference) * 1000,

@@ -15,7 +15,7 @@ from localive.engines.asr.emulator import EmulatorHearing
 from localive.engines.speech_remote import ASR_STAGE, TTS_STAGE, RemoteSpeech, load_voice_map
 from localive.engines.tts.base import TTS
 from localive.engines.turn.base import EndOfTurn
-from localive.engines.vad.base import VADFactory
+from localive.engines.vad.base import VADFactory, VADLoad
 from localive.models.errors import ModelNotInstalled
 
 log = logging.getLogger("localive.engines")
@@ -31,7 +31,7 @@ class VoiceEngines:
     vad_executor: ThreadPoolExecutor
     end_of_turn: EndOfTurn | None = None  # semantic turn-taking (Smart Turn v3.2), None: silence only
     vad_close: Callable[[], None] | None = None  # stops the shared VAD worker (the batched Silero VAD)
-    vad_backlog: Callable[[], int] | None = None  # frames waiting for the shared VAD (server/metrics.py)
+    vad_load: Callable[[], VADLoad] | None = None  # how busy the shared VAD is (server/load.py, metrics)
 
     def close(self) -> None:
         if self.vad_close is not None:
@@ -110,7 +110,7 @@ def load_voice_engines(*, progress: bool = True, semantic_turns: bool = True,
         names.append("Smart Turn v3.2")
     log.info("loaded speech engines (%s) in %.1f s", ", ".join(names), time.monotonic() - started)
     return VoiceEngines(asr, tts, vad.stream, ThreadPoolExecutor(max_workers=2, thread_name_prefix="vad"),
-                        end_of_turn, vad_close=vad.close, vad_backlog=lambda: vad.pending_frames)
+                        end_of_turn, vad_close=vad.close, vad_load=vad.load)
 
 
 def _threads(count: int) -> str:

@@ -55,7 +55,8 @@ READY_STORE_TIMEOUT_S = 1.0  # /readyz's bound on the session store's answer
 
 async def readyz(request: Request) -> JSONResponse:
     """Whether this process takes new sessions now (a load balancer's readiness probe): 200, or 503 with the
-    reasons — draining (shutting down), at capacity (--max-sessions), the session store unreachable. The engines
+    reasons — draining (shutting down), at capacity (--max-sessions), overloaded (new sessions are refused for the
+    load: server/load.py), the session store unreachable. The engines
     are loaded before the server listens, so a process that answers has them."""
     state: ServerState = request.app.state.localive
     reasons = []
@@ -63,6 +64,8 @@ async def readyz(request: Request) -> JSONResponse:
         reasons.append("draining")
     if state.active_sessions >= state.settings.max_sessions:
         reasons.append("at capacity")
+    if state.load.overloaded() is not None:
+        reasons.append("overloaded")
     if state.store is not None:
         try:
             async with asyncio.timeout(READY_STORE_TIMEOUT_S):

@@ -44,6 +44,7 @@ from localive.protocol.messages import (
     ClientMessage,
     ContextUpdate,
     RealtimeInput,
+    Setup,
     audio_only,
     join_audio,
     joinable,
@@ -146,9 +147,12 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
         await _close(ws, first, settings.write_timeout_s)
         _ended(state, client, path, "-", first)
         return
-    try:  # the session slot is taken only now, with the setup in hand
-        state.admit()
-    except Overloaded as exc:  # full, or draining
+    # the session slot is taken only now, with the setup in hand; one resuming with a handle goes ahead of new ones
+    resumption = first.session_resumption if isinstance(first, Setup) else None
+    resuming = resumption is not None and bool(resumption.handle)
+    try:
+        state.admit(resuming=resuming)
+    except Overloaded as exc:  # draining, full, or too loaded for a new session
         outcome = close_for(exc)
         await _close(ws, outcome, settings.write_timeout_s)
         _ended(state, client, path, "-", outcome)

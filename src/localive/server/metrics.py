@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from localive.engines.vad.base import VADLoad
+from localive.server.load import LoadMeter
 from localive.session.telemetry import Telemetry, ToolKind, TurnOutcome
 from localive.session.timings import TurnTimings
 
@@ -61,12 +63,26 @@ class ServerMetrics(Telemetry):
         self.vad_backlog = Gauge("localive_vad_backlog_frames", "Audio frames (32 ms each) waiting for the shared "
                                  "voice activity detector, all sessions together", registry=r)
 
-    def watch(self, *, sessions_open: Callable[[], float], vad_backlog: Callable[[], float] | None) -> None:
-        """What is read when scraped: the sessions open, and the VAD's backlog (None: this server has no batched
-        VAD, and the gauge stays 0)."""
+        self.vad_wait = Gauge("localive_vad_wait_seconds", "How long the oldest audio frame waiting for the shared "
+                              "voice activity detector has waited", registry=r)
+        self.serving_cores = Gauge("localive_serving_cores", "CPU of the event loop and the shared VAD, in cores, "
+                                   "smoothed over 2 s (admission control: server/load.py)", registry=r)
+        self.loop_lag = Gauge("localive_event_loop_lag_seconds", "How late the event loop runs its timers, smoothed",
+                              registry=r)
+        self.refused_for_load = Counter("localive_sessions_refused_for_load", "New sessions refused with 1013 "
+                                        "because of the process's load", registry=r)
+
+    def watch(self, *, sessions_open: Callable[[], float], vad_load: Callable[[], VADLoad] | None = None,
+              load: LoadMeter | None = None) -> None:
+        """What is read when scraped: the sessions open, the shared VAD's backlog and wait (None: this server has
+        no batched VAD, and those gauges stay 0), and the load meter's readings."""
         self.sessions_open.set_function(sessions_open)
-        if vad_backlog is not None:
-            self.vad_backlog.set_function(vad_backlog)
+        if vad_load is not None:
+            self.vad_backlog.set_function(lambda: vad_load().pending_frames)
+            self.vad_wait.set_function(lambda: vad_load().oldest_wait_s)
+        if load is not None:
+            self.serving_cores.set_function(lambda: load.serving_cores)
+            self.loop_lag.set_function(lambda: load.loop_lag_s)
 
     def exposition(self) -> bytes:
         """The text format, for `GET /metrics` (served with CONTENT_TYPE)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,6 +29,7 @@ from localive.models.registry import ModelRegistry
 from localive.protocol.errors import Overloaded, ShuttingDown
 from localive.server.auth import Access
 from localive.server.budget import SHARE, WorkBudgets
+from localive.server.load import BUSY_REASON, LoadMeter
 from localive.server.metrics import ServerMetrics
 from localive.session.engines import Engines
 from localive.session.lifetime import LOCAL_LIMITS, Limits
@@ -37,6 +39,7 @@ from localive.stores.base import SessionStore
 if TYPE_CHECKING:
     from localive.session.live import LiveSession
 
+log = logging.getLogger("localive.server")
 IPV6_PREFIX = 64  # one IPv6 client usually holds a whole /64: count it as one address
 DRAIN_GRACE_S = 5.0  # after the drain's deadline, for the last close frames (a client that reads nothing is cut
 # by its write deadline meanwhile: server/live_ws.py)
@@ -58,6 +61,7 @@ class ServerSettings:
     max_connections_per_ip: int = 32  # Live connections of one client address (0: no cap; loopback is not counted)
     allow_hosts: tuple[str, ...] = ()  # --allow-host, besides localhost, 127.0.0.1, ::1 and --host
     allow_origins: tuple[str, ...] = ()  # --allow-origin, besides the server's own pages
+    max_serving_cores: float | None = None  # new sessions refused above this much serving work (server/load.py)
 
 
 def address_key(host: str | None) -> str | None:
@@ -137,6 +141,7 @@ class ServerState:
     budgets: WorkBudgets = field(init=False)  # server work per client address (server/budget.py)
     clock: Clock = SYSTEM_CLOCK  # the server's one clock: sessions, tokens, budgets (and the store, given by cli)
     metrics: ServerMetrics = field(default_factory=ServerMetrics)  # `GET /metrics` (server/metrics.py)
+    load: LoadMeter = field(init=False)  # admission by load (server/load.py); sampled while `load.run` runs
     draining: bool = False  # no new session is admitted: the server is shutting down (drain)
     sessions: set[LiveSession] = field(default_factory=set)  # the open ones (those admitted and not yet released)
     _emptied: asyncio.Event | None = field(default=None, init=False)  # set when the last session leaves a drain
@@ -146,16 +151,23 @@ class ServerState:
         self.connections = Connections(self.settings.max_connections_per_ip, self.settings.max_awaiting_setup)
         self.budgets = WorkBudgets(share=self.settings.work_share, clock=self.clock)
         self.access.clock = self.clock  # token times are the server's time
+        self.load = LoadMeter(getattr(self.engines, "vad_load", None),
+                              max_serving_cores=self.settings.max_serving_cores)
         # getattr: tests build a state without engines
         self.metrics.watch(sessions_open=lambda: self.active_sessions,
-                           vad_backlog=getattr(self.engines, "vad_backlog", None))
+                           vad_load=getattr(self.engines, "vad_load", None), load=self.load)
 
-    def admit(self) -> None:
-        """Take a session slot; raises Overloaded (1013) when the server is full or draining."""
+    def admit(self, *, resuming: bool = False) -> None:
+        """Take a session slot; raises Overloaded (1013) when the server is draining, full, or — for a new session,
+        not one `resuming` with a handle — too loaded to keep its sessions' latency (server/load.py)."""
         if self.draining:
             raise Overloaded(ShuttingDown.default_reason)
         if self.active_sessions >= self.settings.max_sessions:
             raise Overloaded()
+        if not resuming and (why := self.load.overloaded()) is not None:
+            self.metrics.refused_for_load.inc()
+            log.info("a new session refused (1013): %s", why)
+            raise Overloaded(BUSY_REASON)
         self.active_sessions += 1
         self.sessions_served += 1
 

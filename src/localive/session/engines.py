@@ -11,7 +11,7 @@ from localive.engines.llm.base import LLM
 from localive.engines.llm.scoring import Scorer
 from localive.engines.tts.base import TTS
 from localive.engines.turn.base import EndOfTurn
-from localive.engines.vad.base import VADFactory
+from localive.engines.vad.base import VADFactory, VADLoad
 from localive.engines.vision.base import Vision
 from localive.models.registry import ModelEntry
 from localive.tools.loader import ToolEngines
@@ -24,7 +24,7 @@ class Engines:
     tts: TTS | None = None
     vad_factory: VADFactory | None = None
     vad_executor: Executor | None = None  # where VAD frames are scored (None: the loop's default executor)
-    vad_backlog: Callable[[], int] | None = None  # frames waiting for a shared VAD now (None: none to read)
+    vad_load: Callable[[], VADLoad] | None = None  # how busy a shared VAD is now (None: none to read)
     tools: ToolEngines = field(default_factory=ToolEngines)
     code_llm_for: Callable[[ModelEntry], LLM] | None = None  # codeExecution and thinking (None: llm_for)
     judge_for: Callable[[ModelEntry], Scorer] | None = None  # proactive audio's judge (None: proactiveAudio is refused)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # an interface: only its implementations import numpy
@@ -29,3 +30,12 @@ class VAD(Protocol):
 
 
 VADFactory = Callable[[], VAD]
+
+
+@dataclass(frozen=True)
+class VADLoad:
+    """How busy a shared VAD is now (the server's load estimate, server/load.py, and its metrics)."""
+
+    pending_frames: int  # frames of all streams waiting to be scored
+    oldest_wait_s: float  # how long the longest-waiting of them has waited (0: none waits)
+    worker_cpu_s: float  # CPU time of the VAD's worker thread so far

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from localive.engines.vad.base import VADLoad
 from localive.models.errors import ModelNotInstalled
 
 if TYPE_CHECKING:
@@ -79,6 +81,7 @@ class _Job:
     future: asyncio.Future[list[float]]
     loop: asyncio.AbstractEventLoop
     results: list[float] = field(default_factory=list)
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(eq=False)
@@ -131,6 +134,22 @@ class SileroBatcher:
         """Frames of all streams waiting to be scored now (the listening backlog, for the server's metrics)."""
         with self._lock:
             return sum(stream.pending_frames for stream in self._streams.values())
+
+    def load(self) -> VADLoad:
+        """Frames waiting, the longest wait among them, and the worker's CPU time (server/load.py)."""
+        now = time.monotonic()
+        with self._lock:
+            pending = sum(stream.pending_frames for stream in self._streams.values())
+            oldest = min((stream.pending[0].queued_at for stream in self._ready.values() if stream.pending),
+                         default=now)
+            thread = self._thread
+        cpu_s = 0.0
+        if thread is not None and thread.ident is not None and thread.is_alive():
+            try:
+                cpu_s = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+            except OSError:  # the thread ended meanwhile
+                pass
+        return VADLoad(pending, max(0.0, now - oldest), cpu_s)
 
     def submit(self, stream_id: int, frames: npt.NDArray[np.float32]) -> asyncio.Future[list[float]]:
         loop = asyncio.get_running_loop()
