@@ -440,7 +440,7 @@ class Access:
     def __init__(self, keys: KeyRing | None = None, tokens: TokenStore | None = None,
                  clock: Clock = SYSTEM_CLOCK) -> None:
         self.keys = keys or KeyRing()
-        self.tokens: TokenStore = tokens or MemoryTokenStore()
+        self.tokens: TokenStore = tokens if tokens is not None else MemoryTokenStore()  # (an empty one is falsy)
         self.clock = clock
 
     def describe(self) -> str:
