@@ -172,8 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     sessions.add_argument("--sessions-db", type=Path, default=None, metavar="FILE",
                           help="SQLite file for resumable session state (default: DATA_DIR/sessions.sqlite3)")
     sessions.add_argument("--sessions-redis", default=None, metavar="URL",
-                          help="keep resumable session state in Redis instead, shared by several servers, e.g. "
-                               "redis://127.0.0.1:6379/0 (needs localive[redis] and a Redis with appendonly yes)")
+                          help="keep resumable session state and ephemeral tokens in Redis instead, shared by "
+                               "several servers (a token minted on one works on all), e.g. redis://127.0.0.1:6379/0 "
+                               "(needs localive[redis] and a Redis with appendonly yes)")
     sessions.add_argument("--sessions-redis-unsafe", action="store_true",
                           help="accept a Redis without AOF persistence (a Redis crash then loses recent handles)")
     sessions.add_argument("--handle-ttl", type=float, default=7200.0, metavar="SECONDS",
@@ -617,6 +618,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     store = _sessions_store(args, data_dir, clock)
     if store is None:
         return 2
+    if args.sessions_redis:  # ephemeral tokens too, so that one minted here works on every server of that Redis
+        from localive.server.redis_tokens import RedisTokenStore
+
+        access.tokens = RedisTokenStore(args.sessions_redis)
+        print("localive: ephemeral tokens: in the same Redis", file=sys.stderr, flush=True)
     tls = ensure_tls(data_dir, [args.host])
     pool = LLMPool(emulator_script=script, remote=RemoteSettings(
         "", api_key=os.environ.get(API_KEY_ENV) or None, connect_timeout_s=args.llm_connect_timeout_s,

@@ -148,7 +148,7 @@ async def test_a_token_session_through_the_server_ends_at_expire_time_of_the_ser
                         limits=Limits(max_connection_s=1200, goaway_before_s=660))  # goAway at 9 min, on the clock
     assert state.access.clock is clock and state.budgets.clock is clock
     name, now = new_token_name(), clock.time()
-    state.access.tokens.add(name, Token(now + 600, now + 60, 1, "p"), now)
+    await state.access.tokens.add(name, Token(now + 600, now + 60, 1, "p"), now)
     sent: list[dict] = []
     setup_done, closed = asyncio.Event(), asyncio.Event()
     frames = [{"type": "websocket.connect"}, {"type": "websocket.receive", "text": json.dumps(

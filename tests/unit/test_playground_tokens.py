@@ -41,12 +41,12 @@ async def test_a_local_page_gets_a_one_use_token_of_its_own(keyed: Access) -> No
     status, body = await mint(keyed, origin="http://127.0.0.1:8766")
     assert status == 200 and is_token(body["name"]) and body["uses"] == 1
     assert KEY not in json.dumps(body)
-    token = keyed.tokens.get(body["name"])
+    token = await keyed.tokens.get(body["name"])
     assert token is not None and token.principal == PRINCIPAL and token.uses == 1
-    credential = keyed.authenticate(body["name"], constrained=True)
+    credential = await keyed.authenticate(body["name"], constrained=True)
     _, other = await mint(keyed, origin="http://127.0.0.1:8766")
     # each page's sessions are its own (security finding F16): another page cannot resume them
-    assert credential.principal != keyed.authenticate(other["name"], constrained=True).principal
+    assert credential.principal != (await keyed.authenticate(other["name"], constrained=True)).principal
     assert PRINCIPAL not in credential.principal
 
 
@@ -85,4 +85,4 @@ async def test_one_client_cannot_exhaust_the_tokens_of_others(keyed: Access) -> 
     assert status == 429 and body["error"]["status"] == "RESOURCE_EXHAUSTED"
     assert (await mint(keyed, "public", client="192.0.2.7"))[0] == 200  # another client still gets one
     now = keyed.clock.time()
-    keyed.tokens.add(new_token_name(), Token(now + 60, now + 60, 1, "key-principal"), now, KEY_QUOTA)  # and keys
+    await keyed.tokens.add(new_token_name(), Token(now + 60, now + 60, 1, "key-principal"), now, KEY_QUOTA)  # and keys

@@ -4,7 +4,8 @@ Where each SDK puts the credential, and what a token request holds: docs/protoco
 
 API keys are kept only as SHA-256 digests and compared in constant time against every configured key. With no
 keys configured the server is open: any key, or none, is accepted. An ephemeral token (``auth_tokens/…``) is
-minted with a real key (`tokens_api`), lives in memory, and is redeemed when its session's setup arrives
+minted with a real key (`tokens_api`), lives in a `TokenStore` (this process's memory, or Redis shared by
+several processes: `redis_tokens`), and is redeemed when its session's setup arrives
 (`TokenGate`, LiveSession's ``gate``): a new session takes one use, a resumed one takes none. A principal (a
 one-way id of the key, or of the token itself) names the caller in resumption handles and logs; a key itself is
 never logged or sent back.
@@ -79,6 +80,13 @@ class TokenExpired(LiveError):
 
 class TokenStoreFull(Exception):
     """Too many unexpired tokens are held already, by everyone or by this minter."""
+
+
+class TokenStoreUnavailable(LiveError):
+    """A shared token store (Redis) did not answer: the caller is neither accepted nor refused (1011)."""
+
+    close_code = INTERNAL
+    blame = "server"
 
 
 @dataclass(frozen=True)
@@ -195,21 +203,26 @@ def token_principal(name: str) -> str:
 
 
 class TokenStore(Protocol):
-    def add(self, name: str, token: Token, now: float, quota: Quota = KEY_QUOTA) -> None:
+    """Where tokens live: this process's memory (`MemoryTokenStore`) or Redis, shared by several processes
+    (`localive.server.redis_tokens.RedisTokenStore`). Async, as a shared store is network I/O; a store that cannot
+    answer raises TokenStoreUnavailable. Cancelling a call is safe: each change is one atomic step, done or not."""
+
+    async def add(self, name: str, token: Token, now: float, quota: Quota = KEY_QUOTA) -> None:
         """Keep a new token; raises TokenStoreFull when the store, or the token's minter, holds too many."""
         ...
 
-    def get(self, name: str) -> Token | None:
+    async def get(self, name: str) -> Token | None:
         """The token, or None if unknown (or long expired)."""
         ...
 
-    def redeem(self, name: str, now: float, *, new_session: bool) -> Token:
+    async def redeem(self, name: str, now: float, *, new_session: bool) -> Token:
         """Check the token for a session start and, for a new session, take one use: atomically."""
         ...
 
 
 class MemoryTokenStore:
-    """Tokens in this process's memory, by the digest of their name. Safe from threads and from the event loop.
+    """Tokens in this process's memory, by the digest of their name. Safe from threads and from the event loop
+    (no await inside: each call is one step).
 
     Live tokens are counted per minter and in total; an expired one leaves the count at once (it is remembered,
     without its setup, for KEPT_AFTER_EXPIRY_S so that using it says "expired").
@@ -230,7 +243,7 @@ class MemoryTokenStore:
         """Live (unexpired) tokens."""
         return len(self._tokens)
 
-    def add(self, name: str, token: Token, now: float, quota: Quota = KEY_QUOTA) -> None:
+    async def add(self, name: str, token: Token, now: float, quota: Quota = KEY_QUOTA) -> None:
         size = token.setup_bytes
         with self._lock:
             if now >= self._next_purge or len(self._tokens) >= self._max:
@@ -249,12 +262,12 @@ class MemoryTokenStore:
             self._minter_bytes[token.minter] = self._minter_bytes.get(token.minter, 0) + size
             self._setup_bytes += size
 
-    def get(self, name: str) -> Token | None:
+    async def get(self, name: str) -> Token | None:
         digest = _digest(name)
         with self._lock:
             return self._tokens.get(digest) or self._expired.get(digest)
 
-    def redeem(self, name: str, now: float, *, new_session: bool) -> Token:
+    async def redeem(self, name: str, now: float, *, new_session: bool) -> Token:
         digest = _digest(name)
         with self._lock:  # check and count with no await in between: one use, one session
             token = self._tokens.get(digest) or self._expired.get(digest)
@@ -387,7 +400,7 @@ class TokenGate:
         """Redeem the token (a new session takes one use, a resumed one none) and apply its locks."""
         effective = self.constrain(setup)
         resuming = bool(effective.session_resumption and effective.session_resumption.handle)
-        self._store.redeem(self._name, self._clock.time(), new_session=not resuming)
+        await self._store.redeem(self._name, self._clock.time(), new_session=not resuming)
         return effective
 
     def constrain(self, setup: wire.Setup) -> wire.Setup:
@@ -427,7 +440,7 @@ class Access:
     def __init__(self, keys: KeyRing | None = None, tokens: TokenStore | None = None,
                  clock: Clock = SYSTEM_CLOCK) -> None:
         self.keys = keys or KeyRing()
-        self.tokens: TokenStore = tokens or MemoryTokenStore()
+        self.tokens: TokenStore = tokens if tokens is not None else MemoryTokenStore()  # (an empty one is falsy)
         self.clock = clock
 
     def describe(self) -> str:
@@ -435,13 +448,13 @@ class Access:
             return "open (no API keys configured: any key is accepted)"
         return f"{len(self.keys)} API key(s) required"
 
-    def authenticate(self, credential: str | None, *, constrained: bool) -> Credential:
-        """Accept or refuse a Live connection's credential (raises Unauthenticated)."""
+    async def authenticate(self, credential: str | None, *, constrained: bool) -> Credential:
+        """Accept or refuse a Live connection's credential (raises Unauthenticated, or TokenStoreUnavailable)."""
         if is_token(credential):
             assert credential is not None
             if not constrained:
                 raise Unauthenticated(TOKEN_NEEDS_CONSTRAINED)
-            token = self.tokens.get(credential)
+            token = await self.tokens.get(credential)
             if token is None:
                 raise Unauthenticated
             if self.clock.time() >= token.expire_at:

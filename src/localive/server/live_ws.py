@@ -131,7 +131,7 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
     settings = state.settings
     await ws.accept()
     try:  # API key or ephemeral token (server/auth.py); a refusal is a close after the upgrade, as Gemini does
-        credential = state.access.authenticate(api_key_of(ws), constrained=path.endswith("Constrained"))
+        credential = await state.access.authenticate(api_key_of(ws), constrained=path.endswith("Constrained"))
     except LiveError as exc:
         outcome = close_for(exc)
         await _refuse(ws, outcome, settings.write_timeout_s)

@@ -25,10 +25,10 @@ from starlette.staticfiles import StaticFiles
 from localive import __version__
 from localive.engines.tts.voices import DEFAULT_VOICE, voice_names, voice_spec
 from localive.models.registry import DEFAULT_MODEL
-from localive.server.auth import Quota, Token, TokenStoreFull, new_token_name
+from localive.server.auth import Quota, Token, TokenStoreFull, TokenStoreUnavailable, new_token_name
 from localive.server.origins import is_same_origin
 from localive.server.state import ServerState
-from localive.server.tokens_api import DEFAULT_EXPIRE_S, DEFAULT_NEW_SESSION_S, error, rfc3339
+from localive.server.tokens_api import DEFAULT_EXPIRE_S, DEFAULT_NEW_SESSION_S, STORE_UNAVAILABLE, error, rfc3339
 
 log = logging.getLogger("localive.access")
 
@@ -124,9 +124,11 @@ async def mint_token(request: Request) -> JSONResponse:
                   minter=f"{PRINCIPAL}@{client}")  # each client address has its own quota (security finding F9)
     name = new_token_name()
     try:
-        state.access.tokens.add(name, token, now, PLAYGROUND_QUOTA)
+        await state.access.tokens.add(name, token, now, PLAYGROUND_QUOTA)
     except TokenStoreFull:
         return error(429, "RESOURCE_EXHAUSTED", "Too many playground tokens for this client; try again later.")
+    except TokenStoreUnavailable:
+        return error(503, "UNAVAILABLE", STORE_UNAVAILABLE)
     log.info('"POST %s" playground token for %s', request.url.path, client)
     return JSONResponse({"name": name, "expireTime": rfc3339(token.expire_at),
                          "newSessionExpireTime": rfc3339(token.new_session_until), "uses": 1},

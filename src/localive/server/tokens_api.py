@@ -26,6 +26,7 @@ from localive.server.auth import (
     MISSING_KEY,
     Token,
     TokenStoreFull,
+    TokenStoreUnavailable,
     is_token,
     mask_path,
     new_token_name,
@@ -41,6 +42,7 @@ DEFAULT_NEW_SESSION_S = 60.0
 MAX_AHEAD_S = 20 * 3600.0  # every time must be less than 20 hours ahead
 MAX_BODY_BYTES = 128 * 1024
 MAX_SETUP_BYTES = 64 * 1024  # a locked bidiGenerateContentSetup, as compact JSON (kept with the token)
+STORE_UNAVAILABLE = "The token store is unavailable; try again later."
 _FIELDS = {"name", "uses", "expireTime", "newSessionExpireTime", "bidiGenerateContentSetup", "fieldMask"}
 _SETUP_FIELDS = frozenset(f.alias for f in wire.Setup.model_fields.values() if f.alias)
 _GENERATION_FIELDS = frozenset(f.alias for f in wire.GenerationConfig.model_fields.values() if f.alias)
@@ -168,10 +170,12 @@ async def create_token(request: Request) -> JSONResponse:
     name = new_token_name()
     token = Token(spec.expire_at, spec.new_session_until, spec.uses, principal, spec.setup, spec.field_mask)
     try:
-        state.access.tokens.add(name, token, state.access.clock.time())
+        await state.access.tokens.add(name, token, state.access.clock.time())
     except TokenStoreFull:
         return error(429, "RESOURCE_EXHAUSTED", "Too many ephemeral tokens of this key are active; try again "
                      "later.")
+    except TokenStoreUnavailable:
+        return error(503, "UNAVAILABLE", STORE_UNAVAILABLE)
     log.info('"POST %s" principal=%s uses=%d locked=%s', request.url.path, principal, spec.uses,
              "none" if spec.setup is None and spec.field_mask is None else "yes")
     return JSONResponse({"name": name, "expireTime": rfc3339(spec.expire_at),

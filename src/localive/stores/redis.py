@@ -75,6 +75,12 @@ def _client(url: str, retries: int = _RETRIES) -> aioredis.Redis:
                                    socket_connect_timeout=_TIMEOUT_S, retry=retry)
 
 
+def open_client(url: str) -> aioredis.Redis:
+    """A client with this store's timeouts and reconnection (answers decoded as str), for other shared state kept
+    in the same Redis (ephemeral tokens: server/redis_tokens.py). Make it in the event loop that uses it."""
+    return _client(url)
+
+
 async def verify_redis(url: str, *, allow_unsafe: bool = False) -> list[str]:
     """Check that Redis answers and persists every write (AOF); raise RedisStoreError with a one-line reason if
     not. Returns warnings (e.g. an eviction policy that may drop snapshots)."""
