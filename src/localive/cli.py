@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refuse new sessions (1013; /readyz says overloaded) while the work that serves every "
                              "session — the event loop and the shared VAD, smoothed over 2 s — takes more than this "
                              "many cores, or the event loop or the VAD runs behind; sessions resuming with a handle "
-                             "are still admitted (default: a quarter of the cores this process may use; 0: only "
+                             "are still admitted (default: 0.15 × the cores this process may use, at most 1; 0: only "
                              "the lag tests; docs/deploy.md)")
     limits.add_argument("--max-connections-per-ip", type=int, default=32, metavar="N",
                         help="Live connections from one client address (an IPv6 /64) before 1013; loopback "

@@ -454,3 +454,22 @@ def test_the_pause_start_report_counts_errors_and_disagreements() -> None:
     assert "1 of 2 decisions agree" in text and "disagrees: 'b': 0.600 at 200 ms, 0.400 at the start" in text
     with_pause = np.frombuffer(_with_pause(np.ones(1600, dtype="<i2"), 0.05, 0.5), dtype="<i2")
     assert len(with_pause) == 1600 + 8000 and not with_pause[800:8800].any() and with_pause[8800:].all()
+
+
+def test_the_admission_report_meets_only_with_refusals_a_kept_p90_and_no_backlog() -> None:
+    from benchmarks.admission import Result, report
+
+    def result(**changes: object) -> Result:
+        fields: dict[str, object] = dict(
+            attempts=400, admitted=30, refused_1013=370, failed_otherwise=0, first_refused_at=31, idle_ms=[300.0],
+            loaded_ms=[400.0], idle_p50=250.0, idle_p90=300.0, loaded_p50=350.0, loaded_p90=400.0, p90_ratio=1.33,
+            backlog_p50_ms=5.0, backlog_max_ms=9.0, server_cpu_pct=55.0, bench_cpu_pct=15.0,
+            refusal_reasons=["serving work 0.31"], machine="a test machine")
+        fields.update(changes)
+        return Result(**fields)  # type: ignore[arg-type]
+
+    text = report(result())
+    assert "a test machine" in text and "| 400 | 30 | 370 | 0 | 31 |" in text and text.count("| yes |") == 1
+    assert "| no |" in report(result(p90_ratio=1.6))  # the admitted sessions' latency was not kept
+    assert "| no |" in report(result(refused_1013=0))  # nothing was refused: the excess got in
+    assert "| no |" in report(result(backlog_max_ms=250.0))  # the admitted sessions fell behind

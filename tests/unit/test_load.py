@@ -72,3 +72,21 @@ def test_admit_refuses_new_sessions_under_load_and_lets_resuming_ones_in() -> No
     state.admit(resuming=True)  # a session with a handle goes ahead
     assert state.active_sessions == 2
     assert b"localive_sessions_refused_for_load_total 1.0" in state.metrics.exposition()
+
+
+def test_sessions_admitted_together_count_before_the_meter_sees_them() -> None:
+    meter = LoadMeter(max_serving_cores=0.3)
+    for _ in range(32):
+        meter.sample(0.25, 0.25 * 0.2, 0.0)  # 0.2 cores with 10 sessions open: 0.02 each
+    assert meter.overloaded(10) is None
+    for _ in range(4):
+        meter.admitted(now=100.0)
+    assert meter.unseen_cores(10, now=100.0) == pytest.approx(0.08, abs=0.01)
+    for _ in range(4):
+        meter.admitted(now=100.0)
+    assert meter.unseen_cores(10, now=100.0) == pytest.approx(0.16, abs=0.01)  # 0.36 > 0.3: the next one waits
+    assert meter.unseen_cores(10, now=110.0) < 0.01  # seconds later the reading shows them (if they cost)
+    now = time.monotonic()
+    for _ in range(8):
+        meter.admitted(now)
+    assert "just admitted" in (meter.overloaded(10) or "")

@@ -64,7 +64,7 @@ async def readyz(request: Request) -> JSONResponse:
         reasons.append("draining")
     if state.active_sessions >= state.settings.max_sessions:
         reasons.append("at capacity")
-    if state.load.overloaded() is not None:
+    if state.load.overloaded(state.active_sessions) is not None:
         reasons.append("overloaded")
     if state.store is not None:
         try:

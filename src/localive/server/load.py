@@ -8,6 +8,8 @@ the models need. So the meter watches the work that serves every session and is 
 - **serving cores**: the CPU time of the event loop's thread (parsing every client's audio, the sessions' logic,
   sending) and of the shared VAD's worker, per second of real time, smoothed over `smoothing_s`. What is left of
   the machine goes to the models when a turn ends; above `max_serving_cores` a new session is refused (1013).
+  Sessions admitted in the last seconds count at the open sessions' average cost until the smoothed reading shows
+  them: sessions that arrive together are not all admitted before their cost appears.
 - **event-loop lag**: how late a timer of the loop fires (smoothed). A loop that runs late delays every session.
 - **VAD wait**: how long the oldest audio frame has waited for the shared VAD now (engines/vad/silero.py).
 
@@ -31,7 +33,8 @@ PERIOD_S = 0.25  # one sample this often
 SMOOTHING_S = 2.0  # the time constant of the smoothed values
 MAX_LAG_S = 0.25  # smoothed event-loop lag above which new sessions are refused
 MAX_VAD_WAIT_S = 0.3  # a frame waiting this long for the VAD: the listening path is behind
-DEFAULT_CORE_SHARE = 0.25  # of the cores this process may use: the default max_serving_cores
+DEFAULT_CORE_SHARE = 0.15  # of the cores this process may use: the default max_serving_cores (at most 1)
+SESSION_COST_FLOOR = 0.005  # cores a new session is assumed to add at least, before the meter sees it
 BUSY_REASON = "The server is too busy for a new session now. Please try again later."
 
 
@@ -43,7 +46,10 @@ def available_cores() -> int:
 
 
 def default_max_serving_cores() -> float:
-    return round(DEFAULT_CORE_SHARE * available_cores(), 2)
+    """A share of the cores: on two cores 0.3, where a talking session's first audio stays within 1.5× of an idle
+    server's (benchmarks/admission.py); at most one core (the event loop is one thread: past that, its lag
+    test refuses)."""
+    return round(min(1.0, DEFAULT_CORE_SHARE * available_cores()), 2)
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ class LoadMeter:
         self.serving_cores = 0.0
         self.loop_lag_s = 0.0
         self.samples = 0
+        self._admitted: list[float] = []  # when the sessions of the last smoothing_s × 3 were admitted
 
     def _cpu_s(self) -> float:
         vad = self._vad_load() if self._vad_load is not None else None
@@ -96,15 +103,30 @@ class LoadMeter:
             self.sample(now - last_at, cpu - last_cpu, lag)
             last_at, last_cpu = now, cpu
 
+    def admitted(self, now: float | None = None) -> None:
+        """A session was admitted: until the smoothed reading shows its cost, `unseen_cores` estimates it."""
+        now = time.monotonic() if now is None else now
+        self._admitted = [t for t in self._admitted if now - t < 3 * self.smoothing_s] + [now]
+
+    def unseen_cores(self, sessions: int, now: float | None = None) -> float:
+        """The part of the recently admitted sessions' cost the smoothed reading does not show yet: each at the
+        average cost of the `sessions` open (at least SESSION_COST_FLOOR), times how much of it smoothing hides."""
+        now = time.monotonic() if now is None else now
+        per_session = max(SESSION_COST_FLOOR, self.serving_cores / max(1, sessions))
+        return per_session * sum(math.exp(-max(0.0, now - t) / self.smoothing_s) for t in self._admitted)
+
     def reading(self) -> LoadReading:
         vad = self._vad_load() if self._vad_load is not None else None
         return LoadReading(self.serving_cores, self.loop_lag_s, vad.oldest_wait_s if vad else 0.0)
 
-    def overloaded(self) -> str | None:
-        """Why a new session should be refused now (for the log and /readyz), or None."""
+    def overloaded(self, sessions: int = 0) -> str | None:
+        """Why a new session should be refused now (for the log and /readyz), or None. `sessions`: those open,
+        for the estimate of what the latest ones will add (`unseen_cores`)."""
         now = self.reading()
-        if self.max_serving_cores and now.serving_cores > self.max_serving_cores:
-            return f"serving work {now.serving_cores:.2f} cores (limit {self.max_serving_cores:.2f})"
+        expected = now.serving_cores + self.unseen_cores(sessions)
+        if self.max_serving_cores and expected > self.max_serving_cores:
+            return (f"serving work {now.serving_cores:.2f} cores, {expected:.2f} with the sessions just admitted "
+                    f"(limit {self.max_serving_cores:.2f})")
         if now.loop_lag_s > self.max_lag_s:
             return f"event loop {now.loop_lag_s * 1000:.0f} ms late"
         if now.vad_wait_s > self.max_vad_wait_s:

@@ -164,12 +164,13 @@ class ServerState:
             raise Overloaded(ShuttingDown.default_reason)
         if self.active_sessions >= self.settings.max_sessions:
             raise Overloaded()
-        if not resuming and (why := self.load.overloaded()) is not None:
+        if not resuming and (why := self.load.overloaded(self.active_sessions)) is not None:
             self.metrics.refused_for_load.inc()
             log.info("a new session refused (1013): %s", why)
             raise Overloaded(BUSY_REASON)
         self.active_sessions += 1
         self.sessions_served += 1
+        self.load.admitted()
 
     def opened(self, session: LiveSession) -> None:
         """An admitted session exists: a drain reaches it."""
