@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = Path(scratch)
         script = workdir / "script.toml"
         script.write_text(SCRIPT, encoding="utf-8")
-        server = start_server(workdir, "--llm", "emulator", "--voice", "off", "--api-key", KEY,
+        server = start_server(workdir, "--llm", "emulator", "--voice", "off", "--admission", "off", "--api-key", KEY,
                               "--emulator-script", str(script), "--url-allow", "127.0.0.1")
         try:
             placement = isolate(server)

@@ -535,6 +535,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(args.workdir)
     progress(f"starting localive serve --llm emulator --voice emulator (work dir {workdir})")
     server = start_server(workdir / "server", "--llm", "emulator", "--voice", "emulator", "--playground", "off",
+                          "--admission", "off",
                           "--max-sessions", str(args.sessions + 10), *args.server_arg)
     clients: list[ClientProcess] = []
     try:

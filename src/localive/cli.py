@@ -213,11 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
                            "Default: never, so the client address is the connection's (--playground local and "
                            "--max-connections-per-ip count real peers)")
     limits = serve.add_argument_group("connection limits (docs/security.md)")
+    limits.add_argument("--admission", choices=["load", "off"], default="load",
+                        help="'load' (default): refuse new sessions when the process is too loaded to keep its "
+                             "sessions' latency (--admission-cores); 'off': only --max-sessions refuses (what "
+                             "`localive bench`'s capacity test uses)")
     limits.add_argument("--admission-cores", type=float, default=None, metavar="CORES",
                         help="refuse new sessions (1013; /readyz says overloaded) while the work that serves every "
                              "session — the event loop and the shared VAD, smoothed over 2 s — takes more than this "
                              "many cores, or the event loop or the VAD runs behind; sessions resuming with a handle "
-                             "are still admitted (default: 0.15 × the cores this process may use, at most 1; 0: only "
+                             "are still admitted (default: 0.1 × the cores this process may use, at most 1; 0: only "
                              "the lag tests; docs/deploy.md)")
     limits.add_argument("--max-connections-per-ip", type=int, default=32, metavar="N",
                         help="Live connections from one client address (an IPv6 /64) before 1013; loopback "
@@ -710,7 +714,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                               max_connections_per_ip=args.max_connections_per_ip,
                               allow_hosts=tuple(args.allow_host), allow_origins=tuple(args.allow_origin),
                               max_serving_cores=(default_max_serving_cores() if args.admission_cores is None
-                                                 else args.admission_cores))
+                                                 else args.admission_cores),
+                              admission_by_load=args.admission == "load")
     state = ServerState(settings=settings, registry=registry, llms=pool, engines=engines, store=store,
                         limits=_limits(args), access=access, clock=clock)
     app = create_app(state, playground=args.playground)

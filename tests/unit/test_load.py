@@ -90,3 +90,11 @@ def test_sessions_admitted_together_count_before_the_meter_sees_them() -> None:
     for _ in range(8):
         meter.admitted(now)
     assert "just admitted" in (meter.overloaded(10) or "")
+
+
+def test_admission_off_refuses_nothing_but_still_reads_the_load() -> None:
+    meter = LoadMeter(lambda: VADLoad(500, 2.0, 0.0), max_serving_cores=0.2, enabled=False)
+    for _ in range(32):
+        meter.sample(0.25, 0.25, 1.0)
+    assert meter.overloaded(10) is None
+    assert meter.serving_cores > 0.9 and meter.reading().vad_wait_s == 2.0

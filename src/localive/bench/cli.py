@@ -221,7 +221,8 @@ def _run_load(workdir: Path, args: argparse.Namespace) -> LoadResult:
     from localive.bench.server import start_server
 
     print("starting a server on the emulator model…", file=sys.stderr, flush=True)
-    server = start_server(workdir, "--llm", "emulator", "--max-sessions", str(max(100, args.sessions + 1)),
+    server = start_server(workdir, "--llm", "emulator", "--admission", "off",
+                          "--max-sessions", str(max(100, args.sessions + 1)),
                           *args.server_arg)
     try:
         return asyncio.run(run_load(server, sessions=args.sessions, turns=args.turns, timeout_s=args.timeout))

@@ -727,7 +727,8 @@ def run_voice(workdir: Path, *, voices: Sequence[str], auto_voices: Sequence[str
         speech_pcm(question)  # fails early, in one line, without espeak-ng/sox; caches the speech
     print("starting a server on the default models and speech engines (loading them)…", file=sys.stderr,
           flush=True)
-    server = start_server(workdir, "--max-sessions", str(max(100, max(listen, default=0) + 10)), *server_args)
+    server = start_server(workdir, "--admission", "off",  # the capacity, not the admission rule
+                          "--max-sessions", str(max(100, max(listen, default=0) + 10)), *server_args)
     try:
         return asyncio.run(measure(server, voices=voices, auto_voices=auto_voices, turns=turns,
                                    silence_ms=silence_ms, chunk_ms=chunk_ms, listen=listen, timeout_s=timeout_s,

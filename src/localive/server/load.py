@@ -33,8 +33,7 @@ PERIOD_S = 0.25  # one sample this often
 SMOOTHING_S = 2.0  # the time constant of the smoothed values
 MAX_LAG_S = 0.25  # smoothed event-loop lag above which new sessions are refused
 MAX_VAD_WAIT_S = 0.3  # a frame waiting this long for the VAD: the listening path is behind
-DEFAULT_CORE_SHARE = 0.15  # of the cores this process may use: the default max_serving_cores (at most 1)
-SESSION_COST_FLOOR = 0.005  # cores a new session is assumed to add at least, before the meter sees it
+DEFAULT_CORE_SHARE = 0.1  # of the cores this process may use: the default max_serving_cores (at most 1)
 BUSY_REASON = "The server is too busy for a new session now. Please try again later."
 
 
@@ -46,9 +45,9 @@ def available_cores() -> int:
 
 
 def default_max_serving_cores() -> float:
-    """A share of the cores: on two cores 0.3, where a talking session's first audio stays within 1.5× of an idle
-    server's (benchmarks/admission.py); at most one core (the event loop is one thread: past that, its lag
-    test refuses)."""
+    """A share of the cores: on two cores 0.2, where a talking session's first audio stayed within 1.5× of an idle
+    server's at p90 in both runs, while 0.3 did in one of two (benchmarks/admission.py); at most one core (the
+    event loop is one thread: past that, its lag test refuses)."""
     return round(min(1.0, DEFAULT_CORE_SHARE * available_cores()), 2)
 
 
@@ -61,12 +60,15 @@ class LoadReading:
 
 class LoadMeter:
     """Samples the process every `period_s` while `run` runs (a task of the server's, on its event loop).
-    `max_serving_cores` None or 0: that test is off (the lag and VAD tests stay)."""
+    `max_serving_cores` None or 0: that test is off (the lag and VAD tests stay); `enabled` False: no test at all
+    (the readings are still taken, for the metrics)."""
 
     def __init__(self, vad_load: Callable[[], VADLoad] | None = None, *, max_serving_cores: float | None = None,
                  max_lag_s: float = MAX_LAG_S, max_vad_wait_s: float = MAX_VAD_WAIT_S, period_s: float = PERIOD_S,
-                 smoothing_s: float = SMOOTHING_S, loop_cpu_s: Callable[[], float] = time.thread_time) -> None:
+                 smoothing_s: float = SMOOTHING_S, loop_cpu_s: Callable[[], float] = time.thread_time,
+                 enabled: bool = True) -> None:
         self._vad_load = vad_load
+        self.enabled = enabled
         self.max_serving_cores = max_serving_cores
         self.max_lag_s = max_lag_s
         self.max_vad_wait_s = max_vad_wait_s
@@ -110,9 +112,10 @@ class LoadMeter:
 
     def unseen_cores(self, sessions: int, now: float | None = None) -> float:
         """The part of the recently admitted sessions' cost the smoothed reading does not show yet: each at the
-        average cost of the `sessions` open (at least SESSION_COST_FLOOR), times how much of it smoothing hides."""
+        average cost of the `sessions` open, times how much of it smoothing hides. (No floor: a burst of sessions
+        that cost nothing, typed ones, is not held back by a guess.)"""
         now = time.monotonic() if now is None else now
-        per_session = max(SESSION_COST_FLOOR, self.serving_cores / max(1, sessions))
+        per_session = self.serving_cores / max(1, sessions)
         return per_session * sum(math.exp(-max(0.0, now - t) / self.smoothing_s) for t in self._admitted)
 
     def reading(self) -> LoadReading:
@@ -122,6 +125,8 @@ class LoadMeter:
     def overloaded(self, sessions: int = 0) -> str | None:
         """Why a new session should be refused now (for the log and /readyz), or None. `sessions`: those open,
         for the estimate of what the latest ones will add (`unseen_cores`)."""
+        if not self.enabled:
+            return None
         now = self.reading()
         expected = now.serving_cores + self.unseen_cores(sessions)
         if self.max_serving_cores and expected > self.max_serving_cores:

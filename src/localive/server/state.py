@@ -62,6 +62,7 @@ class ServerSettings:
     allow_hosts: tuple[str, ...] = ()  # --allow-host, besides localhost, 127.0.0.1, ::1 and --host
     allow_origins: tuple[str, ...] = ()  # --allow-origin, besides the server's own pages
     max_serving_cores: float | None = None  # new sessions refused above this much serving work (server/load.py)
+    admission_by_load: bool = True  # False: only max_sessions refuses (--admission off)
 
 
 def address_key(host: str | None) -> str | None:
@@ -152,7 +153,8 @@ class ServerState:
         self.budgets = WorkBudgets(share=self.settings.work_share, clock=self.clock)
         self.access.clock = self.clock  # token times are the server's time
         self.load = LoadMeter(getattr(self.engines, "vad_load", None),
-                              max_serving_cores=self.settings.max_serving_cores)
+                              max_serving_cores=self.settings.max_serving_cores,
+                              enabled=self.settings.admission_by_load)
         # getattr: tests build a state without engines
         self.metrics.watch(sessions_open=lambda: self.active_sessions,
                            vad_load=getattr(self.engines, "vad_load", None), load=self.load)
