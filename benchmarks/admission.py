@@ -255,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="localive-admission-") as workdir:
         print("starting a server on the default models and speech engines (loading them)…", file=sys.stderr,
               flush=True)
-        server = start_server(Path(workdir), "--max-sessions", str(args.attempts + 10), *args.server_arg)
+        server = start_server(Path(workdir), "--admission", "load", "--max-sessions", str(args.attempts + 10),
+                              *args.server_arg)
         try:
             result = asyncio.run(measure(server, attempts=args.attempts, rate=args.rate, turns=args.turns))
         finally:

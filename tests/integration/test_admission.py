@@ -36,7 +36,7 @@ async def test_an_overloaded_process_refuses_new_sessions_and_admits_resuming_on
     common = ("--llm", "emulator", "--emulator-script", SCRIPT, "--voice", "off", "--sessions-db", shared)
     normal = start_server(tmp_path / "normal", *common)
     # any work at all is over this limit: the process counts as overloaded from its first load sample on
-    loaded = start_server(tmp_path / "loaded", *common, "--admission-cores", "0.000000001")
+    loaded = start_server(tmp_path / "loaded", *common, "--admission", "load", "--admission-cores", "0.000000001")
     try:
         client = sdk_client(normal, monkeypatch)
         async with client.aio.live.connect(model=MODEL, config=resuming(None)) as session:

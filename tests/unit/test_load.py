@@ -79,16 +79,20 @@ def test_sessions_admitted_together_count_before_the_meter_sees_them() -> None:
     for _ in range(32):
         meter.sample(0.25, 0.25 * 0.2, 0.0)  # 0.2 cores with 10 sessions open: 0.02 each
     assert meter.overloaded(10) is None
-    for _ in range(4):
-        meter.admitted(now=100.0)
+    sessions = [object() for _ in range(8)]
+    for session in sessions[:4]:
+        meter.admitted(session, now=100.0)
     assert meter.unseen_cores(10, now=100.0) == pytest.approx(0.08, abs=0.01)
-    for _ in range(4):
-        meter.admitted(now=100.0)
+    for session in sessions[4:]:
+        meter.admitted(session, now=100.0)
     assert meter.unseen_cores(10, now=100.0) == pytest.approx(0.16, abs=0.01)  # 0.36 > 0.3: the next one waits
     assert meter.unseen_cores(10, now=110.0) < 0.01  # seconds later the reading shows them (if they cost)
+    for session in sessions[:6]:
+        meter.released(session)  # sessions that ended cost nothing more
+    assert meter.unseen_cores(10, now=100.0) == pytest.approx(0.04, abs=0.01)
     now = time.monotonic()
-    for _ in range(8):
-        meter.admitted(now)
+    for session in sessions:
+        meter.admitted(session, now)
     assert "just admitted" in (meter.overloaded(10) or "")
 
 

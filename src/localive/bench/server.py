@@ -86,15 +86,18 @@ def _healthy(plain_port: int) -> bool:
 
 
 def start_server(workdir: Path, *args: str, timeout_s: float = 300.0) -> RunningServer:
-    """Start `localive serve` with `args` and return once /healthz answers (or raise BenchError)."""
+    """Start `localive serve` with `args` and return once /healthz answers (or raise BenchError). Admission by load
+    is off unless `args` say `--admission load` (server/load.py)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port, plain_port = free_port(), free_port()
     data_dir = workdir / "data"
     log_path = workdir / "server.log"
     with log_path.open("wb") as log_file:  # the child keeps its own descriptor
         process = subprocess.Popen(
+            # --admission off: a server for tests and benchmarks takes every session up to --max-sessions, however busy
+            # the machine running them is (a later "--admission load" in `args` wins: argparse keeps the last)
             [sys.executable, "-m", "localive", "serve", "--host", HOST, "--port", str(port),
-             "--plain-port", str(plain_port), "--data-dir", str(data_dir), *args],
+             "--plain-port", str(plain_port), "--data-dir", str(data_dir), "--admission", "off", *args],
             stdout=log_file, stderr=subprocess.STDOUT,
         )
     server = RunningServer(port, plain_port, data_dir, log_path, process)

@@ -78,7 +78,7 @@ class LoadMeter:
         self.serving_cores = 0.0
         self.loop_lag_s = 0.0
         self.samples = 0
-        self._admitted: list[float] = []  # when the sessions of the last smoothing_s × 3 were admitted
+        self._admitted: dict[object, float] = {}  # open sessions admitted in the last smoothing_s × 3: since when
 
     def _cpu_s(self) -> float:
         vad = self._vad_load() if self._vad_load is not None else None
@@ -105,18 +105,23 @@ class LoadMeter:
             self.sample(now - last_at, cpu - last_cpu, lag)
             last_at, last_cpu = now, cpu
 
-    def admitted(self, now: float | None = None) -> None:
+    def admitted(self, session: object, now: float | None = None) -> None:
         """A session was admitted: until the smoothed reading shows its cost, `unseen_cores` estimates it."""
         now = time.monotonic() if now is None else now
-        self._admitted = [t for t in self._admitted if now - t < 3 * self.smoothing_s] + [now]
+        self._admitted = {k: t for k, t in self._admitted.items() if now - t < 3 * self.smoothing_s}
+        self._admitted[session] = now
+
+    def released(self, session: object) -> None:
+        """The session ended: whatever it cost is gone (a burst of short sessions adds nothing)."""
+        self._admitted.pop(session, None)
 
     def unseen_cores(self, sessions: int, now: float | None = None) -> float:
-        """The part of the recently admitted sessions' cost the smoothed reading does not show yet: each at the
-        average cost of the `sessions` open, times how much of it smoothing hides. (No floor: a burst of sessions
-        that cost nothing, typed ones, is not held back by a guess.)"""
+        """The part of the recently admitted sessions' cost the smoothed reading does not show yet: each one still
+        open at the average cost of the `sessions` open, times how much of it smoothing hides. (No floor: a burst
+        of sessions that cost nothing, typed ones, is not held back by a guess.)"""
         now = time.monotonic() if now is None else now
         per_session = self.serving_cores / max(1, sessions)
-        return per_session * sum(math.exp(-max(0.0, now - t) / self.smoothing_s) for t in self._admitted)
+        return per_session * sum(math.exp(-max(0.0, now - t) / self.smoothing_s) for t in self._admitted.values())
 
     def reading(self) -> LoadReading:
         vad = self._vad_load() if self._vad_load is not None else None

@@ -172,11 +172,11 @@ class ServerState:
             raise Overloaded(BUSY_REASON)
         self.active_sessions += 1
         self.sessions_served += 1
-        self.load.admitted()
 
     def opened(self, session: LiveSession) -> None:
-        """An admitted session exists: a drain reaches it."""
+        """An admitted session exists: a drain reaches it, and the load estimate counts it until the meter sees it."""
         self.sessions.add(session)
+        self.load.admitted(session)
         if self.draining:  # admitted before the drain began, created after (no await between, but be sure)
             session.go_away(self._deadline)
 
@@ -184,6 +184,7 @@ class ServerState:
         self.active_sessions -= 1
         if session is not None:
             self.sessions.discard(session)
+            self.load.released(session)
         if not self.sessions and self._emptied is not None:
             self._emptied.set()
 

@@ -8,6 +8,8 @@ running while the models load) and stops it on leaving. `start_server` is the sa
 for fixtures that stop the server themselves. The process runs `python -m localive serve` with this interpreter,
 its data (TLS certificates, keys, sessions) in `workdir` (a temporary directory removed at the end when none is
 given), its output in `workdir/server.log`. The launcher itself is `localive bench`'s (localive/bench/server.py).
+It starts the server with `--admission off`: a test server takes every session up to `--max-sessions` however busy
+the machine running the tests is (pass `--admission load` to test that rule: the last flag wins).
 """
 
 from __future__ import annotations
