@@ -10,10 +10,18 @@ import shlex
 import sys
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from localive import __version__
 from localive.clock import Clock
 from localive.config import default_data_dir
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from localive.server.answerer import Answerer
+    from localive.server.state import ServerState
+    from localive.server.tls import TlsFiles
 
 DEFAULT_PORT = 8765
 DEFAULT_DRAIN_S = 25.0  # within Kubernetes' default 30 s termination grace, with time for the last closes
@@ -23,6 +31,82 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=None,
                    help="where localive keeps its CA and certificates (default: $LOCALIVE_HOME or the user data "
                         "dir)")
+
+
+def _add_front(p: argparse.ArgumentParser) -> None:
+    """What `serve` and `relay` share: where they listen, who may connect, and the bounds on connections."""
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TLS (wss) port (default: {DEFAULT_PORT})")
+    p.add_argument("--plain-port", type=_plain_port, default=None, metavar="PORT|off",
+                       help="also serve plain ws:// and http:// on this port (the JS SDK can use http:// base URLs; "
+                            "browsers allow the microphone on http://127.0.0.1). Default: --port + 1 when --host "
+                            "is a loopback address, else off")
+    p.add_argument("--max-sessions", type=int, default=100, help="concurrent sessions before 1013 (default 100)")
+    p.add_argument("--max-message-bytes", type=int, default=1024 * 1024,
+                       help="largest client message accepted; larger ones close with 1009 (default 1 MiB)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--drain-s", type=float, default=DEFAULT_DRAIN_S, metavar="SECONDS",
+                          help="on SIGTERM or Ctrl-C: refuse new sessions (1013, /readyz 503), send each open one "
+                               "goAway and a fresh resumption handle, and close it (1001) after this long or when "
+                               f"it leaves; a second signal stops at once (default {DEFAULT_DRAIN_S:.0f}; 0: no wait)")
+    keys = p.add_argument_group("access (docs/access.md)")
+    keys.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                      help="accept only these API keys (repeatable; also --api-keys-file and $LOCALIVE_API_KEYS, "
+                           "comma-separated). None configured: any key is accepted")
+    keys.add_argument("--api-keys-file", action="append", default=[], type=Path, metavar="FILE",
+                      help="a file of API keys, one a line, # comments (repeatable)")
+    keys.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                      help="also answer requests whose Host header is NAME (repeatable; '*.example.com' for a "
+                           "domain, '*' for any, e.g. behind a proxy that checks it). Always answered: localhost, "
+                           "127.0.0.1, [::1], --host (0.0.0.0 or ::: every interface address), the address a "
+                           "connection arrived on; others get 403 (defeats DNS rebinding)")
+    keys.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                      help="let web pages from ORIGIN (scheme://host[:port]) open Live WebSockets and POST here "
+                           "(repeatable; '*' for any). Requests without Origin (SDKs, curl) and the playground "
+                           "page are always let in; other pages get 403")
+    keys.add_argument("--forwarded-allow-ips", default=None, metavar="IPS",
+                      help="trust X-Forwarded-For/-Proto from these proxy addresses (comma-separated, or '*'). "
+                           "Default: never, so the client address is the connection's (--playground local and "
+                           "--max-connections-per-ip count real peers)")
+    limits = p.add_argument_group("connection limits (docs/security.md)")
+    limits.add_argument("--admission", choices=["load", "off"], default="load",
+                        help="'load' (default): refuse new sessions when the process is too loaded to keep its "
+                             "sessions' latency (--admission-cores); 'off': only --max-sessions refuses (what "
+                             "`localive bench`'s capacity test uses)")
+    limits.add_argument("--admission-cores", type=float, default=None, metavar="CORES",
+                        help="refuse new sessions (1013; /readyz says overloaded) while the work that serves every "
+                             "session — the event loop and the shared VAD, smoothed over 2 s — takes more than this "
+                             "many cores, or the event loop or the VAD runs behind; sessions resuming with a handle "
+                             "are still admitted (default: 0.1 × the cores this process may use, at most 1; 0: only "
+                             "the lag tests; docs/deploy.md)")
+    limits.add_argument("--max-connections-per-ip", type=int, default=32, metavar="N",
+                        help="Live connections from one client address (an IPv6 /64) before 1013; loopback "
+                             "clients are not counted (default 32; 0: no cap)")
+    limits.add_argument("--max-awaiting-setup", type=int, default=256, metavar="N",
+                        help="Live connections that have not sent their setup yet, before 1013; they hold no "
+                             "session slot (default 256)")
+    limits.add_argument("--client-work-share", type=_percent_of_a_core, default=2.0, metavar="PERCENT",
+                        help="the share of one CPU core each connection's messages may use for parsing and "
+                             "checking, including what opening a connection costs (default 2: one client address "
+                             "opens about one connection a second after a burst of 25); raise it for trusted clients "
+                             "such as a test suite that opens many short sessions")
+    limits.add_argument("--setup-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="close a Live connection with 1008 if its setup has not arrived by then (default 10)")
+    limits.add_argument("--write-timeout", type=float, default=15.0, metavar="SECONDS",
+                        help="abort a Live connection whose client has not taken one message in this time (it "
+                             "stopped reading), freeing its session slot (default 15)")
+    limits.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="close an HTTP connection whose request (headers, and body if any) has not all "
+                             "arrived this long after it opened or after its previous response (default 10)")
+    limits.add_argument("--max-connections", type=int, default=None, metavar="N",
+                        help="open client connections of all listeners; at the bound a new connection pushes out "
+                             "the one waiting longest for its request, or gets 503 (default: the open-file limit "
+                             "less 128)")
+    limits.add_argument("--ws-compression", choices=["on", "off"], default="off",
+                        help="accept permessage-deflate when a client offers it: about 25%% fewer bytes on the "
+                             "wire for more CPU per message (default off: more sessions per core; "
+                             "docs/benchmarks.md)")
+    _add_common(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,12 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--print-config", action="store_true",
                         help="print the effective settings (as TOML, each with its source, secrets redacted) and "
                              "exit without loading models")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TLS (wss) port (default: {DEFAULT_PORT})")
-    serve.add_argument("--plain-port", type=_plain_port, default=None, metavar="PORT|off",
-                       help="also serve plain ws:// and http:// on this port (the JS SDK can use http:// base URLs; "
-                            "browsers allow the microphone on http://127.0.0.1). Default: --port + 1 when --host "
-                            "is a loopback address, else off")
+    _add_front(serve)
     serve.add_argument("--playground", choices=["local", "public", "off"], default="local",
                        help="the browser playground at /: 'local' (default) serves the page and, when API keys "
                             "are required, gives it ephemeral tokens only on this machine; 'public' gives "
@@ -114,10 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
                        help="TOML script of the emulator's replies, [[reply]] (default: echo the user), and with "
                             "--voice emulator of what it hears, [[hear]] (docs/engines.md)")
     serve.add_argument("--models", type=Path, default=None, help="TOML file that adds or overrides model entries")
-    serve.add_argument("--max-sessions", type=int, default=100, help="concurrent sessions before 1013 (default 100)")
-    serve.add_argument("--max-message-bytes", type=int, default=1024 * 1024,
-                       help="largest client message accepted; larger ones close with 1009 (default 1 MiB)")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--vision", choices=["embedded", "openai", "off"], default="embedded",
                        help="video frames: 'embedded' OCR + colour facts (Tesseract, Pillow), 'openai' (a VLM behind "
                             "an OpenAI-compatible endpoint, --vision-url), or 'off' (video is refused)")
@@ -189,72 +264,24 @@ def build_parser() -> argparse.ArgumentParser:
                           help="end sessions without contextWindowCompression at this age (overrides --limits)")
     sessions.add_argument("--goaway-before-s", type=float, default=None, metavar="SECONDS",
                           help="send goAway this long before a connection ends (default 60)")
-    sessions.add_argument("--drain-s", type=float, default=DEFAULT_DRAIN_S, metavar="SECONDS",
-                          help="on SIGTERM or Ctrl-C: refuse new sessions (1013, /readyz 503), send each open one "
-                               "goAway and a fresh resumption handle, and close it (1001) after this long or when "
-                               f"it leaves; a second signal stops at once (default {DEFAULT_DRAIN_S:.0f}; 0: no wait)")
-    keys = serve.add_argument_group("access (docs/access.md)")
-    keys.add_argument("--api-key", action="append", default=[], metavar="KEY",
-                      help="accept only these API keys (repeatable; also --api-keys-file and $LOCALIVE_API_KEYS, "
-                           "comma-separated). None configured: any key is accepted")
-    keys.add_argument("--api-keys-file", action="append", default=[], type=Path, metavar="FILE",
-                      help="a file of API keys, one a line, # comments (repeatable)")
-    keys.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                      help="also answer requests whose Host header is NAME (repeatable; '*.example.com' for a "
-                           "domain, '*' for any, e.g. behind a proxy that checks it). Always answered: localhost, "
-                           "127.0.0.1, [::1], --host (0.0.0.0 or ::: every interface address), the address a "
-                           "connection arrived on; others get 403 (defeats DNS rebinding)")
-    keys.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
-                      help="let web pages from ORIGIN (scheme://host[:port]) open Live WebSockets and POST here "
-                           "(repeatable; '*' for any). Requests without Origin (SDKs, curl) and the playground "
-                           "page are always let in; other pages get 403")
-    keys.add_argument("--forwarded-allow-ips", default=None, metavar="IPS",
-                      help="trust X-Forwarded-For/-Proto from these proxy addresses (comma-separated, or '*'). "
-                           "Default: never, so the client address is the connection's (--playground local and "
-                           "--max-connections-per-ip count real peers)")
-    limits = serve.add_argument_group("connection limits (docs/security.md)")
-    limits.add_argument("--admission", choices=["load", "off"], default="load",
-                        help="'load' (default): refuse new sessions when the process is too loaded to keep its "
-                             "sessions' latency (--admission-cores); 'off': only --max-sessions refuses (what "
-                             "`localive bench`'s capacity test uses)")
-    limits.add_argument("--admission-cores", type=float, default=None, metavar="CORES",
-                        help="refuse new sessions (1013; /readyz says overloaded) while the work that serves every "
-                             "session — the event loop and the shared VAD, smoothed over 2 s — takes more than this "
-                             "many cores, or the event loop or the VAD runs behind; sessions resuming with a handle "
-                             "are still admitted (default: 0.1 × the cores this process may use, at most 1; 0: only "
-                             "the lag tests; docs/deploy.md)")
-    limits.add_argument("--max-connections-per-ip", type=int, default=32, metavar="N",
-                        help="Live connections from one client address (an IPv6 /64) before 1013; loopback "
-                             "clients are not counted (default 32; 0: no cap)")
-    limits.add_argument("--max-awaiting-setup", type=int, default=256, metavar="N",
-                        help="Live connections that have not sent their setup yet, before 1013; they hold no "
-                             "session slot (default 256)")
-    limits.add_argument("--client-work-share", type=_percent_of_a_core, default=2.0, metavar="PERCENT",
-                        help="the share of one CPU core each connection's messages may use for parsing and "
-                             "checking, including what opening a connection costs (default 2: one client address "
-                             "opens about one connection a second after a burst of 25); raise it for trusted clients "
-                             "such as a test suite that opens many short sessions")
-    limits.add_argument("--setup-timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="close a Live connection with 1008 if its setup has not arrived by then (default 10)")
-    limits.add_argument("--write-timeout", type=float, default=15.0, metavar="SECONDS",
-                        help="abort a Live connection whose client has not taken one message in this time (it "
-                             "stopped reading), freeing its session slot (default 15)")
-    limits.add_argument("--turn-watchdog-s", type=_seconds_or_off, default=60.0, metavar="SECONDS",
+    sessions.add_argument("--turn-watchdog-s", type=_seconds_or_off, default=60.0, metavar="SECONDS",
                         help="end a session with 1011, naming the stage that hung, when a turn produces nothing "
                              "(no message, no model token) for this long while it is working, not while it "
                              "waits for the client (a function response, audio playing out); counted as 'stalls' "
                              "in /healthz (default 60; 0: off; raise it for very long prompts on a slow CPU)")
-    limits.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="close an HTTP connection whose request (headers, and body if any) has not all "
-                             "arrived this long after it opened or after its previous response (default 10)")
-    limits.add_argument("--max-connections", type=int, default=None, metavar="N",
-                        help="open client connections of all listeners; at the bound a new connection pushes out "
-                             "the one waiting longest for its request, or gets 503 (default: the open-file limit "
-                             "less 128)")
-    limits.add_argument("--ws-compression", choices=["on", "off"], default="off",
-                        help="accept permessage-deflate when a client offers it: about 25%% fewer bytes on the "
-                             "wire for more CPU per message (default off: more sessions per core; "
-                             "docs/benchmarks.md)")
+    replay = serve.add_argument_group("replay (docs/testing.md)")
+    replay.add_argument("--replay", type=Path, default=None, metavar="DIR",
+                        help="answer every session from the cassettes in DIR (recorded by `localive relay --record "
+                             "DIR`) instead of models, which are not loaded: each client message must match the "
+                             "recorded one, else the session closes with 1007 naming the first difference")
+    replay.add_argument("--replay-timing", choices=["recorded", "fast"], default="recorded",
+                        help="send the recorded server messages with their recorded delays (default) or at once")
+    replay.add_argument("--replay-text", choices=["exact", "casefold", "any"], default="exact",
+                        help="how a client's text must match the recorded text (default exact; a cassette line's "
+                             "own \"match\" wins)")
+    replay.add_argument("--replay-audio", choices=["hash", "length", "any"], default="hash",
+                        help="how a client's audio must match the recorded audio: the same bytes (default), the "
+                             "same length, or any")
     tools = serve.add_argument_group("tools")
     tools.add_argument("--code-execution", choices=["on", "off"], default="on",
                        help="run the model's Python in a bubblewrap sandbox (default on; refused with a clear "
@@ -273,7 +300,26 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a host (or *.domain) urlContext may fetch even if private; repeatable")
     tools.add_argument("--url-deny", action="append", default=[], metavar="HOST",
                        help="a host (or *.domain) urlContext never fetches; repeatable")
-    _add_common(serve)
+
+    relay = sub.add_parser("relay", help="serve the Live API by relaying each session to an upstream Live API, "
+                                         "and record the sessions",
+                           description="Serve the Live API here and answer each session from an upstream Live API: "
+                                       "Google's, with the key from $GEMINI_API_KEY held here (clients use this "
+                                       "server's keys or ephemeral tokens; the key never leaves it), or another "
+                                       "localive. With --record, each session is written to a cassette that "
+                                       "`localive serve --replay DIR` answers from (docs/testing.md).")
+    relay.add_argument("--upstream", default=None, metavar="URL",
+                       help="the upstream's base URL, as an SDK's base URL (https://, wss://, http://, ws://; "
+                            "default: https://generativelanguage.googleapis.com)")
+    relay.add_argument("--upstream-ca", type=Path, default=None, metavar="FILE",
+                       help="trust this CA for a TLS upstream, e.g. another localive's DATA_DIR/tls/ca.pem (default: "
+                            "the system's, or $SSL_CERT_FILE)")
+    relay.add_argument("--record", type=Path, default=None, metavar="DIR",
+                       help="write each session to a cassette in DIR (0001.jsonl, …): every message both ways with "
+                            "its time; keys, tokens and resumption handles are never written")
+    relay.add_argument("--no-audio", action="store_true",
+                       help="with --record: write each audio blob's length and SHA-256 instead of its data")
+    _add_front(relay)
 
     env = sub.add_parser("env", help="print export lines that point unmodified apps at localive",
                          description='Usage: eval "$(localive env)". Sets GOOGLE_GEMINI_BASE_URL, SSL_CERT_FILE, '
@@ -316,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         if line := describe(settings):
             print(f"localive: {line}", file=sys.stderr, flush=True)
         return cmd_serve(args)
+    if args.command == "relay":
+        return cmd_relay(args)
     if args.command == "env":
         return cmd_env(args)
     if args.command == "models":
@@ -541,10 +589,93 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def _default_plain_port(args: argparse.Namespace) -> None:
     if args.plain_port is None:
         args.plain_port = args.port + 1 if _is_loopback(args.host) else 0
     args.plain_port = args.plain_port or None
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    """`localive relay`: sessions answered by an upstream Live API (server/relay.py), recorded with --record."""
+    from localive.server.recorder import Recorder
+    from localive.server.relay import GEMINI_URL, Relay, shown_upstream, upstream_url
+
+    upstream = args.upstream or GEMINI_URL
+    try:
+        upstream_url(upstream, "v1beta")
+    except ValueError as exc:
+        print(f"localive: --upstream: {exc}", file=sys.stderr)
+        return 2
+    key = os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY") or None
+    if args.no_audio and args.record is None:
+        print("localive: --no-audio needs --record", file=sys.stderr)
+        return 2
+
+    def relay(clock: Clock) -> Relay:
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(args.upstream_ca)) if args.upstream_ca else None
+        recorder = Recorder(args.record, keep_audio=not args.no_audio, clock=clock) if args.record else None
+        print(f"localive: upstream {shown_upstream(upstream)}: "
+              f"{'its key from $GEMINI_API_KEY' if key else 'no $GEMINI_API_KEY, so no key is sent'}",
+              file=sys.stderr, flush=True)
+        return Relay(upstream, key, clock, context, recorder)
+
+    return _serve_elsewhere(args, relay, what="relaying")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """`localive serve --replay DIR`: sessions answered from cassettes (server/replay.py); no model is loaded."""
+    from localive.cassette.format import CassetteError, read_cassettes
+    from localive.cassette.match import MatchRules
+    from localive.server.replay import CassetteLibrary, Replay
+
+    def replay(clock: Clock) -> Replay:
+        library = CassetteLibrary(read_cassettes(args.replay))
+        return Replay(library, clock, args.replay_timing, MatchRules(args.replay_text, args.replay_audio))
+
+    try:
+        return _serve_elsewhere(args, replay, what="replaying")
+    except CassetteError as exc:
+        print(f"localive: --replay: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve_elsewhere(args: argparse.Namespace, make: Callable[[Clock], Answerer], *, what: str) -> int:
+    """Serve the Live API with sessions answered by what `make` builds, not by models (server/answerer.py)."""
+    from localive.clock import SYSTEM_CLOCK
+    from localive.engines.llm.pool import LLMPool
+    from localive.server.auth import Access, KeyRing
+    from localive.server.origins import OriginPolicy
+    from localive.server.state import ServerState
+    from localive.server.tls import ensure_tls
+    from localive.session.engines import Engines
+
+    _default_plain_port(args)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        OriginPolicy.build(args.host, args.allow_host, args.allow_origin)
+        access = Access(KeyRing.load(args.api_key, args.api_keys_file, os.environ.get("LOCALIVE_API_KEYS")))
+    except (OSError, ValueError) as exc:
+        print(f"localive: {exc}", file=sys.stderr)
+        return 2
+    print(f"localive: access: {access.describe()}", file=sys.stderr, flush=True)
+    clock = SYSTEM_CLOCK
+    answerer = make(clock)
+    print(f"localive: {answerer.describe()}", file=sys.stderr, flush=True)
+    tls = ensure_tls(args.data_dir or default_data_dir(), [args.host])
+    pool = LLMPool(clock=clock)  # never loaded: no session reaches a model
+    state = ServerState(settings=_server_settings(args), registry=_registry(getattr(args, "models", None)),
+                        llms=pool, engines=Engines(llm_for=pool.for_model), access=access, clock=clock,
+                        answerer=answerer)
+    _listen(args, state, tls, what=what)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    if args.replay is not None:
+        return cmd_replay(args)
+    _default_plain_port(args)
     from localive.clock import SYSTEM_CLOCK
     from localive.engines.asr.emulator import HearingError
     from localive.engines.llm.base import BackendError
@@ -553,12 +684,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from localive.engines.llm.pool import LLMPool
     from localive.engines.vision.loader import load_vision
     from localive.models.errors import ModelNotInstalled
-    from localive.server.app import create_app
     from localive.server.auth import Access, KeyRing
-    from localive.server.load import default_max_serving_cores
     from localive.server.origins import OriginPolicy
-    from localive.server.runner import serve_all
-    from localive.server.state import ServerSettings, ServerState
+    from localive.server.state import ServerState
     from localive.server.tls import ensure_tls
     from localive.session.engines import Engines
     from localive.tools.loader import ToolSettings, load_tool_engines
@@ -705,53 +833,68 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           judge_for=pool.for_code, vision=vision, end_of_turn=voice.end_of_turn if families else None,
                           semantic_families=families, foresee=args.work_ahead, vad_load=voice.vad_load)
         print(f"localive: turn-taking: {_describe_turns(families)}", file=sys.stderr, flush=True)
-    settings = ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,
-                              max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes,
-                              setup_timeout_s=args.setup_timeout, write_timeout_s=args.write_timeout,
-                              turn_watchdog_s=args.turn_watchdog_s or None,
-                              max_awaiting_setup=args.max_awaiting_setup,
-                              work_share=args.client_work_share / 100,
-                              max_connections_per_ip=args.max_connections_per_ip,
-                              allow_hosts=tuple(args.allow_host), allow_origins=tuple(args.allow_origin),
-                              max_serving_cores=(default_max_serving_cores() if args.admission_cores is None
-                                                 else args.admission_cores),
-                              admission_by_load=args.admission == "load")
+    settings = _server_settings(args)
     state = ServerState(settings=settings, registry=registry, llms=pool, engines=engines, store=store,
                         limits=_limits(args), access=access, clock=clock)
-    app = create_app(state, playground=args.playground)
+    try:
+        _listen(args, state, tls)
+    finally:
+        pool.close()
+        if voice is not None:
+            voice.close()
+    return 0
+
+
+def _server_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> ServerSettings
+    from localive.server.load import default_max_serving_cores
+    from localive.server.state import ServerSettings
+
+    return ServerSettings(host=args.host, port=args.port, plain_port=args.plain_port,
+                          max_sessions=args.max_sessions, max_message_bytes=args.max_message_bytes,
+                          setup_timeout_s=args.setup_timeout, write_timeout_s=args.write_timeout,
+                          turn_watchdog_s=getattr(args, "turn_watchdog_s", None) or None,
+                          max_awaiting_setup=args.max_awaiting_setup,
+                          work_share=args.client_work_share / 100,
+                          max_connections_per_ip=args.max_connections_per_ip,
+                          allow_hosts=tuple(args.allow_host), allow_origins=tuple(args.allow_origin),
+                          max_serving_cores=(default_max_serving_cores() if args.admission_cores is None
+                                             else args.admission_cores),
+                          admission_by_load=args.admission == "load")
+
+
+def _listen(args: argparse.Namespace, state: ServerState, tls: TlsFiles, *, what: str = "serving") -> None:
+    """Serve `state`'s app on the listeners `args` name until a signal has drained it (server/runner.py)."""
+    from localive.server.app import create_app
+    from localive.server.runner import serve_all
+
+    app = create_app(state, playground=getattr(args, "playground", "off"))
 
     async def run() -> None:
         load = asyncio.create_task(state.load.run(), name="load-meter")  # admission by load (server/load.py)
         try:
-            await serve(state)
+            await serve()
         finally:
             load.cancel()
             await asyncio.gather(load, return_exceptions=True)
 
-    async def serve(state: ServerState) -> None:
+    async def serve() -> None:
         started = asyncio.Event()
         server = asyncio.create_task(serve_all(app, host=args.host, port=args.port, plain_port=args.plain_port,
                                                tls=tls, max_message_bytes=args.max_message_bytes,
                                                header_timeout_s=args.header_timeout,
                                                max_connections=args.max_connections,
                                                forwarded_allow_ips=args.forwarded_allow_ips, started=started,
-                                               clock=clock, ws_compression=args.ws_compression == "on",
+                                               clock=state.clock, ws_compression=args.ws_compression == "on",
                                                drain=partial(state.drain, args.drain_s)))
         waiter = asyncio.create_task(started.wait())
         await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if started.is_set():
-            print(banner(args, tls.ca_cert), flush=True)
+            print(banner(args, tls.ca_cert, what=what), flush=True)
         else:
             waiter.cancel()
         await server
 
-    try:
-        asyncio.run(run())
-    finally:
-        pool.close()
-        if voice is not None:
-            voice.close()
-    return 0
+    asyncio.run(run())
 
 
 def _shown(backend: str) -> str:
@@ -761,11 +904,11 @@ def _shown(backend: str) -> str:
     return redact_url(backend)
 
 
-def banner(args: argparse.Namespace, ca: Path) -> str:
+def banner(args: argparse.Namespace, ca: Path, what: str = "serving") -> str:
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     env_cmd = "localive env" + (f" --port {args.port}" if args.port != DEFAULT_PORT else "")
     lines = [
-        f"localive {__version__} is serving the Gemini Live API",
+        f"localive {__version__} is {what} the Gemini Live API",
         f"  wss://{host}:{args.port}   (TLS, certificate from the local CA {ca})",
     ]
     if args.plain_port:
@@ -774,7 +917,7 @@ def banner(args: argparse.Namespace, ca: Path) -> str:
         f'  Point an unmodified app at it:  eval "$({env_cmd})"   then run the app',
         f"  Health: https://{host}:{args.port}/healthz, /readyz    Stop: Ctrl-C (drains; twice: at once)",
     ]
-    if args.playground != "off":
+    if getattr(args, "playground", "off") != "off":
         if args.plain_port:
             lines.append(f"  Playground: open http://{host}:{args.plain_port}/ in a browser")
         else:

@@ -85,9 +85,11 @@ def _healthy(plain_port: int) -> bool:
         return False
 
 
-def start_server(workdir: Path, *args: str, timeout_s: float = 300.0) -> RunningServer:
-    """Start `localive serve` with `args` and return once /healthz answers (or raise BenchError). Admission by load
-    is off unless `args` say `--admission load` (server/load.py)."""
+def start_server(workdir: Path, *args: str, timeout_s: float = 300.0, command: str = "serve",
+                 env: dict[str, str] | None = None) -> RunningServer:
+    """Start `localive serve` (or `command`: relay) with `args` and return once /healthz answers (or raise
+    BenchError). Admission by load is off unless `args` say `--admission load` (server/load.py). `env`: the
+    process's environment (default: this one's)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port, plain_port = free_port(), free_port()
     data_dir = workdir / "data"
@@ -96,9 +98,9 @@ def start_server(workdir: Path, *args: str, timeout_s: float = 300.0) -> Running
         process = subprocess.Popen(
             # --admission off: a server for tests and benchmarks takes every session up to --max-sessions, however busy
             # the machine running them is (a later "--admission load" in `args` wins: argparse keeps the last)
-            [sys.executable, "-m", "localive", "serve", "--host", HOST, "--port", str(port),
+            [sys.executable, "-m", "localive", command, "--host", HOST, "--port", str(port),
              "--plain-port", str(plain_port), "--data-dir", str(data_dir), "--admission", "off", *args],
-            stdout=log_file, stderr=subprocess.STDOUT,
+            stdout=log_file, stderr=subprocess.STDOUT, env=env,
         )
     server = RunningServer(port, plain_port, data_dir, log_path, process)
     deadline = time.monotonic() + timeout_s
@@ -109,6 +111,6 @@ def start_server(workdir: Path, *args: str, timeout_s: float = 300.0) -> Running
             process.wait(timeout=_POLL_S)
         except subprocess.TimeoutExpired:
             continue
-        raise BenchError(f"localive serve exited with {process.returncode}:\n{server.log_tail()}")
+        raise BenchError(f"localive {command} exited with {process.returncode}:\n{server.log_tail()}")
     server.stop()
-    raise BenchError(f"localive serve did not become healthy in {timeout_s:.0f} s:\n{server.log_tail()}")
+    raise BenchError(f"localive {command} did not become healthy in {timeout_s:.0f} s:\n{server.log_tail()}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -50,6 +51,7 @@ from localive.protocol.messages import (
     joinable,
 )
 from localive.protocol.server_messages import dumps
+from localive.server.answerer import Answerer, Call
 from localive.server.auth import ANONYMOUS
 from localive.server.budget import WorkBudget
 from localive.server.frames import FrameRefused, parse_frame_metered
@@ -138,7 +140,7 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
         _ended(state, client, path, "-", outcome)
         return
     try:
-        first = await _first_message(ws, settings.setup_timeout_s, budget)
+        first, first_frame = await _first_message(ws, settings.setup_timeout_s, budget)
     except PeerClosed as exc:
         _ended(state, client, path, "-", exc.close)
         return
@@ -158,6 +160,12 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
         _ended(state, client, path, "-", outcome)
         return
     session_id = secrets.token_hex(8)
+    if state.answerer is not None:  # relayed upstream or replayed from a cassette (server/answerer.py)
+        assert isinstance(first, Setup)  # a first message that is not a setup is refused by the protocol's parse
+        call = Call(ws, version, session_id, first, json.loads(first_frame), credential, api_key_of(ws), budget,
+                    settings.write_timeout_s)
+        await _serve_elsewhere(state, state.answerer, call, client=client, path=path)
+        return
     session = LiveSession(registry=state.registry, engines=state.engines, session_id=session_id,
                           api_version=version, outbox_size=settings.outbox_size, store=state.store,
                           limits=state.limits, principal=credential.principal, setup_gate=credential.gate,
@@ -185,6 +193,20 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
         _ended(state, client, path, session_id, outcome, session.config.model.name if session.config else None)
 
 
+async def _serve_elsewhere(state: ServerState, answerer: Answerer, call: Call, *, client: str, path: str) -> None:
+    """The session of an admitted connection answered by `answerer`; then its close and its log line."""
+    session = answerer.open(call)
+    state.opened(session)
+    outcome, closed_by_peer = close_for(None), False
+    try:
+        outcome, closed_by_peer = await session.run()
+    finally:
+        state.release(session)
+        if not closed_by_peer:
+            await _close(call.ws, outcome, state.settings.write_timeout_s)
+        _ended(state, client, path, call.session_id, outcome, call.setup.model)
+
+
 def _ended(state: ServerState, client: str, path: str, session_id: str, close: Close,
            model: str | None = None) -> None:
     """The single place a connection's end is recorded: its access line, why it ended at the level the close's
@@ -202,15 +224,17 @@ def _owner(principal: str, ws: WebSocket) -> str:
     return f"address {ws.client.host}" if ws.client else principal
 
 
-async def _first_message(ws: WebSocket, setup_timeout_s: float, budget: WorkBudget) -> ClientMessage | Close:
-    """The client's first message, parsed; or the Close to send when none comes in time or it is malformed.
-    Raises PeerClosed if the client leaves first."""
+async def _first_message(ws: WebSocket, setup_timeout_s: float,
+                         budget: WorkBudget) -> tuple[ClientMessage | Close, str | bytes]:
+    """The client's first message, parsed, and its frame; or the Close to send when none comes in time or it is
+    malformed. Raises PeerClosed if the client leaves first."""
     try:
         async with asyncio.timeout(setup_timeout_s):
             event = await ws.receive()
     except TimeoutError:
-        return close_for(PolicyViolation("No setup message was received in time."))
-    return await _parse(event, "-", budget)
+        return close_for(PolicyViolation("No setup message was received in time.")), b""
+    message = await _parse(event, "-", budget)
+    return message, event.get("text") or event.get("bytes") or b""
 
 
 async def _parse(event: Message, session_id: str, budget: WorkBudget) -> ClientMessage | Close:

@@ -21,7 +21,7 @@ import ipaddress
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from localive.clock import SYSTEM_CLOCK, Clock
 from localive.engines.llm.pool import LLMPool
@@ -37,9 +37,15 @@ from localive.session.watchdog import DEFAULT_TURN_WATCHDOG_S
 from localive.stores.base import SessionStore
 
 if TYPE_CHECKING:
-    from localive.session.live import LiveSession
+    from localive.server.answerer import Answerer
 
 log = logging.getLogger("localive.server")
+
+
+class Leaving(Protocol):
+    """An open session as a drain sees it (a LiveSession, or one answered elsewhere: server/answerer.py)."""
+
+    def go_away(self, deadline: float) -> None: ...
 IPV6_PREFIX = 64  # one IPv6 client usually holds a whole /64: count it as one address
 DRAIN_GRACE_S = 5.0  # after the drain's deadline, for the last close frames (a client that reads nothing is cut
 # by its write deadline meanwhile: server/live_ws.py)
@@ -144,7 +150,8 @@ class ServerState:
     metrics: ServerMetrics = field(default_factory=ServerMetrics)  # `GET /metrics` (server/metrics.py)
     load: LoadMeter = field(init=False)  # admission by load (server/load.py); sampled while `load.run` runs
     draining: bool = False  # no new session is admitted: the server is shutting down (drain)
-    sessions: set[LiveSession] = field(default_factory=set)  # the open ones (those admitted and not yet released)
+    sessions: set[Leaving] = field(default_factory=set)  # the open ones (those admitted and not yet released)
+    answerer: Answerer | None = None  # who answers sessions instead of the models: relay, replay (server/answerer.py)
     _emptied: asyncio.Event | None = field(default=None, init=False)  # set when the last session leaves a drain
     _deadline: float = field(default=0.0, init=False)  # the drain's (clock time)
 
@@ -173,14 +180,14 @@ class ServerState:
         self.active_sessions += 1
         self.sessions_served += 1
 
-    def opened(self, session: LiveSession) -> None:
+    def opened(self, session: Leaving) -> None:
         """An admitted session exists: a drain reaches it, and the load estimate counts it until the meter sees it."""
         self.sessions.add(session)
         self.load.admitted(session)
         if self.draining:  # admitted before the drain began, created after (no await between, but be sure)
             session.go_away(self._deadline)
 
-    def release(self, session: LiveSession | None = None) -> None:
+    def release(self, session: Leaving | None = None) -> None:
         self.active_sessions -= 1
         if session is not None:
             self.sessions.discard(session)

@@ -27,7 +27,8 @@ from types import TracebackType
 from localive.bench import server as launcher
 from localive.bench.server import HOST, BenchError, free_port
 
-__all__ = ["HOST", "LaunchError", "LocaliveServer", "free_port", "localive_env", "serve", "start_server"]
+__all__ = ["HOST", "LaunchError", "LocaliveServer", "free_port", "localive_env", "serve", "start_relay",
+           "start_server"]
 
 LaunchError = BenchError  # raised when the server exits or does not become healthy (a RuntimeError)
 
@@ -120,14 +121,16 @@ def localive_env(port: int, data_dir: Path) -> dict[str, str]:
     return env
 
 
-def start_server(workdir: Path | None, *args: str, timeout_s: float = 300.0) -> LocaliveServer:
-    """Start `localive serve ARGS` and return once it is healthy (LaunchError if it exits or takes longer than
-    `timeout_s`). `workdir` holds its data and log; None: a temporary directory, removed by `stop()`."""
+def start_server(workdir: Path | None, *args: str, timeout_s: float = 300.0, command: str = "serve",
+                 env: dict[str, str] | None = None) -> LocaliveServer:
+    """Start `localive serve ARGS` (or `localive COMMAND ARGS`: `relay`) and return once it is healthy (LaunchError
+    if it exits or takes longer than `timeout_s`). `workdir` holds its data and log; None: a temporary directory,
+    removed by `stop()`. `env`: the process's environment (default: this one's)."""
     own_dir = tempfile.TemporaryDirectory(prefix="localive-test-") if workdir is None else None
     where = Path(own_dir.name) if own_dir is not None else workdir
     assert where is not None
     try:
-        process = launcher.start_server(where, *args, timeout_s=timeout_s)
+        process = launcher.start_server(where, *args, timeout_s=timeout_s, command=command, env=env)
         try:
             return LocaliveServer(process, localive_env(process.port, process.data_dir), own_dir)
         except BaseException:
@@ -139,6 +142,17 @@ def start_server(workdir: Path | None, *args: str, timeout_s: float = 300.0) -> 
         raise
 
 
+def start_relay(workdir: Path | None, upstream: LocaliveServer, *args: str, upstream_key: str | None = None,
+                timeout_s: float = 60.0) -> LocaliveServer:
+    """Start `localive relay ARGS` in front of `upstream` (another localive, on its plain listener) and return once
+    it is healthy. The relay's GEMINI_API_KEY: `upstream_key`, else the key `localive env` gives for it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    if key := upstream_key or upstream.env.get("GEMINI_API_KEY"):
+        env["GEMINI_API_KEY"] = key
+    return start_server(workdir, "--upstream", upstream.plain_base_url, *args, timeout_s=timeout_s, command="relay",
+                        env=env)
+
+
 def _stop_started(starting: asyncio.Future[LocaliveServer]) -> None:
     if not starting.cancelled() and starting.exception() is None:
         starting.result().stop()
@@ -148,14 +162,16 @@ class serve:  # used like a function: `with serve(...)`
     """`with serve(*args) as server:` / `async with serve(*args) as server:` — `localive serve ARGS` running
     for the block (see the module's doc)."""
 
-    def __init__(self, *args: str, workdir: Path | None = None, timeout_s: float = 300.0) -> None:
+    def __init__(self, *args: str, workdir: Path | None = None, timeout_s: float = 300.0,
+                 command: str = "serve") -> None:
         self._args = args
         self._workdir = workdir
         self._timeout_s = timeout_s
+        self._command = command
         self._server: LocaliveServer | None = None
 
     def __enter__(self) -> LocaliveServer:
-        self._server = start_server(self._workdir, *self._args, timeout_s=self._timeout_s)
+        self._server = start_server(self._workdir, *self._args, timeout_s=self._timeout_s, command=self._command)
         return self._server
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -166,7 +182,7 @@ class serve:  # used like a function: `with serve(...)`
 
     async def __aenter__(self) -> LocaliveServer:
         starting = asyncio.ensure_future(asyncio.to_thread(start_server, self._workdir, *self._args,
-                                                           timeout_s=self._timeout_s))
+                                                           timeout_s=self._timeout_s, command=self._command))
         try:
             self._server = await asyncio.shield(starting)
         except asyncio.CancelledError:  # the start goes on in its thread: stop the server it brings up

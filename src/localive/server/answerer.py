@@ -1,0 +1,134 @@
+"""Who answers a Live connection when it is not this process's models: an upstream Live API (`localive relay`,
+server/relay.py) or a cassette (`localive serve --replay`, server/replay.py).
+
+The Live endpoint (server/live_ws.py) does everything before and after the same way for all: the handshake's
+checks, the credential, the setup's arrival within its timeout, admission, the close and its log line. Only the
+session in between is the answerer's: `open` gets the connection (`Call`) and returns an `AnsweredSession`, whose
+`run` goes on until the session ends and returns the close to send (and whether the client closed first), and
+whose `go_away` the server calls when it drains.
+
+`ClientLink` is the client's side of such a session: frames in, each parsed and checked by the protocol and charged
+to the client's work budget like any Live frame (server/budget.py); messages out, each taken by the client within
+the write timeout or the connection is aborted; one sender at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from localive.protocol.errors import Close, LiveError, close_for
+from localive.protocol.messages import ClientMessage, Setup
+from localive.server.auth import Credential
+from localive.server.budget import WorkBudget
+from localive.server.frames import FrameRefused, parse_frame_metered
+
+
+@dataclass
+class Call:
+    """A Live connection whose setup has arrived and been admitted."""
+
+    ws: WebSocket
+    version: str  # the API version in its path: v1beta, v1alpha, v1
+    session_id: str
+    setup: Setup  # parsed and checked
+    first: dict[str, Any]  # the setup message as the client sent it
+    credential: Credential
+    secret: str | None  # the client's key or token, to be cut out of anything written
+    budget: WorkBudget
+    write_timeout_s: float
+
+
+class AnsweredSession(Protocol):
+    def go_away(self, deadline: float) -> None: ...
+
+    async def run(self) -> tuple[Close, bool]: ...
+
+
+class Answerer(Protocol):
+    def describe(self) -> str: ...
+
+    def open(self, call: Call) -> AnsweredSession: ...
+
+
+class ClientGone(Exception):
+    """The client closed (or lost) its connection: nothing more can be sent. Holds the close that came in."""
+
+    def __init__(self, close: Close) -> None:
+        super().__init__(close.reason)
+        self.close = close
+
+
+class SlowClient(LiveError):
+    """The client took none of our messages within the write timeout: its connection is aborted (1011)."""
+
+    blame = "client"
+
+
+class ClientLink:
+    def __init__(self, call: Call, abort: Any) -> None:
+        self._call = call
+        self._abort = abort  # drops the connection at once (server/live_ws.py `_abort`)
+        self._sending = asyncio.Lock()
+
+    async def receive(self) -> tuple[dict[str, Any], ClientMessage, str | bytes]:
+        """The client's next message: as JSON, as parsed and checked by the protocol (so that a relay or a replay
+        takes exactly the messages a local session takes, with the same bounds on their work), and its frame as it
+        came. Raises ClientGone when the client closes, a LiveError for a frame the protocol refuses."""
+        event = await self._call.ws.receive()
+        if event["type"] == "websocket.disconnect":
+            raise ClientGone(Close(int(event.get("code") or 1000), str(event.get("reason") or "")))
+        text, data = event.get("text"), event.get("bytes")
+        frame: str | bytes = text if text is not None else (data or b"")
+        try:
+            message, cost_s = await parse_frame_metered(frame)
+        except FrameRefused as refused:
+            self._call.budget.charge(len(frame), refused.cost_s)
+            raise refused.error from None
+        await self._call.budget.pay(len(frame), cost_s)
+        return json.loads(frame), message, frame
+
+    async def send(self, frame: str | bytes) -> None:
+        """Send one frame; raises SlowClient (after aborting the connection) if it is not taken in time, ClientGone
+        if the connection is gone."""
+        async with self._sending:
+            try:
+                async with asyncio.timeout(self._call.write_timeout_s):
+                    if isinstance(frame, str):
+                        await self._call.ws.send_text(frame)
+                    else:
+                        await self._call.ws.send_bytes(frame)
+            except TimeoutError:
+                self._abort(self._call.ws)
+                raise SlowClient(f"The client did not read for {self._call.write_timeout_s:.0f} s.") from None
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                raise ClientGone(Close(1006, "the client's connection was lost")) from None
+
+
+async def first_to_end(*work: Coroutine[Any, Any, Close | None]) -> tuple[Close, bool]:
+    """Run the session's parts (reading the client, sending to it, waiting for a close) until the first ends;
+    cancel the rest. Returns the close to send, or the client's own close and True when the client closed first
+    (a part raised ClientGone); a part that ends with a Close (None: a normal end) or raises a LiveError gives the
+    close to send."""
+    tasks = [asyncio.create_task(part) for part in work]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    first = next(t for t in tasks if t in done)
+    if (exc := first.exception()) is not None:
+        if isinstance(exc, ClientGone):
+            return exc.close, True
+        return close_for(exc), False
+    return first.result() or close_for(None), False
+
+
+__all__ = ["AnsweredSession", "Answerer", "Call", "ClientGone", "ClientLink", "SlowClient",
+           "first_to_end"]
