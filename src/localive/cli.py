@@ -10,10 +10,14 @@ import shlex
 import sys
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from localive import __version__
 from localive.clock import Clock
 from localive.config import default_data_dir
+
+if TYPE_CHECKING:
+    from localive.protocol.faults import Faults
 
 DEFAULT_PORT = 8765
 DEFAULT_DRAIN_S = 25.0  # within Kubernetes' default 30 s termination grace, with time for the last closes
@@ -112,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "or 'off' (text only: audio is refused with a clear close)")
     serve.add_argument("--emulator-script", type=Path, default=None,
                        help="TOML script of the emulator's replies, [[reply]] (default: echo the user), and with "
-                            "--voice emulator of what it hears, [[hear]] (docs/engines.md)")
+                            "--voice emulator of what it hears, [[hear]] (docs/engines.md); a [faults] table makes "
+                            "the server misbehave as the real service does, on demand: goAway, silence, spurious "
+                            "interrupted, late transcripts, slow or bursty audio, a close during a tool call, "
+                            "resumption or setup refused (docs/testing.md); its goAway overrides --limits, "
+                            "--max-connection-s and --goaway-before-s")
     serve.add_argument("--models", type=Path, default=None, help="TOML file that adds or overrides model entries")
     serve.add_argument("--max-sessions", type=int, default=100, help="concurrent sessions before 1013 (default 100)")
     serve.add_argument("--max-message-bytes", type=int, default=1024 * 1024,
@@ -184,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "service, 10-minute connections (GoAway 60 s before) and 15-minute sessions "
                                "without contextWindowCompression")
     sessions.add_argument("--max-connection-s", type=float, default=None, metavar="SECONDS",
-                          help="end each connection after this long, resumably (overrides --limits)")
+                          help="end each connection after this long, resumably (overrides --limits; the goAway "
+                               "fault of --emulator-script overrides this)")
     sessions.add_argument("--max-session-s", type=float, default=None, metavar="SECONDS",
                           help="end sessions without contextWindowCompression at this age (overrides --limits)")
     sessions.add_argument("--goaway-before-s", type=float, default=None, metavar="SECONDS",
@@ -409,7 +418,10 @@ def _installed(spec: object) -> bool:
     return True
 
 
-def _limits(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> Limits
+def _limits(args: argparse.Namespace, faults: Faults | None = None):  # type: ignore[no-untyped-def]  # -> Limits
+    """The connections' lifetimes from the flags; an emulator script's goAway fault then sets the connection's
+    (goAway `goaway_after_s` in, the close `goaway_time_left_s` later), over --limits, --max-connection-s and
+    --goaway-before-s; --max-session-s still applies."""
     from dataclasses import replace
 
     from localive.session.lifetime import GEMINI_LIMITS, LOCAL_LIMITS
@@ -421,7 +433,24 @@ def _limits(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> Lim
         limits = replace(limits, max_session_s=args.max_session_s or None)
     if args.goaway_before_s is not None:
         limits = replace(limits, goaway_before_s=args.goaway_before_s)
+    if faults is not None and faults.connection_s is not None:
+        limits = replace(limits, max_connection_s=faults.connection_s, goaway_before_s=faults.goaway_time_left_s)
     return limits
+
+
+def _faults(args: argparse.Namespace) -> Faults:
+    """The [faults] table of --emulator-script (protocol/faults.py); none without a script. Raises FaultsError."""
+    import tomllib
+
+    from localive.protocol.faults import NO_FAULTS, FaultsError, parse_faults
+
+    if args.emulator_script is None:
+        return NO_FAULTS
+    try:
+        data = tomllib.loads(args.emulator_script.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise FaultsError(f"cannot read emulator script {args.emulator_script}: {exc}") from exc
+    return parse_faults(data.get("faults"), source=str(args.emulator_script))
 
 
 def _sessions_store(args: argparse.Namespace, data_dir: Path, clock: Clock):  # type: ignore[no-untyped-def]  # -> SessionStore
@@ -553,8 +582,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from localive.engines.llm.pool import LLMPool
     from localive.engines.vision.loader import load_vision
     from localive.models.errors import ModelNotInstalled
+    from localive.protocol.faults import FaultsError
     from localive.server.app import create_app
     from localive.server.auth import Access, KeyRing
+    from localive.server.faults import ServerFaults
     from localive.server.load import default_max_serving_cores
     from localive.server.origins import OriginPolicy
     from localive.server.runner import serve_all
@@ -608,7 +639,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         script = EmulatorScript.load(args.emulator_script) if args.emulator_script else None
         hearing = _hearing(args)
-    except (ScriptError, HearingError) as exc:
+        faults = _faults(args)
+    except (ScriptError, HearingError, FaultsError) as exc:
         print(f"localive: {exc}", file=sys.stderr)
         return 2
     try:
@@ -717,7 +749,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                                  else args.admission_cores),
                               admission_by_load=args.admission == "load")
     state = ServerState(settings=settings, registry=registry, llms=pool, engines=engines, store=store,
-                        limits=_limits(args), access=access, clock=clock)
+                        limits=_limits(args, faults), access=access, clock=clock,
+                        faults=ServerFaults(faults) if faults.any else None)
     app = create_app(state, playground=args.playground)
 
     async def run() -> None:

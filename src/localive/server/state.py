@@ -29,6 +29,7 @@ from localive.models.registry import ModelRegistry
 from localive.protocol.errors import Overloaded, ShuttingDown
 from localive.server.auth import Access
 from localive.server.budget import SHARE, WorkBudgets
+from localive.server.faults import ServerFaults
 from localive.server.load import BUSY_REASON, LoadMeter
 from localive.server.metrics import ServerMetrics
 from localive.session.engines import Engines
@@ -145,6 +146,7 @@ class ServerState:
     load: LoadMeter = field(init=False)  # admission by load (server/load.py); sampled while `load.run` runs
     draining: bool = False  # no new session is admitted: the server is shutting down (drain)
     sessions: set[LiveSession] = field(default_factory=set)  # the open ones (those admitted and not yet released)
+    faults: ServerFaults | None = None  # an emulator script's [faults] (server/faults.py); None: none, no cost
     _emptied: asyncio.Event | None = field(default=None, init=False)  # set when the last session leaves a drain
     _deadline: float = field(default=0.0, init=False)  # the drain's (clock time)
 
