@@ -4,6 +4,8 @@ goAway fault as the connection's limits (cli.py)."""
 from __future__ import annotations
 
 import json
+import re
+import textwrap
 import tomllib
 from pathlib import Path
 
@@ -11,9 +13,11 @@ import pytest
 
 from localive import cli
 from localive.clock import VirtualClock
+from localive.engines.llm import emulator as emulator_module
 from localive.engines.llm.emulator import EmulatorScript
+from localive.protocol import faults as faults_module
 from localive.protocol.errors import INTERNAL, close_for
-from localive.protocol.faults import NO_FAULTS, Faults, FaultsError, SetupError, parse_faults
+from localive.protocol.faults import FAULT_KEYS, NO_FAULTS, Faults, FaultsError, SetupError, parse_faults
 from localive.protocol.messages import ClientMessage
 from localive.protocol.parse import parse_client_message
 from localive.protocol.server_messages import resumption_update
@@ -161,3 +165,18 @@ class ListSource:
 
     async def get(self) -> dict[str, object] | object:
         return self.messages.pop(0) if self.messages else close_for(None)
+
+
+def test_every_key_is_documented_with_its_symptom_and_the_documented_examples_parse() -> None:
+    docs = (Path(__file__).parent.parent.parent / "docs" / "testing.md").read_text()
+    rows = [line for line in docs.splitlines() if line.startswith("| `")]
+    for key in FAULT_KEYS:
+        assert any(row.startswith(f"| `{key}") or f"`{key} =" in row for row in rows), key
+    assert all(len(row.split(" | ")) == 3 for row in rows)  # key, what the server does, the symptom
+    examples = [docs.split("```toml")[1].split("```")[0], faults_module.__doc__, emulator_module.__doc__]
+    for example in examples:
+        assert example is not None
+        start = re.search(r"^ *\[faults\] *$", example, re.MULTILINE)
+        assert start is not None
+        table = textwrap.dedent(example[start.start():].split("\n\n")[0])
+        assert parse_faults(tomllib.loads(table)["faults"]).any

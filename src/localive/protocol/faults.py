@@ -12,8 +12,8 @@ script (`localive serve --llm emulator --emulator-script FILE`) can ask for each
     interrupted_after_turn = 1    # a spurious serverContent.interrupted after turn 1's turnComplete…
     interrupted_delay_ms = 500    # …this long after it (default 0)
     transcript_delay_ms = 800     # input/output transcriptions sent this long after they were made
-    audio_pace = 0.5              # output audio sent at half real-time speed (or:)
-    audio_burst_ms = 1000         # output audio held and released every second
+    audio_pace = 0.5              # output audio sent at half real-time speed (or, instead,
+    # audio_burst_ms = 1000       # output audio held and released every second)
     close_after_tool_call_ms = 0  # 1011 "Internal error encountered." this long after each toolCall
     refuse_resume_while_open = true  # a resumption of a handle sent on a still-open connection: 1011
     setup_error = { code = 1011, reason = "The service is currently unavailable.", count = 1 }
@@ -81,7 +81,7 @@ class Faults:
 
 
 NO_FAULTS = Faults()
-_KEYS = ("goaway_after_s", "goaway_time_left_s", "silent_after_turns", "interrupted_after_turn",
+FAULT_KEYS = ("goaway_after_s", "goaway_time_left_s", "silent_after_turns", "interrupted_after_turn",
          "interrupted_delay_ms", "transcript_delay_ms", "audio_pace", "audio_burst_ms", "close_after_tool_call_ms",
          "refuse_resume_while_open", "setup_error")
 _SETUP_ERROR_KEYS = ("code", "reason", "count")
@@ -94,8 +94,8 @@ def parse_faults(table: object, source: str = "script") -> Faults:
     where = f"{source}: [faults]"
     if not isinstance(table, dict):
         raise FaultsError(f"{source}: 'faults' must be a table ([faults])")
-    if unknown := set(table) - set(_KEYS):
-        raise FaultsError(f"{where}: unknown keys {sorted(unknown)}; expected {', '.join(_KEYS)}")
+    if unknown := set(table) - set(FAULT_KEYS):
+        raise FaultsError(f"{where}: unknown keys {sorted(unknown)}; expected {', '.join(FAULT_KEYS)}")
     for needs, key in (("goaway_after_s", "goaway_time_left_s"), ("interrupted_after_turn", "interrupted_delay_ms")):
         if key in table and needs not in table:
             raise FaultsError(f"{where}: '{key}' needs '{needs}'")
