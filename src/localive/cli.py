@@ -19,6 +19,7 @@ from localive.config import default_data_dir
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from localive.protocol.faults import Faults
     from localive.server.answerer import Answerer
     from localive.server.state import ServerState
     from localive.server.tls import TlsFiles
@@ -191,7 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "or 'off' (text only: audio is refused with a clear close)")
     serve.add_argument("--emulator-script", type=Path, default=None,
                        help="TOML script of the emulator's replies, [[reply]] (default: echo the user), and with "
-                            "--voice emulator of what it hears, [[hear]] (docs/engines.md)")
+                            "--voice emulator of what it hears, [[hear]] (docs/engines.md); a [faults] table makes "
+                            "the server misbehave as the real service does, on demand: goAway, silence, spurious "
+                            "interrupted, late transcripts, slow or bursty audio, a close during a tool call, "
+                            "resumption or setup refused (docs/testing.md); its goAway overrides --limits, "
+                            "--max-connection-s and --goaway-before-s")
     serve.add_argument("--models", type=Path, default=None, help="TOML file that adds or overrides model entries")
     serve.add_argument("--vision", choices=["embedded", "openai", "off"], default="embedded",
                        help="video frames: 'embedded' OCR + colour facts (Tesseract, Pillow), 'openai' (a VLM behind "
@@ -259,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "service, 10-minute connections (GoAway 60 s before) and 15-minute sessions "
                                "without contextWindowCompression")
     sessions.add_argument("--max-connection-s", type=float, default=None, metavar="SECONDS",
-                          help="end each connection after this long, resumably (overrides --limits)")
+                          help="end each connection after this long, resumably (overrides --limits; the goAway "
+                               "fault of --emulator-script overrides this)")
     sessions.add_argument("--max-session-s", type=float, default=None, metavar="SECONDS",
                           help="end sessions without contextWindowCompression at this age (overrides --limits)")
     sessions.add_argument("--goaway-before-s", type=float, default=None, metavar="SECONDS",
@@ -457,7 +463,10 @@ def _installed(spec: object) -> bool:
     return True
 
 
-def _limits(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> Limits
+def _limits(args: argparse.Namespace, faults: Faults | None = None):  # type: ignore[no-untyped-def]  # -> Limits
+    """The connections' lifetimes from the flags; an emulator script's goAway fault then sets the connection's
+    (goAway `goaway_after_s` in, the close `goaway_time_left_s` later), over --limits, --max-connection-s and
+    --goaway-before-s; --max-session-s still applies."""
     from dataclasses import replace
 
     from localive.session.lifetime import GEMINI_LIMITS, LOCAL_LIMITS
@@ -469,7 +478,24 @@ def _limits(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # -> Lim
         limits = replace(limits, max_session_s=args.max_session_s or None)
     if args.goaway_before_s is not None:
         limits = replace(limits, goaway_before_s=args.goaway_before_s)
+    if faults is not None and faults.connection_s is not None:
+        limits = replace(limits, max_connection_s=faults.connection_s, goaway_before_s=faults.goaway_time_left_s)
     return limits
+
+
+def _faults(args: argparse.Namespace) -> Faults:
+    """The [faults] table of --emulator-script (protocol/faults.py); none without a script. Raises FaultsError."""
+    import tomllib
+
+    from localive.protocol.faults import NO_FAULTS, FaultsError, parse_faults
+
+    if args.emulator_script is None:
+        return NO_FAULTS
+    try:
+        data = tomllib.loads(args.emulator_script.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise FaultsError(f"cannot read emulator script {args.emulator_script}: {exc}") from exc
+    return parse_faults(data.get("faults"), source=str(args.emulator_script))
 
 
 def _sessions_store(args: argparse.Namespace, data_dir: Path, clock: Clock):  # type: ignore[no-untyped-def]  # -> SessionStore
@@ -684,7 +710,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from localive.engines.llm.pool import LLMPool
     from localive.engines.vision.loader import load_vision
     from localive.models.errors import ModelNotInstalled
+    from localive.protocol.faults import FaultsError
     from localive.server.auth import Access, KeyRing
+    from localive.server.faults import ServerFaults
     from localive.server.origins import OriginPolicy
     from localive.server.state import ServerState
     from localive.server.tls import ensure_tls
@@ -736,7 +764,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         script = EmulatorScript.load(args.emulator_script) if args.emulator_script else None
         hearing = _hearing(args)
-    except (ScriptError, HearingError) as exc:
+        faults = _faults(args)
+    except (ScriptError, HearingError, FaultsError) as exc:
         print(f"localive: {exc}", file=sys.stderr)
         return 2
     try:
@@ -835,7 +864,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"localive: turn-taking: {_describe_turns(families)}", file=sys.stderr, flush=True)
     settings = _server_settings(args)
     state = ServerState(settings=settings, registry=registry, llms=pool, engines=engines, store=store,
-                        limits=_limits(args), access=access, clock=clock)
+                        limits=_limits(args, faults), access=access, clock=clock,
+                        faults=ServerFaults(faults) if faults.any else None)
     try:
         _listen(args, state, tls)
     finally:

@@ -148,6 +148,18 @@ class StageFailed(InternalError):
         super().__init__(f"The {stage} stage failed: {what}.")
 
 
+class ScriptedFault(LiveError):
+    """A close the emulator script's `[faults]` table asked for (protocol/faults.py): a setup error, a resumption
+    refused while the old connection is open, a close during a tool call. Its code and reason are the real
+    service's (or the script's own); planned, so nobody is to blame."""
+
+    blame = "nobody"
+
+    def __init__(self, code: int = INTERNAL, reason: str | None = None) -> None:
+        self.close_code = code
+        super().__init__(reason)
+
+
 @dataclass(frozen=True)
 class Close:
     """A close frame: its code and reason, and who is to blame (never sent; not part of equality)."""

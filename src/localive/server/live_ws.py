@@ -50,10 +50,11 @@ from localive.protocol.messages import (
     join_audio,
     joinable,
 )
-from localive.protocol.server_messages import dumps
+from localive.protocol.server_messages import ServerMessage, dumps
 from localive.server.answerer import Answerer, Call
 from localive.server.auth import ANONYMOUS
 from localive.server.budget import WorkBudget
+from localive.server.faults import ConnectionFaults
 from localive.server.frames import FrameRefused, parse_frame_metered
 from localive.server.state import Connection, ServerState
 from localive.server.transport import ABORT_EXTENSION
@@ -149,6 +150,11 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
         await _close(ws, first, settings.write_timeout_s)
         _ended(state, client, path, "-", first)
         return
+    if state.faults is not None and (refusal := state.faults.refusal(first)) is not None:  # an emulator script's
+        outcome = close_for(refusal)  # setup_error, or a resumption while the old socket is open (server/faults.py)
+        await _close(ws, outcome, settings.write_timeout_s)
+        _ended(state, client, path, "-", outcome)
+        return
     # the session slot is taken only now, with the setup in hand; one resuming with a handle goes ahead of new ones
     resumption = first.session_resumption if isinstance(first, Setup) else None
     resuming = resumption is not None and bool(resumption.handle)
@@ -174,7 +180,8 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
                           telemetry=state.metrics)
     state.opened(session)
     expiry = credential.watch_expiry(session.outbox)  # a token's session ends at its expireTime
-    writer = asyncio.create_task(_write(ws, session, settings.write_timeout_s), name=f"writer-{session_id}")
+    faults = state.faults.connect(state.clock) if state.faults is not None else None
+    writer = asyncio.create_task(_write(ws, session, settings.write_timeout_s, faults), name=f"writer-{session_id}")
     outcome, closed_by_peer = close_for(None), False
     try:
         outcome = await _read(ws, session, writer, first, budget)
@@ -187,6 +194,8 @@ async def _serve(ws: WebSocket, state: ServerState, connection: Connection, budg
             expiry.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await writer
+        if faults is not None:
+            faults.close()
         state.release(session)
         if not closed_by_peer:
             await _close(ws, outcome, settings.write_timeout_s)
@@ -366,21 +375,45 @@ class WriterWatch:
             self._receiving = False
 
 
-async def _write(ws: WebSocket, session: LiveSession, write_timeout_s: float) -> Close | None:
+async def _write(ws: WebSocket, session: LiveSession, write_timeout_s: float,
+                 faults: ConnectionFaults | None = None) -> Close | None:
     """Send the session's outbox in order; return the Close it asks for, or None if the socket went away.
-    A message the client's socket does not take within `write_timeout_s` aborts the connection."""
-    while True:
-        message = await session.outbox.get()
-        if isinstance(message, Close):
-            return message
-        try:
-            async with asyncio.timeout(write_timeout_s):
-                await ws.send_text(dumps(message))
-        except TimeoutError:
-            _abort(ws)
-            return close_for(SlowReader(f"The client did not read for {write_timeout_s:.0f} s."))
-        except (WebSocketDisconnect, RuntimeError, OSError):
+    A message the client's socket does not take within `write_timeout_s` aborts the connection. With an emulator
+    script's faults, the messages go through its fault stage first (server/faults.py)."""
+    try:
+        if faults is not None:
+            async with contextlib.aclosing(faults.pipe(session.outbox)) as messages:
+                async for message in messages:
+                    if isinstance(message, Close):
+                        return message
+                    await _send(ws, message, write_timeout_s)
             return None
+        while True:
+            message = await session.outbox.get()
+            if isinstance(message, Close):
+                return message
+            await _send(ws, message, write_timeout_s)
+    except SendFailed as failed:
+        return failed.close
+
+
+class SendFailed(Exception):
+    """A message could not be sent: the Close to report (a slow reader's), or None (the socket is gone)."""
+
+    def __init__(self, close: Close | None) -> None:
+        super().__init__()
+        self.close = close
+
+
+async def _send(ws: WebSocket, message: ServerMessage, write_timeout_s: float) -> None:
+    try:
+        async with asyncio.timeout(write_timeout_s):
+            await ws.send_text(dumps(message))
+    except TimeoutError:
+        _abort(ws)
+        raise SendFailed(close_for(SlowReader(f"The client did not read for {write_timeout_s:.0f} s."))) from None
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        raise SendFailed(None) from None
 
 
 async def _refuse(ws: WebSocket, close: Close, write_timeout_s: float) -> None:

@@ -29,6 +29,7 @@ from localive.models.registry import ModelRegistry
 from localive.protocol.errors import Overloaded, ShuttingDown
 from localive.server.auth import Access
 from localive.server.budget import SHARE, WorkBudgets
+from localive.server.faults import ServerFaults
 from localive.server.load import BUSY_REASON, LoadMeter
 from localive.server.metrics import ServerMetrics
 from localive.session.engines import Engines
@@ -152,6 +153,7 @@ class ServerState:
     draining: bool = False  # no new session is admitted: the server is shutting down (drain)
     sessions: set[Leaving] = field(default_factory=set)  # the open ones (those admitted and not yet released)
     answerer: Answerer | None = None  # who answers sessions instead of the models: relay, replay (server/answerer.py)
+    faults: ServerFaults | None = None  # an emulator script's [faults] (server/faults.py); None: none, no cost
     _emptied: asyncio.Event | None = field(default=None, init=False)  # set when the last session leaves a drain
     _deadline: float = field(default=0.0, init=False)  # the drain's (clock time)
 

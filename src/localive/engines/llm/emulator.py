@@ -15,6 +15,17 @@ Rules are tried in order; the first match wins. Replies stream word by word, exa
 (``delay_ms``) are sleeps on the emulator's `Clock` (localive/clock.py): give it a `VirtualClock` in tests.
 With `--voice emulator`, [[hear]] rules in the same file say what the emulator hears (engines/asr/emulator.py).
 
+A `[faults]` table in the same file makes the server misbehave on demand, as the real service does (read by
+protocol/faults.py, applied by the server; docs/testing.md, "Faults on demand")::
+
+    [faults]
+    goaway_after_s = 2                 # goAway 2 s into each connection, then 1011 "Deadline expired…" 1 s later
+    silent_after_turns = 3             # after 3 turnCompletes the server sends nothing (the socket stays open)
+    transcript_delay_ms = 800          # transcriptions arrive late, after the audio they belong to
+    audio_pace = 0.5                   # output audio at half real-time speed (or audio_burst_ms = 1000)
+    close_after_tool_call_ms = 0       # 1011 "Internal error encountered." right after a toolCall
+    setup_error = { code = 1011, reason = "The service is currently unavailable.", count = 1 }
+
 Tools: a rule may call a function (when the session declares it) or run code (when code execution is on)::
 
     [[reply]]
@@ -94,11 +105,12 @@ class EmulatorScript:
 
     @classmethod
     def from_dict(cls, data: dict[str, object], source: str = "script") -> EmulatorScript:
-        # [[hear]]: what --voice emulator hears (engines/asr/emulator.py reads it)
-        unknown = set(data) - {"default", "delay_ms", "reply", "context_tokens", "hear"}
+        # [[hear]]: what --voice emulator hears (engines/asr/emulator.py reads it); [faults]: the server's
+        # misbehaviour on demand (protocol/faults.py reads it)
+        unknown = set(data) - {"default", "delay_ms", "reply", "context_tokens", "hear", "faults"}
         if unknown:
             raise ScriptError(f"{source}: unknown keys {sorted(unknown)}; expected default, delay_ms, "
-                              "context_tokens, [[reply]], [[hear]]")
+                              "context_tokens, [[reply]], [[hear]], [faults]")
         rules = []
         replies = data.get("reply", [])
         if not isinstance(replies, list):
