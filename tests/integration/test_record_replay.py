@@ -6,6 +6,7 @@ difference."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from google import genai
-from google.genai import errors
+from google.genai import errors, types
 
 from localive.testing.server import LocaliveServer, serve, start_relay, start_server
 
@@ -147,3 +148,39 @@ async def test_a_setup_no_cassette_recorded_is_refused_naming_the_difference(
             pass
     assert refused.value.code == 1007
     assert "no cassette recorded this setup" in str(refused.value) and "temperature" in str(refused.value)
+
+
+async def test_a_cassettes_faults_are_replayed(recorded: dict[str, tuple[Path, Run]], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cassette's header may hold an emulator script's [faults]: here a setup refused once, then a goAway and the
+    real service's 1011 close one second into each session, and a spurious `interrupted` after the first turn, around
+the recorded conversation."""
+    folder = tmp_path / "faulty"
+    folder.mkdir()
+    for cassette in recorded["sending_and_receiving_text.py"][0].glob("*.jsonl"):
+        header, rest = cassette.read_text().split("\n", 1)
+        faults = {"setup_error": {"code": 1011, "reason": "The service is currently unavailable.", "count": 1},
+                  "goaway_after_s": 1, "goaway_time_left_s": 1, "interrupted_after_turn": 1}
+        (folder / cassette.name).write_text(json.dumps({**json.loads(header), "faults": faults}) + "\n" + rest)
+    with serve("--replay", str(folder), workdir=tmp_path / "replay") as replay:
+        for key, value in replay.client_env().items():
+            monkeypatch.setenv(key, value)
+        client = genai.Client()
+        config: types.LiveConnectConfigDict = {"response_modalities": ["TEXT"]}
+        with pytest.raises(errors.APIError) as refused:
+            async with client.aio.live.connect(model="gemini-2.0-flash-live-001", config=config):
+                pass
+        assert refused.value.code == 1011 and "currently unavailable" in str(refused.value)
+        answer, go_away, interrupted = "", False, False
+        with pytest.raises(errors.APIError) as closed:
+            async with client.aio.live.connect(model="gemini-2.0-flash-live-001", config=config) as session:
+                await session.send_client_content(turns={"role": "user", "parts": [{"text": "Hello, how are you?"}]})
+                async for message in session.receive():
+                    answer += message.text or ""
+                while True:
+                    async for message in session.receive():
+                        go_away = go_away or message.go_away is not None
+                        interrupted = interrupted or bool(message.server_content and
+                                                          message.server_content.interrupted)
+    assert answer == "You said: Hello, how are you?" and go_away and interrupted
+    assert closed.value.code == 1011 and "Deadline expired" in str(closed.value)

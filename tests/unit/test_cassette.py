@@ -38,6 +38,7 @@ def test_a_cassette_reads_back_what_was_written(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("lines", "named"), [
     ([], "empty"),
     (['{"cassette": 2}'], "not a cassette header"),
+    (['{"cassette": 1, "faults": {"nope": 1}}', {"t": 0, "from": "client", "message": SETUP}], "nope"),
     (['{"cassette": 1}', "not json"], ":2: not JSON"),
     (['{"cassette": 1}', {"t": 0, "from": "server", "message": {"setupComplete": {}}}], "client's setup"),
     (['{"cassette": 1}', {"t": 0, "from": "client", "message": SETUP, "extra": 1}], "unknown keys"),

@@ -9,7 +9,8 @@ The first line is the header; each further line is one event of the session, in 
 
 `t` is seconds since the session's setup arrived; `from` says who sent it; an event holds a `message` (the JSON
 object as it went over the wire, less what redact.py takes out) or a `close` (the WebSocket close frame's code and
-reason). The header may also hold `faults`, the same table as an emulator script's [faults] (docs/testing.md), and
+reason). The header may also hold `faults`, the same table as an emulator script's [faults] (protocol/faults.py,
+docs/testing.md), applied when the cassette is replayed; and
 a client event may hold `match`, its own rules for matching the client's message (match.py).
 
 A cassette is a file the developer gives the server: it is read whole, but still bounded (MAX_CASSETTE_BYTES, and
@@ -23,6 +24,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from localive.protocol.faults import NO_FAULTS, Faults, FaultsError, parse_faults
 
 FORMAT_VERSION = 1
 MAX_CASSETTE_BYTES = 512 * 1024 * 1024
@@ -60,6 +63,7 @@ class Cassette:
     name: str  # the file's name
     header: dict[str, Any]
     events: tuple[Event, ...] = field(default_factory=tuple)
+    faults: Faults = NO_FAULTS  # the header's [faults] (protocol/faults.py)
 
     @property
     def setup(self) -> dict[str, Any]:
@@ -68,10 +72,6 @@ class Cassette:
         assert first is not None
         return first
 
-    @property
-    def faults(self) -> dict[str, Any] | None:
-        faults = self.header.get("faults")
-        return faults if isinstance(faults, dict) else None
 
 
 def header_line(api_version: str, *, audio_kept: bool) -> str:
@@ -95,15 +95,17 @@ def read_cassette(path: Path) -> Cassette:
     if header.get("cassette") != FORMAT_VERSION:
         raise CassetteError(f"{path}:{lines[0][0]}: not a cassette header (expected {{\"cassette\": "
                             f"{FORMAT_VERSION}, ...}})")
-    if "faults" in header and not isinstance(header["faults"], dict):
-        raise CassetteError(f"{path}:{lines[0][0]}: 'faults' must be an object")
+    try:
+        faults = parse_faults(header.get("faults"), source=f"{path}:{lines[0][0]}")
+    except FaultsError as exc:
+        raise CassetteError(str(exc)) from None
     events = tuple(_event(path, n, _json(path, n, line)) for n, line in lines[1:])
     if not events or events[0].side != "client" or not isinstance((events[0].message or {}).get("setup"), dict):
         raise CassetteError(f"{path}: the first event must be the client's setup message")
     for n, (event, after) in enumerate(itertools.pairwise(events), start=2):
         if after.t < event.t:
             raise CassetteError(f"{path}: event {n} goes back in time ({after.t} after {event.t})")
-    return Cassette(path.name, header, events)
+    return Cassette(path.name, header, events, faults)
 
 
 def read_cassettes(folder: Path) -> list[Cassette]:

@@ -13,6 +13,9 @@ server close is sent as it was (code and reason); a recorded client close is whe
 leave. A client message that does not match, or one more than the cassette holds, closes the session with 1007
 and a reason naming the first difference; the whole report goes to the log at WARNING for the developer.
 Handles are given as ``replay-handle-N``; audio recorded as a hash (--no-audio) is sent as silence of its length.
+A cassette's header may hold `faults`, an emulator script's [faults] table (protocol/faults.py): its goAway ends
+each session given the cassette (goAway, then 1011 "Deadline expired…"), its setup error refuses the first ones,
+and the rest reshape the recorded messages through the same fault stage (server/fault_stage.py).
 The server messages are a function of the cassette alone: replaying the same run gives the same bytes, and the
 log's last line for each session (INFO) gives how many were sent and the SHA-256 of them all, to compare runs.
 """
@@ -25,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,13 +37,26 @@ from localive.cassette.match import MatchRules, first_difference
 from localive.cassette.redact import is_audio_blob, placeholder_of, replay_handle
 from localive.clock import Clock
 from localive.protocol import server_messages as out
-from localive.protocol.errors import Close, InternalError, LiveError, Relayed, ReplayMismatch, ShuttingDown, close_for
+from localive.protocol.errors import (
+    Close,
+    InternalError,
+    LiveError,
+    Relayed,
+    ReplayMismatch,
+    ScriptedFault,
+    ShuttingDown,
+    close_for,
+)
+from localive.protocol.server_messages import ServerMessage
 from localive.server.answerer import AnsweredSession, Call, ClientGone, ClientLink, first_to_end
+from localive.server.fault_stage import FaultStage, Outgoing
+from localive.session.lifetime import DeadlineExpired
 
 log = logging.getLogger("localive.replay")
 
 Timing = Literal["recorded", "fast"]
 REASON_PREFIX = "Replay: "
+OUT_QUEUE = 64  # recorded messages waiting for the fault stage
 MAX_SILENCE_BYTES = 16 * 1024 * 1024  # one hashed audio blob sent as silence
 
 
@@ -74,6 +91,21 @@ class Replay:
     clock: Clock
     timing: Timing = "recorded"
     rules: MatchRules = field(default_factory=MatchRules)
+    open_handles: dict[str, str] = field(default_factory=dict)  # a handle sent on a session still open → its id
+    setups: Counter[str] = field(default_factory=Counter)  # sessions given each cassette
+
+    def refusal(self, cassette: Cassette, call: Call) -> LiveError | None:
+        """A cassette's setup-time faults: its `setup_error` for the first sessions given it, and with
+        `refuse_resume_while_open`, a resumption of a handle sent on a session still open (1011)."""
+        self.setups[cassette.name] += 1
+        error = cassette.faults.setup_error
+        if error is not None and self.setups[cassette.name] <= error.count:
+            return ScriptedFault(error.code, error.reason)
+        resumption = call.setup.session_resumption
+        if cassette.faults.refuse_resume_while_open and resumption is not None and resumption.handle in \
+                self.open_handles:
+            return ScriptedFault()
+        return None
 
     def describe(self) -> str:
         return (f"replaying {len(self.library.cassettes)} cassette(s), {self.timing} timing, text matched "
@@ -97,6 +129,8 @@ class ReplayedSession:
         self._cassette: Cassette | None = None
         self._sent = 0
         self._digest = hashlib.sha256()  # of every frame sent: the log's proof that a replay was the same
+        self._out: asyncio.Queue[Outgoing] | None = None  # into the fault stage, when the cassette has faults
+        self._handles: list[str] = []  # sent on this connection (a cassette's refuse_resume_while_open)
 
     def go_away(self, deadline: float) -> None:
         if self._leaving is None:
@@ -112,6 +146,8 @@ class ReplayedSession:
             if isinstance(chosen, str):
                 return self._mismatch(chosen), False
             self._cassette = chosen
+            if (refusal := self._replay.refusal(chosen, call)) is not None:
+                return close_for(refusal), False
             self._matched[0] = self._replay.clock.monotonic()
             log.info("session %s: replaying %s", call.session_id, chosen.name)
             return await self._play(chosen)
@@ -123,12 +159,54 @@ class ReplayedSession:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+            for handle in self._handles:
+                if self._replay.open_handles.get(handle) == call.session_id:
+                    del self._replay.open_handles[handle]
             if self._cassette is not None:
                 log.info("session %s: replay of %s ended: %d server messages sent, SHA-256 of their frames %s",
                          call.session_id, self._cassette.name, self._sent, self._digest.hexdigest())
 
     async def _play(self, cassette: Cassette) -> tuple[Close, bool]:
-        return await first_to_end(self._read(cassette), self._send(cassette), self._closes.get())
+        faults = cassette.faults
+        parts = [self._read(cassette), self._send(cassette), self._closes.get()]
+        if faults.shapes_output:  # the recorded messages go through the fault stage (server/fault_stage.py)
+            self._out = asyncio.Queue(maxsize=OUT_QUEUE)
+            parts.append(self._write_through(FaultStage(faults, clock=self._replay.clock), self._out))
+        if faults.goaway_after_s is not None:
+            parts.append(self._deadline(faults.goaway_after_s, faults.goaway_time_left_s))
+        return await first_to_end(*parts)
+
+    async def _write_through(self, stage: FaultStage, source: asyncio.Queue[Outgoing]) -> Close:
+        async with contextlib.aclosing(stage.pipe(source)) as messages:
+            async for message in messages:
+                if isinstance(message, Close):
+                    return message
+                await self._write(message)
+        raise AssertionError("the fault stage ends with a Close")
+
+    async def _deadline(self, after_s: float, time_left_s: float) -> Close:
+        """The cassette's goAway fault: goAway `after_s` into the session, then 1011 "Deadline expired…"."""
+        await self._replay.clock.sleep(after_s)
+        await self._emit(out.go_away(round(time_left_s)))
+        await self._replay.clock.sleep(time_left_s)
+        return close_for(DeadlineExpired())
+
+    async def _emit(self, message: ServerMessage) -> None:
+        """Send a message now, or hand it to the fault stage."""
+        if self._out is not None:
+            await self._out.put(message)
+        else:
+            await self._write(message)
+
+    async def _write(self, message: ServerMessage) -> None:
+        frame = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        await self._client.send(frame)
+        self._sent += 1
+        self._digest.update(frame.encode("utf-8") + b"\n")
+        update = message.get("sessionResumptionUpdate")
+        if isinstance(update, dict) and isinstance(update.get("newHandle"), str) and update["newHandle"]:
+            self._handles.append(update["newHandle"])
+            self._replay.open_handles[update["newHandle"]] = self._call.session_id
 
     async def _read(self, cassette: Cassette) -> Close:
         """Match each client message to the next one recorded."""
@@ -175,11 +253,12 @@ class ReplayedSession:
             if self._replay.timing == "recorded":
                 await clock.sleep(max(0.0, base_at + (event.t - base_t) - clock.monotonic()))
             if event.close is not None:
-                return close_for(Relayed(*event.close)) if event.close != (1000, "") else None
-            frame = _sent_form(event)
-            await self._client.send(frame)
-            self._sent += 1
-            self._digest.update(frame.encode("utf-8") + b"\n")
+                close = close_for(Relayed(*event.close)) if event.close != (1000, "") else close_for(None)
+                if self._out is None:
+                    return close
+                await self._out.put(close)  # after what the fault stage still holds
+                break
+            await self._emit(_sent_form(event))
         await asyncio.get_running_loop().create_future()  # the cassette is played: the client ends the session
         raise AssertionError("unreachable")
 
@@ -208,13 +287,13 @@ def _recorded_form(setup: dict[str, Any]) -> dict[str, Any]:
     return setup
 
 
-def _sent_form(event: Event) -> str:
+def _sent_form(event: Event) -> ServerMessage:
     """A recorded server message as the replay sends it: placeholders as replay handles, hashed audio as silence."""
-    message = _filled(event.message)
+    message: ServerMessage = _filled(event.message)
     update = message.get("sessionResumptionUpdate")
     if isinstance(update, dict) and isinstance(update.get("newHandle"), str):
         message = {**message, "sessionResumptionUpdate": {**update, "newHandle": replay_handle(update["newHandle"])}}
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    return message
 
 
 def _filled(value: Any) -> Any:
