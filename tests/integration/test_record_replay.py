@@ -184,3 +184,38 @@ the recorded conversation."""
                                                           message.server_content.interrupted)
     assert answer == "You said: Hello, how are you?" and go_away and interrupted
     assert closed.value.code == 1011 and "Deadline expired" in str(closed.value)
+
+
+def test_without_audio_a_cassette_holds_hashes_and_replays_silence_of_the_same_length(
+        tmp_path: Path) -> None:
+    """`--no-audio`: each audio blob is written as its length and SHA-256; the client's audio is still matched by
+    that hash, and the server's is replayed as silence of its length."""
+    with serve("--llm", "emulator", "--voice", "emulator", "--emulator-script", str(SCRIPT),
+               workdir=tmp_path / "upstream") as upstream:
+        relay = start_relay(tmp_path / "relay", upstream, "--record", str(tmp_path / "cassettes"), "--no-audio")
+        try:
+            heard = run_program("sending_audio_example.py", relay, tmp_path / "in")
+            spoken = run_program("receiving_audio_example.py", relay, tmp_path / "out")
+        finally:
+            relay.stop()
+    written = "\n".join(p.read_text() for p in sorted((tmp_path / "cassettes").glob("*.jsonl")))
+    blobs = [blob for line in written.splitlines() if line for blob in audio_blobs(json.loads(line))]
+    assert blobs and all("data" not in blob and len(blob["sha256"]) == 64 and blob["bytes"] > 0 for blob in blobs)
+    with serve("--replay", str(tmp_path / "cassettes"), "--replay-timing", "fast", workdir=tmp_path / "replay") as r:
+        assert run_program("sending_audio_example.py", r, tmp_path / "in-again").stdout == heard.stdout
+        again = run_program("receiving_audio_example.py", r, tmp_path / "out-again")
+    with wave.open(str(tmp_path / "out" / "received_audio.wav")) as original, \
+            wave.open(str(tmp_path / "out-again" / "received_audio.wav")) as replayed_audio:
+        assert original.getnframes() == replayed_audio.getnframes() > 0
+        assert replayed_audio.readframes(replayed_audio.getnframes()) == bytes(2 * original.getnframes())
+    assert again.stdout == spoken.stdout
+
+
+def audio_blobs(value: object) -> list[dict[str, object]]:
+    if isinstance(value, dict):
+        if str(value.get("mimeType", "")).startswith("audio/"):
+            return [value]
+        return [blob for v in value.values() for blob in audio_blobs(v)]
+    if isinstance(value, list):
+        return [blob for v in value for blob in audio_blobs(v)]
+    return []

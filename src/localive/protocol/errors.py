@@ -102,22 +102,6 @@ class ContextFull(LiveError):
     blame = "client"
 
 
-class Relayed(LiveError):
-    """The session was answered elsewhere, and that side closed it: an upstream Live API (`localive relay`) or a
-    recorded close (`localive serve --replay`). Its code and reason are passed on as they are; codes that cannot be
-    sent in a close frame (1005, 1006, 1015: no close frame came) become 1011."""
-
-    blame = "nobody"
-    UNSENDABLE = (1005, 1006, 1015)
-
-    def __init__(self, code: int, reason: str) -> None:
-        if code in self.UNSENDABLE or not 1000 <= code <= 4999:
-            code, reason = INTERNAL, "The upstream connection was lost."
-        self.close_code = code
-        super().__init__(reason)
-        self.reason = reason  # an empty reason stays empty (a normal end)
-
-
 class UpstreamUnavailable(LiveError):
     """`localive relay` could not open the session upstream (1011; the log says why)."""
 
@@ -158,6 +142,20 @@ class ScriptedFault(LiveError):
     def __init__(self, code: int = INTERNAL, reason: str | None = None) -> None:
         self.close_code = code
         super().__init__(reason)
+
+
+class Relayed(ScriptedFault):
+    """The session was answered elsewhere, and that side closed it: an upstream Live API (`localive relay`) or a
+    recorded close (`localive serve --replay`). Its code and reason are passed on as they are (an empty reason
+    stays empty); codes that cannot be sent in a close frame (1005, 1006, 1015: no close frame came) become 1011."""
+
+    UNSENDABLE = (1005, 1006, 1015)
+
+    def __init__(self, code: int, reason: str) -> None:
+        if code in self.UNSENDABLE or not 1000 <= code <= 4999:
+            code, reason = INTERNAL, "The upstream connection was lost."
+        super().__init__(code, reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
