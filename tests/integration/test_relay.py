@@ -5,6 +5,7 @@ recorded; a cassette and the relay's log never hold a key, a token or a resumpti
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import Iterator
@@ -133,3 +134,22 @@ async def test_an_unreachable_upstream_is_a_1011_the_app_can_read(tmp_path: Path
         log = relay.log()
     assert refused.value.code == 1011 and "unavailable" in str(refused.value)
     assert "could not be reached" in log
+
+
+async def test_a_draining_relay_sends_goaway_and_closes_its_sessions_with_1001(
+        upstream: LocaliveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    relay = start_relay(tmp_path / "relay", upstream, "--drain-s", "1", upstream_key=UPSTREAM_KEY)
+    try:
+        use(relay, monkeypatch)
+        seen = []
+        with pytest.raises(errors.APIError) as closed:
+            async with genai.Client(api_key="localive").aio.live.connect(model=MODEL, config=TEXT) as session:
+                assert "Paris" in text_of(await turn(session, "What is the capital of France?"))
+                draining = asyncio.create_task(asyncio.to_thread(relay.process.drain))
+                while True:
+                    async for message in session.receive():
+                        seen.append("goAway" if message.go_away is not None else "other")
+        assert await draining == 0  # the relay exited cleanly once its session had left
+    finally:
+        relay.stop()
+    assert seen[:1] == ["goAway"] and closed.value.code == 1001
