@@ -15,6 +15,7 @@ the write timeout or the connection is aborted; one sender at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -22,8 +23,11 @@ from typing import Any, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from localive.protocol.errors import Close, LiveError, close_for
+from localive.clock import Clock
+from localive.protocol import server_messages as out
+from localive.protocol.errors import Close, LiveError, ShuttingDown, close_for
 from localive.protocol.messages import ClientMessage, Setup
+from localive.protocol.server_messages import ServerMessage
 from localive.server.auth import Credential
 from localive.server.budget import WorkBudget
 from localive.server.frames import FrameRefused, parse_frame_metered
@@ -110,6 +114,57 @@ class ClientLink:
                 raise ClientGone(Close(1006, "the client's connection was lost")) from None
 
 
+class SessionElsewhere:
+    """What a relayed and a replayed session share: the client's link, the closes the server makes itself (a
+    token's expiry, a drain's deadline) and the drain's `goAway`. A subclass answers in `_answer` and tidies up in
+    `_ended`; its parts end the session by awaiting `self._closes.get()` among them (`first_to_end`)."""
+
+    def __init__(self, call: Call, clock: Clock) -> None:
+        from localive.server.live_ws import _abort  # here: live_ws imports this module
+
+        self._call = call
+        self._clock = clock
+        self._client = ClientLink(call, _abort)
+        self._closes: asyncio.Queue[Close] = asyncio.Queue(maxsize=4)  # token expiry, a drain's deadline
+        self._leaving: asyncio.Task[None] | None = None
+
+    def go_away(self, deadline: float) -> None:
+        if self._leaving is None:
+            self._leaving = asyncio.create_task(self._leave_by(deadline), name=f"leave-{self._call.session_id}")
+
+    async def run(self) -> tuple[Close, bool]:
+        expiry = self._call.credential.watch_expiry(self._closes)
+        try:
+            return await self._answer()
+        except LiveError as exc:
+            return close_for(exc), False
+        finally:
+            for task in (expiry, self._leaving):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            self._ended()
+
+    async def _answer(self) -> tuple[Close, bool]:
+        raise NotImplementedError
+
+    def _ended(self) -> None:
+        """The session is over (whatever ended it)."""
+
+    async def _say(self, message: ServerMessage) -> None:
+        await self._client.send(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+
+    async def _leave_by(self, deadline: float) -> None:
+        """The server drains: `goAway` with the time left, then close (1001) at `deadline` (clock time)."""
+        left = max(0.0, deadline - self._clock.time())
+        with contextlib.suppress(ClientGone, LiveError):
+            await self._say(out.go_away(round(left)))
+        if left > 0:
+            await self._clock.sleep(left)
+        await self._closes.put(close_for(ShuttingDown()))
+
+
 async def first_to_end(*work: Coroutine[Any, Any, Close | None]) -> tuple[Close, bool]:
     """Run the session's parts (reading the client, sending to it, waiting for a close) until the first ends;
     cancel the rest. Returns the close to send, or the client's own close and True when the client closed first
@@ -130,5 +185,5 @@ async def first_to_end(*work: Coroutine[Any, Any, Close | None]) -> tuple[Close,
     return first.result() or close_for(None), False
 
 
-__all__ = ["AnsweredSession", "Answerer", "Call", "ClientGone", "ClientLink", "SlowClient",
-           "first_to_end"]
+__all__ = ["AnsweredSession", "Answerer", "Call", "ClientGone", "ClientLink", "SessionElsewhere",
+           "SlowClient", "first_to_end"]

@@ -15,8 +15,6 @@ With a `Recorder` (--record DIR), each session is also written to a cassette (se
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import ssl
@@ -27,18 +25,15 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from localive.clock import Clock
-from localive.protocol import server_messages as out
 from localive.protocol.errors import (
     NORMAL,
     Close,
-    LiveError,
     Relayed,
-    ShuttingDown,
     UpstreamUnavailable,
     close_for,
 )
 from localive.protocol.messages import ContextUpdate
-from localive.server.answerer import AnsweredSession, Call, ClientGone, ClientLink, first_to_end
+from localive.server.answerer import AnsweredSession, Call, ClientGone, SessionElsewhere, first_to_end
 from localive.server.recorder import Recorder, Recording
 
 log = logging.getLogger("localive.relay")
@@ -87,39 +82,18 @@ class Relay:
         return RelayedSession(self, call)
 
 
-class RelayedSession:
+class RelayedSession(SessionElsewhere):
     def __init__(self, relay: Relay, call: Call) -> None:
-        from localive.server.live_ws import _abort
-
+        super().__init__(call, relay.clock)
         self._relay = relay
-        self._call = call
-        self._client = ClientLink(call, _abort)
-        self._closes: asyncio.Queue[Close] = asyncio.Queue(maxsize=4)  # token expiry, a drain's deadline
-        self._leaving: asyncio.Task[None] | None = None
         self._recording: Recording | None = None
         self._upstream_close_recorded = False
 
-    def go_away(self, deadline: float) -> None:
-        if self._leaving is None:
-            self._leaving = asyncio.create_task(self._leave_by(deadline), name=f"relay-leave-{self._call.session_id}")
+    def _ended(self) -> None:
+        if self._recording is not None:
+            self._recording.finish()
 
-    async def run(self) -> tuple[Close, bool]:
-        call = self._call
-        expiry = call.credential.watch_expiry(self._closes)
-        try:
-            return await self._run()
-        except LiveError as exc:
-            return close_for(exc), False
-        finally:
-            for task in (expiry, self._leaving):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
-            if self._recording is not None:
-                self._recording.finish()
-
-    async def _run(self) -> tuple[Close, bool]:
+    async def _answer(self) -> tuple[Close, bool]:
         call, relay = self._call, self._relay
         first = call.first
         if call.credential.gate is not None:  # redeem the token; its locked fields go upstream, not the client's
@@ -190,15 +164,6 @@ class RelayedSession:
             self._upstream_close_recorded = True
             self._recording.close("server", code, reason)
         return close_for(Relayed(code, reason)) if code != NORMAL or reason else close_for(None)
-
-    async def _leave_by(self, deadline: float) -> None:
-        clock = self._relay.clock
-        left = max(0.0, deadline - clock.time())
-        with contextlib.suppress(ClientGone, LiveError):
-            await self._client.send(json.dumps(out.go_away(round(left)), separators=(",", ":")))
-        if left > 0:
-            await clock.sleep(left)
-        await self._closes.put(close_for(ShuttingDown()))
 
     def _record_close(self, side: str, close: Close) -> None:
         if self._recording is not None:

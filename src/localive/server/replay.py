@@ -44,11 +44,10 @@ from localive.protocol.errors import (
     Relayed,
     ReplayMismatch,
     ScriptedFault,
-    ShuttingDown,
     close_for,
 )
 from localive.protocol.server_messages import ServerMessage
-from localive.server.answerer import AnsweredSession, Call, ClientGone, ClientLink, first_to_end
+from localive.server.answerer import AnsweredSession, Call, ClientGone, SessionElsewhere, first_to_end
 from localive.server.fault_stage import FaultStage, Outgoing
 from localive.session.lifetime import DeadlineExpired
 
@@ -115,56 +114,42 @@ class Replay:
         return ReplayedSession(self, call)
 
 
-class ReplayedSession:
+class ReplayedSession(SessionElsewhere):
     def __init__(self, replay: Replay, call: Call) -> None:
-        from localive.server.live_ws import _abort
-
+        super().__init__(call, replay.clock)
         self._replay = replay
-        self._call = call
-        self._client = ClientLink(call, _abort)
         self._matched: dict[int, float] = {}  # event index → when the client's message matched it (clock time)
         self._progress = asyncio.Event()
-        self._closes: asyncio.Queue[Close] = asyncio.Queue(maxsize=4)
-        self._leaving: asyncio.Task[None] | None = None
         self._cassette: Cassette | None = None
         self._sent = 0
         self._digest = hashlib.sha256()  # of every frame sent: the log's proof that a replay was the same
         self._out: asyncio.Queue[Outgoing] | None = None  # into the fault stage, when the cassette has faults
         self._handles: list[str] = []  # sent on this connection (a cassette's refuse_resume_while_open)
 
-    def go_away(self, deadline: float) -> None:
-        if self._leaving is None:
-            self._leaving = asyncio.create_task(self._leave_by(deadline), name=f"replay-leave-{self._call.session_id}")
-
-    async def run(self) -> tuple[Close, bool]:
+    async def _answer(self) -> tuple[Close, bool]:
         call = self._call
-        expiry = call.credential.watch_expiry(self._closes)
-        try:
-            if call.credential.gate is not None:
-                await call.credential.gate(call.setup)  # a token is redeemed as for a real session
-            chosen = self._replay.library.choose(call.first, self._replay.rules)
-            if isinstance(chosen, str):
-                return self._mismatch(chosen), False
-            self._cassette = chosen
-            if (refusal := self._replay.refusal(chosen, call)) is not None:
-                return close_for(refusal), False
-            self._matched[0] = self._replay.clock.monotonic()
-            log.info("session %s: replaying %s", call.session_id, chosen.name)
-            return await self._play(chosen)
-        except LiveError as exc:
-            return close_for(exc), False
-        finally:
-            for task in (expiry, self._leaving):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
-            for handle in self._handles:
-                if self._replay.open_handles.get(handle) == call.session_id:
-                    del self._replay.open_handles[handle]
-            if self._cassette is not None:
-                log.info("session %s: replay of %s ended: %d server messages sent, SHA-256 of their frames %s",
-                         call.session_id, self._cassette.name, self._sent, self._digest.hexdigest())
+        if call.credential.gate is not None:
+            await call.credential.gate(call.setup)  # a token is redeemed as for a real session
+        chosen = self._replay.library.choose(call.first, self._replay.rules)
+        if isinstance(chosen, str):
+            return self._mismatch(chosen), False
+        self._cassette = chosen
+        if (refusal := self._replay.refusal(chosen, call)) is not None:
+            return close_for(refusal), False
+        self._matched[0] = self._replay.clock.monotonic()
+        log.info("session %s: replaying %s", call.session_id, chosen.name)
+        return await self._play(chosen)
+
+    def _ended(self) -> None:
+        for handle in self._handles:
+            if self._replay.open_handles.get(handle) == self._call.session_id:
+                del self._replay.open_handles[handle]
+        if self._cassette is not None:
+            log.info("session %s: replay of %s ended: %d server messages sent, SHA-256 of their frames %s",
+                     self._call.session_id, self._cassette.name, self._sent, self._digest.hexdigest())
+
+    async def _say(self, message: ServerMessage) -> None:
+        await self._emit(message)
 
     async def _play(self, cassette: Cassette) -> tuple[Close, bool]:
         faults = cassette.faults
@@ -266,15 +251,6 @@ class ReplayedSession:
         name = self._cassette.name if self._cassette is not None else "-"
         log.warning("session %s: replay of %s: %s", self._call.session_id, name, report)
         return close_for(ReplayMismatch(REASON_PREFIX + report))
-
-    async def _leave_by(self, deadline: float) -> None:
-        clock = self._replay.clock
-        left = max(0.0, deadline - clock.time())
-        with contextlib.suppress(ClientGone, LiveError):
-            await self._client.send(json.dumps(out.go_away(round(left)), separators=(",", ":")))
-        if left > 0:
-            await clock.sleep(left)
-        await self._closes.put(close_for(ShuttingDown()))
 
 
 def _recorded_form(setup: dict[str, Any]) -> dict[str, Any]:
