@@ -271,10 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     sessions.add_argument("--goaway-before-s", type=float, default=None, metavar="SECONDS",
                           help="send goAway this long before a connection ends (default 60)")
     sessions.add_argument("--turn-watchdog-s", type=_seconds_or_off, default=60.0, metavar="SECONDS",
-                        help="end a session with 1011, naming the stage that hung, when a turn produces nothing "
-                             "(no message, no model token) for this long while it is working, not while it "
-                             "waits for the client (a function response, audio playing out); counted as 'stalls' "
-                             "in /healthz (default 60; 0: off; raise it for very long prompts on a slow CPU)")
+                          help="end a session with 1011, naming the stage that hung, when a turn produces nothing "
+                               "(no message, no model token) for this long while it is working, not while it "
+                               "waits for the client (a function response, audio playing out); counted as 'stalls' "
+                               "in /healthz (default 60; 0: off; raise it for very long prompts on a slow CPU)")
     replay = serve.add_argument_group("replay (docs/testing.md)")
     replay.add_argument("--replay", type=Path, default=None, metavar="DIR",
                         help="answer every session from the cassettes in DIR (recorded by `localive relay --record "
