@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from google import genai
 from google.genai import errors, types
 
 from localive.testing.server import LocaliveServer, free_port, serve, start_relay, start_server
+from tests.integration.test_js_sdk import NODE, run_text_turn
 
 SCRIPT = Path(__file__).parent.parent / "data" / "emulator_script.toml"
 MODEL = "gemini-2.0-flash-live-001"
@@ -153,3 +155,23 @@ async def test_a_draining_relay_sends_goaway_and_closes_its_sessions_with_1001(
     finally:
         relay.stop()
     assert seen[:1] == ["goAway"] and closed.value.code == 1001
+
+
+@pytest.mark.js
+@pytest.mark.skipif(NODE is None and not os.environ.get("LOCALIVE_REQUIRE_NODE"), reason="node is not installed")
+def test_the_js_sdk_records_through_the_relay_and_replays(upstream: LocaliveServer, tmp_path: Path) -> None:
+    """The same, from @google/genai on Node: a turn recorded through the relay is answered again by the replay."""
+    cassettes = tmp_path / "cassettes"
+    relay = start_relay(tmp_path / "relay", upstream, "--record", str(cassettes), upstream_key=UPSTREAM_KEY)
+    try:
+        rc, recorded, stderr = run_text_turn(relay.client_env())
+    finally:
+        relay.stop()
+    assert rc == 0 and recorded["text"] == "The capital of France is Paris.", stderr
+    with serve("--replay", str(cassettes), workdir=tmp_path / "replay") as replay:
+        rc, replayed, stderr = run_text_turn(replay.client_env())
+        assert rc == 0, stderr
+        rc, strayed, _ = run_text_turn(replay.client_env(), "--prompt", "What is the capital of Spain?")
+    assert replayed == recorded
+    assert strayed["ok"] is False or strayed.get("closeCode") == 1007
+    assert "Replay: client message 1" in json.dumps(strayed)
