@@ -28,6 +28,12 @@ def test_the_plugin_is_a_pytest11_entry_point_of_the_package() -> None:
     assert "pytest_plugins" not in vars(module) and not hasattr(module, "pytest_runtest_call")
 
 
+def test_the_node_helper_is_package_data() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "testing/node/*.mjs" in project["tool"]["setuptools"]["package-data"]["localive"]
+    assert (ROOT / "src/localive/testing/node/localive.mjs").is_file()
+
+
 class FakeConfig:
     """What serve_args reads of a pytest.Config: the ini options and where the ini file is."""
 
