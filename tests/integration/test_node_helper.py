@@ -42,3 +42,26 @@ def test_start_localive_under_node_test() -> None:
                           text=True, timeout=180)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-6000:]}\nstderr:\n{proc.stderr[-3000:]}"
     assert "# pass 5" in proc.stdout and "# fail 0" in proc.stdout, proc.stdout
+
+
+def test_the_docs_example_runs_verbatim(tmp_path: Path) -> None:
+    """docs/testing.md's "In your Node tests" example, as written, in a project laid out as it says: the helper
+    copied next to it, `node --test` run at the project's root."""
+    assert NODE is not None, "node is not installed"
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "testing.md").read_text()
+    section = docs[docs.index("## In your Node tests"):]
+    example = section.split("```js\n", 1)[1].split("```", 1)[0]
+    assert example.startswith("// tests/live.test.mjs, next to a copy of localive.mjs — run: "
+                              "LOCALIVE_PYTHON=.venv/bin/python node --test\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "live.test.mjs").write_text(example)
+    shutil.copy(Path(localive.testing.__file__).parent / "node" / "localive.mjs", tmp_path / "tests")
+    (tmp_path / "tests" / "replies.toml").write_text('default = "It is always sunny in the emulator."\n')
+    shutil.copy(JS_DIR / "text_turn.mjs", tmp_path / "app.mjs")  # an app configured by the environment
+    shutil.copy(JS_DIR / "harness.mjs", tmp_path)
+    (tmp_path / "node_modules").symlink_to(JS_DIR / "node_modules")
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    env["LOCALIVE_PYTHON"] = sys.executable
+    proc = subprocess.run([NODE, "--test"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-6000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    assert "# pass 2" in proc.stdout and "# fail 0" in proc.stdout, proc.stdout

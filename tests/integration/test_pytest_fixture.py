@@ -221,3 +221,20 @@ def test_a_replayed_cassette(suite: pytest.Pytester, cassette: Path) -> None:
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=2)
 
+
+def test_the_docs_example_runs_verbatim(suite: pytest.Pytester, cassette: Path) -> None:
+    """docs/testing.md's "In your pytest suite" example, as written, with the files it names."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "testing.md").read_text()
+    section = docs[docs.index("## In your pytest suite"):docs.index("## In your Node tests")]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (suite.path / "tests").mkdir()
+    (suite.path / "tests" / "test_weather.py").write_text(example)
+    (suite.path / "tests" / "replies.toml").write_text(REPLIES)
+    shutil.copytree(cassette, suite.path / "tests" / "cassettes" / "weather")
+    (suite.path / "my_live_app.py").write_text('import asyncio\nfrom app import ask\n\n'
+                                                'print(asyncio.run(ask("What\'s the weather?")))\n')
+    suite.makeini(INI + "asyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    result = suite.runpytest_subprocess("-p", "localive.testing.fixtures", "-p", "pytest_asyncio.plugin", "-v",
+                                        timeout=240)
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(passed=2)
