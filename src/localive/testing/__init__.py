@@ -9,7 +9,11 @@
 - `VirtualClock`: time that moves only when the test moves it (localive.clock);
 - a session harness: `SessionHarness`, `send`, `drain_turn` (localive.testing.session): a Live session driven in
   this process, without a server;
-- a pytest plugin, localive.testing.pytest_plugin: fails a test that leaves an asyncio task or a thread running.
+- a pytest plugin, localive.testing.pytest_plugin: fails a test that leaves an asyncio task or a thread running
+  (opt-in);
+- the `localive_server` fixture and `localive` marker (localive.testing.fixtures, loaded in every pytest suite where
+  localive is installed: a `pytest11` entry point): a running server, with its client settings in os.environ;
+- for Node tests, `startLocalive` (node/localive.mjs, an ES module shipped as package data; docs/testing.md).
 
 Backends for the remote-engine options (llama-cpp-python's server, faster-whisper-server, local-tts-studio) are
 started by localive.testing.backends; a closed-mouth hum for backchannel tests is localive.testing.hum.
