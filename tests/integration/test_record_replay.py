@@ -177,6 +177,7 @@ the recorded conversation."""
                 await session.send_client_content(turns={"role": "user", "parts": [{"text": "Hello, how are you?"}]})
                 async for message in session.receive():
                     answer += message.text or ""
+                    go_away = go_away or message.go_away is not None  # on a slow machine, before the turn ends
                 while True:
                     async for message in session.receive():
                         go_away = go_away or message.go_away is not None
