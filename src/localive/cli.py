@@ -656,6 +656,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from localive.cassette.match import MatchRules
     from localive.server.replay import CassetteLibrary, Replay
 
+    given = [flag for flag, value in (("--llm", args.llm), ("--llm-url", args.llm_url),
+                                      ("--emulator-script", args.emulator_script), ("--models", args.models))
+             if value]
+    if given:
+        print(f"localive: --replay answers every session from its cassettes: {given[0]} has no use with it",
+              file=sys.stderr)
+        return 2
+
     def replay(clock: Clock) -> Replay:
         library = CassetteLibrary(read_cassettes(args.replay))
         return Replay(library, clock, args.replay_timing, MatchRules(args.replay_text, args.replay_audio))

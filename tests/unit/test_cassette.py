@@ -153,3 +153,25 @@ def test_the_library_gives_matching_cassettes_in_order_least_used_first(tmp_path
     assert not isinstance(chosen_other, str) and chosen_other.name == "0002.jsonl"
     refused = library.choose({"setup": {**SETUP["setup"], "model": "models/x"}}, MatchRules())
     assert isinstance(refused, str) and "no cassette recorded this setup" in refused and "setup.model" in refused
+
+
+# --- the commands' refusals -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["serve", "--replay", "DIR", "--llm", "emulator"], "--llm has no use with it"),
+    (["serve", "--replay", "DIR", "--emulator-script", "x.toml"], "--emulator-script has no use with it"),
+    (["serve", "--replay", "MISSING"], "not a directory of cassettes"),
+    (["serve", "--replay", "EMPTY"], "no cassettes"),
+    (["relay", "--upstream", "ftp://example.com"], "--upstream"),
+    (["relay", "--upstream", "https://user:pw@example.com"], "may not hold credentials"),
+    (["relay", "--no-audio"], "--no-audio needs --record"),
+])
+def test_replay_and_relay_refuse_what_they_cannot_do_with_one_line(
+        argv: list[str], said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from localive.cli import main
+
+    (tmp_path / "EMPTY").mkdir()
+    (tmp_path / "DIR").mkdir()
+    argv = [str(tmp_path / a) if a in ("DIR", "MISSING", "EMPTY") else a for a in argv]
+    assert main([*argv, "--data-dir", str(tmp_path / "data"), "--port", "1", "--plain-port", "off"]) == 2
+    assert said in capsys.readouterr().err
