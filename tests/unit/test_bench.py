@@ -473,3 +473,12 @@ def test_the_admission_report_meets_only_with_refusals_a_kept_p90_and_no_backlog
     assert "| no |" in report(result(p90_ratio=1.6))  # the admitted sessions' latency was not kept
     assert "| no |" in report(result(refused_1013=0))  # nothing was refused: the excess got in
     assert "| no |" in report(result(backlog_max_ms=250.0))  # the admitted sessions fell behind
+
+
+def test_the_relay_benchmark_reports_each_path_against_the_direct_one() -> None:
+    from benchmarks.relay import report
+
+    text = report({"direct": [0.002] * 10, "relay": [0.003] * 10, "replay": [0.001] * 10})
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[1:]}
+    assert rows["direct"][1:] == ["2.00", "2.00", "1.00x"]
+    assert rows["relay"][3] == "1.50x" and rows["replay"][3] == "0.50x"
