@@ -7,9 +7,10 @@ session in between is the answerer's: `open` gets the connection (`Call`) and re
 `run` goes on until the session ends and returns the close to send (and whether the client closed first), and
 whose `go_away` the server calls when it drains.
 
-`ClientLink` is the client's side of such a session: frames in, each parsed and checked by the protocol and charged
-to the client's work budget like any Live frame (server/budget.py); messages out, each taken by the client within
-the write timeout or the connection is aborted; one sender at a time.
+`ClientLink` is the client's side of such a session, with the same pieces as a local session's
+(server/client_socket.py): frames in, each parsed and checked by the protocol and charged to the client's work
+budget; messages out, each taken by the client within the write timeout or the connection is aborted; one sender at
+a time.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from localive.clock import Clock
 from localive.protocol import server_messages as out
@@ -30,7 +31,7 @@ from localive.protocol.messages import ClientMessage, Setup
 from localive.protocol.server_messages import ServerMessage
 from localive.server.auth import Credential
 from localive.server.budget import WorkBudget
-from localive.server.frames import FrameRefused, parse_frame_metered
+from localive.server.client_socket import PeerClosed, frame_of, parse_event, send_within
 
 
 @dataclass
@@ -60,58 +61,28 @@ class Answerer(Protocol):
     def open(self, call: Call) -> AnsweredSession: ...
 
 
-class ClientGone(Exception):
-    """The client closed (or lost) its connection: nothing more can be sent. Holds the close that came in."""
-
-    def __init__(self, close: Close) -> None:
-        super().__init__(close.reason)
-        self.close = close
-
-
-class SlowClient(LiveError):
-    """The client took none of our messages within the write timeout: its connection is aborted (1011)."""
-
-    blame = "client"
-
-
 class ClientLink:
-    def __init__(self, call: Call, abort: Any) -> None:
+    """The client's side of a session answered elsewhere (server/client_socket.py's pieces, for one connection)."""
+
+    def __init__(self, call: Call) -> None:
         self._call = call
-        self._abort = abort  # drops the connection at once (server/live_ws.py `_abort`)
         self._sending = asyncio.Lock()
 
-    async def receive(self) -> tuple[dict[str, Any], ClientMessage, str | bytes]:
+    async def receive(self) -> tuple[dict[str, Any], ClientMessage, str | bytes] | Close:
         """The client's next message: as JSON, as parsed and checked by the protocol (so that a relay or a replay
         takes exactly the messages a local session takes, with the same bounds on their work), and its frame as it
-        came. Raises ClientGone when the client closes, a LiveError for a frame the protocol refuses."""
+        came; or the Close a refused frame calls for. Raises PeerClosed when the client closes."""
         event = await self._call.ws.receive()
-        if event["type"] == "websocket.disconnect":
-            raise ClientGone(Close(int(event.get("code") or 1000), str(event.get("reason") or "")))
-        text, data = event.get("text"), event.get("bytes")
-        frame: str | bytes = text if text is not None else (data or b"")
-        try:
-            message, cost_s = await parse_frame_metered(frame)
-        except FrameRefused as refused:
-            self._call.budget.charge(len(frame), refused.cost_s)
-            raise refused.error from None
-        await self._call.budget.pay(len(frame), cost_s)
+        message = await parse_event(event, self._call.session_id, self._call.budget)
+        if isinstance(message, Close):
+            return message
+        frame = frame_of(event)
         return json.loads(frame), message, frame
 
     async def send(self, frame: str | bytes) -> None:
-        """Send one frame; raises SlowClient (after aborting the connection) if it is not taken in time, ClientGone
-        if the connection is gone."""
+        """Send one frame, one sender at a time (raises SlowReader or PeerClosed: `send_within`)."""
         async with self._sending:
-            try:
-                async with asyncio.timeout(self._call.write_timeout_s):
-                    if isinstance(frame, str):
-                        await self._call.ws.send_text(frame)
-                    else:
-                        await self._call.ws.send_bytes(frame)
-            except TimeoutError:
-                self._abort(self._call.ws)
-                raise SlowClient(f"The client did not read for {self._call.write_timeout_s:.0f} s.") from None
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                raise ClientGone(Close(1006, "the client's connection was lost")) from None
+            await send_within(self._call.ws, frame, self._call.write_timeout_s)
 
 
 class SessionElsewhere:
@@ -120,11 +91,9 @@ class SessionElsewhere:
     `_ended`; its parts end the session by awaiting `self._closes.get()` among them (`first_to_end`)."""
 
     def __init__(self, call: Call, clock: Clock) -> None:
-        from localive.server.live_ws import _abort  # here: live_ws imports this module
-
         self._call = call
         self._clock = clock
-        self._client = ClientLink(call, _abort)
+        self._client = ClientLink(call)
         self._closes: asyncio.Queue[Close] = asyncio.Queue(maxsize=4)  # token expiry, a drain's deadline
         self._leaving: asyncio.Task[None] | None = None
 
@@ -158,7 +127,7 @@ class SessionElsewhere:
     async def _leave_by(self, deadline: float) -> None:
         """The server drains: `goAway` with the time left, then close (1001) at `deadline` (clock time)."""
         left = max(0.0, deadline - self._clock.time())
-        with contextlib.suppress(ClientGone, LiveError):
+        with contextlib.suppress(PeerClosed, LiveError):
             await self._say(out.go_away(round(left)))
         if left > 0:
             await self._clock.sleep(left)
@@ -168,7 +137,7 @@ class SessionElsewhere:
 async def first_to_end(*work: Coroutine[Any, Any, Close | None]) -> tuple[Close, bool]:
     """Run the session's parts (reading the client, sending to it, waiting for a close) until the first ends;
     cancel the rest. Returns the close to send, or the client's own close and True when the client closed first
-    (a part raised ClientGone); a part that ends with a Close (None: a normal end) or raises a LiveError gives the
+    (a part raised PeerClosed); a part that ends with a Close (None: a normal end) or raises a LiveError gives the
     close to send."""
     tasks = [asyncio.create_task(part) for part in work]
     try:
@@ -179,11 +148,10 @@ async def first_to_end(*work: Coroutine[Any, Any, Close | None]) -> tuple[Close,
         await asyncio.gather(*tasks, return_exceptions=True)
     first = next(t for t in tasks if t in done)
     if (exc := first.exception()) is not None:
-        if isinstance(exc, ClientGone):
+        if isinstance(exc, PeerClosed):
             return exc.close, True
         return close_for(exc), False
     return first.result() or close_for(None), False
 
 
-__all__ = ["AnsweredSession", "Answerer", "Call", "ClientGone", "ClientLink", "SessionElsewhere",
-           "SlowClient", "first_to_end"]
+__all__ = ["AnsweredSession", "Answerer", "Call", "ClientLink", "PeerClosed", "SessionElsewhere", "first_to_end"]

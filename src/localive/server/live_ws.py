@@ -29,8 +29,6 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from localive.protocol.errors import (
-    INTERNAL,
-    NORMAL,
     Close,
     LiveError,
     NotFound,
@@ -50,12 +48,12 @@ from localive.protocol.messages import (
     join_audio,
     joinable,
 )
-from localive.protocol.server_messages import ServerMessage, dumps
+from localive.protocol.server_messages import dumps
 from localive.server.answerer import Answerer, Call
 from localive.server.auth import ANONYMOUS
 from localive.server.budget import WorkBudget
+from localive.server.client_socket import PeerClosed, SlowReader, abort, parse_event, send_within
 from localive.server.faults import ConnectionFaults
-from localive.server.frames import FrameRefused, parse_frame_metered
 from localive.server.state import Connection, ServerState
 from localive.server.transport import ABORT_EXTENSION
 from localive.session.live import LiveSession
@@ -65,21 +63,6 @@ access = logging.getLogger("localive.access")
 
 API_VERSIONS = ("v1", "v1beta", "v1alpha")
 REFUSE_WAIT_S = 5.0  # a refused credential: how long to wait for the setup frame before closing
-
-
-class SlowReader(LiveError):
-    """The client took none of our messages within the write timeout: its connection is aborted (1011)."""
-
-    close_code = INTERNAL
-    blame = "client"
-
-
-class PeerClosed(Exception):
-    """The socket was closed by the client or by the WebSocket protocol layer; nothing more can be sent."""
-
-    def __init__(self, close: Close) -> None:
-        super().__init__(close.reason)
-        self.close = close
 
 
 def api_key_of(ws: WebSocket) -> str | None:
@@ -242,28 +225,8 @@ async def _first_message(ws: WebSocket, setup_timeout_s: float,
             event = await ws.receive()
     except TimeoutError:
         return close_for(PolicyViolation("No setup message was received in time.")), b""
-    message = await _parse(event, "-", budget)
+    message = await parse_event(event, "-", budget)
     return message, event.get("text") or event.get("bytes") or b""
-
-
-async def _parse(event: Message, session_id: str, budget: WorkBudget) -> ClientMessage | Close:
-    """The frame's message, or the Close it calls for. Its cost is taken from the client's work budget, and when
-    that is spent this waits before returning: the socket is not read meanwhile (backpressure on the client)."""
-    if event["type"] == "websocket.disconnect":  # the client closed, or the protocol layer did (e.g. 1009)
-        # the close that came in, recorded for the log (nothing is sent back): not one of ours, so no close_for
-        raise PeerClosed(Close(int(event.get("code") or NORMAL), str(event.get("reason") or "")))
-    text, data = event.get("text"), event.get("bytes")
-    frame: str | bytes = text if text is not None else (data or b"")
-    try:
-        message, cost_s = await parse_frame_metered(frame)
-    except FrameRefused as refused:
-        budget.charge(len(frame), refused.cost_s)  # charged: a client that reconnects after each refusal still pays
-        return close_for(refused.error)
-    except Exception as exc:  # an unexpected failure of ours: logged, reported as 1011
-        log.exception("session %s failed", session_id)
-        return close_for(exc)
-    await budget.pay(len(frame), cost_s)  # a rate limit: the client's heaviest messages take their share only
-    return message
 
 
 async def _read(ws: WebSocket, session: LiveSession, writer: asyncio.Task[Close | None],
@@ -302,7 +265,7 @@ async def _read(ws: WebSocket, session: LiveSession, writer: asyncio.Task[Close 
                 event = await watch.receive(ws)
             except WriterEnded:
                 return writer.result() or close_for(None)
-        message = await _parse(event, session.session_id, budget)
+        message = await parse_event(event, session.session_id, budget)
 
 
 @dataclass(frozen=True)
@@ -327,7 +290,7 @@ async def _join_audio(ws: WebSocket, message: RealtimeInput, session_id: str,
         event = await ws.receive()  # waiting: returns at once
         if event["type"] != "websocket.receive":
             return join_audio(joined), len(joined), event
-        after = await _parse(event, session_id, budget)
+        after = await parse_event(event, session_id, budget)
         if not (isinstance(after, RealtimeInput) and joinable(joined[-1], after, joined_bytes)):
             return join_audio(joined), len(joined), Parsed(after)
         joined.append(after)
@@ -386,34 +349,17 @@ async def _write(ws: WebSocket, session: LiveSession, write_timeout_s: float,
                 async for message in messages:
                     if isinstance(message, Close):
                         return message
-                    await _send(ws, message, write_timeout_s)
+                    await send_within(ws, dumps(message), write_timeout_s)
             return None
         while True:
             message = await session.outbox.get()
             if isinstance(message, Close):
                 return message
-            await _send(ws, message, write_timeout_s)
-    except SendFailed as failed:
-        return failed.close
-
-
-class SendFailed(Exception):
-    """A message could not be sent: the Close to report (a slow reader's), or None (the socket is gone)."""
-
-    def __init__(self, close: Close | None) -> None:
-        super().__init__()
-        self.close = close
-
-
-async def _send(ws: WebSocket, message: ServerMessage, write_timeout_s: float) -> None:
-    try:
-        async with asyncio.timeout(write_timeout_s):
-            await ws.send_text(dumps(message))
-    except TimeoutError:
-        _abort(ws)
-        raise SendFailed(close_for(SlowReader(f"The client did not read for {write_timeout_s:.0f} s."))) from None
-    except (WebSocketDisconnect, RuntimeError, OSError):
-        raise SendFailed(None) from None
+            await send_within(ws, dumps(message), write_timeout_s)
+    except SlowReader as slow:
+        return close_for(slow)
+    except PeerClosed:
+        return None
 
 
 async def _refuse(ws: WebSocket, close: Close, write_timeout_s: float) -> None:
@@ -432,11 +378,4 @@ async def _close(ws: WebSocket, close: Close, write_timeout_s: float) -> None:
             with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):  # the client may be gone
                 await ws.close(code=close.code, reason=close.reason)
     except TimeoutError:
-        _abort(ws)
-
-
-def _abort(ws: WebSocket) -> None:
-    """Drop the connection now, unsent data and all (uvicorn's own close waits for the client to read it)."""
-    extension = (ws.scope.get("extensions") or {}).get(ABORT_EXTENSION)
-    if extension is not None:
-        extension["abort"]()
+        abort(ws)

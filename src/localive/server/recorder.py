@@ -27,8 +27,8 @@ class Recorder:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.keep_audio = keep_audio
-        self._clock = clock
-        self._handles = Handles()  # shared by all sessions: a resumption names the session it resumes
+        self.clock = clock
+        self.handles = Handles()  # shared by all sessions: a resumption names the session it resumes
         self._next = 1 + max((int(m.group(1)) for p in folder.iterdir() if (m := _NUMBERED.fullmatch(p.name))),
                              default=0)
 
@@ -44,12 +44,12 @@ class Recording:
         self.path = path
         self._recorder = recorder
         self._secrets = secrets
-        self._started = recorder._clock.monotonic()
+        self._started = recorder.clock.monotonic()
         self._file: TextIO | None = path.open("x", encoding="utf-8")
         self._write(header_line(api_version, audio_kept=recorder.keep_audio))
 
     def message(self, side: Side, message: dict[str, Any]) -> None:
-        keep, handles = self._recorder.keep_audio, self._recorder._handles
+        keep, handles = self._recorder.keep_audio, self._recorder.handles
         redacted = (redact_client if side == "client" else redact_server)(message, handles, keep_audio=keep)
         self._write(Event(self._elapsed(), side, redacted).line())
 
@@ -73,7 +73,7 @@ class Recording:
             self._file = None
 
     def _elapsed(self) -> float:
-        return max(0.0, self._recorder._clock.monotonic() - self._started)
+        return max(0.0, self._recorder.clock.monotonic() - self._started)
 
     def _write(self, line: str) -> None:
         if self._file is None:

@@ -33,7 +33,7 @@ from localive.protocol.errors import (
     close_for,
 )
 from localive.protocol.messages import ContextUpdate
-from localive.server.answerer import AnsweredSession, Call, ClientGone, SessionElsewhere, first_to_end
+from localive.server.answerer import AnsweredSession, Call, PeerClosed, SessionElsewhere, first_to_end
 from localive.server.recorder import Recorder, Recording
 
 log = logging.getLogger("localive.relay")
@@ -135,7 +135,10 @@ class RelayedSession(SessionElsewhere):
         gate = self._call.credential.gate
         try:
             while True:
-                message, parsed, frame = await self._client.receive()
+                got = await self._client.receive()
+                if isinstance(got, Close):  # a frame the protocol refuses ends the session, as a local one's would
+                    return got
+                message, parsed, frame = got
                 if gate is not None and isinstance(parsed, ContextUpdate):
                     gate.check_update(parsed)  # a token's locked fields stay locked
                 if self._recording is not None:
@@ -143,7 +146,7 @@ class RelayedSession(SessionElsewhere):
                 await upstream.send(frame)
         except ConnectionClosed:  # the upstream ended the session while the client spoke: its close is the end
             return self._upstream_closed(upstream)
-        except ClientGone as gone:  # the client's close goes upstream
+        except PeerClosed as gone:  # the client's close goes upstream
             self._record_close("client", gone.close)
             await upstream.close(_sendable(gone.close.code), gone.close.reason)
             raise

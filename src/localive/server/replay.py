@@ -47,7 +47,7 @@ from localive.protocol.errors import (
     close_for,
 )
 from localive.protocol.server_messages import ServerMessage
-from localive.server.answerer import AnsweredSession, Call, ClientGone, SessionElsewhere, first_to_end
+from localive.server.answerer import AnsweredSession, Call, PeerClosed, SessionElsewhere, first_to_end
 from localive.server.fault_stage import FaultStage, Outgoing
 from localive.session.lifetime import DeadlineExpired
 
@@ -199,14 +199,17 @@ class ReplayedSession(SessionElsewhere):
         position = 0
         while True:
             try:
-                message, _, _ = await self._client.receive()
-            except ClientGone:
+                got = await self._client.receive()
+            except PeerClosed:
                 expected = cassette.events[clients[position]] if position < len(clients) else None
                 if expected is not None and expected.message is not None:
                     count = sum(1 for i in clients if cassette.events[i].message is not None)
                     log.warning("session %s: replay of %s: the client left after %d of its %d recorded messages",
                                 self._call.session_id, cassette.name, position, count)
                 raise
+            if isinstance(got, Close):  # a frame the protocol refuses ends the session, as a local one's would
+                return got
+            message = got[0]
             if position >= len(clients) or cassette.events[clients[position]].message is None:
                 return self._mismatch(f"client message {position + 1} was not recorded (the cassette's client "
                                       f"{'closed' if position < len(clients) else 'sent no more'} here)")

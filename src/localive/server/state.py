@@ -42,14 +42,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("localive.server")
 
+IPV6_PREFIX = 64  # one IPv6 client usually holds a whole /64: count it as one address
+DRAIN_GRACE_S = 5.0  # after the drain's deadline, for the last close frames (a client that reads nothing is cut
+# by its write deadline meanwhile: server/live_ws.py)
+
 
 class Leaving(Protocol):
     """An open session as a drain sees it (a LiveSession, or one answered elsewhere: server/answerer.py)."""
 
     def go_away(self, deadline: float) -> None: ...
-IPV6_PREFIX = 64  # one IPv6 client usually holds a whole /64: count it as one address
-DRAIN_GRACE_S = 5.0  # after the drain's deadline, for the last close frames (a client that reads nothing is cut
-# by its write deadline meanwhile: server/live_ws.py)
 
 
 @dataclass(frozen=True)
